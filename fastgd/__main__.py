@@ -1,0 +1,3 @@
+from fastgd.cli import main
+
+raise SystemExit(main())

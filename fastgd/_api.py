@@ -1,0 +1,64 @@
+"""The public kernel functions, built once for each engine so both check inputs alike."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from fastgd._validation import check_loss_and_grad_args, raise_if_nonfinite
+
+LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass over X.
+
+    The model predicts ``z = X @ coef + intercept``. For ``loss="squared"`` (the mean
+    squared error, torch's ``MSELoss``), with weights w (all 1 without sample_weight)::
+
+        L      = sum_i w_i (z_i - y_i)^2 / sum_i w_i
+        dL/dw  = sum_i w_i 2 (z_i - y_i) x_i / sum_i w_i
+        dL/db  = sum_i w_i 2 (z_i - y_i) / sum_i w_i
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        float32 or float64 arrays with contiguous rows or columns (C or F order, read-only
+        and memory-mapped ones included) are read in place; anything else is converted once.
+    y : array of shape (n_samples,)
+    coef : array of shape (n_features,)
+    intercept : float
+    loss : {"squared"}
+    sample_weight : array of shape (n_samples,), optional
+        Non-negative, not all zero.
+    n_threads : int, optional
+        None: as many threads as OpenMP allows (OMP_NUM_THREADS, threadpoolctl limits),
+        at most the physical cores; -1: all of those; the result is the same for any value.
+
+    Returns
+    -------
+    loss : float
+    grad_coef : ndarray of shape (n_features,), float64
+    grad_intercept : float
+
+    Examples
+    --------
+    >>> import numpy as np, {module}
+    >>> X = np.array([[1.0], [2.0], [3.0]]); y = np.array([2.0, 4.0, 6.0])
+    >>> loss, g, gb = {module}.loss_and_grad(X, y, np.zeros(1), 0.0)
+    >>> round(loss, 4), round(float(g[0]), 4), round(gb, 4)
+    (18.6667, -18.6667, -8.0)
+    """
+
+
+def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
+    """The public ``loss_and_grad`` on top of an engine's ``grad_pass``."""
+
+    def loss_and_grad(X, y, coef, intercept, *, loss: str = "squared", sample_weight=None,
+                      n_threads: int | None = None) -> tuple[float, np.ndarray, float]:
+        args = check_loss_and_grad_args(X, y, coef, intercept, loss, sample_weight, n_threads)
+        value, grad_coef, grad_intercept = grad_pass(*args)
+        if not np.isfinite(value):
+            raise_if_nonfinite(args[0])  # else finite inputs overflowed: the value says so
+        return float(value), grad_coef, float(grad_intercept)
+
+    loss_and_grad.__module__ = module
+    loss_and_grad.__doc__ = LOSS_AND_GRAD_DOC.replace("{module}", module)
+    return loss_and_grad

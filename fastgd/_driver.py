@@ -1,0 +1,157 @@
+"""The training loop, shared by both engines.
+
+An engine is a module with two functions on validated arrays (fastgd/_kernels.pyx and
+fastgd/reference.py):
+
+    grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)
+        -> (mean loss, gradient in coef, gradient in intercept)
+    column_stats(X, sample_weight, n_threads) -> (mean, variance) per column
+
+Everything else (standardization, batches, the update, stopping, divergence, history)
+lives here once, so `engine="numpy"` checks the compiled engine step for step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from fastgd._validation import raise_if_nonfinite
+
+# A loss this many times the first epoch's is treated as divergence, like a non-finite one.
+EXPLODE_FACTOR = 1e10
+
+
+class DivergenceError(ValueError):
+    """Training diverged: the loss became non-finite or exploded.
+
+    The estimator keeps the parameters of the last epoch whose loss was finite; `epoch`
+    (1-based) is the epoch whose forward pass saw the bad loss.
+    """
+
+    def __init__(self, message: str, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+@dataclass
+class Standardization:
+    """Implicit standardization: train on (X - mean) / scale without materializing it.
+
+    The trained parameters (w_s, b_s) act on standardized features; in original units
+    w = w_s / scale and b = b_s - mean . w, and the gradient for w_s is
+    (X^T r - mean * sum(r)) / scale. All O(d): the pass over X is unchanged.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, engine, X, sample_weight, n_threads) -> "Standardization":
+        mean, var = engine.column_stats(X, sample_weight, n_threads)
+        if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+            raise_if_nonfinite(X)
+            raise ValueError("X has values too large to standardize (the variance overflows)")
+        return cls(mean, scale_from_variance(mean, var, X.shape[0]))
+
+    def to_original(self, w_s, b_s):
+        w = w_s / self.scale
+        return w, b_s - self.mean @ w
+
+    def from_original(self, w, b):
+        return w * self.scale, b + self.mean @ w
+
+    def gradient(self, grad_w, grad_b):
+        return (grad_w - self.mean * grad_b) / self.scale, grad_b
+
+
+def scale_from_variance(mean, var, n_samples):
+    """Standard deviations, with 1 for constant features (as scikit-learn's StandardScaler):
+    a variance within rounding error of zero means the feature is constant."""
+    eps = np.finfo(np.float64).eps
+    constant = var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
+    return np.where(constant, 1.0, np.sqrt(var))
+
+
+@dataclass
+class FitResult:
+    coef: np.ndarray
+    intercept: float
+    n_iter: int
+    history: dict
+    standardization: Standardization | None
+    error: DivergenceError | None = None  # set when training diverged
+
+
+def batches(n: int, batch_size: int | None):
+    """Row ranges of an epoch's batches; the last, partial batch is used too."""
+    step = n if batch_size is None else min(batch_size, n)
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
+          batch_size, max_epochs, tol, standardize, n_threads) -> FitResult:
+    """Gradient descent from (coef, intercept); parameters in and out in original units.
+
+    history["loss"][k] is the mean training loss seen by epoch k's forward pass (for
+    mini-batches, each batch's loss before its update, weighted by the batch's weight).
+    """
+    n = X.shape[0]
+    std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
+    to_original = std.to_original if std else (lambda w, b: (w, b))
+    w, b = std.from_original(coef, intercept) if std else (coef.copy(), float(intercept))
+    history = {"loss": []}
+    ranges = batches(n, batch_size)
+    weights = [(hi - lo) if sample_weight is None else float(sample_weight[lo:hi].sum())
+               for lo, hi in ranges]
+    last_good = (w, b)  # parameters at the start of the last epoch with a finite loss
+
+    def result(params, error=None):
+        coef_o, intercept_o = to_original(*params)
+        return FitResult(coef_o, float(intercept_o), len(history["loss"]), history, std, error)
+
+    for epoch in range(max_epochs):
+        epoch_start = (w, b)
+        total = 0.0
+        for (lo, hi), weight in zip(ranges, weights):
+            if weight == 0.0:
+                continue  # a batch of zero-weight rows carries no gradient
+            rows = slice(lo, hi) if hi - lo < n else slice(None)
+            value, grad_w, grad_b = engine.grad_pass(
+                X[rows], y[rows], None if sample_weight is None else sample_weight[rows],
+                *to_original(w, b), loss, n_threads)
+            if std:
+                grad_w, grad_b = std.gradient(grad_w, grad_b)
+            total += weight * value
+            if not np.isfinite(value):
+                break
+            w = w - learning_rate * grad_w
+            b = b - learning_rate * grad_b
+        epoch_loss = total / sum(weights)
+
+        first = history["loss"][0] if history["loss"] else epoch_loss
+        if not np.isfinite(epoch_loss) or epoch_loss > EXPLODE_FACTOR * first:
+            if epoch == 0:
+                raise_if_nonfinite(X)
+            what = ("became non-finite" if not np.isfinite(epoch_loss)
+                    else f"exploded from {first:.4g} to {epoch_loss:.4g}")
+            return result(last_good, DivergenceError(
+                f"Training diverged at epoch {epoch + 1}: the training loss {what}. The "
+                f"parameters of the last epoch with a finite loss were kept. Try a smaller "
+                f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
+        history["loss"].append(float(epoch_loss))
+        last_good = epoch_start
+        # Converged: the loss went down by less than tol. A rising loss is not convergence:
+        # training goes on, and a run that keeps rising is caught as divergence.
+        if tol is not None and epoch > 0 and 0 <= history["loss"][-2] - epoch_loss < tol:
+            break
+    else:
+        if tol is not None:
+            warnings.warn(
+                f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
+                f"(the loss still improved by more than tol={tol} per epoch); raise "
+                "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=3)
+    return result((w, b))

@@ -1,0 +1,181 @@
+"""Input checks shared by every entry point and both engines.
+
+Every check names the argument and the problem. X is never scanned for NaN/inf up front
+(that would be a second pass over the data): the engines notice a non-finite loss or
+statistic, and `raise_if_nonfinite` then finds and reports the cause.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from fastgd import _kernels
+
+LOSSES = ("squared",)
+
+
+def check_positive(name: str, value, *, integer: bool = False, allow_none: bool = False):
+    """A finite number > 0 (an int when `integer`), or None when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {expected}, got {value!r} of type {type(value).__name__}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _physical_cores() -> int:
+    try:
+        from joblib import cpu_count
+
+        return max(1, cpu_count(only_physical_cores=True))
+    except Exception:  # joblib missing or unable to tell: fall back to logical CPUs
+        return max(1, os.cpu_count() or 1)
+
+
+def effective_n_threads(n_threads) -> int:
+    """Resolve n_threads as scikit-learn does.
+
+    None: the OpenMP maximum (which honours OMP_NUM_THREADS and threadpoolctl limits),
+    capped at the physical cores unless OMP_NUM_THREADS is set; -1: all of those;
+    -k: all but k-1; 0 is an error. A serial build always uses one thread.
+    """
+    if n_threads is not None and (isinstance(n_threads, bool)
+                                  or not isinstance(n_threads, numbers.Integral)):
+        raise TypeError(f"n_threads must be an integer or None, got {n_threads!r}")
+    if n_threads == 0:
+        raise ValueError("n_threads must be a positive integer, -1 (all cores) or None; got 0")
+    if not _kernels.openmp_enabled():
+        return 1
+    max_threads = _kernels.openmp_max_threads()
+    if not os.environ.get("OMP_NUM_THREADS"):
+        max_threads = min(max_threads, _physical_cores())
+    if n_threads is None:
+        return max_threads
+    if n_threads < 0:
+        return max(1, max_threads + int(n_threads) + 1)
+    return int(n_threads)
+
+
+def as_matrix(X, name: str = "X") -> np.ndarray:
+    """X as a 2-D float32/float64 array the kernels read in place.
+
+    Float arrays with contiguous rows (C order, row slices) or contiguous columns (F order)
+    are used as they are, read-only and memory-mapped ones included; anything else is
+    converted once, up front.
+    """
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError(f"{name} is a sparse matrix; fastgd needs a dense array")
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got {X.ndim} dimension(s)")
+    n, d = X.shape
+    if n == 0:
+        raise ValueError(f"{name} has 0 rows: at least one sample is required")
+    if d == 0:
+        raise ValueError(f"{name} has 0 columns: at least one feature is required")
+    if X.dtype not in (np.float32, np.float64):
+        return np.ascontiguousarray(X, dtype=np.float64)
+    if not X.dtype.isnative:
+        return np.ascontiguousarray(X, dtype=X.dtype.newbyteorder("="))
+    item = X.itemsize
+    rows_ok = X.strides[1] == item and X.strides[0] >= d * item
+    cols_ok = X.strides[0] == item and X.strides[1] >= n * item
+    if rows_ok or cols_ok or (n == 1 and X.strides[1] == item) or (d == 1 and X.strides[0] == item):
+        return X
+    return np.ascontiguousarray(X)
+
+
+def as_vector(v, name: str, n: int, dtype) -> np.ndarray:
+    """A finite 1-D array of length n, in the data's dtype."""
+    v = np.asarray(v)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {v.dtype}")
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {v.shape}")
+    if v.shape[0] != n:
+        raise ValueError(f"{name} has {v.shape[0]} entries but X has {n} rows")
+    v = np.ascontiguousarray(v, dtype=dtype)
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return v
+
+
+def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    sw = as_vector(sample_weight, "sample_weight", n, dtype)
+    if (sw < 0).any():
+        raise ValueError("sample_weight must be >= 0, got negative weights")
+    if not sw.sum(dtype=np.float64) > 0:
+        raise ValueError("sample_weight must not be all zero")
+    return sw
+
+
+def as_coef(coef, d: int) -> np.ndarray:
+    coef = np.asarray(coef)
+    if coef.dtype.kind not in "biuf":
+        raise TypeError(f"coef must hold real numbers, got dtype {coef.dtype}")
+    if coef.shape != (d,):
+        raise ValueError(f"coef must have shape ({d},) to match X's {d} columns, got {coef.shape}")
+    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    if not np.isfinite(coef).all():
+        raise ValueError("coef contains NaN or infinity")
+    return coef
+
+
+def as_intercept(intercept) -> float:
+    if isinstance(intercept, bool) or not isinstance(intercept, numbers.Real):
+        raise TypeError(f"intercept must be a real number, got {intercept!r}")
+    if not np.isfinite(intercept):
+        raise ValueError(f"intercept must be finite, got {intercept!r}")
+    return float(intercept)
+
+
+def raise_if_nonfinite(X: np.ndarray, name: str = "X") -> None:
+    """Called only after an engine saw a non-finite result: find the cause in X and report it.
+
+    y, sample_weight and the parameters are checked up front, so if X is finite too the
+    caller is looking at an overflow and reports that itself.
+    """
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} contains NaN or infinity ({int(bad.sum())} value(s); the first at row "
+            f"{row}, column {col})"
+        )
+
+
+def check_loss_and_grad_args(X, y, coef, intercept, loss, sample_weight, n_threads):
+    """Validate the public loss_and_grad arguments into the engine interface's form."""
+    X = as_matrix(X)
+    n, d = X.shape
+    return (
+        X,
+        as_vector(y, "y", n, X.dtype),
+        as_sample_weight(sample_weight, n, X.dtype),
+        as_coef(coef, d),
+        as_intercept(intercept),
+        check_choice("loss", loss, LOSSES),
+        effective_n_threads(n_threads),
+    )

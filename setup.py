@@ -1,0 +1,108 @@
+"""Build the compiled engine.
+
+Metadata lives in pyproject.toml; this file only declares the Cython extension and picks
+OpenMP flags for the compiler at hand. A compiler without OpenMP (or FASTGD_NO_OPENMP=1)
+gives a serial build with a warning, never a failed build. FASTGD_DEBUG=1 turns Cython's
+bounds checking back on.
+"""
+
+import os
+import sys
+import tempfile
+import textwrap
+import warnings
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }
+    """
+)
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def openmp_flag_candidates(compiler_type):
+    """(compile args, link args) to try, best first, for this compiler."""
+    if compiler_type == "msvc":
+        return [(["/openmp"], [])]
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        # Apple clang has no -fopenmp driver flag: it needs libomp (Homebrew or conda).
+        for prefix in filter(None, [os.environ.get("LIBOMP_PREFIX"), "/opt/homebrew/opt/libomp",
+                                    "/usr/local/opt/libomp", os.environ.get("CONDA_PREFIX")]):
+            candidates.append((
+                ["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"],
+                [f"-L{prefix}/lib", "-lomp", f"-Wl,-rpath,{prefix}/lib"],
+            ))
+    return candidates
+
+
+def compiles_and_links(compiler, compile_args, link_args):
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_PROBE)
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
+            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_args)
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """Adds the OpenMP flags that work with this compiler, or builds serially."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        openmp = None
+        if _flag("FASTGD_NO_OPENMP"):
+            warnings.warn("FASTGD_NO_OPENMP is set: building fastgd without OpenMP (serial).")
+        else:
+            for compile_args, link_args in openmp_flag_candidates(ctype):
+                if compiles_and_links(self.compiler, compile_args, link_args):
+                    openmp = (compile_args, link_args)
+                    break
+            if openmp is None:
+                warnings.warn(
+                    "No OpenMP support found for this compiler: building fastgd serially. "
+                    "Install an OpenMP runtime (libgomp, or libomp on macOS) for multi-threading."
+                )
+        base = ["/O2"] if ctype == "msvc" else ["-O3"]
+        for ext in self.extensions:
+            ext.extra_compile_args = base + (openmp[0] if openmp else [])
+            ext.extra_link_args = openmp[1] if openmp else []
+        super().build_extensions()
+
+
+debug = _flag("FASTGD_DEBUG")
+directives = {
+    "language_level": 3,
+    "boundscheck": debug,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": debug,
+    "freethreading_compatible": True,
+}
+
+extensions = [
+    Extension(
+        "fastgd._kernels",
+        ["fastgd/_kernels.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives),
+    cmdclass={"build_ext": BuildExt},
+)
