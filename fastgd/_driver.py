@@ -113,6 +113,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
         coef_o, intercept_o = to_original(*params)
         return FitResult(coef_o, float(intercept_o), len(history["loss"]), history, std, error)
 
+    steps = 0
     for epoch in range(max_epochs):
         epoch_start = (w, b)
         total = 0.0
@@ -127,15 +128,19 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
                 grad_w, grad_b = std.gradient(grad_w, grad_b)
             total += weight * value
             if not np.isfinite(value):
+                raise_if_nonfinite(X[rows], row_offset=lo)  # bad data, or else divergence
+                if steps == 0:  # at the starting parameters: the data are too large
+                    raise ValueError(
+                        "The loss overflows at the initial parameters: X or y holds values "
+                        "too large for float64 arithmetic; rescale them.")
                 break
+            steps += 1
             w = w - learning_rate * grad_w
             b = b - learning_rate * grad_b
         epoch_loss = total / sum(weights)
 
         first = history["loss"][0] if history["loss"] else epoch_loss
         if not np.isfinite(epoch_loss) or epoch_loss > EXPLODE_FACTOR * first:
-            if epoch == 0:
-                raise_if_nonfinite(X)
             what = ("became non-finite" if not np.isfinite(epoch_loss)
                     else f"exploded from {first:.4g} to {epoch_loss:.4g}")
             return result(last_good, DivergenceError(

@@ -151,7 +151,7 @@ def as_intercept(intercept) -> float:
     return float(intercept)
 
 
-def raise_if_nonfinite(X: np.ndarray, name: str = "X") -> None:
+def raise_if_nonfinite(X: np.ndarray, name: str = "X", row_offset: int = 0) -> None:
     """Called only after an engine saw a non-finite result: find the cause in X and report it.
 
     y, sample_weight and the parameters are checked up front, so if X is finite too the
@@ -161,8 +161,8 @@ def raise_if_nonfinite(X: np.ndarray, name: str = "X") -> None:
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(
-            f"{name} contains NaN or infinity ({int(bad.sum())} value(s); the first at row "
-            f"{row}, column {col})"
+            f"{name} contains NaN or infinity (the first at row {row + row_offset}, "
+            f"column {col}); remove or impute such values before training"
         )
 
 

@@ -34,9 +34,10 @@ def grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads):
     y = y.astype(np.float64, copy=False)
     w = _weights(sample_weight, len(y))
     value, derivative = LOSSES[loss]
-    z = X @ coef + intercept                  # forward pass
-    r = w * derivative(z, y) / w.sum()        # dL/dz_i
-    return (w * value(z, y)).sum() / w.sum(), X.T @ r, r.sum()
+    with np.errstate(all="ignore"):  # non-finite results are reported by the caller
+        z = X @ coef + intercept                  # forward pass
+        r = w * derivative(z, y) / w.sum()        # dL/dz_i
+        return (w * value(z, y)).sum() / w.sum(), X.T @ r, r.sum()
 
 
 def column_stats(X, sample_weight, n_threads):

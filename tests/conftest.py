@@ -1,0 +1,17 @@
+import numpy as np
+import pytest
+
+
+def make_problem(n, d, *, dtype=np.float64, order="C", seed=0, noise=0.1, weights=False):
+    """A random linear regression problem: X (n, d), y, and optionally sample weights."""
+    rng = np.random.default_rng(seed)
+    X = np.asarray(rng.standard_normal((n, d)) * rng.uniform(0.5, 3, d) + rng.uniform(-2, 2, d),
+                   dtype=dtype, order=order)
+    y = (X @ rng.standard_normal(d) + 0.5 + noise * rng.standard_normal(n)).astype(dtype)
+    sw = rng.uniform(0, 2, n).astype(dtype) if weights else None
+    return X, y, sw
+
+
+@pytest.fixture
+def problem():
+    return make_problem

@@ -1,0 +1,112 @@
+"""Bad input gets a ValueError/TypeError naming the argument: never a crash or a NaN model."""
+
+import numpy as np
+import pytest
+from conftest import make_problem
+
+import fastgd
+from fastgd import GDRegressor, reference
+
+X, Y, _ = make_problem(50, 3)
+COEF = np.zeros(3)
+
+FUNCTIONS = [fastgd.loss_and_grad, reference.loss_and_grad]
+
+
+def with_nan(a, where):
+    a = a.copy()
+    a[where] = np.nan
+    return a
+
+
+def with_inf(a, where):
+    a = a.copy()
+    a[where] = np.inf
+    return a
+
+
+KERNEL_CASES = [
+    # (args, kwargs, error, message)
+    ((with_nan(X, (17, 2)), Y, COEF, 0.0), {}, ValueError, r"X contains NaN.*row 17, column 2"),
+    ((with_inf(X, (0, 0)), Y, COEF, 0.0), {}, ValueError, r"X contains NaN or inf"),
+    ((X, with_nan(Y, 3), COEF, 0.0), {}, ValueError, r"y contains NaN"),
+    ((X, Y, with_inf(COEF, 1), 0.0), {}, ValueError, r"coef contains NaN"),
+    ((X, Y, COEF, np.nan), {}, ValueError, r"intercept must be finite"),
+    ((X, Y, COEF, "0"), {}, TypeError, r"intercept must be a real number"),
+    ((X, Y[:-1], COEF, 0.0), {}, ValueError, r"y has 49 entries but X has 50 rows"),
+    ((X, Y, np.zeros(4), 0.0), {}, ValueError, r"coef must have shape \(3,\)"),
+    ((X[:0], Y[:0], COEF, 0.0), {}, ValueError, r"X has 0 rows"),
+    ((X[:, :0], Y, np.zeros(0), 0.0), {}, ValueError, r"X has 0 columns"),
+    ((X[0], Y, COEF, 0.0), {}, ValueError, r"X must be a 2-D array"),
+    ((X.astype(object), Y, COEF, 0.0), {}, TypeError, r"X must hold real numbers"),
+    ((X.astype(complex), Y, COEF, 0.0), {}, TypeError, r"X must hold real numbers"),
+    ((X, Y.astype(str), COEF, 0.0), {}, TypeError, r"y must hold real numbers"),
+    ((X, Y, COEF, 0.0), {"sample_weight": -np.ones(50)}, ValueError, r"sample_weight must be >= 0"),
+    ((X, Y, COEF, 0.0), {"sample_weight": np.zeros(50)}, ValueError, r"must not be all zero"),
+    ((X, Y, COEF, 0.0), {"sample_weight": with_nan(np.ones(50), 4)}, ValueError,
+     r"sample_weight contains NaN"),
+    ((X, Y, COEF, 0.0), {"sample_weight": np.ones(49)}, ValueError, r"sample_weight has 49"),
+    ((X, Y, COEF, 0.0), {"loss": "hinge"}, ValueError, r"loss must be one of 'squared'"),
+    ((X, Y, COEF, 0.0), {"n_threads": 0}, ValueError, r"n_threads must be a positive"),
+    ((X, Y, COEF, 0.0), {"n_threads": 1.5}, TypeError, r"n_threads must be an integer"),
+]
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=["compiled", "reference"])
+@pytest.mark.parametrize("args,kwargs,error,message", KERNEL_CASES)
+def test_kernel_rejects(fn, args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fn(*args, **kwargs)
+
+
+def test_sparse_rejected():
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="sparse"):
+        fastgd.loss_and_grad(sparse.csr_matrix(X), Y, COEF, 0.0)
+
+
+@pytest.mark.parametrize("param,value,error,message", [
+    ("learning_rate", 0.0, ValueError, "learning_rate must be > 0"),
+    ("learning_rate", -1.0, ValueError, "learning_rate must be > 0"),
+    ("learning_rate", np.nan, ValueError, "learning_rate must be > 0"),
+    ("learning_rate", "fast", TypeError, "learning_rate must be a number"),
+    ("batch_size", 0, ValueError, "batch_size must be > 0"),
+    ("batch_size", 2.5, TypeError, "batch_size must be an integer"),
+    ("max_epochs", 0, ValueError, "max_epochs must be > 0"),
+    ("max_epochs", True, TypeError, "max_epochs must be an integer"),
+    ("tol", -1.0, ValueError, "tol must be >= 0"),
+    ("tol", "small", TypeError, "tol must be a number"),
+    ("optimizer", "lbfgs", ValueError, "optimizer must be one of 'sgd'"),
+    ("engine", "torch", ValueError, "engine must be one of 'cython', 'numpy'"),
+    ("standardize", "yes", TypeError, "standardize must be True or False"),
+    ("n_threads", 0, ValueError, "n_threads must be a positive"),
+])
+def test_estimator_rejects_bad_hyperparameters(param, value, error, message):
+    with pytest.raises(error, match=message):
+        GDRegressor(**{param: value}).fit(X, Y)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_estimator_reports_nonfinite_x(standardize, batch_size):
+    bad = with_nan(X, (45, 1))
+    with pytest.raises(ValueError, match=r"X contains NaN.*row 45, column 1"):
+        GDRegressor(standardize=standardize, batch_size=batch_size).fit(bad, Y)
+
+
+@pytest.mark.parametrize("args,kwargs,message", [
+    ((X, with_nan(Y, 0)), {}, "y contains NaN"),
+    ((X, Y[:10]), {}, "inconsistent numbers of samples|y has 10 entries"),
+    ((X[:0], Y[:0]), {}, "0 sample"),
+    ((X, Y), {"sample_weight": -np.ones(50)}, "sample_weight must be >= 0"),
+    ((X, Y), {"sample_weight": np.zeros(50)}, "must not be all zero"),
+])
+def test_estimator_rejects_bad_data(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GDRegressor().fit(*args, **kwargs)
+
+
+def test_huge_values_overflow_is_reported():
+    big = X * 1e160
+    with pytest.raises(ValueError, match="overflows at the initial parameters"):
+        GDRegressor(standardize=False).fit(big, Y * 1e160)

@@ -1,0 +1,140 @@
+"""The compiled loss_and_grad against the NumPy reference, and its invariants."""
+
+import numpy as np
+import pytest
+from conftest import make_problem
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastgd
+from fastgd import _kernels, reference
+
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+# n = 1, d = 1, n around the chunk size and the 4-row unroll, d around the 4-column unroll.
+SHAPES = [(1, 1), (1, 7), (3, 1), (5, 3), (129, 4), (1000, 33), (4099, 5), (10007, 37),
+          (_kernels.chunk_rows(70000, 3) * 3 + 1, 3), (300, 257)]
+
+
+def check_equal(X, y, coef, b, *, rtol, **kw):
+    got = fastgd.loss_and_grad(X, y, coef, b, **kw)
+    want = reference.loss_and_grad(X, y, coef, b, **kw)
+    assert_allclose(got[0], want[0], rtol=rtol)
+    scale = np.abs(want[1]).max()  # entries near 0 are compared on the gradient's scale
+    assert_allclose(got[1], want[1], rtol=rtol, atol=rtol * scale)
+    assert_allclose(got[2], want[2], rtol=rtol, atol=rtol * scale)
+    return got
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("weights", [False, True])
+def test_matches_reference(n, d, dtype, order, weights):
+    X, y, sw = make_problem(n, d, dtype=dtype, order=order, weights=weights)
+    if sw is not None:
+        sw[0] = 1.0  # never all zero, even for n = 1
+    coef = np.random.default_rng(1).standard_normal(d)
+    check_equal(X, y, coef, 0.3, sample_weight=sw, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_bit_identical_for_any_thread_count(dtype, order):
+    X, y, sw = make_problem(50_001, 23, dtype=dtype, order=order, weights=True)
+    coef = np.linspace(-1, 1, 23)
+    results = [fastgd.loss_and_grad(X, y, coef, 0.1, sample_weight=sw, n_threads=t)
+               for t in (1, 2, 3, 4, 7, -1)]
+    for r in results[1:]:
+        assert r[0] == results[0][0]
+        assert_array_equal(r[1], results[0][1])
+        assert r[2] == results[0][2]
+    stats = [_kernels.column_stats(X, sw, t) for t in (1, 2, 5)]
+    for mean, var in stats[1:]:
+        assert_array_equal(mean, stats[0][0])
+        assert_array_equal(var, stats[0][1])
+
+
+def test_chunks_depend_on_shape_only():
+    assert _kernels.chunk_rows(1_000_000, 100) == 3907
+    assert _kernels.chunk_rows(10, 3) == _kernels.chunk_rows(10, 3)
+    n, d = 1_000_000, 100
+    rows = _kernels.chunk_rows(n, d)
+    assert -(-n // rows) <= 256
+
+
+def test_seed_gradient():
+    X = np.array([[1.0], [2.0], [3.0]])
+    loss, g, gb = fastgd.loss_and_grad(X, np.array([2.0, 4.0, 6.0]), np.zeros(1), 0.0)
+    assert_allclose([loss, g[0], gb], [56 / 3, -56 / 3, -8.0], rtol=1e-15)
+
+
+def test_sample_weight_matches_repeated_rows():
+    X, y, _ = make_problem(200, 5)
+    reps = np.arange(200) % 3
+    coef = np.ones(5)
+    weighted = fastgd.loss_and_grad(X, y, coef, 0.2, sample_weight=reps)
+    repeated = fastgd.loss_and_grad(np.repeat(X, reps, axis=0), np.repeat(y, reps), coef, 0.2)
+    assert_allclose(weighted[0], repeated[0], rtol=1e-12)
+    assert_allclose(weighted[1], repeated[1], rtol=1e-12)
+    assert_allclose(weighted[2], repeated[2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layouts_read_in_place(tmp_path, dtype):
+    """C, F, row slices, read-only and memory-mapped arrays all give the same answer."""
+    X, y, _ = make_problem(3001, 11, dtype=dtype)
+    coef = np.arange(11.0) / 10
+    want = fastgd.loss_and_grad(X, y, coef, 0.0)
+    ro = X.copy()
+    ro.flags.writeable = False
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    wide = np.hstack([X, np.ones((3001, 5), dtype=dtype)])
+    for variant in (np.asfortranarray(X), ro, mm, wide[:, :11], X[::2], X.astype(">f8")):
+        rows = variant.shape[0]
+        got = fastgd.loss_and_grad(variant, y[:rows], coef, 0.0)
+        if rows == 3001:
+            assert_allclose(got[0], want[0], rtol=RTOL[dtype])
+            assert_allclose(got[1], want[1], rtol=RTOL[dtype], atol=1e-9)
+        else:
+            check_equal(variant, y[:rows], coef, 0.0, rtol=RTOL[dtype])
+
+
+def test_row_slice_and_fortran_not_copied():
+    from fastgd._validation import as_matrix
+
+    X = np.zeros((100, 10))
+    for view in (X, X[:, :4], np.asfortranarray(X), np.asfortranarray(X)[:50]):
+        assert np.shares_memory(as_matrix(view), view)
+    f32 = np.zeros((10, 3), dtype=np.float32)
+    assert as_matrix(f32).dtype == np.float32 and np.shares_memory(as_matrix(f32), f32)
+
+
+def test_float32_accumulates_in_float64():
+    """1e6 rows of float32: a float32 accumulator would lose ~3 digits; ours matches float64."""
+    X, y, _ = make_problem(1_000_000, 2, dtype=np.float32, noise=0.0)
+    coef = np.array([0.3, -0.2])
+    got = fastgd.loss_and_grad(X, y, coef, 0.5)
+    want = reference.loss_and_grad(X.astype(np.float64), y.astype(np.float64), coef, 0.5)
+    assert_allclose(got[0], want[0], rtol=1e-12)
+    assert_allclose(got[1], want[1], rtol=1e-11)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("weights", [False, True])
+def test_column_stats_match_reference(order, weights):
+    X, _, sw = make_problem(20_011, 13, order=order, weights=weights)
+    X[:, 3] = 7.25  # a constant column
+    X[:, 4] += 1e8  # a large offset: the stats must not cancel catastrophically
+    mean, var = _kernels.column_stats(X, sw, 2)
+    want_mean, want_var = reference.column_stats(X, sw, 2)
+    assert_allclose(mean, want_mean, rtol=1e-12)
+    assert_allclose(var, want_var, rtol=1e-8, atol=1e-20)
+    assert var[3] < 1e-20
+
+
+def test_large_values_overflow_reported_not_hidden():
+    X = np.full((4, 2), 1e200)
+    loss, g, gb = fastgd.loss_and_grad(X, np.zeros(4), np.ones(2), 0.0)
+    assert loss == np.inf  # finite inputs whose loss overflows: the value says so
