@@ -7,6 +7,7 @@ bounds checking back on.
 """
 
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -77,8 +78,12 @@ class BuildExt(build_ext):
                     "Install an OpenMP runtime (libgomp, or libomp on macOS) for multi-threading."
                 )
         base = ["/O2"] if ctype == "msvc" else ["-O3"]
+        if not (ctype == "unix" and platform.machine().lower() in ("x86_64", "amd64")):
+            # The AVX2 build needs gcc/clang target flags on x86-64; elsewhere only the
+            # portable build is made, and fastgd/_compiled.py uses it.
+            self.extensions = [e for e in self.extensions if e.name not in SIMD_FLAGS]
         for ext in self.extensions:
-            ext.extra_compile_args = base + (openmp[0] if openmp else [])
+            ext.extra_compile_args = base + SIMD_FLAGS.get(ext.name, []) + (openmp[0] if openmp else [])
             ext.extra_link_args = openmp[1] if openmp else []
         super().build_extensions()
 
@@ -93,13 +98,18 @@ directives = {
     "freethreading_compatible": True,
 }
 
+# Runtime-dispatched variants of the kernels (fastgd/_compiled.py picks one at import).
+SIMD_FLAGS = {"fastgd._kernels_avx2": ["-mavx2", "-mfma"]}
+
 extensions = [
     Extension(
-        "fastgd._kernels",
-        ["fastgd/_kernels.pyx"],
+        name,
+        [name.replace(".", "/") + ".pyx"],
+        depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_openmp.pxd"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
     )
+    for name in ["fastgd._kernels", *SIMD_FLAGS]
 ]
 
 setup(

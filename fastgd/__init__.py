@@ -1,12 +1,13 @@
 """fastgd: gradient-descent training of linear models at the speed of memory."""
 
-from fastgd import _kernels, reference
+from fastgd import reference
+from fastgd._compiled import kernels
 from fastgd._api import make_loss_and_grad
 from fastgd._driver import DivergenceError
 from fastgd.estimators import GDRegressor
 
 __version__ = "0.1.0.dev0"
 
-loss_and_grad = make_loss_and_grad(_kernels.grad_pass, "fastgd")
+loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
 
 __all__ = ["DivergenceError", "GDRegressor", "loss_and_grad", "reference", "__version__"]

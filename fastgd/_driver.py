@@ -1,6 +1,6 @@
 """The training loop, shared by both engines.
 
-An engine is a module with two functions on validated arrays (fastgd/_kernels.pyx and
+An engine is a module with two functions on validated arrays (fastgd/_kernels.pxi and
 fastgd/reference.py):
 
     grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)

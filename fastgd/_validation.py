@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastgd import _kernels
+from fastgd._compiled import kernels
 
 LOSSES = ("squared",)
 
@@ -60,9 +60,9 @@ def effective_n_threads(n_threads) -> int:
         raise TypeError(f"n_threads must be an integer or None, got {n_threads!r}")
     if n_threads == 0:
         raise ValueError("n_threads must be a positive integer, -1 (all cores) or None; got 0")
-    if not _kernels.openmp_enabled():
+    if not kernels.openmp_enabled():
         return 1
-    max_threads = _kernels.openmp_max_threads()
+    max_threads = kernels.openmp_max_threads()
     if not os.environ.get("OMP_NUM_THREADS"):
         max_threads = min(max_threads, _physical_cores())
     if n_threads is None:

@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastgd import _driver, _kernels, reference
+from fastgd import _driver, reference
+from fastgd._compiled import kernels
 from fastgd._validation import (
     as_matrix,
     as_sample_weight,
@@ -16,7 +17,7 @@ from fastgd._validation import (
     effective_n_threads,
 )
 
-ENGINES = {"cython": _kernels, "numpy": reference}
+ENGINES = {"cython": kernels, "numpy": reference}
 OPTIMIZERS = ("sgd",)
 
 

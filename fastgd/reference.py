@@ -1,7 +1,7 @@
 """The same mathematics as the compiled engine, in plain NumPy: the definition of correct.
 
 This module is also an engine: `grad_pass` and `column_stats` have the signatures of their
-compiled twins in fastgd/_kernels.pyx, so `engine="numpy"` runs the very same training
+compiled twins in fastgd/_kernels.pxi, so `engine="numpy"` runs the very same training
 driver on them. It is the textbook code (X read twice per gradient, temporaries allocated),
 computed in float64 whatever the data's dtype, and the baseline of every benchmark.
 """

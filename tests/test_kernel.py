@@ -1,12 +1,40 @@
 """The compiled loss_and_grad against the NumPy reference, and its invariants."""
 
+import os
 import numpy as np
 import pytest
 from conftest import make_problem
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
-from fastgd import _kernels, reference
+from fastgd import _compiled, _kernels, reference
+from fastgd._api import make_loss_and_grad
+
+# Every build of the compiled engine this CPU runs (the portable one and, where supported,
+# the AVX2 one), each behind the public argument checks.
+BUILDS = {"baseline": _kernels}
+if _kernels.cpu_supports_avx2_fma():
+    from fastgd import _kernels_avx2
+
+    BUILDS["avx2"] = _kernels_avx2
+
+
+@pytest.fixture(params=list(BUILDS))
+def build(request):
+    return BUILDS[request.param]
+
+
+@pytest.fixture
+def compiled(build):
+    return make_loss_and_grad(build.grad_pass, "fastgd")
+
+
+def test_import_picks_the_fastest_build():
+    assert fastgd.loss_and_grad is not None
+    forced = os.environ.get("FASTGD_SIMD", "").lower() == "baseline"
+    expected = "avx2+fma" if "avx2" in BUILDS and not forced else "baseline"
+    assert _compiled.SIMD == expected
+
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 
@@ -15,8 +43,8 @@ SHAPES = [(1, 1), (1, 7), (3, 1), (5, 3), (129, 4), (1000, 33), (4099, 5), (1000
           (_kernels.chunk_rows(70000, 3) * 3 + 1, 3), (300, 257)]
 
 
-def check_equal(X, y, coef, b, *, rtol, **kw):
-    got = fastgd.loss_and_grad(X, y, coef, b, **kw)
+def check_equal(X, y, coef, b, *, rtol, compiled=fastgd.loss_and_grad, **kw):
+    got = compiled(X, y, coef, b, **kw)
     want = reference.loss_and_grad(X, y, coef, b, **kw)
     assert_allclose(got[0], want[0], rtol=rtol)
     scale = np.abs(want[1]).max()  # entries near 0 are compared on the gradient's scale
@@ -29,26 +57,26 @@ def check_equal(X, y, coef, b, *, rtol, **kw):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("weights", [False, True])
-def test_matches_reference(n, d, dtype, order, weights):
+def test_matches_reference(compiled, n, d, dtype, order, weights):
     X, y, sw = make_problem(n, d, dtype=dtype, order=order, weights=weights)
     if sw is not None:
         sw[0] = 1.0  # never all zero, even for n = 1
     coef = np.random.default_rng(1).standard_normal(d)
-    check_equal(X, y, coef, 0.3, sample_weight=sw, rtol=RTOL[dtype])
+    check_equal(X, y, coef, 0.3, sample_weight=sw, rtol=RTOL[dtype], compiled=compiled)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_bit_identical_for_any_thread_count(dtype, order):
+def test_bit_identical_for_any_thread_count(build, compiled, dtype, order):
     X, y, sw = make_problem(50_001, 23, dtype=dtype, order=order, weights=True)
     coef = np.linspace(-1, 1, 23)
-    results = [fastgd.loss_and_grad(X, y, coef, 0.1, sample_weight=sw, n_threads=t)
+    results = [compiled(X, y, coef, 0.1, sample_weight=sw, n_threads=t)
                for t in (1, 2, 3, 4, 7, -1)]
     for r in results[1:]:
         assert r[0] == results[0][0]
         assert_array_equal(r[1], results[0][1])
         assert r[2] == results[0][2]
-    stats = [_kernels.column_stats(X, sw, t) for t in (1, 2, 5)]
+    stats = [build.column_stats(X, sw, t) for t in (1, 2, 5)]
     for mean, var in stats[1:]:
         assert_array_equal(mean, stats[0][0])
         assert_array_equal(var, stats[0][1])
@@ -111,11 +139,11 @@ def test_row_slice_and_fortran_not_copied():
     assert as_matrix(f32).dtype == np.float32 and np.shares_memory(as_matrix(f32), f32)
 
 
-def test_float32_accumulates_in_float64():
+def test_float32_accumulates_in_float64(compiled):
     """1e6 rows of float32: a float32 accumulator would lose ~3 digits; ours matches float64."""
     X, y, _ = make_problem(1_000_000, 2, dtype=np.float32, noise=0.0)
     coef = np.array([0.3, -0.2])
-    got = fastgd.loss_and_grad(X, y, coef, 0.5)
+    got = compiled(X, y, coef, 0.5)
     want = reference.loss_and_grad(X.astype(np.float64), y.astype(np.float64), coef, 0.5)
     assert_allclose(got[0], want[0], rtol=1e-12)
     assert_allclose(got[1], want[1], rtol=1e-11)
@@ -123,11 +151,11 @@ def test_float32_accumulates_in_float64():
 
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("weights", [False, True])
-def test_column_stats_match_reference(order, weights):
+def test_column_stats_match_reference(build, order, weights):
     X, _, sw = make_problem(20_011, 13, order=order, weights=weights)
     X[:, 3] = 7.25  # a constant column
     X[:, 4] += 1e8  # a large offset: the stats must not cancel catastrophically
-    mean, var = _kernels.column_stats(X, sw, 2)
+    mean, var = build.column_stats(X, sw, 2)
     want_mean, want_var = reference.column_stats(X, sw, 2)
     assert_allclose(mean, want_mean, rtol=1e-12)
     assert_allclose(var, want_var, rtol=1e-8, atol=1e-20)
