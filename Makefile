@@ -28,8 +28,8 @@ $(STAMP): $(PY) $(SOURCES)
 	touch $(STAMP)
 
 bench: install
-	$(PY) -m pip install --quiet -e ".[bench]" --no-build-isolation
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run.py
+	$(PY) -m pip install --quiet "pytest-benchmark>=4"
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run.py | tee benchmarks/latest.md
 
 clean:
 	rm -rf build dist *.egg-info fastgd/*.c fastgd/*.so fastgd/*.html

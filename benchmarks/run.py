@@ -23,19 +23,21 @@ from fastgd import _compiled, reference
 from fastgd._validation import effective_n_threads
 
 
-def block_medians(candidates: dict, repeats: int, rounds: int = 3) -> dict:
+def block_medians(candidates: dict, repeats: int, rounds: int = 3, warmup: float = 0.3) -> dict:
     """Median seconds of each callable over `rounds` rounds of `repeats` runs.
 
-    Each candidate runs in a block, after a pause and an untimed warm-up call: right after
-    an OpenBLAS call its threads keep spinning on the cores for a while (and OpenMP's after
-    ours), which slowed the next library's calls by up to 70% here; a training loop never
-    sees that. Rounds spread machine drift over all candidates alike.
+    Each candidate runs in a block after `warmup` seconds of untimed calls: right after an
+    OpenBLAS call its threads keep spinning on the cores for a while (and OpenMP's after
+    ours), and an idle virtual CPU comes back slowly; both slowed the first calls of a
+    block by up to 2 x here, which a training loop never sees. Rounds spread machine drift
+    over all candidates alike.
     """
     times = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
-            time.sleep(0.5)
-            fn()
+            start = time.perf_counter()
+            while time.perf_counter() - start < warmup:
+                fn()
             for _ in range(repeats):
                 start = time.perf_counter()
                 fn()
