@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastgd import GDRegressor
 
 
-@parametrize_with_checks([GDRegressor(max_epochs=200)])
+@parametrize_with_checks([GDRegressor(learning_rate=0.1, max_epochs=200)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
