@@ -55,8 +55,11 @@ def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
                       n_threads: int | None = None) -> tuple[float, np.ndarray, float]:
         args = check_loss_and_grad_args(X, y, coef, intercept, loss, sample_weight, n_threads)
         value, grad_coef, grad_intercept = grad_pass(*args)
-        if not np.isfinite(value):
-            raise_if_nonfinite(args[0])  # else finite inputs overflowed: the value says so
+        if not (np.isfinite(value) and np.isfinite(grad_intercept)
+                and np.isfinite(grad_coef).all()):
+            raise_if_nonfinite(args[0])
+            raise ValueError("The loss or its gradient overflows float64 at these parameters: "
+                             "X, y or coef hold values too large; rescale them.")
         return float(value), grad_coef, float(grad_intercept)
 
     loss_and_grad.__module__ = module

@@ -135,8 +135,9 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
                         "too large for float64 arithmetic; rescale them.")
                 break
             steps += 1
-            w = w - learning_rate * grad_w
-            b = b - learning_rate * grad_b
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below
+                w = w - learning_rate * grad_w
+                b = b - learning_rate * grad_b
         epoch_loss = total / sum(weights)
 
         first = history["loss"][0] if history["loss"] else epoch_loss
@@ -149,9 +150,9 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
                 f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
         history["loss"].append(float(epoch_loss))
         last_good = epoch_start
-        # Converged: the loss went down by less than tol. A rising loss is not convergence:
+        # Converged: the loss went down by tol or less. A rising loss is not convergence:
         # training goes on, and a run that keeps rising is caught as divergence.
-        if tol is not None and epoch > 0 and 0 <= history["loss"][-2] - epoch_loss < tol:
+        if tol is not None and epoch > 0 and 0 <= history["loss"][-2] - epoch_loss <= tol:
             break
     else:
         if tol is not None:
@@ -159,4 +160,10 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
                 f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
                 f"(the loss still improved by more than tol={tol} per epoch); raise "
                 "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=3)
+    if not (np.isfinite(w).all() and np.isfinite(b)):  # the last update overflowed
+        return result(last_good, DivergenceError(
+            f"Training diverged at epoch {len(history['loss'])}: its update made the "
+            f"parameters non-finite. The parameters of the last epoch with a finite loss were "
+            f"kept. Try a smaller learning_rate (now {learning_rate:g}).",
+            len(history["loss"])))
     return result((w, b))

@@ -93,6 +93,8 @@ cdef Layout layout_of(const floating[:, :] X) except *:
     cdef Layout lay
     cdef Py_ssize_t item = sizeof(floating)
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    if X.strides[0] % item or X.strides[1] % item:
+        raise ValueError("X's strides must be whole multiples of its item size")
     if X.strides[0] == item and (d == 1 or X.strides[1] != item):
         lay.rows = False
         lay.ld = X.strides[1] // item if d > 1 else n

@@ -7,6 +7,7 @@ statistic, and `raise_if_nonfinite` then finds and reports the cause.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from functools import lru_cache
@@ -16,18 +17,28 @@ import numpy as np
 from fastgd._compiled import kernels
 
 LOSSES = ("squared",)
+MAX_THREADS = 1 << 15  # more is pointless (a pass has at most 256 chunks) and overflows C int
 
 
-def check_positive(name: str, value, *, integer: bool = False, allow_none: bool = False):
-    """A finite number > 0 (an int when `integer`), or None when `allow_none`."""
+def check_number(name: str, value, *, integer: bool = False, allow_none: bool = False,
+                 allow_zero: bool = False):
+    """A finite number > 0 (>= 0 with `allow_zero`; an int when `integer`), or None when
+    `allow_none`. NumPy scalars count as numbers; bools do not."""
     if value is None and allow_none:
         return None
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         expected = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {expected}, got {value!r} of type {type(value).__name__}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        none = " or None" if allow_none else ""
+        raise TypeError(f"{name} must be {expected}{none}, got {value!r} of type "
+                        f"{type(value).__name__}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float: fine as a count, not as a real
+        finite = integer
+    if not finite or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
 
 
@@ -69,7 +80,7 @@ def effective_n_threads(n_threads) -> int:
         return max_threads
     if n_threads < 0:
         return max(1, max_threads + int(n_threads) + 1)
-    return int(n_threads)
+    return min(int(n_threads), MAX_THREADS)
 
 
 def as_matrix(X, name: str = "X") -> np.ndarray:
@@ -96,9 +107,11 @@ def as_matrix(X, name: str = "X") -> np.ndarray:
     if not X.dtype.isnative:
         return np.ascontiguousarray(X, dtype=X.dtype.newbyteorder("="))
     item = X.itemsize
+    whole = X.flags.aligned and all(s % item == 0 for s in X.strides)  # e.g. not a record field
     rows_ok = X.strides[1] == item and X.strides[0] >= d * item
     cols_ok = X.strides[0] == item and X.strides[1] >= n * item
-    if rows_ok or cols_ok or (n == 1 and X.strides[1] == item) or (d == 1 and X.strides[0] == item):
+    if whole and (rows_ok or cols_ok or (n == 1 and X.strides[1] == item)
+                  or (d == 1 and X.strides[0] == item)):
         return X
     return np.ascontiguousarray(X)
 
@@ -126,8 +139,12 @@ def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
     sw = as_vector(sample_weight, "sample_weight", n, dtype)
     if (sw < 0).any():
         raise ValueError("sample_weight must be >= 0, got negative weights")
-    if not sw.sum(dtype=np.float64) > 0:
+    with np.errstate(over="ignore"):
+        total = sw.sum(dtype=np.float64)
+    if not total > 0:
         raise ValueError("sample_weight must not be all zero")
+    if not np.isfinite(total):
+        raise ValueError("sample_weight values are too large: their sum overflows; rescale them")
     return sw
 
 

@@ -13,7 +13,7 @@ from fastgd._validation import (
     as_sample_weight,
     as_vector,
     check_choice,
-    check_positive,
+    check_number,
     effective_n_threads,
 )
 
@@ -39,8 +39,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         of an epoch is used too (its gradient is the mean over its rows).
     max_epochs : int, default=1000
     tol : float or None, default=1e-4
-        Stop when an epoch's training loss improves on the previous one by less than tol.
-        None runs all max_epochs.
+        Stop when an epoch's training loss improves on the previous one by tol or less
+        (a rising loss is not convergence). None runs all max_epochs.
     standardize : bool, default=True
         Train on standardized features (zero mean, unit variance) without copying X;
         ``coef_`` and ``intercept_`` are reported in the original units.
@@ -97,14 +97,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def _check_params(self):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("engine", self.engine, tuple(ENGINES))
-        check_positive("learning_rate", self.learning_rate)
-        check_positive("batch_size", self.batch_size, integer=True, allow_none=True)
-        check_positive("max_epochs", self.max_epochs, integer=True)
-        if self.tol is not None:
-            if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)):
-                raise TypeError(f"tol must be a number or None, got {self.tol!r}")
-            if not np.isfinite(self.tol) or self.tol < 0:
-                raise ValueError(f"tol must be >= 0 or None, got {self.tol!r}")
+        check_number("learning_rate", self.learning_rate)
+        check_number("batch_size", self.batch_size, integer=True, allow_none=True)
+        check_number("max_epochs", self.max_epochs, integer=True)
+        check_number("tol", self.tol, allow_none=True, allow_zero=True)
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise TypeError(f"standardize must be True or False, got {self.standardize!r}")
         return effective_n_threads(self.n_threads)

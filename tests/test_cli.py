@@ -42,6 +42,6 @@ def test_sdist_carries_cython_sources(tmp_path):
                     "--outdir", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (sdist,) = tmp_path.glob("fastgd-*.tar.gz")
     names = {Path(n).name for n in tarfile.open(sdist).getnames()}
-    assert {"_kernels.pyx", "_losses.pxd", "_openmp.pxd", "setup.py", "pyproject.toml",
-            "MANIFEST.in"} <= names
-    assert "_kernels.c" not in names
+    assert {"_kernels.pyx", "_kernels_avx2.pyx", "_kernels.pxi", "_losses.pxd", "_openmp.pxd",
+            "setup.py", "pyproject.toml", "MANIFEST.in", "README.md"} <= names
+    assert not {n for n in names if n.endswith(".c")}

@@ -46,6 +46,9 @@ KERNEL_CASES = [
     ((X, Y, COEF, 0.0), {"sample_weight": with_nan(np.ones(50), 4)}, ValueError,
      r"sample_weight contains NaN"),
     ((X, Y, COEF, 0.0), {"sample_weight": np.ones(49)}, ValueError, r"sample_weight has 49"),
+    ((X, Y, COEF, 0.0), {"sample_weight": np.full(50, 1e307)}, ValueError,
+     r"sample_weight values are too large"),
+    ((X, Y, COEF, 0.0), {"n_threads": "2"}, TypeError, r"n_threads must be an integer"),
     ((X, Y, COEF, 0.0), {"loss": "hinge"}, ValueError, r"loss must be one of 'squared'"),
     ((X, Y, COEF, 0.0), {"n_threads": 0}, ValueError, r"n_threads must be a positive"),
     ((X, Y, COEF, 0.0), {"n_threads": 1.5}, TypeError, r"n_threads must be an integer"),
@@ -66,19 +69,23 @@ def test_sparse_rejected():
 
 
 @pytest.mark.parametrize("param,value,error,message", [
-    ("learning_rate", 0.0, ValueError, "learning_rate must be > 0"),
-    ("learning_rate", -1.0, ValueError, "learning_rate must be > 0"),
-    ("learning_rate", np.nan, ValueError, "learning_rate must be > 0"),
+    ("learning_rate", 0.0, ValueError, "learning_rate must be a finite number > 0"),
+    ("learning_rate", -1.0, ValueError, "learning_rate must be a finite number > 0"),
+    ("learning_rate", np.nan, ValueError, "learning_rate must be a finite number > 0"),
     ("learning_rate", "fast", TypeError, "learning_rate must be a number"),
-    ("batch_size", 0, ValueError, "batch_size must be > 0"),
+    ("batch_size", 0, ValueError, "batch_size must be a finite number > 0"),
     ("batch_size", 2.5, TypeError, "batch_size must be an integer"),
-    ("max_epochs", 0, ValueError, "max_epochs must be > 0"),
+    ("max_epochs", 0, ValueError, "max_epochs must be a finite number > 0"),
     ("max_epochs", True, TypeError, "max_epochs must be an integer"),
-    ("tol", -1.0, ValueError, "tol must be >= 0"),
+    ("tol", -1.0, ValueError, "tol must be a finite number >= 0"),
     ("tol", "small", TypeError, "tol must be a number"),
     ("optimizer", "lbfgs", ValueError, "optimizer must be one of 'sgd'"),
     ("engine", "torch", ValueError, "engine must be one of 'cython', 'numpy'"),
     ("standardize", "yes", TypeError, "standardize must be True or False"),
+    pytest.param("learning_rate", 10**400, ValueError, "learning_rate must be a finite",
+                 id="learning_rate-huge-int"),
+    ("max_epochs", 2.0, TypeError, "max_epochs must be an integer"),
+    ("batch_size", np.True_, TypeError, "batch_size must be an integer"),
     ("n_threads", 0, ValueError, "n_threads must be a positive"),
 ])
 def test_estimator_rejects_bad_hyperparameters(param, value, error, message):
@@ -110,3 +117,17 @@ def test_huge_values_overflow_is_reported():
     big = X * 1e160
     with pytest.raises(ValueError, match="overflows at the initial parameters"):
         GDRegressor(standardize=False).fit(big, Y * 1e160)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("param,value", [("tol", np.float32(1e-4)), ("tol", np.int64(0)),
+                                         ("tol", 0), ("max_epochs", np.int64(3)),
+                                         ("max_epochs", 10**30), ("n_threads", 2**31),
+                                         ("learning_rate", np.float32(0.1))])
+def test_estimator_accepts_numpy_and_extreme_numbers(param, value):
+    kwargs = {"max_epochs": 3, param: value}
+    model = GDRegressor(**kwargs)
+    if param == "max_epochs" and value == 10**30:
+        model.set_params(tol=1.0)  # stops at once: a huge budget is valid, not an error
+    model.fit(X, Y)
+    assert np.isfinite(model.coef_).all()

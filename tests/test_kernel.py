@@ -83,11 +83,23 @@ def test_bit_identical_for_any_thread_count(build, compiled, dtype, order):
 
 
 def test_chunks_depend_on_shape_only():
-    assert _kernels.chunk_rows(1_000_000, 100) == 3907
-    assert _kernels.chunk_rows(10, 3) == _kernels.chunk_rows(10, 3)
-    n, d = 1_000_000, 100
-    rows = _kernels.chunk_rows(n, d)
-    assert -(-n // rows) <= 256
+    assert _kernels.chunk_rows(1_000_000, 100) == 3907  # 256 chunks
+    assert _kernels.chunk_rows(1000, 100) == 328  # at least 32768 elements a chunk
+    assert _kernels.chunk_rows(1, 1) >= 1
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_chunk_boundaries_thread_independent(compiled, extra):
+    """n just below, at and above a multiple of the chunk size."""
+    rows = _kernels.chunk_rows(9000, 7)
+    X, y, _ = make_problem(rows * 5 + extra, 7)
+    coef = np.ones(7)
+    first = compiled(X, y, coef, 0.0, n_threads=1)
+    for t in (2, 3):
+        again = compiled(X, y, coef, 0.0, n_threads=t)
+        assert again[0] == first[0] and again[2] == first[2]
+        assert_array_equal(again[1], first[1])
+    check_equal(X, y, coef, 0.0, rtol=1e-10, compiled=compiled)
 
 
 def test_seed_gradient():
@@ -162,7 +174,25 @@ def test_column_stats_match_reference(build, order, weights):
     assert var[3] < 1e-20
 
 
-def test_large_values_overflow_reported_not_hidden():
-    X = np.full((4, 2), 1e200)
-    loss, g, gb = fastgd.loss_and_grad(X, np.zeros(4), np.ones(2), 0.0)
-    assert loss == np.inf  # finite inputs whose loss overflows: the value says so
+@pytest.mark.parametrize("fn", [fastgd.loss_and_grad, reference.loss_and_grad])
+def test_overflow_from_finite_inputs_is_an_error_not_nan(fn):
+    with pytest.raises(ValueError, match="overflows float64"):
+        fn(np.full((4, 2), 1e200), np.zeros(4), np.ones(2), 0.0)
+    with pytest.raises(ValueError, match="overflows float64"):
+        fn([[1e300, 1e300]], [0.0], [1e300, -1e300], 0.0)
+
+
+def test_strides_not_a_multiple_of_the_item_size():
+    """A record field: rows 20 bytes apart. Read in place it would be garbage; it is copied."""
+    rec = np.zeros(300, dtype=[("x", "f8", (3,)), ("t", "i4")])
+    rec["x"] = np.random.default_rng(0).standard_normal((300, 3))
+    X = rec["x"]
+    assert X.strides[0] % X.itemsize
+    y = np.arange(300.0)
+    for fn in (fastgd.loss_and_grad, reference.loss_and_grad):
+        got = fn(X, y, np.ones(3), 0.0)
+        want = reference.loss_and_grad(np.array(X), y, np.ones(3), 0.0)
+        assert_allclose(got[0], want[0], rtol=1e-12)
+        assert_allclose(got[1], want[1], rtol=1e-12)
+    with pytest.raises(ValueError, match="strides"):
+        _kernels.grad_pass(X, y, None, np.ones(3), 0.0, "squared", 1)

@@ -162,3 +162,18 @@ def test_refit_and_predict_shapes():
     assert model.coef_.shape == (2,)
     with pytest.raises(ValueError, match="features"):
         model.predict(X)
+
+
+def test_overflowing_last_update_is_divergence_not_a_nan_model():
+    X, y, _ = make_problem(50, 3)
+    model = GDRegressor(learning_rate=1e308, max_epochs=1, tol=None)
+    with pytest.raises(DivergenceError, match="non-finite"):
+        model.fit(X, y)
+    assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_)
+
+
+def test_tol_zero_stops_when_the_loss_stops_changing():
+    model = GDRegressor(learning_rate=0.1, tol=0.0, max_epochs=5000, standardize=False)
+    model.fit(SEED_X, SEED_Y)
+    assert model.n_iter_ < 5000
+    assert model.history_["loss"][-1] == model.history_["loss"][-2]
