@@ -76,8 +76,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     >>> from fastgd import GDRegressor
     >>> X = np.array([[1.0], [2.0], [3.0]]); y = np.array([2.0, 4.0, 6.0])
     >>> model = GDRegressor(learning_rate=0.1, max_epochs=2, tol=None, standardize=False)
-    >>> model.fit(X, y).history_["loss"]
-    [18.666666666666668, 0.29629629629629595]
+    >>> [round(loss, 4) for loss in model.fit(X, y).history_["loss"]]
+    [18.6667, 0.2963]
     >>> round(float(model.coef_[0]), 4), round(model.intercept_, 4)
     (1.6711, 0.6933)
     """
