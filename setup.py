@@ -105,7 +105,8 @@ extensions = [
     Extension(
         name,
         [name.replace(".", "/") + ".pyx"],
-        depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_openmp.pxd"],
+        depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_optim.pxd",
+                 "fastgd/_openmp.pxd"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
     )

@@ -1,11 +1,14 @@
 """The training loop, shared by both engines.
 
-An engine is a module with two functions on validated arrays (fastgd/_kernels.pxi and
+An engine is a module with three functions on validated arrays (fastgd/_kernels.pxi and
 fastgd/reference.py):
 
     grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)
         -> (mean loss, gradient in coef, gradient in intercept)
     column_stats(X, sample_weight, n_threads) -> (mean, variance) per column
+    run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
+              learning_rate, batch_size, loss, n_threads)
+        -> (sum of weighted losses, sum of weights, updates made); theta, m, v in place
 
 Everything else (standardization, batches, the update, stopping, divergence, history)
 lives here once, so `engine="numpy"` checks the compiled engine step for step.
@@ -43,7 +46,8 @@ class Standardization:
 
     The trained parameters (w_s, b_s) act on standardized features; in original units
     w = w_s / scale and b = b_s - mean . w, and the gradient for w_s is
-    (X^T r - mean * sum(r)) / scale. All O(d): the pass over X is unchanged.
+    (X^T r - mean * sum(r)) / scale (the engines' run_epoch applies it per batch). All O(d):
+    the pass over X is unchanged.
     """
 
     mean: np.ndarray
@@ -64,9 +68,6 @@ class Standardization:
     def from_original(self, w, b):
         return w * self.scale, b + self.mean @ w
 
-    def gradient(self, grad_w, grad_b):
-        return (grad_w - self.mean * grad_b) / self.scale, grad_b
-
 
 def scale_from_variance(mean, var, n_samples):
     """Standard deviations, with 1 for constant features (as scikit-learn's StandardScaler):
@@ -86,59 +87,43 @@ class FitResult:
     error: DivergenceError | None = None  # set when training diverged
 
 
-def batches(n: int, batch_size: int | None):
-    """Row ranges of an epoch's batches; the last, partial batch is used too."""
-    step = n if batch_size is None else min(batch_size, n)
-    return [(start, min(start + step, n)) for start in range(0, n, step)]
-
-
-def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
-          batch_size, max_epochs, tol, standardize, n_threads) -> FitResult:
+def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
+          learning_rate, batch_size, max_epochs, tol, standardize, n_threads) -> FitResult:
     """Gradient descent from (coef, intercept); parameters in and out in original units.
 
-    history["loss"][k] is the mean training loss seen by epoch k's forward pass (for
-    mini-batches, each batch's loss before its update, weighted by the batch's weight).
+    Each epoch is one call of the engine's run_epoch. history["loss"][k] is the mean
+    training loss seen by epoch k's forward pass (for mini-batches, each batch's loss
+    before its update, weighted by the batch's weight).
     """
-    n = X.shape[0]
+    n, d = X.shape
     std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
-    to_original = std.to_original if std else (lambda w, b: (w, b))
-    w, b = std.from_original(coef, intercept) if std else (coef.copy(), float(intercept))
+    w, b = std.from_original(coef, intercept) if std else (coef, intercept)
+    theta = np.append(w, b)            # the trained parameters (w, b), updated in place
+    m, v = np.zeros(d + 1), np.zeros(d + 1)  # optimizer state
+    steps = 0
     history = {"loss": []}
-    ranges = batches(n, batch_size)
-    weights = [(hi - lo) if sample_weight is None else float(sample_weight[lo:hi].sum())
-               for lo, hi in ranges]
-    last_good = (w, b)  # parameters at the start of the last epoch with a finite loss
+    last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
 
     def result(params, error=None):
-        coef_o, intercept_o = to_original(*params)
-        return FitResult(coef_o, float(intercept_o), len(history["loss"]), history, std, error)
+        coef_o, intercept_o = std.to_original(params[:d], params[d]) if std else (
+            params[:d], params[d])
+        return FitResult(coef_o.copy(), float(intercept_o), len(history["loss"]), history,
+                         std, error)
 
-    steps = 0
     for epoch in range(max_epochs):
-        epoch_start = (w, b)
-        total = 0.0
-        for (lo, hi), weight in zip(ranges, weights):
-            if weight == 0.0:
-                continue  # a batch of zero-weight rows carries no gradient
-            rows = slice(lo, hi) if hi - lo < n else slice(None)
-            value, grad_w, grad_b = engine.grad_pass(
-                X[rows], y[rows], None if sample_weight is None else sample_weight[rows],
-                *to_original(w, b), loss, n_threads)
-            if std:
-                grad_w, grad_b = std.gradient(grad_w, grad_b)
-            total += weight * value
-            if not np.isfinite(value):
-                raise_if_nonfinite(X[rows], row_offset=lo)  # bad data, or else divergence
-                if steps == 0:  # at the starting parameters: the data are too large
-                    raise ValueError(
-                        "The loss overflows at the initial parameters: X or y holds values "
-                        "too large for float64 arithmetic; rescale them.")
-                break
-            steps += 1
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below
-                w = w - learning_rate * grad_w
-                b = b - learning_rate * grad_b
-        epoch_loss = total / sum(weights)
+        epoch_start = theta.copy()
+        total, weight, epoch_steps = engine.run_epoch(
+            X, y, sample_weight, theta, m, v, steps,
+            None if std is None else std.mean, None if std is None else std.scale,
+            optimizer, hyper, learning_rate, n if batch_size is None else batch_size, loss,
+            n_threads)
+        steps += epoch_steps
+        epoch_loss = total / weight
+        if not np.isfinite(epoch_loss):
+            raise_if_nonfinite(X)  # bad data, or else divergence
+            if steps == 0:  # at the starting parameters: the data are too large
+                raise ValueError("The loss overflows at the initial parameters: X or y holds "
+                                 "values too large for float64 arithmetic; rescale them.")
 
         first = history["loss"][0] if history["loss"] else epoch_loss
         if not np.isfinite(epoch_loss) or epoch_loss > EXPLODE_FACTOR * first:
@@ -160,10 +145,10 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, learning_rate,
                 f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
                 f"(the loss still improved by more than tol={tol} per epoch); raise "
                 "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=3)
-    if not (np.isfinite(w).all() and np.isfinite(b)):  # the last update overflowed
+    if not np.isfinite(theta).all():  # the last update overflowed
         return result(last_good, DivergenceError(
             f"Training diverged at epoch {len(history['loss'])}: its update made the "
             f"parameters non-finite. The parameters of the last epoch with a finite loss were "
             f"kept. Try a smaller learning_rate (now {learning_rate:g}).",
             len(history["loss"])))
-    return result((w, b))
+    return result(theta)

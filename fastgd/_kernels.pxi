@@ -18,12 +18,15 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
+from libc.math cimport isfinite
 from libc.string cimport memset
 
 import numpy as np
 
 from fastgd._openmp cimport FASTGD_OPENMP, omp_get_max_threads
 from fastgd._losses cimport LossKind, SQUARED, loss_value, loss_derivative
+from fastgd._optim cimport (OptimConfig, optim_step, SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP,
+                            ADAM, ADAMW)
 
 LOSSES = {"squared": SQUARED}
 
@@ -33,6 +36,7 @@ cdef enum:
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
+    PARALLEL_MIN_ELEMS = 65536  # elements of X in a batch below which it runs on one thread
 
 # Offsets, after the d gradient entries, of the scalars in a chunk's partial sums.
 cdef enum:
@@ -70,7 +74,7 @@ def openmp_max_threads():
     return omp_get_max_threads()
 
 
-cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d) noexcept:
+cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d) noexcept nogil:
     """Rows per chunk: a function of the shape only, never of the thread count."""
     cdef Py_ssize_t by_count = (n + MAX_CHUNKS - 1) // MAX_CHUNKS
     cdef Py_ssize_t by_size = (MIN_CHUNK_ELEMS + d - 1) // d
@@ -307,6 +311,48 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         i0 = i0 + m
 
 
+cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
+                     const floating* sw, const double* w, double b, LossKind kind,
+                     Py_ssize_t lo, Py_ssize_t hi, int n_threads, double* partial,
+                     double* out) noexcept nogil:
+    """Gradient sums of rows [lo, hi) into out[0 : d + N_SCALARS].
+
+    The rows are cut into chunks by chunk_rows(hi - lo, d), each chunk's sums go to its own
+    row of `partial` (room for MAX_CHUNKS rows), and the rows are added in chunk order: the
+    same bits whether the chunks run on one thread or many. Small ranges run serially (an
+    OpenMP region costs more than they do).
+    """
+    cdef Py_ssize_t n = hi - lo, rows = chunk_rows(n, d)
+    cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
+    cdef Py_ssize_t width = d + N_SCALARS, c, start, j
+    cdef int threads = <int>min(n_threads, n_chunks)
+    memset(partial, 0, n_chunks * width * sizeof(double))
+    if threads > 1 and n * d >= PARALLEL_MIN_ELEMS:
+        for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
+            start = lo + c * rows
+            chunk_sums(X, lay, d, y, sw, w, b, kind, start, min(start + rows, hi),
+                       partial + c * width)
+    else:
+        for c in range(n_chunks):
+            start = lo + c * rows
+            chunk_sums(X, lay, d, y, sw, w, b, kind, start, min(start + rows, hi),
+                       partial + c * width)
+    for j in range(width):
+        out[j] = partial[j]
+    for c in range(1, n_chunks):
+        for j in range(width):
+            out[j] += partial[c * width + j]
+
+
+cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
+                            const floating* sw, const double* w, double b, LossKind kind,
+                            Py_ssize_t start, Py_ssize_t stop, double* acc) noexcept nogil:
+    if lay.rows:
+        grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
+    else:
+        grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
+
+
 def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
               const double[::1] coef, double intercept, str loss, int n_threads):
     """Mean loss, its gradient in coef and in intercept, in one pass over X.
@@ -316,31 +362,92 @@ def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef Layout lay = layout_of(X)
     cdef LossKind kind = LOSSES[loss]
-    cdef Py_ssize_t rows = chunk_rows(n, d)
-    cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
-    cdef Py_ssize_t width = d + N_SCALARS
-    cdef double[:, ::1] partial = np.zeros((n_chunks, width))
+    cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, d + N_SCALARS))
+    cdef double[::1] total = np.empty(d + N_SCALARS)
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    with nogil:
+        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0],
+                   intercept, kind, 0, n, n_threads, &partial[0, 0], &total[0])
+    sums = np.asarray(total)
+    weight = sums[d + SUM_W]
+    return sums[d + SUM_LOSS] / weight, sums[:d] / weight, sums[d + SUM_R] / weight
+
+
+cdef const floating* sample_weight_ptr(const floating[::1] sample_weight) noexcept:
+    return NULL if sample_weight is None else &sample_weight[0]
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad": ADAGRAD,
+              "rmsprop": RMSPROP, "adam": ADAM, "adamw": ADAMW}
+
+
+def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
+              double[::1] theta, double[::1] m, double[::1] v, long step,
+              const double[::1] mean, const double[::1] scale, str optimizer, dict hyper,
+              double learning_rate, Py_ssize_t batch_size, str loss, int n_threads):
+    """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
+
+    theta = (w, b) are the trained parameters (acting on standardized features when mean and
+    scale are given); theta, m and v (the optimizer state) are updated in place; `step` is
+    the number of updates made before this epoch. Batches are consecutive rows, the last one
+    partial. A batch with a non-finite loss stops the epoch before its update.
+
+    Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], width = d + N_SCALARS
+    cdef Layout lay = layout_of(X)
+    cdef LossKind kind = LOSSES[loss]
+    cdef OptimConfig config
+    config.kind = OPTIMIZERS[optimizer]
+    config.momentum = hyper["momentum"]
+    config.beta1 = hyper["beta1"]
+    config.beta2 = hyper["beta2"]
+    config.rho = hyper["rho"]
+    config.eps = hyper["eps"]
+    config.weight_decay = hyper["weight_decay"]
+    cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, width))
+    cdef double[::1] sums = np.empty(width)
+    cdef double[::1] w = np.empty(d)        # the weights in original units, per batch
+    cdef double[::1] grad = np.empty(d + 1)
     cdef const floating* Xp = &X[0, 0]
     cdef const floating* yp = &y[0]
-    cdef const floating* swp = NULL if sample_weight is None else <const floating*>&sample_weight[0]
-    cdef const double* w = &coef[0]
-    cdef Py_ssize_t c, start, j
-    cdef int threads = <int>min(max(n_threads, 1), n_chunks)
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef const double* mu = NULL if mean is None else &mean[0]
+    cdef const double* sd = NULL if scale is None else &scale[0]
+    cdef Py_ssize_t lo, hi, j
+    cdef long steps = 0
+    cdef double b, weight, loss_total = 0.0, weight_total = 0.0
     with nogil:
-        for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
-            start = c * rows
-            if lay.rows:
-                grad_chunk_rows(Xp, lay.ld, d, yp, swp, w, intercept, kind,
-                                start, min(start + rows, n), &partial[c, 0])
-            else:
-                grad_chunk_cols(Xp, lay.ld, d, yp, swp, w, intercept, kind,
-                                start, min(start + rows, n), &partial[c, 0])
-        for c in range(1, n_chunks):
-            for j in range(width):
-                partial[0, j] += partial[c, j]
-    total = np.asarray(partial[0])
-    weight = total[d + SUM_W]
-    return total[d + SUM_LOSS] / weight, total[:d] / weight, total[d + SUM_R] / weight
+        lo = 0
+        while lo < n:
+            hi = min(lo + batch_size, n)
+            # Parameters in original units: w = w_s / scale, b = b_s - mean . w.
+            b = theta[d]
+            for j in range(d):
+                w[j] = theta[j]
+                if mu != NULL:
+                    w[j] = theta[j] / sd[j]
+                    b -= mu[j] * w[j]
+            range_sums(Xp, lay, d, yp, swp, &w[0], b, kind, lo, hi, n_threads,
+                       &partial[0, 0], &sums[0])
+            lo = hi
+            weight = sums[d + SUM_W]
+            if weight == 0.0:
+                continue  # zero-weight rows carry no gradient
+            loss_total += sums[d + SUM_LOSS]
+            weight_total += weight
+            if not isfinite(sums[d + SUM_LOSS]):
+                break
+            # Gradient in the trained parameters: (X^T r - mean sum r) / scale, and sum r.
+            grad[d] = sums[d + SUM_R] / weight
+            for j in range(d):
+                grad[j] = sums[j] / weight
+                if mu != NULL:
+                    grad[j] = (grad[j] - mu[j] * grad[d]) / sd[j]
+            steps += 1
+            optim_step(&config, &theta[0], &grad[0], &m[0], &v[0], d + 1, d, step + steps,
+                       learning_rate)
+    return loss_total, weight_total, steps
 
 
 # Running statistics are kept as [W, mean (d), m2 (d)]: the weight sum, the weighted mean
@@ -405,7 +512,7 @@ def column_stats(const floating[:, :] X, const floating[::1] sample_weight, int 
     # One block buffer per chunk (a thread-private malloc would need a parallel block).
     cdef double[:, ::1] blocks = np.empty((n_chunks, width))
     cdef const floating* Xp = &X[0, 0]
-    cdef const floating* swp = NULL if sample_weight is None else <const floating*>&sample_weight[0]
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef Py_ssize_t c, i0, stop
     cdef int threads = <int>min(max(n_threads, 1), n_chunks)
     with nogil:

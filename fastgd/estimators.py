@@ -18,7 +18,9 @@ from fastgd._validation import (
 )
 
 ENGINES = {"cython": kernels, "numpy": reference}
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = tuple(reference.OPTIMIZERS)
+# torch.optim's default epsilon of each optimizer (epsilon=None picks it).
+DEFAULT_EPSILON = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
@@ -30,10 +32,31 @@ class GDRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    optimizer : {"sgd"}, default="sgd"
-        The update rule. ``"sgd"`` is the plain step ``theta -= learning_rate * grad``
-        (full-batch gradient descent when ``batch_size=None``).
+    optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
+            default="sgd"
+        The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
+        on theta = (coef, intercept) with gradient g, learning rate lr, step t = 1, 2, ...
+        and state m = v = 0 at the start:
+
+        - ``"sgd"``: theta -= lr g (full-batch gradient descent when ``batch_size=None``);
+        - ``"momentum"``: m = momentum m + g; theta -= lr m  (torch SGD with momentum);
+        - ``"nesterov"``: m = momentum m + g; theta -= lr (g + momentum m);
+        - ``"adagrad"``: v += g²; theta -= lr g / (sqrt(v) + epsilon);
+        - ``"rmsprop"``: v = rho v + (1 - rho) g²; theta -= lr g / (sqrt(v) + epsilon);
+        - ``"adam"``: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
+          theta -= lr / (1 - beta1^t) · m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon);
+        - ``"adamw"``: coef *= 1 - lr weight_decay (decoupled; not the intercept), then Adam.
     learning_rate : float, default=0.01
+    momentum : float, default=0.9
+        For ``"momentum"`` and ``"nesterov"``.
+    beta1, beta2 : float, default=0.9, 0.999
+        For ``"adam"`` and ``"adamw"``.
+    rho : float, default=0.99
+        RMSProp's decay (torch's ``alpha``).
+    epsilon : float or None, default=None
+        None: torch's default of the optimizer (1e-10 for Adagrad, 1e-8 otherwise).
+    weight_decay : float, default=0.01
+        AdamW's decoupled weight decay.
     batch_size : int or None, default=None
         Rows per gradient step; None uses all rows (full batch). The last, partial batch
         of an epoch is used too (its gradient is the mean over its rows).
@@ -82,11 +105,18 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     (1.6711, 0.6933)
     """
 
-    def __init__(self, *, optimizer="sgd", learning_rate=0.01, batch_size=None,
+    def __init__(self, *, optimizer="sgd", learning_rate=0.01, momentum=0.9, beta1=0.9,
+                 beta2=0.999, rho=0.99, epsilon=None, weight_decay=0.01, batch_size=None,
                  max_epochs=1000, tol=1e-4, standardize=True, n_threads=None,
                  engine="cython"):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.rho = rho
+        self.epsilon = epsilon
+        self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.tol = tol
@@ -101,6 +131,11 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         check_number("batch_size", self.batch_size, integer=True, allow_none=True)
         check_number("max_epochs", self.max_epochs, integer=True)
         check_number("tol", self.tol, allow_none=True, allow_zero=True)
+        for name in ("momentum", "beta1", "beta2", "rho"):
+            if check_number(name, getattr(self, name), allow_zero=True) >= 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        check_number("epsilon", self.epsilon, allow_none=True)
+        check_number("weight_decay", self.weight_decay, allow_zero=True)
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise TypeError(f"standardize must be True or False, got {self.standardize!r}")
         return effective_n_threads(self.n_threads)
@@ -116,8 +151,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         sample_weight = as_sample_weight(sample_weight, n, X.dtype)
         result = _driver.train(
             ENGINES[self.engine], X, y, sample_weight,
-            coef=np.zeros(d), intercept=0.0, loss="squared",
-            learning_rate=float(self.learning_rate), batch_size=self.batch_size,
+            coef=np.zeros(d), intercept=0.0, loss="squared", optimizer=self.optimizer,
+            hyper=self._hyperparameters(), learning_rate=float(self.learning_rate),
+            batch_size=self.batch_size,
             max_epochs=self.max_epochs, tol=self.tol, standardize=bool(self.standardize),
             n_threads=n_threads)
         self.coef_ = result.coef
@@ -129,6 +165,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if result.error is not None:
             raise result.error
         return self
+
+    def _hyperparameters(self) -> dict:
+        eps = DEFAULT_EPSILON.get(self.optimizer, 1e-8) if self.epsilon is None else self.epsilon
+        return {"momentum": float(self.momentum), "beta1": float(self.beta1),
+                "beta2": float(self.beta2), "rho": float(self.rho), "eps": float(eps),
+                "weight_decay": float(self.weight_decay)}
 
     def predict(self, X):
         """Predictions X @ coef_ + intercept_, in X's floating dtype."""

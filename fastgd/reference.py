@@ -49,4 +49,81 @@ def column_stats(X, sample_weight, n_threads):
     return mean, var
 
 
+# Optimizer update rules, as in torch.optim, on theta = (w, b) with gradient g, state m and v
+# (zero at start), 1-based step t and learning rate lr. Each updates theta, m, v in place;
+# the intercept theta[-1] is a parameter like the weights, except for AdamW's weight decay.
+
+def sgd(theta, g, m, v, t, lr, h):
+    theta -= lr * g
+
+
+def momentum(theta, g, m, v, t, lr, h):
+    m *= h["momentum"]
+    m += g
+    theta -= lr * m
+
+
+def nesterov(theta, g, m, v, t, lr, h):
+    m *= h["momentum"]
+    m += g
+    theta -= lr * (g + h["momentum"] * m)
+
+
+def adagrad(theta, g, m, v, t, lr, h):
+    v += g * g
+    theta -= lr * g / (np.sqrt(v) + h["eps"])
+
+
+def rmsprop(theta, g, m, v, t, lr, h):
+    v *= h["rho"]
+    v += (1 - h["rho"]) * g * g
+    theta -= lr * g / (np.sqrt(v) + h["eps"])
+
+
+def adam(theta, g, m, v, t, lr, h):
+    m += (1 - h["beta1"]) * (g - m)
+    v *= h["beta2"]
+    v += (1 - h["beta2"]) * g * g
+    bias1, bias2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
+    theta -= (lr / bias1) * m / (np.sqrt(v) / np.sqrt(bias2) + h["eps"])
+
+
+def adamw(theta, g, m, v, t, lr, h):
+    theta[:-1] *= 1 - lr * h["weight_decay"]  # decoupled weight decay, not on the intercept
+    adam(theta, g, m, v, t, lr, h)
+
+
+OPTIMIZERS = {f.__name__: f for f in (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw)}
+
+
+def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
+              learning_rate, batch_size, loss, n_threads):
+    """One epoch over consecutive batches; see fastgd/_kernels.pxi for the contract."""
+    n, d = X.shape
+    update = OPTIMIZERS[optimizer]
+    loss_total = weight_total = 0.0
+    steps = 0
+    for lo in range(0, n, batch_size):
+        rows = slice(lo, min(lo + batch_size, n))
+        sw = None if sample_weight is None else sample_weight[rows]
+        weight = rows.stop - lo if sw is None else float(sw.sum(dtype=np.float64))
+        if weight == 0.0:
+            continue  # zero-weight rows carry no gradient
+        w, b = theta[:d], theta[d]
+        if mean is not None:  # parameters in original units
+            w = w / scale
+            b = b - mean @ w
+        value, grad_w, grad_b = grad_pass(X[rows], y[rows], sw, w, b, loss, n_threads)
+        loss_total += weight * value
+        weight_total += weight
+        if not np.isfinite(value):
+            break
+        if mean is not None:  # gradient in the standardized parameters
+            grad_w = (grad_w - mean * grad_b) / scale
+        steps += 1
+        with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
+            update(theta, np.append(grad_w, grad_b), m, v, step + steps, learning_rate, hyper)
+    return loss_total, weight_total, steps
+
+
 loss_and_grad = make_loss_and_grad(grad_pass, "fastgd.reference")

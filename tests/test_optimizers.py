@@ -1,0 +1,94 @@
+"""Optimizers and the compiled mini-batch epoch: equal to the NumPy engine step for step."""
+
+import numpy as np
+import pytest
+from conftest import make_problem
+from numpy.testing import assert_allclose, assert_array_equal
+
+from fastgd import GDRegressor, reference
+from fastgd.estimators import OPTIMIZERS
+
+RATES = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.1, "rmsprop": 0.01,
+         "adam": 0.01, "adamw": 0.01}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("batch_size", [1, 7, 32, 300, 1000])
+def test_compiled_equals_numpy_engine(optimizer, batch_size):
+    X, y, sw = make_problem(300, 6, weights=True, seed=3)
+    kw = dict(optimizer=optimizer, learning_rate=RATES[optimizer], batch_size=batch_size,
+              max_epochs=4, tol=None)
+    a = GDRegressor(engine="cython", **kw).fit(X, y, sample_weight=sw)
+    b = GDRegressor(engine="numpy", **kw).fit(X, y, sample_weight=sw)
+    assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-10)
+    assert_allclose(a.coef_, b.coef_, rtol=1e-9, atol=1e-12)
+    assert_allclose(a.intercept_, b.intercept_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("standardize", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_engines_agree_layouts_dtypes(optimizer, standardize, dtype):
+    X, y, _ = make_problem(500, 9, dtype=dtype, order="F", seed=4)
+    kw = dict(optimizer=optimizer, learning_rate=RATES[optimizer] / 10, batch_size=64,
+              max_epochs=3, tol=None, standardize=standardize)
+    a = GDRegressor(engine="cython", **kw).fit(X, y)
+    b = GDRegressor(engine="numpy", **kw).fit(X, y)
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    assert_allclose(a.history_["loss"], b.history_["loss"], rtol=rtol)
+    assert_allclose(a.coef_, b.coef_, rtol=rtol, atol=rtol * np.abs(b.coef_).max())
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_converges(optimizer):
+    X, y, _ = make_problem(2000, 5, noise=0.0, seed=5)
+    rate = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.5, "rmsprop": 0.002}.get(
+        optimizer, 0.01)
+    model = GDRegressor(optimizer=optimizer, learning_rate=rate, batch_size=50,
+                        max_epochs=200, tol=None, weight_decay=0.0).fit(X, y)
+    assert model.score(X, y) > 1 - 1e-6
+
+
+def test_update_rules_by_hand():
+    """One step of each rule from fastgd.reference against its formula written out."""
+    g = np.array([0.5, -2.0, 1.0])
+    h = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01)
+    lr = 0.1
+    expected = {
+        "sgd": -lr * g,
+        "momentum": -lr * g,
+        "nesterov": -lr * (g + 0.9 * g),
+        "adagrad": -lr * g / (np.abs(g) + 1e-8),
+        "rmsprop": -lr * g / (np.sqrt(0.01) * np.abs(g) + 1e-8),
+        "adam": -lr * g / (np.abs(g) + 1e-8),
+    }
+    for name, delta in expected.items():
+        theta, m, v = np.ones(3), np.zeros(3), np.zeros(3)
+        reference.OPTIMIZERS[name](theta, g, m, v, 1, lr, h)
+        assert_allclose(theta - 1, delta, rtol=1e-6, err_msg=name)
+    theta, m, v = np.ones(3), np.zeros(3), np.zeros(3)
+    reference.OPTIMIZERS["adamw"](theta, g, m, v, 1, lr, h)
+    decay = np.array([1 - lr * 0.01, 1 - lr * 0.01, 1.0])  # the intercept is not decayed
+    assert_allclose(theta, decay - lr * g / (np.abs(g) + 1e-8), rtol=1e-6)
+
+
+def test_mini_batch_fit_is_bit_identical_across_threads():
+    X, y, _ = make_problem(70_000, 16)
+    fits = [GDRegressor(optimizer="adam", batch_size=5000, max_epochs=2, tol=None,
+                        n_threads=t).fit(X, y) for t in (1, 2, 3)]
+    for f in fits[1:]:
+        assert_array_equal(f.coef_, fits[0].coef_)
+        assert f.history_ == fits[0].history_
+
+
+@pytest.mark.parametrize("param,value,message", [
+    ("momentum", 1.0, "momentum must be in"), ("beta1", -0.1, "beta1 must be a finite"),
+    ("beta2", 1.5, "beta2 must be in"), ("rho", np.nan, "rho must be a finite"),
+    ("epsilon", 0.0, "epsilon must be a finite number > 0"),
+    ("weight_decay", -1.0, "weight_decay must be a finite"),
+    ("optimizer", "adamax", "optimizer must be one of"),
+])
+def test_bad_optimizer_hyperparameters(param, value, message):
+    X, y, _ = make_problem(20, 2)
+    with pytest.raises(ValueError, match=message):
+        GDRegressor(**{param: value}).fit(X, y)
