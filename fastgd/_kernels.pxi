@@ -19,7 +19,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 from libc.math cimport isfinite
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -377,6 +377,19 @@ cdef const floating* sample_weight_ptr(const floating[::1] sample_weight) noexce
     return NULL if sample_weight is None else &sample_weight[0]
 
 
+cdef inline double to_original(const double* theta, const double* mean, const double* inv_scale,
+                               Py_ssize_t d, double* w) noexcept nogil:
+    """Trained parameters (w_s, b_s) in original units: w = w_s / scale into `w`, and
+    returns b = b_s - mean . w (a copy of theta without standardization, mean = NULL)."""
+    cdef Py_ssize_t j
+    if mean == NULL:
+        memcpy(w, theta, d * sizeof(double))
+        return theta[d]
+    for j in range(d):
+        w[j] = theta[j] * inv_scale[j]
+    return theta[d] - dot1[double](mean, w, d)
+
+
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad": ADAGRAD,
               "rmsprop": RMSPROP, "adam": ADAM, "adamw": ADAMW}
 
@@ -413,7 +426,9 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef const floating* yp = &y[0]
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef const double* mu = NULL if mean is None else &mean[0]
-    cdef const double* sd = NULL if scale is None else &scale[0]
+    # Multiplying by 1/scale: a division per entry and batch cost more than the batch itself.
+    cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
+    cdef const double* inv_sd = NULL if scale is None else &inv_scale[0]
     cdef Py_ssize_t lo, hi, j
     cdef long steps = 0
     cdef double b, weight, loss_total = 0.0, weight_total = 0.0
@@ -421,13 +436,7 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
         lo = 0
         while lo < n:
             hi = min(lo + batch_size, n)
-            # Parameters in original units: w = w_s / scale, b = b_s - mean . w.
-            b = theta[d]
-            for j in range(d):
-                w[j] = theta[j]
-                if mu != NULL:
-                    w[j] = theta[j] / sd[j]
-                    b -= mu[j] * w[j]
+            b = to_original(&theta[0], mu, inv_sd, d, &w[0])
             range_sums(Xp, lay, d, yp, swp, &w[0], b, kind, lo, hi, n_threads,
                        &partial[0, 0], &sums[0])
             lo = hi
@@ -443,7 +452,7 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
             for j in range(d):
                 grad[j] = sums[j] / weight
                 if mu != NULL:
-                    grad[j] = (grad[j] - mu[j] * grad[d]) / sd[j]
+                    grad[j] = (grad[j] - mu[j] * grad[d]) * inv_sd[j]
             steps += 1
             optim_step(&config, &theta[0], &grad[0], &m[0], &v[0], d + 1, d, step + steps,
                        learning_rate)

@@ -27,37 +27,41 @@ ctypedef struct OptimConfig:
 cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g, double* m,
                             double* v, Py_ssize_t n_params, Py_ssize_t n_weights, long t,
                             double lr) noexcept nogil:
+    # Hyperparameters are read into locals: through the pointer, every store to theta, m or v
+    # could alias them, which forces reloads and keeps the loops from vectorizing.
     cdef Py_ssize_t k
-    cdef double bc1, bc2, step_size
+    cdef double mu = c.momentum, rho = c.rho, eps = c.eps, b1 = c.beta1, b2 = c.beta2
+    cdef double step_size, inv_bc2_sqrt
     if c.kind == SGD:                  # theta -= lr g
         for k in range(n_params):
             theta[k] -= lr * g[k]
     elif c.kind == MOMENTUM:           # m = mu m + g;  theta -= lr m
         for k in range(n_params):
-            m[k] = c.momentum * m[k] + g[k]
+            m[k] = mu * m[k] + g[k]
             theta[k] -= lr * m[k]
     elif c.kind == NESTEROV:           # m = mu m + g;  theta -= lr (g + mu m)
         for k in range(n_params):
-            m[k] = c.momentum * m[k] + g[k]
-            theta[k] -= lr * (g[k] + c.momentum * m[k])
+            m[k] = mu * m[k] + g[k]
+            theta[k] -= lr * (g[k] + mu * m[k])
     elif c.kind == ADAGRAD:            # v += g^2;  theta -= lr g / (sqrt(v) + eps)
         for k in range(n_params):
             v[k] += g[k] * g[k]
-            theta[k] -= lr * g[k] / (sqrt(v[k]) + c.eps)
+            theta[k] -= lr * g[k] / (sqrt(v[k]) + eps)
     elif c.kind == RMSPROP:            # v = rho v + (1 - rho) g^2;  theta -= lr g / (sqrt(v) + eps)
         for k in range(n_params):
-            v[k] = c.rho * v[k] + (1.0 - c.rho) * g[k] * g[k]
-            theta[k] -= lr * g[k] / (sqrt(v[k]) + c.eps)
+            v[k] = rho * v[k] + (1.0 - rho) * g[k] * g[k]
+            theta[k] -= lr * g[k] / (sqrt(v[k]) + eps)
     else:                              # ADAM, ADAMW
         if c.kind == ADAMW:            # decoupled decay first: w *= 1 - lr wd (not b)
+            step_size = 1.0 - lr * c.weight_decay
             for k in range(n_weights):
-                theta[k] *= 1.0 - lr * c.weight_decay
+                theta[k] *= step_size
         # m = b1 m + (1 - b1) g  (as torch: m += (1 - b1)(g - m));  v = b2 v + (1 - b2) g^2;
-        # theta -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (torch's order)
-        bc1 = 1.0 - c.beta1 ** t
-        bc2 = 1.0 - c.beta2 ** t
-        step_size = lr / bc1
+        # theta -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (torch's order,
+        # with the division by sqrt(1 - b2^t) as a multiplication: per step, not per entry)
+        step_size = lr / (1.0 - b1 ** t)
+        inv_bc2_sqrt = 1.0 / sqrt(1.0 - b2 ** t)
         for k in range(n_params):
-            m[k] += (1.0 - c.beta1) * (g[k] - m[k])
-            v[k] = c.beta2 * v[k] + (1.0 - c.beta2) * g[k] * g[k]
-            theta[k] -= step_size * m[k] / (sqrt(v[k]) / sqrt(bc2) + c.eps)
+            m[k] += (1.0 - b1) * (g[k] - m[k])
+            v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k]
+            theta[k] -= step_size * m[k] / (sqrt(v[k]) * inv_bc2_sqrt + eps)

@@ -85,7 +85,7 @@ def adam(theta, g, m, v, t, lr, h):
     v *= h["beta2"]
     v += (1 - h["beta2"]) * g * g
     bias1, bias2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
-    theta -= (lr / bias1) * m / (np.sqrt(v) / np.sqrt(bias2) + h["eps"])
+    theta -= (lr / bias1) * m / (np.sqrt(v) * (1 / np.sqrt(bias2)) + h["eps"])
 
 
 def adamw(theta, g, m, v, t, lr, h):
@@ -101,6 +101,7 @@ def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
     """One epoch over consecutive batches; see fastgd/_kernels.pxi for the contract."""
     n, d = X.shape
     update = OPTIMIZERS[optimizer]
+    inv_scale = None if scale is None else 1.0 / scale
     loss_total = weight_total = 0.0
     steps = 0
     for lo in range(0, n, batch_size):
@@ -110,8 +111,8 @@ def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
         w, b = theta[:d], theta[d]
-        if mean is not None:  # parameters in original units
-            w = w / scale
+        if mean is not None:  # parameters in original units (inv_scale = 1 / scale)
+            w = w * inv_scale
             b = b - mean @ w
         value, grad_w, grad_b = grad_pass(X[rows], y[rows], sw, w, b, loss, n_threads)
         loss_total += weight * value
@@ -119,7 +120,7 @@ def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
         if not np.isfinite(value):
             break
         if mean is not None:  # gradient in the standardized parameters
-            grad_w = (grad_w - mean * grad_b) / scale
+            grad_w = (grad_w - mean * grad_b) * inv_scale
         steps += 1
         with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
             update(theta, np.append(grad_w, grad_b), m, v, step + steps, learning_rate, hyper)
