@@ -16,6 +16,7 @@ lives here once, so `engine="numpy"` checks the compiled engine step for step.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -77,6 +78,34 @@ def scale_from_variance(mean, var, n_samples):
     return np.where(constant, 1.0, np.sqrt(var))
 
 
+SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")
+
+
+def scheduled_rate(epoch: int, learning_rate: float, schedule: dict, max_epochs: int) -> float:
+    """The learning rate of epoch `epoch` (0-based), stepped once per epoch.
+
+    As torch.optim.lr_scheduler: "step" is StepLR (lr gamma^(epoch // step_size)),
+    "exponential" ExponentialLR (lr gamma^epoch), "cosine" CosineAnnealingLR with
+    T_max = max_epochs (eta_min + (lr - eta_min)(1 + cos(pi epoch / T_max)) / 2);
+    "invscaling" is scikit-learn's lr / (epoch + 1)^power_t. A linear warmup multiplies
+    the first warmup_epochs epochs by (epoch + 1) / (warmup_epochs + 1).
+    """
+    kind = schedule["schedule"]
+    if kind == "step":
+        rate = learning_rate * schedule["gamma"] ** (epoch // schedule["step_size"])
+    elif kind == "exponential":
+        rate = learning_rate * schedule["gamma"] ** epoch
+    elif kind == "invscaling":
+        rate = learning_rate / (epoch + 1) ** schedule["power_t"]
+    elif kind == "cosine":
+        eta_min = schedule["eta_min"]
+        rate = eta_min + (learning_rate - eta_min) * (1 + math.cos(math.pi * epoch / max_epochs)) / 2
+    else:
+        rate = learning_rate
+    warmup = schedule["warmup_epochs"]
+    return rate * (epoch + 1) / (warmup + 1) if epoch < warmup else rate
+
+
 @dataclass
 class FitResult:
     coef: np.ndarray
@@ -88,7 +117,8 @@ class FitResult:
 
 
 def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
-          learning_rate, batch_size, max_epochs, tol, standardize, n_threads) -> FitResult:
+          learning_rate, schedule, batch_size, max_epochs, tol, standardize,
+          n_threads) -> FitResult:
     """Gradient descent from (coef, intercept); parameters in and out in original units.
 
     Each epoch is one call of the engine's run_epoch. history["loss"][k] is the mean
@@ -101,7 +131,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     theta = np.append(w, b)            # the trained parameters (w, b), updated in place
     m, v = np.zeros(d + 1), np.zeros(d + 1)  # optimizer state
     steps = 0
-    history = {"loss": []}
+    history = {"loss": [], "learning_rate": []}
     last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
 
     def result(params, error=None):
@@ -112,11 +142,11 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
 
     for epoch in range(max_epochs):
         epoch_start = theta.copy()
+        rate = scheduled_rate(epoch, learning_rate, schedule, max_epochs)
         total, weight, epoch_steps = engine.run_epoch(
             X, y, sample_weight, theta, m, v, steps,
             None if std is None else std.mean, None if std is None else std.scale,
-            optimizer, hyper, learning_rate, n if batch_size is None else batch_size, loss,
-            n_threads)
+            optimizer, hyper, rate, n if batch_size is None else batch_size, loss, n_threads)
         steps += epoch_steps
         epoch_loss = total / weight
         if not np.isfinite(epoch_loss):
@@ -134,6 +164,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                 f"parameters of the last epoch with a finite loss were kept. Try a smaller "
                 f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
         history["loss"].append(float(epoch_loss))
+        history["learning_rate"].append(rate)
         last_good = epoch_start
         # Converged: the loss went down by tol or less. A rising loss is not convergence:
         # training goes on, and a run that keeps rising is caught as divergence.

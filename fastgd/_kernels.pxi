@@ -25,8 +25,8 @@ import numpy as np
 
 from fastgd._openmp cimport FASTGD_OPENMP, omp_get_max_threads
 from fastgd._losses cimport LossKind, SQUARED, loss_value, loss_derivative
-from fastgd._optim cimport (OptimConfig, optim_step, SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP,
-                            ADAM, ADAMW)
+from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
+                            MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
 
 LOSSES = {"squared": SQUARED}
 
@@ -418,6 +418,7 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     config.rho = hyper["rho"]
     config.eps = hyper["eps"]
     config.weight_decay = hyper["weight_decay"]
+    cdef double l2 = hyper["l2"], l1 = hyper["l1"], max_norm = hyper["clip_norm"]
     cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, width))
     cdef double[::1] sums = np.empty(width)
     cdef double[::1] w = np.empty(d)        # the weights in original units, per batch
@@ -454,8 +455,14 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
                 if mu != NULL:
                     grad[j] = (grad[j] - mu[j] * grad[d]) * inv_sd[j]
             steps += 1
+            if l2 > 0.0:
+                add_l2(&grad[0], &theta[0], d, l2)
+            if max_norm > 0.0:
+                clip_norm(&grad[0], d + 1, max_norm)
             optim_step(&config, &theta[0], &grad[0], &m[0], &v[0], d + 1, d, step + steps,
                        learning_rate)
+            if l1 > 0.0:
+                soft_threshold(&theta[0], d, learning_rate * l1)
     return loss_total, weight_total, steps
 
 

@@ -65,3 +65,38 @@ cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g
             m[k] += (1.0 - b1) * (g[k] - m[k])
             v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k]
             theta[k] -= step_size * m[k] / (sqrt(v[k]) * inv_bc2_sqrt + eps)
+
+
+# Around the update: the elastic-net penalty on the weights (never the intercept) and
+# gradient clipping, in this order per batch:
+#   g_w += l2 w;  clip g to clip_norm (global L2 norm of (g_w, g_b), torch's clip_grad_norm_);
+#   optimizer step;  w = sign(w) max(|w| - lr l1, 0)  (the proximal step of l1 |w|_1).
+
+cdef inline void add_l2(double* g, const double* theta, Py_ssize_t n_weights,
+                        double l2) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n_weights):
+        g[k] += l2 * theta[k]
+
+
+cdef inline void clip_norm(double* g, Py_ssize_t n_params, double max_norm) noexcept nogil:
+    """As torch.nn.utils.clip_grad_norm_: g *= max_norm / (|g| + 1e-6) when that is < 1."""
+    cdef Py_ssize_t k
+    cdef double total = 0.0, factor
+    for k in range(n_params):
+        total += g[k] * g[k]
+    factor = max_norm / (sqrt(total) + 1e-6)
+    if factor < 1.0:
+        for k in range(n_params):
+            g[k] *= factor
+
+
+cdef inline void soft_threshold(double* theta, Py_ssize_t n_weights, double threshold) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n_weights):
+        if theta[k] > threshold:
+            theta[k] -= threshold
+        elif theta[k] < -threshold:
+            theta[k] += threshold
+        else:
+            theta[k] = 0.0

@@ -21,6 +21,7 @@ ENGINES = {"cython": kernels, "numpy": reference}
 OPTIMIZERS = tuple(reference.OPTIMIZERS)
 # torch.optim's default epsilon of each optimizer (epsilon=None picks it).
 DEFAULT_EPSILON = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
+SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
@@ -57,6 +58,37 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         None: torch's default of the optimizer (1e-10 for Adagrad, 1e-8 otherwise).
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay.
+    schedule : {"constant", "step", "exponential", "invscaling", "cosine"}, default="constant"
+        Learning rate per epoch e = 0, 1, ... (as ``torch.optim.lr_scheduler``):
+        ``"step"``: lr gamma^(e // step_size) (StepLR); ``"exponential"``: lr gamma^e
+        (ExponentialLR); ``"invscaling"``: lr / (e + 1)^power_t (scikit-learn's, per
+        epoch); ``"cosine"``: eta_min + (lr - eta_min)(1 + cos(pi e / max_epochs)) / 2
+        (CosineAnnealingLR).
+    step_size : int, default=10
+    gamma : float, default=0.1
+    power_t : float, default=0.25
+    eta_min : float, default=0.0
+    warmup_epochs : int, default=0
+        Linear warmup: epoch e < warmup_epochs uses (e + 1) / (warmup_epochs + 1) of the
+        scheduled rate.
+    alpha : float, default=0.0
+        Strength of the elastic-net penalty. The objective is
+
+            mean_i w_i (y_i - x_i . coef - b)^2 / mean_i w_i
+              + alpha (l1_ratio |coef|_1 + (1 - l1_ratio) / 2 |coef|_2^2),
+
+        on the trained coefficients (those of the standardized features when
+        ``standardize=True``); the intercept is not penalized. The squared part enters the
+        gradient; the L1 part is a proximal soft-threshold step after each update
+        (threshold learning_rate alpha l1_ratio), so coefficients become exactly zero.
+        Compared with scikit-learn (``standardize=False``, no sample weights, n rows):
+        ElasticNet / Lasso ``alpha`` = alpha / 2 with the same l1_ratio, and
+        Ridge ``alpha`` = n alpha / 2.
+    l1_ratio : float, default=0.0
+        0 is ridge, 1 is lasso.
+    clip_norm : float or None, default=None
+        Clip each batch gradient (coef and intercept together) to this global L2 norm, as
+        ``torch.nn.utils.clip_grad_norm_``.
     batch_size : int or None, default=None
         Rows per gradient step; None uses all rows (full batch). The last, partial batch
         of an epoch is used too (its gradient is the mean over its rows).
@@ -106,9 +138,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, *, optimizer="sgd", learning_rate=0.01, momentum=0.9, beta1=0.9,
-                 beta2=0.999, rho=0.99, epsilon=None, weight_decay=0.01, batch_size=None,
-                 max_epochs=1000, tol=1e-4, standardize=True, n_threads=None,
-                 engine="cython"):
+                 beta2=0.999, rho=0.99, epsilon=None, weight_decay=0.01, schedule="constant",
+                 step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0,
+                 alpha=0.0, l1_ratio=0.0, clip_norm=None, batch_size=None, max_epochs=1000,
+                 tol=1e-4, standardize=True, n_threads=None, engine="cython"):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -117,6 +150,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.rho = rho
         self.epsilon = epsilon
         self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.step_size = step_size
+        self.gamma = gamma
+        self.power_t = power_t
+        self.eta_min = eta_min
+        self.warmup_epochs = warmup_epochs
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.clip_norm = clip_norm
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.tol = tol
@@ -136,6 +178,16 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         check_number("epsilon", self.epsilon, allow_none=True)
         check_number("weight_decay", self.weight_decay, allow_zero=True)
+        check_choice("schedule", self.schedule, _driver.SCHEDULES)
+        check_number("step_size", self.step_size, integer=True)
+        check_number("gamma", self.gamma)
+        check_number("power_t", self.power_t, allow_zero=True)
+        check_number("eta_min", self.eta_min, allow_zero=True)
+        check_number("warmup_epochs", self.warmup_epochs, integer=True, allow_zero=True)
+        check_number("alpha", self.alpha, allow_zero=True)
+        if check_number("l1_ratio", self.l1_ratio, allow_zero=True) > 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
+        check_number("clip_norm", self.clip_norm, allow_none=True)
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise TypeError(f"standardize must be True or False, got {self.standardize!r}")
         return effective_n_threads(self.n_threads)
@@ -153,6 +205,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             ENGINES[self.engine], X, y, sample_weight,
             coef=np.zeros(d), intercept=0.0, loss="squared", optimizer=self.optimizer,
             hyper=self._hyperparameters(), learning_rate=float(self.learning_rate),
+            schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
             batch_size=self.batch_size,
             max_epochs=self.max_epochs, tol=self.tol, standardize=bool(self.standardize),
             n_threads=n_threads)
@@ -170,7 +223,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         eps = DEFAULT_EPSILON.get(self.optimizer, 1e-8) if self.epsilon is None else self.epsilon
         return {"momentum": float(self.momentum), "beta1": float(self.beta1),
                 "beta2": float(self.beta2), "rho": float(self.rho), "eps": float(eps),
-                "weight_decay": float(self.weight_decay)}
+                "weight_decay": float(self.weight_decay),
+                "l2": float(self.alpha * (1 - self.l1_ratio)),
+                "l1": float(self.alpha * self.l1_ratio),
+                "clip_norm": 0.0 if self.clip_norm is None else float(self.clip_norm)}
 
     def predict(self, X):
         """Predictions X @ coef_ + intercept_, in X's floating dtype."""

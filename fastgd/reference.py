@@ -123,7 +123,12 @@ def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
             grad_w = (grad_w - mean * grad_b) * inv_scale
         steps += 1
         with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
-            update(theta, np.append(grad_w, grad_b), m, v, step + steps, learning_rate, hyper)
+            g = np.append(grad_w + hyper["l2"] * theta[:d], grad_b)  # ridge part of the penalty
+            if hyper["clip_norm"] > 0:  # as torch.nn.utils.clip_grad_norm_
+                g *= min(1.0, hyper["clip_norm"] / (np.sqrt(g @ g) + 1e-6))
+            update(theta, g, m, v, step + steps, learning_rate, hyper)
+            threshold = learning_rate * hyper["l1"]  # proximal step of the lasso part
+            theta[:d] = np.sign(theta[:d]) * np.maximum(np.abs(theta[:d]) - threshold, 0.0)
     return loss_total, weight_total, steps
 
 

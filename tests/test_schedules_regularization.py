@@ -1,0 +1,116 @@
+"""Learning-rate schedules, elastic-net regularization and gradient clipping."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_problem
+from numpy.testing import assert_allclose
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+
+from fastgd import GDRegressor
+
+X, Y, SW = make_problem(400, 6, weights=True, seed=7)
+
+
+def rates(**kw):
+    model = GDRegressor(learning_rate=0.1, max_epochs=12, tol=None, **kw).fit(X, Y)
+    return np.array(model.history_["learning_rate"])
+
+
+def test_schedules_follow_their_definitions():
+    e = np.arange(12)
+    assert_allclose(rates(), 0.1)
+    assert_allclose(rates(schedule="step", step_size=5, gamma=0.5), 0.1 * 0.5 ** (e // 5))
+    assert_allclose(rates(schedule="exponential", gamma=0.9), 0.1 * 0.9 ** e)
+    assert_allclose(rates(schedule="invscaling", power_t=0.5), 0.1 / np.sqrt(e + 1))
+    cosine = 0.01 + (0.1 - 0.01) * (1 + np.cos(math.pi * e / 12)) / 2
+    assert_allclose(rates(schedule="cosine", eta_min=0.01), cosine)
+    warm = rates(schedule="exponential", gamma=0.9, warmup_epochs=3)
+    assert_allclose(warm[:3], 0.1 * 0.9 ** e[:3] * (e[:3] + 1) / 4)
+    assert_allclose(warm[3:], 0.1 * 0.9 ** e[3:])
+
+
+def test_schedules_match_torch_lr_scheduler():
+    torch = pytest.importorskip("torch")
+    param = torch.nn.Parameter(torch.zeros(1))
+    cases = {
+        ("step", dict(step_size=4, gamma=0.3)): lambda o: torch.optim.lr_scheduler.StepLR(
+            o, step_size=4, gamma=0.3),
+        ("exponential", dict(gamma=0.8)): lambda o: torch.optim.lr_scheduler.ExponentialLR(
+            o, gamma=0.8),
+        ("cosine", dict(eta_min=0.001)): lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(
+            o, T_max=12, eta_min=0.001),
+    }
+    for (name, kw), make in cases.items():
+        opt = torch.optim.SGD([param], lr=0.1)
+        sched, seen = make(opt), []
+        for _ in range(12):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert_allclose(rates(schedule=name, **kw), seen, rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_size", [1, 32, None])
+@pytest.mark.parametrize("penalty", [(0.0, 0.0), (0.1, 0.0), (0.05, 1.0), (0.1, 0.5)])
+def test_engines_equal_with_schedules_and_penalties(schedule, optimizer, batch_size, penalty):
+    alpha, l1_ratio = penalty
+    kw = dict(optimizer=optimizer, learning_rate=0.01, schedule=schedule, step_size=2,
+              alpha=alpha, l1_ratio=l1_ratio, batch_size=batch_size, max_epochs=5, tol=None,
+              clip_norm=5.0)
+    a = GDRegressor(engine="cython", **kw).fit(X, Y, sample_weight=SW)
+    b = GDRegressor(engine="numpy", **kw).fit(X, Y, sample_weight=SW)
+    assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-10)
+    assert_allclose(a.coef_, b.coef_, rtol=1e-9, atol=1e-12)
+    assert_allclose(a.intercept_, b.intercept_, rtol=1e-9, atol=1e-12)
+
+
+def fit_full_batch(**kw):
+    X, y, _ = make_problem(300, 5, seed=11)
+    model = GDRegressor(learning_rate=0.05, max_epochs=20000, tol=1e-15, standardize=False,
+                        **kw).fit(X, y)
+    return X, y, model
+
+
+def test_ridge_solution():
+    X, y, model = fit_full_batch(alpha=0.2)
+    exact = Ridge(alpha=len(y) * 0.2 / 2).fit(X, y)
+    assert_allclose(model.coef_, exact.coef_, rtol=1e-6)
+    assert_allclose(model.intercept_, exact.intercept_, rtol=1e-6)
+
+
+def test_lasso_solution_has_exact_zeros():
+    X, y, model = fit_full_batch(alpha=0.6, l1_ratio=1.0)
+    exact = Lasso(alpha=0.3, tol=1e-12, max_iter=100000).fit(X, y)
+    assert_allclose(model.coef_, exact.coef_, rtol=1e-5, atol=1e-8)
+    assert (model.coef_ == 0).sum() == (exact.coef_ == 0).sum() > 0
+
+
+def test_elastic_net_solution():
+    X, y, model = fit_full_batch(alpha=0.4, l1_ratio=0.5)
+    exact = ElasticNet(alpha=0.2, l1_ratio=0.5, tol=1e-12, max_iter=100000).fit(X, y)
+    assert_allclose(model.coef_, exact.coef_, rtol=1e-5, atol=1e-8)
+    assert_allclose(model.intercept_, exact.intercept_, rtol=1e-5)
+
+
+def test_clipping_bounds_the_first_step():
+    X, y, _ = make_problem(100, 3, seed=2)
+    y = y * 1000  # a huge first gradient
+    model = GDRegressor(learning_rate=0.1, max_epochs=1, tol=None, standardize=False,
+                        clip_norm=1.0).fit(X, y)
+    step = np.append(model.coef_, model.intercept_)
+    assert np.linalg.norm(step) == pytest.approx(0.1, rel=1e-5)
+
+
+@pytest.mark.parametrize("param,value,message", [
+    ("schedule", "onecycle", "schedule must be one of"), ("gamma", 0.0, "gamma must be"),
+    ("step_size", 0, "step_size must be"), ("l1_ratio", 1.5, "l1_ratio must be in"),
+    ("alpha", -1.0, "alpha must be"), ("clip_norm", 0.0, "clip_norm must be"),
+    ("warmup_epochs", -1, "warmup_epochs must be"),
+])
+def test_bad_schedule_and_penalty_parameters(param, value, message):
+    with pytest.raises(ValueError, match=message):
+        GDRegressor(**{param: value}).fit(X, Y)

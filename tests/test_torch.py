@@ -1,0 +1,60 @@
+"""The optimizers against torch.optim on the same batches: the same trajectory."""
+
+import numpy as np
+import pytest
+from conftest import make_problem
+from numpy.testing import assert_allclose
+
+from fastgd import GDRegressor
+
+torch = pytest.importorskip("torch")
+
+TORCH = {
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+    "momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True),
+    "adagrad": lambda params, lr: torch.optim.Adagrad(params, lr=lr),
+    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=0.99),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+    "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
+}
+
+
+def torch_fit(X, y, optimizer, lr, batch_size, epochs, clip_norm=None):
+    model = torch.nn.Linear(X.shape[1], 1, dtype=torch.float64)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.zeros_(model.bias)
+    groups = [{"params": [model.weight]},
+              {"params": [model.bias], "weight_decay": 0.0}]  # fastgd never decays b
+    opt = TORCH[optimizer](groups, lr)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(epochs):
+        for lo in range(0, len(y), batch_size):
+            opt.zero_grad()
+            out = model(Xt[lo:lo + batch_size])[:, 0]
+            torch.nn.functional.mse_loss(out, yt[lo:lo + batch_size]).backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            opt.step()
+    return model.weight.detach().numpy()[0], float(model.bias.detach())
+
+
+@pytest.mark.parametrize("optimizer", sorted(TORCH))
+@pytest.mark.parametrize("batch_size", [1, 16, 200])
+def test_same_trajectory_as_torch(optimizer, batch_size):
+    X, y, _ = make_problem(200, 4, seed=9)
+    lr = 0.002
+    ours = GDRegressor(optimizer=optimizer, learning_rate=lr, batch_size=batch_size,
+                       max_epochs=3, tol=None, standardize=False).fit(X, y)
+    coef, intercept = torch_fit(X, y, optimizer, lr, batch_size, 3)
+    assert_allclose(ours.coef_, coef, rtol=1e-9, atol=1e-12)
+    assert_allclose(ours.intercept_, intercept, rtol=1e-9, atol=1e-12)
+
+
+def test_clipping_as_torch():
+    X, y, _ = make_problem(120, 3, seed=1)
+    ours = GDRegressor(optimizer="momentum", learning_rate=0.01, batch_size=10, max_epochs=2,
+                       tol=None, standardize=False, clip_norm=0.5).fit(X, y * 50)
+    coef, intercept = torch_fit(X, y * 50, "momentum", 0.01, 10, 2, clip_norm=0.5)
+    assert_allclose(ours.coef_, coef, rtol=1e-9)
+    assert_allclose(ours.intercept_, intercept, rtol=1e-9)
