@@ -34,15 +34,14 @@ def test_schedules_follow_their_definitions():
 def test_schedules_match_torch_lr_scheduler():
     torch = pytest.importorskip("torch")
     param = torch.nn.Parameter(torch.zeros(1))
-    cases = {
-        ("step", dict(step_size=4, gamma=0.3)): lambda o: torch.optim.lr_scheduler.StepLR(
-            o, step_size=4, gamma=0.3),
-        ("exponential", dict(gamma=0.8)): lambda o: torch.optim.lr_scheduler.ExponentialLR(
-            o, gamma=0.8),
-        ("cosine", dict(eta_min=0.001)): lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(
-            o, T_max=12, eta_min=0.001),
-    }
-    for (name, kw), make in cases.items():
+    schedulers = torch.optim.lr_scheduler
+    cases = [
+        ("step", dict(step_size=4, gamma=0.3), lambda o: schedulers.StepLR(o, 4, gamma=0.3)),
+        ("exponential", dict(gamma=0.8), lambda o: schedulers.ExponentialLR(o, gamma=0.8)),
+        ("cosine", dict(eta_min=0.001),
+         lambda o: schedulers.CosineAnnealingLR(o, T_max=12, eta_min=0.001)),
+    ]
+    for name, kw, make in cases:
         opt = torch.optim.SGD([param], lr=0.1)
         sched, seen = make(opt), []
         for _ in range(12):
