@@ -116,16 +116,36 @@ class FitResult:
     error: DivergenceError | None = None  # set when training diverged
 
 
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """A 64-bit mixing function (SplitMix64's finalizer), for the per-epoch shuffle keys."""
+    x = (x + 0x9E3779B97F4A7C15) & MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
+
+
+def shuffle_keys(seed: int, epoch: int) -> tuple:
+    """The three Feistel keys of an epoch's row order: new each epoch, fixed by the seed."""
+    return tuple(splitmix64(splitmix64(seed) ^ (3 * epoch + r)) for r in range(3))
+
+
 def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
-          learning_rate, schedule, batch_size, max_epochs, tol, standardize,
+          learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
           n_threads) -> FitResult:
     """Gradient descent from (coef, intercept); parameters in and out in original units.
 
-    Each epoch is one call of the engine's run_epoch. history["loss"][k] is the mean
+    Each epoch is one call of the engine's run_epoch. With a shuffle_seed (an int) and more
+    than one batch, each epoch visits the rows in a new order fixed by the seed.
+    history["loss"][k] is the mean
     training loss seen by epoch k's forward pass (for mini-batches, each batch's loss
     before its update, weighted by the batch's weight).
     """
     n, d = X.shape
+    batch_size = n if batch_size is None else min(batch_size, n)
+    shuffled = shuffle_seed is not None and batch_size < n  # one batch: order is moot
     std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
     w, b = std.from_original(coef, intercept) if std else (coef, intercept)
     theta = np.append(w, b)            # the trained parameters (w, b), updated in place
@@ -146,7 +166,8 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         total, weight, epoch_steps = engine.run_epoch(
             X, y, sample_weight, theta, m, v, steps,
             None if std is None else std.mean, None if std is None else std.scale,
-            optimizer, hyper, rate, n if batch_size is None else batch_size, loss, n_threads)
+            optimizer, hyper, rate, batch_size,
+            shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads)
         steps += epoch_steps
         epoch_loss = total / weight
         if not np.isfinite(epoch_loss):

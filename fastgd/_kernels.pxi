@@ -23,7 +23,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastgd._openmp cimport FASTGD_OPENMP, omp_get_max_threads
+from fastgd._openmp cimport FASTGD_OPENMP, omp_get_max_threads, omp_get_thread_num
 from fastgd._losses cimport LossKind, SQUARED, loss_value, loss_derivative
 from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
@@ -110,6 +110,65 @@ cdef Layout layout_of(const floating[:, :] X) except *:
     lay.rs = lay.ld if lay.rows else 1
     lay.cs = 1 if lay.rows else lay.ld
     return lay
+
+
+# Shuffling without a permutation array: position p of an epoch reads row
+# shuffled_row(p), a keyed 3-round Feistel network on [0, 4^half) with cycle-walking into
+# [0, n) (a bijection on [0, n)). A few integer operations per row, no memory, the same in
+# fastgd/reference.py (shuffled_rows), so both engines see the same batches.
+
+ctypedef unsigned long long u64
+
+cdef struct Shuffle:
+    u64 key[3]
+    int half          # bits in each half of the Feistel block
+    Py_ssize_t n
+
+cdef enum:
+    SCRATCH_ROWS = 64  # rows gathered at a time when shuffled
+
+cdef u64 FEISTEL_MULT = 0x9E3779B97F4A7C15ULL
+
+
+cdef inline Py_ssize_t scratch_size(Py_ssize_t d) noexcept nogil:
+    return SCRATCH_ROWS * (d + 2)
+
+
+cdef inline u64 feistel(const Shuffle* s, u64 x) noexcept nogil:
+    cdef u64 mask = (<u64>1 << s.half) - 1
+    cdef u64 left = x >> s.half, right = x & mask, t
+    cdef int r
+    for r in range(3):  # (L, R) -> (R, L ^ F(R)), F a multiply-shift hash of R and the key
+        t = right
+        right = left ^ ((((right ^ s.key[r]) * FEISTEL_MULT) >> (64 - s.half)) & mask)
+        left = t
+    return (left << s.half) | right
+
+
+cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexcept nogil:
+    cdef u64 x = feistel(s, <u64>position)
+    while x >= <u64>s.n:
+        x = feistel(s, x)
+    return <Py_ssize_t>x
+
+
+cdef Shuffle make_shuffle(tuple keys, Py_ssize_t n):
+    cdef Shuffle s
+    cdef int bits = 1
+    while (<u64>1 << bits) < <u64>n:
+        bits += 1
+    s.half = (bits + 1) // 2
+    s.n = n
+    for r in range(3):
+        s.key[r] = <u64>keys[r]
+    return s
+
+
+def shuffled_rows(tuple keys, Py_ssize_t n, Py_ssize_t start=0, Py_ssize_t stop=-1):
+    """The rows read at positions start..stop-1 of a shuffled epoch (for tests)."""
+    cdef Shuffle s = make_shuffle(keys, n)
+    stop = n if stop < 0 else stop
+    return np.array([shuffled_row(&s, p) for p in range(start, stop)], dtype=np.intp)
 
 
 cdef inline double row_residual(LossKind kind, double z, const floating* y, const floating* sw,
@@ -313,14 +372,16 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
 
 cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                      const floating* sw, const double* w, double b, LossKind kind,
-                     Py_ssize_t lo, Py_ssize_t hi, int n_threads, double* partial,
-                     double* out) noexcept nogil:
+                     const Shuffle* shuffle, Py_ssize_t lo, Py_ssize_t hi, int n_threads,
+                     double* partial, floating* scratch, double* out) noexcept nogil:
     """Gradient sums of rows [lo, hi) into out[0 : d + N_SCALARS].
 
     The rows are cut into chunks by chunk_rows(hi - lo, d), each chunk's sums go to its own
     row of `partial` (room for MAX_CHUNKS rows), and the rows are added in chunk order: the
     same bits whether the chunks run on one thread or many. Small ranges run serially (an
-    OpenMP region costs more than they do).
+    OpenMP region costs more than they do). With a `shuffle`, positions lo..hi-1 stand for
+    the rows shuffled_row(shuffle, position), gathered through each thread's block of
+    `scratch` (SCRATCH_ROWS rows of X, y and sample_weight).
     """
     cdef Py_ssize_t n = hi - lo, rows = chunk_rows(n, d)
     cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
@@ -330,13 +391,14 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     if threads > 1 and n * d >= PARALLEL_MIN_ELEMS:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             start = lo + c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, kind, start, min(start + rows, hi),
-                       partial + c * width)
+            chunk_sums(X, lay, d, y, sw, w, b, kind, shuffle, start, min(start + rows, hi),
+                       partial + c * width,
+                       scratch + omp_get_thread_num() * scratch_size(d) if shuffle else NULL)
     else:
         for c in range(n_chunks):
             start = lo + c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, kind, start, min(start + rows, hi),
-                       partial + c * width)
+            chunk_sums(X, lay, d, y, sw, w, b, kind, shuffle, start, min(start + rows, hi),
+                       partial + c * width, scratch)
     for j in range(width):
         out[j] = partial[j]
     for c in range(1, n_chunks):
@@ -346,8 +408,32 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
 
 cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                             const floating* sw, const double* w, double b, LossKind kind,
-                            Py_ssize_t start, Py_ssize_t stop, double* acc) noexcept nogil:
-    if lay.rows:
+                            const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
+                            double* acc, floating* scratch) noexcept nogil:
+    cdef Py_ssize_t i, k, m, row, j
+    cdef floating* xs
+    cdef floating* ys
+    cdef floating* ws
+    if shuffle != NULL:  # gather the rows, SCRATCH_ROWS at a time, then sum them in order
+        xs = scratch
+        ys = xs + SCRATCH_ROWS * d
+        ws = ys + SCRATCH_ROWS
+        i = start
+        while i < stop:
+            m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
+            for k in range(m):
+                row = shuffled_row(shuffle, i + k)
+                if lay.rows:
+                    memcpy(xs + k * d, X + row * lay.ld, d * sizeof(floating))
+                else:
+                    for j in range(d):
+                        xs[k * d + j] = X[row + j * lay.ld]
+                ys[k] = y[row]
+                if sw != NULL:
+                    ws[k] = sw[row]
+            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m, acc)
+            i = i + m
+    elif lay.rows:
         grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
     else:
         grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
@@ -366,8 +452,8 @@ def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef double[::1] total = np.empty(d + N_SCALARS)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     with nogil:
-        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0],
-                   intercept, kind, 0, n, n_threads, &partial[0, 0], &total[0])
+        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, kind, NULL, 0, n,
+                   n_threads, &partial[0, 0], NULL, &total[0])
     sums = np.asarray(total)
     weight = sums[d + SUM_W]
     return sums[d + SUM_LOSS] / weight, sums[:d] / weight, sums[d + SUM_R] / weight
@@ -397,13 +483,16 @@ OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad":
 def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
               double[::1] theta, double[::1] m, double[::1] v, long step,
               const double[::1] mean, const double[::1] scale, str optimizer, dict hyper,
-              double learning_rate, Py_ssize_t batch_size, str loss, int n_threads):
+              double learning_rate, Py_ssize_t batch_size, tuple shuffle_keys, str loss,
+              int n_threads):
     """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
 
     theta = (w, b) are the trained parameters (acting on standardized features when mean and
     scale are given); theta, m and v (the optimizer state) are updated in place; `step` is
-    the number of updates made before this epoch. Batches are consecutive rows, the last one
-    partial. A batch with a non-finite loss stops the epoch before its update.
+    the number of updates made before this epoch. Batches are consecutive positions, the
+    last one partial; with shuffle_keys (three 64-bit keys, new each epoch) position p
+    reads row shuffled_row(p). A batch with a non-finite loss stops the epoch before its
+    update.
 
     Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
     """
@@ -419,6 +508,16 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     config.eps = hyper["eps"]
     config.weight_decay = hyper["weight_decay"]
     cdef double l2 = hyper["l2"], l1 = hyper["l1"], max_norm = hyper["clip_norm"]
+    cdef Shuffle shuffle
+    cdef const Shuffle* shuffled = NULL
+    cdef floating[::1] scratch = None
+    cdef floating* scratch_ptr = NULL
+    if shuffle_keys is not None:
+        shuffle = make_shuffle(shuffle_keys, n)
+        shuffled = &shuffle
+        scratch = np.empty(max(n_threads, 1) * scratch_size(d),
+                           dtype=np.float32 if floating is float else np.float64)
+        scratch_ptr = &scratch[0]
     cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, width))
     cdef double[::1] sums = np.empty(width)
     cdef double[::1] w = np.empty(d)        # the weights in original units, per batch
@@ -438,8 +537,8 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
         while lo < n:
             hi = min(lo + batch_size, n)
             b = to_original(&theta[0], mu, inv_sd, d, &w[0])
-            range_sums(Xp, lay, d, yp, swp, &w[0], b, kind, lo, hi, n_threads,
-                       &partial[0, 0], &sums[0])
+            range_sums(Xp, lay, d, yp, swp, &w[0], b, kind, shuffled, lo, hi, n_threads,
+                       &partial[0, 0], scratch_ptr, &sums[0])
             lo = hi
             weight = sums[d + SUM_W]
             if weight == 0.0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastgd import _driver, reference
@@ -92,6 +93,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     batch_size : int or None, default=None
         Rows per gradient step; None uses all rows (full batch). The last, partial batch
         of an epoch is used too (its gradient is the mean over its rows).
+    shuffle : bool, default=True
+        Visit the rows in a new random order every epoch (with more than one batch; a
+        full batch has no order). The order is a keyed pseudo-random permutation computed
+        row by row, with no permutation array: it costs a small fraction of an epoch, and
+        ``engine="numpy"`` draws the very same batches.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffling; an int gives the same orders on every fit.
     max_epochs : int, default=1000
     tol : float or None, default=1e-4
         Stop when an epoch's training loss improves on the previous one by tol or less
@@ -140,8 +148,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, *, optimizer="sgd", learning_rate=0.01, momentum=0.9, beta1=0.9,
                  beta2=0.999, rho=0.99, epsilon=None, weight_decay=0.01, schedule="constant",
                  step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0,
-                 alpha=0.0, l1_ratio=0.0, clip_norm=None, batch_size=None, max_epochs=1000,
-                 tol=1e-4, standardize=True, n_threads=None, engine="cython"):
+                 alpha=0.0, l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
+                 random_state=None, max_epochs=1000, tol=1e-4, standardize=True,
+                 n_threads=None, engine="cython"):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -160,6 +169,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.l1_ratio = l1_ratio
         self.clip_norm = clip_norm
         self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.random_state = random_state
         self.max_epochs = max_epochs
         self.tol = tol
         self.standardize = standardize
@@ -188,8 +199,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if check_number("l1_ratio", self.l1_ratio, allow_zero=True) > 1:
             raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
         check_number("clip_norm", self.clip_norm, allow_none=True)
-        if not isinstance(self.standardize, (bool, np.bool_)):
-            raise TypeError(f"standardize must be True or False, got {self.standardize!r}")
+        for name in ("standardize", "shuffle"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         return effective_n_threads(self.n_threads)
 
     def fit(self, X, y, sample_weight=None):
@@ -207,6 +219,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             hyper=self._hyperparameters(), learning_rate=float(self.learning_rate),
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
             batch_size=self.batch_size,
+            shuffle_seed=int(check_random_state(self.random_state).randint(2**62))
+            if self.shuffle else None,
             max_epochs=self.max_epochs, tol=self.tol, standardize=bool(self.standardize),
             n_threads=n_threads)
         self.coef_ = result.coef

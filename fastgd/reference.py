@@ -96,18 +96,47 @@ def adamw(theta, g, m, v, t, lr, h):
 OPTIMIZERS = {f.__name__: f for f in (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw)}
 
 
+FEISTEL_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def shuffled_rows(keys, n):
+    """The row read at each position of a shuffled epoch: a keyed 3-round Feistel network
+    on [0, 4^half), cycle-walked into [0, n): a permutation of range(n) (as the compiled
+    engine's shuffled_row, position by position)."""
+    half = np.uint64((max(1, int(n - 1).bit_length()) + 1) // 2)
+    mask = (np.uint64(1) << half) - np.uint64(1)
+    shift = np.uint64(64) - half
+
+    def feistel(x):
+        left, right = x >> half, x & mask
+        for key in keys:
+            left, right = right, left ^ ((((right ^ np.uint64(key)) * FEISTEL_MULT) >> shift)
+                                         & mask)
+        return (left << half) | right
+
+    rows = feistel(np.arange(n, dtype=np.uint64))
+    outside = rows >= n
+    while outside.any():  # cycle-walking: apply again until the row is in range
+        rows[outside] = feistel(rows[outside])
+        outside = rows >= n
+    return rows.astype(np.intp)
+
+
 def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
-              learning_rate, batch_size, loss, n_threads):
-    """One epoch over consecutive batches; see fastgd/_kernels.pxi for the contract."""
+              learning_rate, batch_size, shuffle_keys, loss, n_threads):
+    """One epoch of batches; see fastgd/_kernels.pxi for the contract."""
     n, d = X.shape
+    order = None if shuffle_keys is None else shuffled_rows(shuffle_keys, n)
     update = OPTIMIZERS[optimizer]
     inv_scale = None if scale is None else 1.0 / scale
     loss_total = weight_total = 0.0
     steps = 0
     for lo in range(0, n, batch_size):
         rows = slice(lo, min(lo + batch_size, n))
+        if order is not None:
+            rows = order[rows]
         sw = None if sample_weight is None else sample_weight[rows]
-        weight = rows.stop - lo if sw is None else float(sw.sum(dtype=np.float64))
+        weight = len(y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
         w, b = theta[:d], theta[d]

@@ -45,7 +45,7 @@ def test_same_trajectory_as_torch(optimizer, batch_size):
     X, y, _ = make_problem(200, 4, seed=9)
     lr = 0.002
     ours = GDRegressor(optimizer=optimizer, learning_rate=lr, batch_size=batch_size,
-                       max_epochs=3, tol=None, standardize=False).fit(X, y)
+                       max_epochs=3, tol=None, standardize=False, shuffle=False).fit(X, y)
     coef, intercept = torch_fit(X, y, optimizer, lr, batch_size, 3)
     assert_allclose(ours.coef_, coef, rtol=1e-9, atol=1e-12)
     assert_allclose(ours.intercept_, intercept, rtol=1e-9, atol=1e-12)
@@ -54,7 +54,7 @@ def test_same_trajectory_as_torch(optimizer, batch_size):
 def test_clipping_as_torch():
     X, y, _ = make_problem(120, 3, seed=1)
     ours = GDRegressor(optimizer="momentum", learning_rate=0.01, batch_size=10, max_epochs=2,
-                       tol=None, standardize=False, clip_norm=0.5).fit(X, y * 50)
+                       tol=None, standardize=False, shuffle=False, clip_norm=0.5).fit(X, y * 50)
     coef, intercept = torch_fit(X, y * 50, "momentum", 0.01, 10, 2, clip_norm=0.5)
     assert_allclose(ours.coef_, coef, rtol=1e-9)
     assert_allclose(ours.intercept_, intercept, rtol=1e-9)
