@@ -125,9 +125,32 @@ cdef struct Shuffle:
     Py_ssize_t n
 
 cdef enum:
-    SCRATCH_ROWS = 64  # rows gathered at a time when shuffled
+    SCRATCH_ROWS = 16    # shuffled rows indexed (and, for F order, gathered) at a time
+    PREFETCH_AHEAD = 16  # rows requested from memory ahead of those being summed
 
 cdef u64 FEISTEL_MULT = 0x9E3779B97F4A7C15ULL
+
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+        #define fastgd_prefetch(p) __builtin_prefetch((const void *)(p))
+    #else
+        #define fastgd_prefetch(p) ((void)(p))
+    #endif
+    """
+    void fastgd_prefetch(const void* p) noexcept nogil
+
+
+cdef inline void prefetch_row(const floating* X, Layout lay, Py_ssize_t d,
+                              Py_ssize_t row) noexcept nogil:
+    cdef Py_ssize_t j = 0
+    cdef Py_ssize_t step = 1  # every column of an F-ordered row; a cache line of a C one
+    if lay.rows:
+        step = 64 // sizeof(floating)
+    while j < d:
+        fastgd_prefetch(X + row * lay.rs + j * lay.cs)
+        j = j + step
 
 
 cdef inline Py_ssize_t scratch_size(Py_ssize_t d) noexcept nogil:
@@ -290,43 +313,49 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
 
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                           const floating* y, const floating* sw, const double* w, double b,
-                          LossKind kind, Py_ssize_t start, Py_ssize_t stop,
-                          double* acc) noexcept nogil:
-    """Rows [start, stop) of row-contiguous X, four rows at a time: their dot products with
-    w, in memory order (one stream the prefetcher can follow: reading four rows in
-    lockstep measured 3 x slower out of cache), then their share of the gradient while the
-    rows are still in L1, with one read-modify-write of it for the four rows."""
+                          LossKind kind, Py_ssize_t start, Py_ssize_t stop, double* acc,
+                          const Py_ssize_t* index) noexcept nogil:
+    """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index),
+    four rows at a time: their dot products with w, one row after the other (one stream
+    the prefetcher can follow: reading four rows in lockstep measured 3 x slower out of
+    cache), then their share of the gradient while the rows are still in L1, with one
+    read-modify-write of it for the four rows."""
     cdef double* sums = acc + d
     cdef double z[4]
+    cdef const floating* x[4]
+    cdef Py_ssize_t r[4]
     cdef Py_ssize_t i = start, k
-    cdef const floating* x
     # float32 rows are widened to float64 once, during their dot products, into `wide`
     # (four rows, in L1): widening each element twice cost more than the whole float32
     # stream saves.
     cdef double* wide = NULL
     if floating is float:
         wide = <double*>malloc(4 * d * sizeof(double))
-    while i + 4 <= stop:
-        x = X + i * ld
+    while i < stop:
+        if i + 4 > stop:  # the last rows, one at a time
+            r[0] = i if index == NULL else index[i]
+            x[0] = X + r[0] * ld
+            z[0] = row_residual(kind, dot1(x[0], w, d) + b, y, sw, r[0], sums)
+            axpy1(x[0], z[0], d, acc)
+            i = i + 1
+            continue
+        for k in range(4):
+            r[k] = i + k if index == NULL else index[i + k]
+            x[k] = X + r[k] * ld
         if floating is float:
             if wide != NULL:
                 for k in range(4):
-                    z[k] = row_residual(kind, dot1_widen(x + k * ld, w, d, wide + k * d) + b,
-                                        y, sw, i + k, sums)
+                    z[k] = row_residual(kind, dot1_widen(x[k], w, d, wide + k * d) + b,
+                                        y, sw, r[k], sums)
                 axpy4[double](wide, wide + d, wide + 2 * d, wide + 3 * d,
                               z[0], z[1], z[2], z[3], d, acc)
                 i = i + 4
                 continue
         for k in range(4):
-            z[k] = row_residual(kind, dot1(x + k * ld, w, d) + b, y, sw, i + k, sums)
-        axpy4(x, x + ld, x + 2 * ld, x + 3 * ld, z[0], z[1], z[2], z[3], d, acc)
+            z[k] = row_residual(kind, dot1(x[k], w, d) + b, y, sw, r[k], sums)
+        axpy4(x[0], x[1], x[2], x[3], z[0], z[1], z[2], z[3], d, acc)
         i = i + 4
     free(wide)
-    while i < stop:
-        x = X + i * ld
-        z[0] = row_residual(kind, dot1(x, w, d) + b, y, sw, i, sums)
-        axpy1(x, z[0], d, acc)
-        i = i + 1
 
 
 cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
@@ -411,10 +440,11 @@ cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const f
                             const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
                             double* acc, floating* scratch) noexcept nogil:
     cdef Py_ssize_t i, k, m, row, j
+    cdef Py_ssize_t index[SCRATCH_ROWS]
     cdef floating* xs
     cdef floating* ys
     cdef floating* ws
-    if shuffle != NULL:  # gather the rows, SCRATCH_ROWS at a time, then sum them in order
+    if shuffle != NULL:  # SCRATCH_ROWS shuffled rows at a time, summed in order
         xs = scratch
         ys = xs + SCRATCH_ROWS * d
         ws = ys + SCRATCH_ROWS
@@ -422,19 +452,29 @@ cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const f
         while i < stop:
             m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
             for k in range(m):
-                row = shuffled_row(shuffle, i + k)
-                if lay.rows:
-                    memcpy(xs + k * d, X + row * lay.ld, d * sizeof(floating))
-                else:
+                # Random rows wait on memory latency: ask for the rows (and targets and
+                # weights) PREFETCH_AHEAD positions ahead of those being summed.
+                if i + k + PREFETCH_AHEAD < stop:
+                    row = shuffled_row(shuffle, i + k + PREFETCH_AHEAD)
+                    prefetch_row(X, lay, d, row)
+                    fastgd_prefetch(y + row)
+                    if sw != NULL:
+                        fastgd_prefetch(sw + row)
+                index[k] = shuffled_row(shuffle, i + k)
+            if lay.rows:  # sum the rows where they are
+                grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, 0, m, acc, index)
+            else:  # F order: gather the rows into scratch first
+                for k in range(m):
                     for j in range(d):
-                        xs[k * d + j] = X[row + j * lay.ld]
-                ys[k] = y[row]
-                if sw != NULL:
-                    ws[k] = sw[row]
-            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m, acc)
+                        xs[k * d + j] = X[index[k] + j * lay.ld]
+                    ys[k] = y[index[k]]
+                    if sw != NULL:
+                        ws[k] = sw[index[k]]
+                grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m,
+                                acc, NULL)
             i = i + m
     elif lay.rows:
-        grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
+        grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc, NULL)
     else:
         grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
 
