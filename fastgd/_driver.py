@@ -78,6 +78,38 @@ def scale_from_variance(mean, var, n_samples):
     return np.where(constant, 1.0, np.sqrt(var))
 
 
+AUTO_OPTIMIZERS = ("sgd", "momentum", "nesterov")
+POWER_ITERATIONS = 12
+
+
+def largest_curvature(engine, X, sample_weight, std, l2, n_threads,
+                      iterations: int = POWER_ITERATIONS) -> float:
+    """The largest eigenvalue of the Hessian of the squared loss plus the ridge penalty
+    (l2 |w|^2 / 2) in the trained parameters (w, b), standardized when `std` is given.
+
+    Power iteration with the fused kernel: with zero targets the squared loss is the
+    quadratic form of its Hessian H, so its gradient at v is H v: one pass over X per step.
+    The estimate approaches the eigenvalue from below.
+    """
+    n, d = X.shape
+    zeros = np.zeros(n, dtype=X.dtype)
+    v = np.random.default_rng(0).uniform(0.5, 1.5, d + 1)  # generic, fixed start
+    v /= np.linalg.norm(v)
+    curvature = 0.0
+    for _ in range(iterations):
+        w, b = std.to_original(v[:d], v[d]) if std else (v[:d], v[d])
+        _, grad_w, grad_b = engine.grad_pass(X, zeros, sample_weight, w, b, "squared",
+                                             n_threads)
+        if std:  # the gradient in the standardized parameters
+            grad_w = (grad_w - std.mean * grad_b) / std.scale
+        hv = np.append(grad_w + l2 * v[:d], grad_b)
+        curvature = float(np.linalg.norm(hv))
+        if curvature == 0.0:
+            break
+        v = hv / curvature
+    return curvature
+
+
 SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")
 
 
@@ -113,6 +145,7 @@ class FitResult:
     n_iter: int
     history: dict
     standardization: Standardization | None
+    learning_rate: float
     error: DivergenceError | None = None  # set when training diverged
 
 
@@ -149,6 +182,9 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
     w, b = std.from_original(coef, intercept) if std else (coef, intercept)
     theta = np.append(w, b)            # the trained parameters (w, b), updated in place
+    if learning_rate == "auto":  # 1 / L for an L-smooth loss: the classic safe step
+        learning_rate = 1.0 / max(largest_curvature(engine, X, sample_weight, std,
+                                                    hyper["l2"], n_threads), 1e-300)
     m, v = np.zeros(d + 1), np.zeros(d + 1)  # optimizer state
     steps = 0
     history = {"loss": [], "learning_rate": []}
@@ -158,7 +194,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         coef_o, intercept_o = std.to_original(params[:d], params[d]) if std else (
             params[:d], params[d])
         return FitResult(coef_o.copy(), float(intercept_o), len(history["loss"]), history,
-                         std, error)
+                         std, learning_rate, error)
 
     for epoch in range(max_epochs):
         epoch_start = theta.copy()

@@ -48,7 +48,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         - ``"adam"``: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
           theta -= lr / (1 - beta1^t) · m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon);
         - ``"adamw"``: coef *= 1 - lr weight_decay (decoupled; not the intercept), then Adam.
-    learning_rate : float, default=0.01
+    learning_rate : float or "auto", default=0.01
+        The step size (before the schedule). ``"auto"`` (for ``"sgd"``, ``"momentum"`` and
+        ``"nesterov"``) uses 1 / L, L the largest eigenvalue of the Hessian of the loss and
+        ridge penalty in the trained (standardized) parameters, estimated by 12
+        power-iteration passes of the fused kernel before training (from below, so the
+        step is about 1 / L and always under the 2 / L where gradient descent diverges).
     momentum : float, default=0.9
         For ``"momentum"`` and ``"nesterov"``.
     beta1, beta2 : float, default=0.9, 0.999
@@ -120,6 +125,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     intercept_ : float
     n_iter_ : int
         Epochs run.
+    learning_rate_ : float
+        The learning rate used (before the schedule): ``learning_rate``, or the one
+        ``"auto"`` chose.
     history_ : dict of lists
         ``history_["loss"][k]`` is the mean training loss of epoch k's forward pass, at the
         parameters before that epoch's updates.
@@ -180,7 +188,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def _check_params(self):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("engine", self.engine, tuple(ENGINES))
-        check_number("learning_rate", self.learning_rate)
+        if self.learning_rate == "auto":
+            if self.optimizer not in _driver.AUTO_OPTIMIZERS:
+                raise ValueError(
+                    f"learning_rate='auto' is the safe step of gradient descent, for optimizer "
+                    f"{', '.join(map(repr, _driver.AUTO_OPTIMIZERS))}; give {self.optimizer!r} "
+                    "a number")
+        else:
+            check_number("learning_rate", self.learning_rate)
         check_number("batch_size", self.batch_size, integer=True, allow_none=True)
         check_number("max_epochs", self.max_epochs, integer=True)
         check_number("tol", self.tol, allow_none=True, allow_zero=True)
@@ -216,7 +231,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         result = _driver.train(
             ENGINES[self.engine], X, y, sample_weight,
             coef=np.zeros(d), intercept=0.0, loss="squared", optimizer=self.optimizer,
-            hyper=self._hyperparameters(), learning_rate=float(self.learning_rate),
+            hyper=self._hyperparameters(),
+            learning_rate=self.learning_rate if self.learning_rate == "auto"
+            else float(self.learning_rate),
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
             batch_size=self.batch_size,
             shuffle_seed=int(check_random_state(self.random_state).randint(2**62))
@@ -227,6 +244,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.intercept_ = result.intercept
         self.n_iter_ = result.n_iter
         self.history_ = result.history
+        self.learning_rate_ = result.learning_rate
         std = result.standardization
         self.mean_, self.scale_ = (std.mean, std.scale) if std else (None, None)
         if result.error is not None:

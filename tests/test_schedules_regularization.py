@@ -113,3 +113,24 @@ def test_clipping_bounds_the_first_step():
 def test_bad_schedule_and_penalty_parameters(param, value, message):
     with pytest.raises(ValueError, match=message):
         GDRegressor(**{param: value}).fit(X, Y)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+@pytest.mark.parametrize("engine", ["cython", "numpy"])
+def test_auto_learning_rate_is_a_safe_gradient_descent_step(standardize, engine):
+    X, y, sw = make_problem(2000, 8, weights=True, seed=12)
+    model = GDRegressor(learning_rate="auto", standardize=standardize, alpha=0.1,
+                        max_epochs=20000, tol=1e-13, engine=engine).fit(X, y, sample_weight=sw)
+    Z = (X - model.mean_) / model.scale_ if standardize else X
+    Zb = np.c_[Z, np.ones(len(y))]
+    hessian = 2 * (Zb * sw[:, None]).T @ Zb / sw.sum()
+    hessian[:-1, :-1] += 0.1 * np.eye(8)  # the ridge penalty (l1_ratio=0)
+    top = np.linalg.eigvalsh(hessian).max()
+    assert 0.95 / top <= model.learning_rate_ < 1.5 / top  # about 1/L; divergence is 2/L
+    assert model.n_iter_ < 20000
+    assert model.history_["learning_rate"][0] == model.learning_rate_
+
+
+def test_auto_learning_rate_is_for_gradient_descent_only():
+    with pytest.raises(ValueError, match="learning_rate='auto'.*'adam'"):
+        GDRegressor(learning_rate="auto", optimizer="adam").fit(X, Y)
