@@ -125,8 +125,8 @@ cdef struct Shuffle:
     Py_ssize_t n
 
 cdef enum:
-    SCRATCH_ROWS = 16    # shuffled rows indexed (and, for F order, gathered) at a time
-    PREFETCH_AHEAD = 16  # rows requested from memory ahead of those being summed
+    SCRATCH_ROWS = 64    # shuffled rows indexed (and, for F order, gathered) at a time
+    PREFETCH_AHEAD = 8   # rows requested from memory ahead of the one being summed
 
 cdef u64 FEISTEL_MULT = 0x9E3779B97F4A7C15ULL
 
@@ -142,15 +142,19 @@ cdef extern from *:
     void fastgd_prefetch(const void* p) noexcept nogil
 
 
-cdef inline void prefetch_row(const floating* X, Layout lay, Py_ssize_t d,
-                              Py_ssize_t row) noexcept nogil:
-    cdef Py_ssize_t j = 0
-    cdef Py_ssize_t step = 1  # every column of an F-ordered row; a cache line of a C one
-    if lay.rows:
-        step = 64 // sizeof(floating)
-    while j < d:
-        fastgd_prefetch(X + row * lay.rs + j * lay.cs)
-        j = j + step
+cdef inline void prefetch_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
+                               const floating* y, const floating* sw,
+                               Py_ssize_t row) noexcept nogil:
+    """Ask for row `row` of row-contiguous X (every cache line), its target and weight."""
+    cdef const char* first = <const char*>(X + row * ld)
+    cdef const char* last = <const char*>(X + row * ld + d - 1)
+    while first <= last:
+        fastgd_prefetch(first)
+        first = first + 64
+    fastgd_prefetch(last)
+    fastgd_prefetch(y + row)
+    if sw != NULL:
+        fastgd_prefetch(sw + row)
 
 
 cdef inline Py_ssize_t scratch_size(Py_ssize_t d) noexcept nogil:
@@ -314,12 +318,13 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                           const floating* y, const floating* sw, const double* w, double b,
                           LossKind kind, Py_ssize_t start, Py_ssize_t stop, double* acc,
-                          const Py_ssize_t* index) noexcept nogil:
+                          const Py_ssize_t* index, Py_ssize_t n_index) noexcept nogil:
     """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index),
     four rows at a time: their dot products with w, one row after the other (one stream
     the prefetcher can follow: reading four rows in lockstep measured 3 x slower out of
     cache), then their share of the gradient while the rows are still in L1, with one
-    read-modify-write of it for the four rows."""
+    read-modify-write of it for the four rows. Indexed rows are scattered, so the rows
+    index[i + PREFETCH_AHEAD] (up to n_index) are requested while row i is summed."""
     cdef double* sums = acc + d
     cdef double z[4]
     cdef const floating* x[4]
@@ -342,6 +347,8 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         for k in range(4):
             r[k] = i + k if index == NULL else index[i + k]
             x[k] = X + r[k] * ld
+            if index != NULL and i + k + PREFETCH_AHEAD < n_index:
+                prefetch_rows(X, ld, d, y, sw, index[i + k + PREFETCH_AHEAD])
         if floating is float:
             if wide != NULL:
                 for k in range(4):
@@ -439,8 +446,8 @@ cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const f
                             const floating* sw, const double* w, double b, LossKind kind,
                             const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
                             double* acc, floating* scratch) noexcept nogil:
-    cdef Py_ssize_t i, k, m, row, j
-    cdef Py_ssize_t index[SCRATCH_ROWS]
+    cdef Py_ssize_t i, k, m, ahead, j
+    cdef Py_ssize_t index[SCRATCH_ROWS + PREFETCH_AHEAD]
     cdef floating* xs
     cdef floating* ys
     cdef floating* ws
@@ -451,18 +458,11 @@ cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const f
         i = start
         while i < stop:
             m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
-            for k in range(m):
-                # Random rows wait on memory latency: ask for the rows (and targets and
-                # weights) PREFETCH_AHEAD positions ahead of those being summed.
-                if i + k + PREFETCH_AHEAD < stop:
-                    row = shuffled_row(shuffle, i + k + PREFETCH_AHEAD)
-                    prefetch_row(X, lay, d, row)
-                    fastgd_prefetch(y + row)
-                    if sw != NULL:
-                        fastgd_prefetch(sw + row)
+            ahead = min(m + PREFETCH_AHEAD, stop - i)  # indices to prefetch the next block
+            for k in range(ahead):
                 index[k] = shuffled_row(shuffle, i + k)
             if lay.rows:  # sum the rows where they are
-                grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, 0, m, acc, index)
+                grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, 0, m, acc, index, ahead)
             else:  # F order: gather the rows into scratch first
                 for k in range(m):
                     for j in range(d):
@@ -471,10 +471,10 @@ cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const f
                     if sw != NULL:
                         ws[k] = sw[index[k]]
                 grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m,
-                                acc, NULL)
+                                acc, NULL, 0)
             i = i + m
     elif lay.rows:
-        grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc, NULL)
+        grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc, NULL, 0)
     else:
         grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
 
