@@ -66,7 +66,8 @@ class BuildExt(build_ext):
         ctype = self.compiler.compiler_type
         openmp = None
         if _flag("FASTGD_NO_OPENMP"):
-            warnings.warn("FASTGD_NO_OPENMP is set: building fastgd without OpenMP (serial).")
+            warnings.warn("FASTGD_NO_OPENMP is set: building fastgd without OpenMP (serial).",
+                          stacklevel=1)
         else:
             for compile_args, link_args in openmp_flag_candidates(ctype):
                 if compiles_and_links(self.compiler, compile_args, link_args):
@@ -75,7 +76,8 @@ class BuildExt(build_ext):
             if openmp is None:
                 warnings.warn(
                     "No OpenMP support found for this compiler: building fastgd serially. "
-                    "Install an OpenMP runtime (libgomp, or libomp on macOS) for multi-threading."
+                    "Install an OpenMP runtime (libgomp, or libomp on macOS) for multi-threading.",
+                    stacklevel=1,
                 )
         # -fno-math-errno lets sqrt vectorize (the optimizer updates); it changes no result.
         base = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno"]
@@ -84,7 +86,8 @@ class BuildExt(build_ext):
             # portable build is made, and fastgd/_compiled.py uses it.
             self.extensions = [e for e in self.extensions if e.name not in SIMD_FLAGS]
         for ext in self.extensions:
-            ext.extra_compile_args = base + SIMD_FLAGS.get(ext.name, []) + (openmp[0] if openmp else [])
+            simd = SIMD_FLAGS.get(ext.name, [])
+            ext.extra_compile_args = base + simd + (openmp[0] if openmp else [])
             ext.extra_link_args = openmp[1] if openmp else []
         super().build_extensions()
 

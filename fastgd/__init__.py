@@ -1,8 +1,8 @@
 """fastgd: gradient-descent training of linear models at the speed of memory."""
 
 from fastgd import reference
-from fastgd._compiled import kernels
 from fastgd._api import make_loss_and_grad
+from fastgd._compiled import kernels
 from fastgd._driver import DivergenceError
 from fastgd.estimators import GDRegressor
 
@@ -10,4 +10,4 @@ __version__ = "0.1.0.dev0"
 
 loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
 
-__all__ = ["DivergenceError", "GDRegressor", "loss_and_grad", "reference", "__version__"]
+__all__ = ["DivergenceError", "GDRegressor", "__version__", "loss_and_grad", "reference"]

@@ -14,7 +14,7 @@ kernels = baseline
 SIMD = "baseline"
 if os.environ.get("FASTGD_SIMD", "").lower() != "baseline" and baseline.cpu_supports_avx2_fma():
     try:
-        from fastgd import _kernels_avx2 as kernels
+        from fastgd import _kernels_avx2 as kernels  # noqa: F401 (re-exported)
 
         SIMD = "avx2+fma"
     except ImportError:  # built without the AVX2 variant (another compiler or platform)

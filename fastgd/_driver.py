@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -55,7 +55,7 @@ class Standardization:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, engine, X, sample_weight, n_threads) -> "Standardization":
+    def fit(cls, engine, X, sample_weight, n_threads) -> Standardization:
         mean, var = engine.column_stats(X, sample_weight, n_threads)
         if not (np.isfinite(mean).all() and np.isfinite(var).all()):
             raise_if_nonfinite(X)
@@ -131,7 +131,8 @@ def scheduled_rate(epoch: int, learning_rate: float, schedule: dict, max_epochs:
         rate = learning_rate / (epoch + 1) ** schedule["power_t"]
     elif kind == "cosine":
         eta_min = schedule["eta_min"]
-        rate = eta_min + (learning_rate - eta_min) * (1 + math.cos(math.pi * epoch / max_epochs)) / 2
+        cosine = (1 + math.cos(math.pi * epoch / max_epochs)) / 2
+        rate = eta_min + (learning_rate - eta_min) * cosine
     else:
         rate = learning_rate
     warmup = schedule["warmup_epochs"]

@@ -54,8 +54,9 @@ def speed_comparison(n_rows: int, n_features: int, repeats: int = 5) -> dict:
 
 
 def demo(args) -> int:
-    print("fastgd demo: training is a loop of four steps, repeated: forward pass (y_hat = w x + b),")
-    print("loss (mean squared error), gradient, update (parameter -= learning rate * gradient).")
+    print("fastgd demo: training is a loop of four steps, repeated: forward pass")
+    print("(y_hat = w x + b), loss (mean squared error), gradient, update")
+    print("(parameter -= learning rate * gradient).")
     print("Seed data: x = 1, 2, 3; y = 2, 4, 6; start at w = b = 0; learning rate 0.1.\n")
     print(f"{'epoch':>5} {'loss':>10} {'dL/dw':>10} {'dL/db':>10} {'w':>9} {'b':>9}")
     for epoch, loss, gw, gb, w, b in seed_walkthrough():

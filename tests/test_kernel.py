@@ -1,6 +1,7 @@
 """The compiled loss_and_grad against the NumPy reference, and its invariants."""
 
 import os
+
 import numpy as np
 import pytest
 from conftest import make_problem

@@ -115,7 +115,7 @@ def test_tol_stops_early_and_none_runs_all():
     assert 2 <= early.n_iter_ < 1000
     losses = early.history_["loss"]
     assert 0 <= losses[-2] - losses[-1] < 1e-3
-    assert all(a - b >= 1e-3 for a, b in zip(losses[:-2], losses[1:-1]))
+    assert all(a - b >= 1e-3 for a, b in zip(losses[:-2], losses[1:-1], strict=True))
     full = GDRegressor(learning_rate=0.1, tol=None, max_epochs=37).fit(X, y)
     assert full.n_iter_ == 37 == len(full.history_["loss"])
 

@@ -1,6 +1,5 @@
 """The optimizers against torch.optim on the same batches: the same trajectory."""
 
-import numpy as np
 import pytest
 from conftest import make_problem
 from numpy.testing import assert_allclose
