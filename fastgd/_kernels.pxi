@@ -36,7 +36,8 @@ cdef enum:
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
-    PARALLEL_MIN_ELEMS = 65536  # elements of X in a batch below which it runs on one thread
+    PARALLEL_MIN_ELEMS = 65536  # batches smaller run on one thread (also: 2 chunks at least);
+                                # measured: 2 threads 1.1-1.3 x faster from there on, 1 x below
 
 # Offsets, after the d gradient entries, of the scalars in a chunk's partial sums.
 cdef enum:

@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose
 from sklearn.linear_model import ElasticNet, Lasso, Ridge
 
 from fastgd import GDRegressor
+from fastgd.estimators import OPTIMIZERS
 
 X, Y, SW = make_problem(400, 6, weights=True, seed=7)
 
@@ -52,8 +53,8 @@ def test_schedules_match_torch_lr_scheduler():
 
 
 @pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("batch_size", [1, 32, None])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("batch_size", [1, 7, 32, None, 1000])
 @pytest.mark.parametrize("penalty", [(0.0, 0.0), (0.1, 0.0), (0.05, 1.0), (0.1, 0.5)])
 def test_engines_equal_with_schedules_and_penalties(schedule, optimizer, batch_size, penalty):
     alpha, l1_ratio = penalty
