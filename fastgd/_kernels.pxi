@@ -158,6 +158,15 @@ cdef inline void prefetch_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         fastgd_prefetch(sw + row)
 
 
+cdef inline void prefetch_ahead(const floating* start, Py_ssize_t count) noexcept nogil:
+    """Ask for the cache lines of start[0:count]."""
+    cdef const char* p = <const char*>start
+    cdef const char* end = <const char*>(start + count)
+    while p < end:
+        fastgd_prefetch(p)
+        p = p + 64
+
+
 cdef inline Py_ssize_t scratch_size(Py_ssize_t d) noexcept nogil:
     return SCRATCH_ROWS * (d + 2)
 
@@ -595,6 +604,11 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
                 if mu != NULL:
                     grad[j] = (grad[j] - mu[j] * grad[d]) * inv_sd[j]
             steps += 1
+            if shuffled == NULL and lay.rows:
+                # The update reads no X: ask for the next batch's first rows meanwhile, or
+                # the memory stream stalls (measured: SGD at batch 32, 45-49 -> 39-41 ms;
+                # 8 or 16 rows, or prefetching inside every batch, measured slower).
+                prefetch_ahead(Xp + lo * lay.ld, min(n - lo, <Py_ssize_t>4) * lay.ld)
             if l2 > 0.0:
                 add_l2(&grad[0], &theta[0], d, l2)
             if max_norm > 0.0:
