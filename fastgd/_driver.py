@@ -89,11 +89,12 @@ def largest_curvature(engine, X, sample_weight, std, l2, n_threads,
 
     Power iteration with the fused kernel: with zero targets the squared loss is the
     quadratic form of its Hessian H, so its gradient at v is H v: one pass over X per step.
-    The estimate approaches the eigenvalue from below.
+    The estimate approaches the eigenvalue from below (for data whose top eigenvector is
+    nearly orthogonal to the start, possibly to a smaller one).
     """
     n, d = X.shape
     zeros = np.zeros(n, dtype=X.dtype)
-    v = np.random.default_rng(0).uniform(0.5, 1.5, d + 1)  # generic, fixed start
+    v = np.random.default_rng(0).standard_normal(d + 1)  # a generic, reproducible start
     v /= np.linalg.norm(v)
     curvature = 0.0
     for _ in range(iterations):
@@ -124,19 +125,28 @@ def scheduled_rate(epoch: int, learning_rate: float, schedule: dict, max_epochs:
     """
     kind = schedule["schedule"]
     if kind == "step":
-        rate = learning_rate * schedule["gamma"] ** (epoch // schedule["step_size"])
+        rate = learning_rate * power(schedule["gamma"], epoch // schedule["step_size"])
     elif kind == "exponential":
-        rate = learning_rate * schedule["gamma"] ** epoch
+        rate = learning_rate * power(schedule["gamma"], epoch)
     elif kind == "invscaling":
-        rate = learning_rate / (epoch + 1) ** schedule["power_t"]
+        rate = learning_rate / power(epoch + 1, schedule["power_t"])
     elif kind == "cosine":
         eta_min = schedule["eta_min"]
-        cosine = (1 + math.cos(math.pi * epoch / max_epochs)) / 2
+        cosine = (1 + math.cos(math.pi * (epoch / max_epochs))) / 2
         rate = eta_min + (learning_rate - eta_min) * cosine
     else:
         rate = learning_rate
     warmup = schedule["warmup_epochs"]
-    return rate * (epoch + 1) / (warmup + 1) if epoch < warmup else rate
+    return rate * ((epoch + 1) / (warmup + 1)) if epoch < warmup else rate
+
+
+def power(base: float, exponent: float) -> float:
+    """base ** exponent, inf where that overflows a float (a growing schedule then diverges
+    like any other too-large rate, and is reported as such)."""
+    try:
+        return float(base) ** exponent
+    except OverflowError:
+        return math.inf
 
 
 @dataclass

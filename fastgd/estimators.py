@@ -52,8 +52,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         The step size (before the schedule). ``"auto"`` (for ``"sgd"``, ``"momentum"`` and
         ``"nesterov"``) uses 1 / L, L the largest eigenvalue of the Hessian of the loss and
         ridge penalty in the trained (standardized) parameters, estimated by 12
-        power-iteration passes of the fused kernel before training (from below, so the
-        step is about 1 / L and always under the 2 / L where gradient descent diverges).
+        power-iteration passes of the fused kernel before training. The estimate comes
+        from below, so the step is about 1 / L, under the 2 / L where gradient descent
+        diverges; data built so that the top eigenvector is orthogonal to the (fixed,
+        random) start could fool it, and such a run stops with a DivergenceError.
     momentum : float, default=0.9
         For ``"momentum"`` and ``"nesterov"``.
     beta1, beta2 : float, default=0.9, 0.999

@@ -135,3 +135,33 @@ def test_auto_learning_rate_is_a_safe_gradient_descent_step(standardize, engine)
 def test_auto_learning_rate_is_for_gradient_descent_only():
     with pytest.raises(ValueError, match="learning_rate='auto'.*'adam'"):
         GDRegressor(learning_rate="auto", optimizer="adam").fit(X, Y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kw", [
+    {"schedule": "invscaling", "power_t": 2000.0},
+    {"schedule": "cosine", "max_epochs": 10**400, "tol": 1.0},
+    {"warmup_epochs": 10**400},
+])
+def test_extreme_schedules_stay_finite(kw):
+    model = GDRegressor(**{"max_epochs": 3, "tol": None, **kw}).fit(X, Y)
+    assert all(np.isfinite(model.history_["learning_rate"]))
+    assert np.isfinite(model.coef_).all()
+
+
+@pytest.mark.parametrize("kw", [{"schedule": "exponential", "gamma": 1e300},
+                                {"schedule": "step", "step_size": 1, "gamma": 1e200}])
+def test_exploding_schedules_are_divergence(kw):
+    from fastgd import DivergenceError
+
+    with pytest.raises(DivergenceError):
+        GDRegressor(max_epochs=5, tol=None, **kw).fit(X, Y)
+
+
+def test_huge_thread_count_allocates_nothing_per_thread():
+    Xf = np.asfortranarray(X)
+    model = GDRegressor(batch_size=10, n_threads=32768, max_epochs=2, tol=None,
+                        random_state=0).fit(Xf, Y)
+    same = GDRegressor(batch_size=10, n_threads=1, max_epochs=2, tol=None,
+                       random_state=0).fit(Xf, Y)
+    np.testing.assert_array_equal(model.coef_, same.coef_)
