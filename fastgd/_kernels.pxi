@@ -426,8 +426,9 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     row of `partial` (room for MAX_CHUNKS rows), and the rows are added in chunk order: the
     same bits whether the chunks run on one thread or many. Small ranges run serially (an
     OpenMP region costs more than they do). With a `shuffle`, positions lo..hi-1 stand for
-    the rows shuffled_row(shuffle, position), gathered through each thread's block of
-    `scratch` (SCRATCH_ROWS rows of X, y and sample_weight).
+    the rows shuffled_row(shuffle, position); F-ordered X gathers them through each
+    thread's block of `scratch` (SCRATCH_ROWS rows of X, y and sample_weight; NULL for
+    C order, whose rows are summed where they are).
     """
     cdef Py_ssize_t n = hi - lo, rows = chunk_rows(n, d)
     cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
@@ -439,7 +440,7 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
             start = lo + c * rows
             chunk_sums(X, lay, d, y, sw, w, b, kind, shuffle, start, min(start + rows, hi),
                        partial + c * width,
-                       scratch + omp_get_thread_num() * scratch_size(d) if shuffle else NULL)
+                       scratch + omp_get_thread_num() * scratch_size(d) if scratch else NULL)
     else:
         for c in range(n_chunks):
             start = lo + c * rows
