@@ -92,3 +92,17 @@ def test_bad_optimizer_hyperparameters(param, value, message):
     X, y, _ = make_problem(20, 2)
     with pytest.raises(ValueError, match=message):
         GDRegressor(**{param: value}).fit(X, y)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_engines_agree_on_views_read_in_place(shuffle):
+    """Column slices of a wide C array (rows 40 values apart) and row slices of F arrays."""
+    wide, y, sw = make_problem(400, 40, weights=True, seed=8)
+    for X in (wide[:, :7], np.asfortranarray(wide)[:300, :7]):
+        kw = dict(optimizer="adam", learning_rate=0.01, batch_size=16, max_epochs=2, tol=None,
+                  shuffle=shuffle, random_state=2)
+        rows = X.shape[0]
+        a = GDRegressor(engine="cython", **kw).fit(X, y[:rows], sample_weight=sw[:rows])
+        b = GDRegressor(engine="numpy", **kw).fit(X, y[:rows], sample_weight=sw[:rows])
+        assert_allclose(a.coef_, b.coef_, rtol=1e-9, atol=1e-12)
+        assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-10)
