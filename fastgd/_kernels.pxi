@@ -143,28 +143,24 @@ cdef extern from *:
     void fastgd_prefetch(const void* p) noexcept nogil
 
 
+cdef inline void prefetch_ahead(const floating* start, Py_ssize_t count) noexcept nogil:
+    """Ask for every cache line of start[0:count] (count > 0 elements inside the array)."""
+    cdef const char* p = <const char*>start
+    cdef const char* last = <const char*>(start + count - 1)
+    while p <= last:
+        fastgd_prefetch(p)
+        p = p + 64
+    fastgd_prefetch(last)  # the line of the last element, if the stride skipped it
+
+
 cdef inline void prefetch_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                                const floating* y, const floating* sw,
                                Py_ssize_t row) noexcept nogil:
-    """Ask for row `row` of row-contiguous X (every cache line), its target and weight."""
-    cdef const char* first = <const char*>(X + row * ld)
-    cdef const char* last = <const char*>(X + row * ld + d - 1)
-    while first <= last:
-        fastgd_prefetch(first)
-        first = first + 64
-    fastgd_prefetch(last)
+    """Ask for row `row` of row-contiguous X, its target and its weight."""
+    prefetch_ahead(X + row * ld, d)
     fastgd_prefetch(y + row)
     if sw != NULL:
         fastgd_prefetch(sw + row)
-
-
-cdef inline void prefetch_ahead(const floating* start, Py_ssize_t count) noexcept nogil:
-    """Ask for the cache lines of start[0:count] (count elements inside the array)."""
-    cdef const char* p = <const char*>start
-    cdef const char* end = <const char*>(start + count)
-    while p < end:
-        fastgd_prefetch(p)
-        p = p + 64
 
 
 cdef inline Py_ssize_t scratch_size(Py_ssize_t d) noexcept nogil:
