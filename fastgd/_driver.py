@@ -70,6 +70,12 @@ class Standardization:
         return w * self.scale, b + self.mean @ w
 
 
+def in_original_units(std: Standardization | None, theta):
+    """(coef, intercept) in original units from trained parameters theta = (w, b)."""
+    d = len(theta) - 1
+    return std.to_original(theta[:d], theta[d]) if std else (theta[:d], theta[d])
+
+
 def scale_from_variance(mean, var, n_samples):
     """Standard deviations, with 1 for constant features (as scikit-learn's StandardScaler):
     a variance within rounding error of zero means the feature is constant."""
@@ -98,7 +104,7 @@ def largest_curvature(engine, X, sample_weight, std, l2, n_threads,
     v /= np.linalg.norm(v)
     curvature = 0.0
     for _ in range(iterations):
-        w, b = std.to_original(v[:d], v[d]) if std else (v[:d], v[d])
+        w, b = in_original_units(std, v)
         _, grad_w, grad_b = engine.grad_pass(X, zeros, sample_weight, w, b, "squared",
                                              n_threads)
         if std:  # the gradient in the standardized parameters
@@ -202,8 +208,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
 
     def result(params, error=None):
-        coef_o, intercept_o = std.to_original(params[:d], params[d]) if std else (
-            params[:d], params[d])
+        coef_o, intercept_o = in_original_units(std, params)
         return FitResult(coef_o.copy(), float(intercept_o), len(history["loss"]), history,
                          std, learning_rate, error)
 
@@ -212,7 +217,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         rate = scheduled_rate(epoch, learning_rate, schedule, max_epochs)
         total, weight, epoch_steps = engine.run_epoch(
             X, y, sample_weight, theta, m, v, steps,
-            None if std is None else std.mean, None if std is None else std.scale,
+            *((std.mean, std.scale) if std else (None, None)),
             optimizer, hyper, rate, batch_size,
             shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads)
         steps += epoch_steps
