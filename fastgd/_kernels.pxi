@@ -16,14 +16,15 @@
 # Arguments are validated by the caller (fastgd/_validation.py).
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
-from libc.math cimport isfinite
+from libc.math cimport isfinite, pow
 from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastgd._openmp cimport FASTGD_OPENMP, omp_get_max_threads, omp_get_thread_num
+from fastgd._openmp cimport (FASTGD_OPENMP, fastgd_barrier, omp_get_max_threads,
+                             omp_get_num_threads, omp_get_thread_num)
 from fastgd._losses cimport LossKind, SQUARED, loss_value, loss_derivative
 from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
@@ -32,7 +33,9 @@ LOSSES = {"squared": SQUARED}
 
 cdef enum:
     MAX_CHUNKS = 256          # chunks per pass at most: the partial-sum buffer stays small
-    MIN_CHUNK_ELEMS = 32768   # but a chunk is never smaller than this many elements of X
+    MIN_CHUNK_ROWS = 16       # but a chunk has at least this many rows
+    MIN_CHUNK_ELEMS = 1024    # and this many elements of X (chunks of a mini-batch go to the
+                              # threads: each chunk costs one more row of partial sums to add)
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
@@ -79,7 +82,7 @@ cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d) noexcept nogil:
     """Rows per chunk: a function of the shape only, never of the thread count."""
     cdef Py_ssize_t by_count = (n + MAX_CHUNKS - 1) // MAX_CHUNKS
     cdef Py_ssize_t by_size = (MIN_CHUNK_ELEMS + d - 1) // d
-    return max(by_count, by_size, 1)
+    return max(by_count, by_size, <Py_ssize_t>MIN_CHUNK_ROWS)
 
 
 cdef Py_ssize_t block_rows(Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
@@ -127,7 +130,7 @@ cdef struct Shuffle:
 
 cdef enum:
     SCRATCH_ROWS = 64    # shuffled rows indexed (and, for F order, gathered) at a time
-    PREFETCH_AHEAD = 8   # rows requested from memory ahead of the one being summed
+    PREFETCH_AHEAD = 16  # rows requested from memory ahead of the one being summed
 
 cdef u64 FEISTEL_MULT = 0x9E3779B97F4A7C15ULL
 
@@ -135,7 +138,7 @@ cdef u64 FEISTEL_MULT = 0x9E3779B97F4A7C15ULL
 cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
-        #define fastgd_prefetch(p) __builtin_prefetch((const void *)(p))
+        #define fastgd_prefetch(p) __builtin_prefetch((const void *)(p), 0, 2)
     #else
         #define fastgd_prefetch(p) ((void)(p))
     #endif
@@ -414,76 +417,91 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
 
 cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                      const floating* sw, const double* w, double b, LossKind kind,
-                     const Shuffle* shuffle, Py_ssize_t lo, Py_ssize_t hi, int n_threads,
-                     double* partial, floating* scratch, double* out) noexcept nogil:
-    """Gradient sums of rows [lo, hi) into out[0 : d + N_SCALARS].
-
-    The rows are cut into chunks by chunk_rows(hi - lo, d), each chunk's sums go to its own
-    row of `partial` (room for MAX_CHUNKS rows), and the rows are added in chunk order: the
-    same bits whether the chunks run on one thread or many. Small ranges run serially (an
-    OpenMP region costs more than they do). With a `shuffle`, positions lo..hi-1 stand for
-    the rows shuffled_row(shuffle, position); F-ordered X gathers them through each
-    thread's block of `scratch` (SCRATCH_ROWS rows of X, y and sample_weight; NULL for
-    C order, whose rows are summed where they are).
-    """
-    cdef Py_ssize_t n = hi - lo, rows = chunk_rows(n, d)
-    cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
-    cdef Py_ssize_t width = d + N_SCALARS, c, start, j
+                     Py_ssize_t n, int n_threads, double* partial, double* out) noexcept nogil:
+    """Gradient sums of all n rows into out[0 : d + N_SCALARS], chunks spread over the
+    threads as they free up (the sums do not depend on which thread ran a chunk)."""
+    cdef Py_ssize_t rows = chunk_rows(n, d), n_chunks = (n + rows - 1) // rows
+    cdef Py_ssize_t width = d + N_SCALARS, c, start
     cdef int threads = <int>min(n_threads, n_chunks)
-    memset(partial, 0, n_chunks * width * sizeof(double))
     if threads > 1 and n * d >= PARALLEL_MIN_ELEMS:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
-            start = lo + c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, kind, shuffle, start, min(start + rows, hi),
-                       partial + c * width,
-                       scratch + omp_get_thread_num() * scratch_size(d) if scratch else NULL)
+            start = c * rows
+            chunk_sums(X, lay, d, y, sw, w, b, kind, NULL, start, min(start + rows, n), -1,
+                       partial + c * width, NULL)
     else:
         for c in range(n_chunks):
-            start = lo + c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, kind, shuffle, start, min(start + rows, hi),
-                       partial + c * width, scratch)
-    for j in range(width):
-        out[j] = partial[j]
+            start = c * rows
+            chunk_sums(X, lay, d, y, sw, w, b, kind, NULL, start, min(start + rows, n), -1,
+                       partial + c * width, NULL)
+    add_chunks(partial, n_chunks, width, out)
+
+
+cdef inline void add_chunks(const double* partial, Py_ssize_t n_chunks, Py_ssize_t width,
+                            double* out) noexcept nogil:
+    """out = the chunks' partial sums added in chunk order: the same bits for any threads."""
+    cdef Py_ssize_t c, j
+    memcpy(out, partial, width * sizeof(double))
     for c in range(1, n_chunks):
         for j in range(width):
             out[j] += partial[c * width + j]
 
 
-cdef inline void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
-                            const floating* sw, const double* w, double b, LossKind kind,
-                            const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
-                            double* acc, floating* scratch) noexcept nogil:
-    cdef Py_ssize_t i, k, m, ahead, j
+cdef inline Py_ssize_t continue_at(Py_ssize_t position, Py_ssize_t stop,
+                                   Py_ssize_t next_start) noexcept nogil:
+    """Where a thread's sequence of positions goes on: past `stop`, from `next_start`."""
+    return position if position < stop else next_start + (position - stop)
+
+
+cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
+                     const floating* sw, const double* w, double b, LossKind kind,
+                     const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
+                     Py_ssize_t next_start, double* acc, floating* scratch) noexcept nogil:
+    """Gradient sums of positions [start, stop) into acc[0 : d + N_SCALARS] (zeroed first).
+
+    With a `shuffle`, position p reads row shuffled_row(shuffle, p), SCRATCH_ROWS rows at a
+    time, and the rows PREFETCH_AHEAD positions ahead are requested from memory meanwhile;
+    past `stop` that means this thread's next positions, from `next_start` (-1: none), so
+    the next chunk does not start cold. F-ordered X gathers the rows through `scratch`
+    (SCRATCH_ROWS rows of X, y and sample_weight; NULL for C order, whose rows are summed
+    where they are).
+    """
+    cdef Py_ssize_t i, k, m, ahead, j, p
     cdef Py_ssize_t index[SCRATCH_ROWS + PREFETCH_AHEAD]
     cdef floating* xs
     cdef floating* ys
     cdef floating* ws
-    if shuffle != NULL:  # SCRATCH_ROWS shuffled rows at a time, summed in order
-        xs = scratch
-        ys = xs + SCRATCH_ROWS * d
-        ws = ys + SCRATCH_ROWS
-        i = start
-        while i < stop:
-            m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
-            ahead = min(m + PREFETCH_AHEAD, stop - i)  # indices to prefetch the next block
-            for k in range(ahead):
-                index[k] = shuffled_row(shuffle, i + k)
-            if lay.rows:  # sum the rows where they are
-                grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, 0, m, acc, index, ahead)
-            else:  # F order: gather the rows into scratch first
-                for k in range(m):
-                    for j in range(d):
-                        xs[k * d + j] = X[index[k] + j * lay.ld]
-                    ys[k] = y[index[k]]
-                    if sw != NULL:
-                        ws[k] = sw[index[k]]
-                grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m,
-                                acc, NULL, 0)
-            i = i + m
-    elif lay.rows:
-        grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc, NULL, 0)
-    else:
-        grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
+    memset(acc, 0, (d + N_SCALARS) * sizeof(double))
+    if shuffle == NULL:
+        if lay.rows:
+            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc, NULL, 0)
+        else:
+            grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
+        return
+    xs = scratch
+    ys = xs + SCRATCH_ROWS * d
+    ws = ys + SCRATCH_ROWS
+    i = start
+    while i < stop:
+        m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
+        ahead = m
+        for k in range(m + PREFETCH_AHEAD):
+            p = continue_at(i + k, stop, next_start)
+            if p < 0 or p >= shuffle.n:
+                break
+            index[k] = shuffled_row(shuffle, p)
+            ahead = k + 1
+        if lay.rows:  # sum the rows where they are
+            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, 0, m, acc, index, ahead)
+        else:  # F order: gather the rows into scratch first
+            for k in range(m):
+                for j in range(d):
+                    xs[k * d + j] = X[index[k] + j * lay.ld]
+                ys[k] = y[index[k]]
+                if sw != NULL:
+                    ws[k] = sw[index[k]]
+            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m,
+                            acc, NULL, 0)
+        i = i + m
 
 
 def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
@@ -499,8 +517,8 @@ def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef double[::1] total = np.empty(d + N_SCALARS)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     with nogil:
-        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, kind, NULL, 0, n,
-                   n_threads, &partial[0, 0], NULL, &total[0])
+        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, kind, n, n_threads,
+                   &partial[0, 0], &total[0])
     sums = np.asarray(total)
     weight = sums[d + SUM_W]
     return sums[d + SUM_LOSS] / weight, sums[:d] / weight, sums[d + SUM_R] / weight
@@ -527,6 +545,131 @@ OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad":
               "rmsprop": RMSPROP, "adam": ADAM, "adamw": ADAMW}
 
 
+cdef struct Epoch:
+    # What every thread of an epoch reads (set up by run_epoch)
+    Py_ssize_t n, d, batch_size
+    Layout lay
+    LossKind kind
+    const Shuffle* shuffle     # NULL: positions are rows
+    OptimConfig config
+    double l2, l1, max_norm, learning_rate
+    long step                  # updates made before this epoch
+    const double* mean         # NULL: no standardization
+    const double* inv_scale
+    double* partial            # 2 x MAX_CHUNKS rows of partial sums: batches alternate halves
+    # What the epoch did (written by thread 0)
+    double loss_total, weight_total
+    long steps
+
+
+cdef inline Py_ssize_t batch_chunks(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
+                                    Py_ssize_t d, Py_ssize_t* rows) noexcept nogil:
+    """Chunks of the batch starting at position lo (rows per chunk into `rows`)."""
+    cdef Py_ssize_t size = min(batch_size, n - lo)
+    rows[0] = chunk_rows(size, d)
+    return (size + rows[0] - 1) // rows[0]
+
+
+cdef inline Py_ssize_t first_chunk(Py_ssize_t n_chunks, int tid, int n_team) noexcept nogil:
+    """Thread tid's share of a batch: chunks first_chunk(tid) to first_chunk(tid + 1) - 1,
+    whole runs of positions (in order, a thread's rows are one stream for the prefetcher)."""
+    return tid * n_chunks // n_team
+
+
+cdef inline Py_ssize_t thread_start(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
+                                    Py_ssize_t d, int tid, int n_team) noexcept nogil:
+    """Thread tid's first position in the batch starting at lo (-1: none)."""
+    cdef Py_ssize_t rows, n_chunks
+    if lo >= n:
+        return -1
+    n_chunks = batch_chunks(lo, n, batch_size, d, &rows)
+    if first_chunk(n_chunks, tid, n_team) == first_chunk(n_chunks, tid + 1, n_team):
+        return -1
+    return lo + first_chunk(n_chunks, tid, n_team) * rows
+
+
+cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
+                       floating* scratch, Epoch* e, double* own, int tid,
+                       int n_team) noexcept nogil:
+    """Thread `tid` of `n_team` running a whole epoch. Each batch's chunks are shared out
+    in runs (first_chunk); after a barrier every thread adds all the partial sums in chunk order and
+    makes the same update to its own copy of the parameters, `own` = (theta, m, v, w, grad,
+    sums): bit-identical copies, and only one barrier per batch. The partial sums of
+    consecutive batches go to alternate halves of e.partial, so a thread that finished its
+    update can fill in the next batch while the others still read this one."""
+    cdef Py_ssize_t n = e.n, d = e.d, width = d + N_SCALARS
+    cdef double* theta = own
+    cdef double* m = own + width
+    cdef double* v = own + 2 * width
+    cdef double* w = own + 3 * width         # the weights in original units, per batch
+    cdef double* grad = own + 4 * width
+    cdef double* sums = own + 5 * width
+    cdef const double* mu = e.mean
+    cdef const double* inv_sd = e.inv_scale
+    cdef double* partial
+    cdef floating* my_scratch = NULL if scratch == NULL else scratch + tid * scratch_size(d)
+    cdef Py_ssize_t lo = 0, hi, rows, n_chunks, first, last, c, start, stop, next_start, j
+    cdef long batch = 0, steps = 0
+    cdef double b, weight, loss_total = 0.0, weight_total = 0.0
+    cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
+    while lo < n:
+        hi = min(lo + e.batch_size, n)
+        n_chunks = batch_chunks(lo, n, e.batch_size, d, &rows)
+        partial = e.partial + (batch % 2) * MAX_CHUNKS * width
+        batch += 1
+        b = to_original(theta, mu, inv_sd, d, w)
+        first = first_chunk(n_chunks, tid, n_team)
+        last = first_chunk(n_chunks, tid + 1, n_team)
+        for c in range(first, last):
+            start = lo + c * rows
+            stop = min(start + rows, hi)
+            if c + 1 < last:
+                next_start = stop
+            else:  # this thread's first position in the next batch (for prefetching)
+                next_start = thread_start(hi, n, e.batch_size, d, tid, n_team)
+            chunk_sums(X, e.lay, d, y, sw, w, b, e.kind, e.shuffle, start, stop, next_start,
+                       partial + c * width, my_scratch)
+        if n_team > 1:
+            fastgd_barrier()
+        add_chunks(partial, n_chunks, width, sums)
+        lo = hi
+        weight = sums[d + SUM_W]
+        if weight == 0.0:
+            continue  # zero-weight rows carry no gradient
+        loss_total += sums[d + SUM_LOSS]
+        weight_total += weight
+        if not isfinite(sums[d + SUM_LOSS]):
+            break
+        # Gradient in the trained parameters: (X^T r - mean sum r) / scale, and sum r.
+        grad[d] = sums[d + SUM_R] / weight
+        for j in range(d):
+            grad[j] = sums[j] / weight
+            if mu != NULL:
+                grad[j] = (grad[j] - mu[j] * grad[d]) * inv_sd[j]
+        steps += 1
+        if e.shuffle == NULL and e.lay.rows and lo < n:
+            # The update reads no X: ask for the first rows of this thread's next chunk
+            # meanwhile, or the memory stream stalls (measured: SGD at batch 32, 45-49 ->
+            # 39-41 ms; 8 or 16 rows, or prefetching inside every batch, measured slower).
+            start = thread_start(lo, n, e.batch_size, d, tid, n_team)
+            if start >= 0:
+                for j in range(start, min(n, start + 8)):
+                    prefetch_ahead(X + j * e.lay.ld, d)
+        if e.l2 > 0.0:
+            add_l2(grad, theta, d, e.l2)
+        if e.max_norm > 0.0:
+            clip_norm(grad, d + 1, e.max_norm)
+        beta1_t *= e.config.beta1
+        beta2_t *= e.config.beta2
+        optim_step(&e.config, theta, grad, m, v, d + 1, d, beta1_t, beta2_t, e.learning_rate)
+        if e.l1 > 0.0:
+            soft_threshold(theta, d, e.learning_rate * e.l1)
+    if tid == 0:
+        e.loss_total = loss_total
+        e.weight_total = weight_total
+        e.steps = steps
+
+
 def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
               double[::1] theta, double[::1] m, double[::1] v, long step,
               const double[::1] mean, const double[::1] scale, str optimizer, dict hyper,
@@ -539,84 +682,75 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     the number of updates made before this epoch. Batches are consecutive positions, the
     last one partial; with shuffle_keys (three 64-bit keys, new each epoch) position p
     reads row shuffled_row(p). A batch with a non-finite loss stops the epoch before its
-    update.
+    update. The threads work through the epoch together (see epoch_worker).
 
     Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], width = d + N_SCALARS
-    cdef Layout lay = layout_of(X)
-    cdef LossKind kind = LOSSES[loss]
-    cdef OptimConfig config
-    config.kind = OPTIMIZERS[optimizer]
-    config.momentum = hyper["momentum"]
-    config.beta1 = hyper["beta1"]
-    config.beta2 = hyper["beta2"]
-    config.rho = hyper["rho"]
-    config.eps = hyper["eps"]
-    config.weight_decay = hyper["weight_decay"]
-    cdef double l2 = hyper["l2"], l1 = hyper["l1"], max_norm = hyper["clip_norm"]
+    cdef Epoch e
     cdef Shuffle shuffle
-    cdef const Shuffle* shuffled = NULL
-    cdef floating[::1] scratch = None
-    cdef floating* scratch_ptr = NULL
+    cdef Py_ssize_t rows
+    e.n = n
+    e.d = d
+    e.batch_size = batch_size
+    e.lay = layout_of(X)
+    e.kind = LOSSES[loss]
+    e.config.kind = OPTIMIZERS[optimizer]
+    e.config.momentum = hyper["momentum"]
+    e.config.beta1 = hyper["beta1"]
+    e.config.beta2 = hyper["beta2"]
+    e.config.rho = hyper["rho"]
+    e.config.eps = hyper["eps"]
+    e.config.weight_decay = hyper["weight_decay"]
+    e.l2 = hyper["l2"]
+    e.l1 = hyper["l1"]
+    e.max_norm = hyper["clip_norm"]
+    e.learning_rate = learning_rate
+    e.step = step
+    e.shuffle = NULL
     if shuffle_keys is not None:
         shuffle = make_shuffle(shuffle_keys, n)
-        shuffled = &shuffle
-        if not lay.rows:  # F order gathers shuffled rows: a block per thread that can run
-            scratch = np.empty(min(max(n_threads, 1), MAX_CHUNKS) * scratch_size(d),
-                               dtype=np.float32 if floating is float else np.float64)
-            scratch_ptr = &scratch[0]
-    cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, width))
-    cdef double[::1] sums = np.empty(width)
-    cdef double[::1] w = np.empty(d)        # the weights in original units, per batch
-    cdef double[::1] grad = np.empty(d + 1)
+        e.shuffle = &shuffle
+    # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
+    # own rows in flight) or when it is large; a small batch in order runs fastest on one
+    # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
+    cdef int threads = <int>min(max(n_threads, 1), batch_chunks(0, n, batch_size, d, &rows))
+    if e.shuffle == NULL and min(batch_size, n) * d < PARALLEL_MIN_ELEMS:
+        threads = 1
+    cdef floating[::1] scratch = None
+    cdef floating* scratch_ptr = NULL
+    if e.shuffle != NULL and not e.lay.rows:  # F order gathers shuffled rows: a block each
+        scratch = np.empty(threads * scratch_size(d),
+                           dtype=np.float32 if floating is float else np.float64)
+        scratch_ptr = &scratch[0]
+    cdef double[:, :, ::1] partial = np.empty((2, MAX_CHUNKS, width))
+    e.partial = &partial[0, 0, 0]
+    # Multiplying by 1/scale: a division per entry and batch cost more than the batch itself.
+    cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
+    e.mean = NULL if mean is None else &mean[0]
+    e.inv_scale = NULL if scale is None else &inv_scale[0]
+    # Each thread's parameters, optimizer state and per-batch buffers (6 rows of `width`).
+    cdef double[:, :, ::1] own = np.zeros((threads, 6, width))
+    own.base[:, 0, :d + 1] = theta
+    own.base[:, 1, :d + 1] = m
+    own.base[:, 2, :d + 1] = v
+    cdef double* own_ptr = &own[0, 0, 0]
     cdef const floating* Xp = &X[0, 0]
     cdef const floating* yp = &y[0]
     cdef const floating* swp = sample_weight_ptr(sample_weight)
-    cdef const double* mu = NULL if mean is None else &mean[0]
-    # Multiplying by 1/scale: a division per entry and batch cost more than the batch itself.
-    cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
-    cdef const double* inv_sd = NULL if scale is None else &inv_scale[0]
-    cdef Py_ssize_t lo, hi, j
-    cdef long steps = 0
-    cdef double b, weight, loss_total = 0.0, weight_total = 0.0
+    cdef int tid
     with nogil:
-        lo = 0
-        while lo < n:
-            hi = min(lo + batch_size, n)
-            b = to_original(&theta[0], mu, inv_sd, d, &w[0])
-            range_sums(Xp, lay, d, yp, swp, &w[0], b, kind, shuffled, lo, hi, n_threads,
-                       &partial[0, 0], scratch_ptr, &sums[0])
-            lo = hi
-            weight = sums[d + SUM_W]
-            if weight == 0.0:
-                continue  # zero-weight rows carry no gradient
-            loss_total += sums[d + SUM_LOSS]
-            weight_total += weight
-            if not isfinite(sums[d + SUM_LOSS]):
-                break
-            # Gradient in the trained parameters: (X^T r - mean sum r) / scale, and sum r.
-            grad[d] = sums[d + SUM_R] / weight
-            for j in range(d):
-                grad[j] = sums[j] / weight
-                if mu != NULL:
-                    grad[j] = (grad[j] - mu[j] * grad[d]) * inv_sd[j]
-            steps += 1
-            if shuffled == NULL and lay.rows:
-                # The update reads no X: ask for the next batch's first rows meanwhile, or
-                # the memory stream stalls (measured: SGD at batch 32, 45-49 -> 39-41 ms;
-                # 8 or 16 rows, or prefetching inside every batch, measured slower).
-                for j in range(lo, min(n, lo + 4)):
-                    prefetch_ahead(Xp + j * lay.ld, d)
-            if l2 > 0.0:
-                add_l2(&grad[0], &theta[0], d, l2)
-            if max_norm > 0.0:
-                clip_norm(&grad[0], d + 1, max_norm)
-            optim_step(&config, &theta[0], &grad[0], &m[0], &v[0], d + 1, d, step + steps,
-                       learning_rate)
-            if l1 > 0.0:
-                soft_threshold(&theta[0], d, learning_rate * l1)
-    return loss_total, weight_total, steps
+        if threads > 1:
+            with parallel(num_threads=threads):
+                tid = omp_get_thread_num()
+                epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr + tid * 6 * width, tid,
+                             omp_get_num_threads())
+        else:
+            epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr, 0, 1)
+    theta[:] = own[0, 0, :d + 1]
+    m[:] = own[0, 1, :d + 1]
+    v[:] = own[0, 2, :d + 1]
+    return e.loss_total, e.weight_total, e.steps
 
 
 # Running statistics are kept as [W, mean (d), m2 (d)]: the weight sum, the weighted mean

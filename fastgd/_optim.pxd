@@ -1,7 +1,9 @@
 # Optimizer update rules, as in torch.optim, on the parameter vector theta = (w, b): the
 # intercept b = theta[n_weights] is a parameter like the weights (it is only exempt from
-# AdamW's decoupled weight decay). g is the gradient, t the 1-based step number, lr the
-# learning rate of this step; m and v are the optimizer's state vectors (zero at start).
+# AdamW's decoupled weight decay). g is the gradient, lr the learning rate of this step; m and
+# v are the optimizer's state vectors (zero at start); beta1_t and beta2_t are beta1^t and
+# beta2^t at the 1-based step number t (Adam's bias corrections; the caller keeps them as
+# running products: two pow calls per batch cost more than the rest of Adam's work).
 # Keep each rule in step with fastgd/reference.py (OPTIMIZERS) and the estimator docs.
 
 from libc.math cimport sqrt
@@ -25,8 +27,8 @@ ctypedef struct OptimConfig:
 
 
 cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g, double* m,
-                            double* v, Py_ssize_t n_params, Py_ssize_t n_weights, long t,
-                            double lr) noexcept nogil:
+                            double* v, Py_ssize_t n_params, Py_ssize_t n_weights,
+                            double beta1_t, double beta2_t, double lr) noexcept nogil:
     # Hyperparameters are read into locals: through the pointer, every store to theta, m or v
     # could alias them, which forces reloads and keeps the loops from vectorizing.
     cdef Py_ssize_t k
@@ -59,8 +61,8 @@ cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g
         # m = b1 m + (1 - b1) g  (as torch: m += (1 - b1)(g - m));  v = b2 v + (1 - b2) g^2;
         # theta -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (torch's order,
         # with the division by sqrt(1 - b2^t) as a multiplication: per step, not per entry)
-        step_size = lr / (1.0 - b1 ** t)
-        inv_bc2_sqrt = 1.0 / sqrt(1.0 - b2 ** t)
+        step_size = lr / (1.0 - beta1_t)
+        inv_bc2_sqrt = 1.0 / sqrt(1.0 - beta2_t)
         for k in range(n_params):
             m[k] += (1.0 - b1) * (g[k] - m[k])
             v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k]

@@ -85,7 +85,8 @@ def test_bit_identical_for_any_thread_count(build, compiled, dtype, order):
 
 def test_chunks_depend_on_shape_only():
     assert _kernels.chunk_rows(1_000_000, 100) == 3907  # 256 chunks
-    assert _kernels.chunk_rows(1000, 100) == 328  # at least 32768 elements a chunk
+    assert _kernels.chunk_rows(32, 100) == 16  # at least 16 rows a chunk
+    assert _kernels.chunk_rows(32, 10) == 103  # and 1024 elements
     assert _kernels.chunk_rows(1, 1) >= 1
 
 

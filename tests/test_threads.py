@@ -4,10 +4,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from conftest import make_problem
+from numpy.testing import assert_array_equal
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastgd import _kernels
+from fastgd import DivergenceError, GDRegressor, _kernels
 from fastgd._validation import effective_n_threads
 
 needs_openmp = pytest.mark.skipif(not _kernels.openmp_enabled(), reason="serial build")
@@ -40,3 +43,34 @@ def test_omp_num_threads_respected():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["3", "3"]  # as scikit-learn: an explicit OMP_NUM_THREADS wins over cores
+
+
+# The threads of a mini-batch epoch share each batch's chunks (16 rows at least; see
+# epoch_worker): 2 chunks at batch 32, 3 at 33 (the last of one row), many in a large batch.
+@pytest.mark.parametrize("batch_size", [7, 32, 33, 1100])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("order,dtype", [("C", np.float64), ("F", np.float64),
+                                         ("C", np.float32)])
+def test_mini_batch_epochs_bit_identical_across_threads(batch_size, shuffle, order, dtype):
+    X, y, sw = make_problem(3000, 64, order=order, dtype=dtype, weights=True)
+    fits = [GDRegressor(optimizer="adam", learning_rate=0.01, batch_size=batch_size,
+                        shuffle=shuffle, random_state=3, max_epochs=3, tol=None,
+                        n_threads=t).fit(X, y, sample_weight=sw) for t in (1, 2, 3, 4)]
+    for f in fits[1:]:
+        assert_array_equal(f.coef_, fits[0].coef_)
+        assert f.intercept_ == fits[0].intercept_
+        assert f.history_ == fits[0].history_
+
+
+def test_divergence_stops_every_thread_at_the_same_batch():
+    X, y, _ = make_problem(3000, 64)
+    errors = []
+    for t in (1, 2):
+        model = GDRegressor(learning_rate=1e4, batch_size=32, standardize=False,
+                            max_epochs=50, tol=None, random_state=0, n_threads=t)
+        with pytest.raises(DivergenceError) as info:
+            model.fit(X, y)
+        errors.append((info.value.epoch, model.coef_.copy(), model.intercept_))
+    assert errors[0][0] == errors[1][0]
+    assert_array_equal(errors[0][1], errors[1][1])
+    assert errors[0][2] == errors[1][2]
