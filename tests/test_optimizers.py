@@ -44,9 +44,12 @@ def test_every_optimizer_converges(optimizer):
     X, y, _ = make_problem(2000, 5, noise=0.0, seed=5)
     rate = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.5, "rmsprop": 0.002}.get(
         optimizer, 0.01)
+    # A decaying rate: at a constant one, RMSProp's steps stay about `rate` long and the
+    # fit only hovers around the optimum (1 - R^2 from 1e-6 to 1e-11 over shuffle seeds).
     model = GDRegressor(optimizer=optimizer, learning_rate=rate, batch_size=50,
-                        max_epochs=200, tol=None, weight_decay=0.0).fit(X, y)
-    assert model.score(X, y) > 1 - 1e-6
+                        schedule="cosine", max_epochs=200, tol=None, weight_decay=0.0,
+                        random_state=0).fit(X, y)
+    assert model.score(X, y) > 1 - 1e-9
 
 
 def test_update_rules_by_hand():

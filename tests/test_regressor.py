@@ -65,7 +65,8 @@ def test_converges_to_least_squares():
 
 def test_mini_batches_converge():
     X, y, _ = make_problem(4000, 6, noise=0.0)
-    model = GDRegressor(learning_rate=0.05, batch_size=32, max_epochs=50, tol=None).fit(X, y)
+    model = GDRegressor(learning_rate=0.05, batch_size=32, max_epochs=50, tol=None,
+                        random_state=0).fit(X, y)
     assert model.score(X, y) > 1 - 1e-8
     assert len(model.history_["loss"]) == 50
 
