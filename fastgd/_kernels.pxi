@@ -23,8 +23,8 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastgd._openmp cimport (FASTGD_OPENMP, fastgd_barrier, omp_get_max_threads,
-                             omp_get_num_threads, omp_get_thread_num)
+from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_team_wait,
+                             omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
 from fastgd._losses cimport LossKind, SQUARED, loss_value, loss_derivative
 from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
@@ -597,6 +597,7 @@ cdef struct Epoch:
     const double* mean         # NULL: no standardization
     const double* inv_scale
     double* partial            # 2 x MAX_CHUNKS rows of partial sums: batches alternate halves
+    long long* arrived         # the batch each thread has summed (fastgd_team_wait)
     # What the epoch did (written by thread 0)
     double loss_total, weight_total
     long steps
@@ -634,7 +635,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     """Thread `tid` of `n_team` running a whole epoch. Each batch's chunks are shared out
     in runs (first_chunk); after a barrier every thread adds all the partial sums in chunk order and
     makes the same update to its own copy of the parameters, `own` = (theta, m, v, w, grad,
-    sums): bit-identical copies, and only one barrier per batch. The partial sums of
+    sums): bit-identical copies, and only one barrier (fastgd_team_wait) per batch. The partial sums of
     consecutive batches go to alternate halves of e.partial, so a thread that finished its
     update can fill in the next batch while the others still read this one."""
     cdef Py_ssize_t n = e.n, d = e.d, width = d + N_SCALARS
@@ -670,7 +671,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             chunk_sums(X, e.lay, d, y, sw, w, b, e.kind, e.shuffle, start, stop, next_start,
                        partial + c * width, my_scratch)
         if n_team > 1:
-            fastgd_barrier()
+            fastgd_team_wait(e.arrived, n_team, tid, batch)
         add_chunks(partial, n_chunks, width, sums)
         lo = hi
         weight = sums[d + SUM_W]
@@ -757,6 +758,8 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
         scratch_ptr = &scratch[0]
     cdef double[:, :, ::1] partial = np.empty((2, MAX_CHUNKS, width))
     e.partial = &partial[0, 0, 0]
+    cdef long long[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.longlong)
+    e.arrived = &arrived[0, 0]
     # Multiplying by 1/scale: a division per entry and batch cost more than the batch itself.
     cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
     e.mean = NULL if mean is None else &mean[0]

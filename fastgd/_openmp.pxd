@@ -12,16 +12,48 @@ cdef extern from *:
         static int omp_get_thread_num(void) { return 0; }
         static int omp_get_num_threads(void) { return 1; }
     #endif
-    /* A barrier of the enclosing parallel region, callable from a function the region runs
-       (an orphaned barrier); without OpenMP there is one thread and nothing to wait for. */
-    static void fastgd_barrier(void) {
-    #ifdef _OPENMP
-        #pragma omp barrier
+
+    /* fastgd_team_wait: a barrier for the threads of a parallel region, by flags. Thread
+       `tid` announces that it reached barrier number `k` (1, 2, ...: increasing) in its own
+       cache line of `arrived` (FASTGD_LINE entries per thread), then waits until every
+       thread has. One cache-line transfer each way: 45-50 ns here for two threads, against
+       240-300 ns for libgomp's `omp barrier`, which a mini-batch epoch pays every batch.
+       Writes before the wait are visible to every thread after it (release/acquire). A
+       thread that waits long yields its core, in case its partner is not running. */
+    #define FASTGD_LINE 16
+    #if defined(_MSC_VER) && !defined(__clang__)
+        #include <windows.h>
+        #define fastgd_store_release(p, v) InterlockedExchange64((volatile LONG64 *)(p), (v))
+        #define fastgd_load_acquire(p) (*(volatile long long *)(p))  /* acquire on x86/x64 */
+        #define fastgd_pause() YieldProcessor()
+        #define fastgd_yield() SwitchToThread()
+    #else
+        #include <sched.h>
+        #define fastgd_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+        #define fastgd_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+        #if defined(__x86_64__) || defined(__i386__)
+            #define fastgd_pause() __builtin_ia32_pause()
+        #elif defined(__aarch64__) || defined(__arm__)
+            #define fastgd_pause() __asm__ __volatile__("yield")
+        #else
+            #define fastgd_pause() ((void)0)
+        #endif
+        #define fastgd_yield() sched_yield()
     #endif
+    static void fastgd_team_wait(long long *arrived, int n_team, int tid, long long k) {
+        int j;
+        unsigned spins = 0;
+        fastgd_store_release(&arrived[tid * FASTGD_LINE], k);
+        for (j = 0; j < n_team; j++) {
+            while (fastgd_load_acquire(&arrived[j * FASTGD_LINE]) < k) {
+                if (++spins < (1u << 16)) fastgd_pause(); else fastgd_yield();
+            }
+        }
     }
     """
     bint FASTGD_OPENMP
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
     int omp_get_num_threads() noexcept nogil
-    void fastgd_barrier() noexcept nogil
+    enum: FASTGD_LINE
+    void fastgd_team_wait(long long* arrived, int n_team, int tid, long long k) noexcept nogil
