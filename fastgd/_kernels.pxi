@@ -596,7 +596,8 @@ cdef struct Epoch:
     long step                  # updates made before this epoch
     const double* mean         # NULL: no standardization
     const double* inv_scale
-    double* partial            # 2 x MAX_CHUNKS rows of partial sums: batches alternate halves
+    Py_ssize_t max_chunks      # chunks of the largest batch (the first)
+    double* partial            # 2 x max_chunks rows of partial sums: batches alternate halves
     long long* arrived         # the batch each thread has summed (fastgd_team_wait)
     # What the epoch did (written by thread 0)
     double loss_total, weight_total
@@ -632,12 +633,15 @@ cdef inline Py_ssize_t thread_start(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batc
 cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
                        floating* scratch, Epoch* e, double* own, int tid,
                        int n_team) noexcept nogil:
-    """Thread `tid` of `n_team` running a whole epoch. Each batch's chunks are shared out
-    in runs (first_chunk); after a barrier every thread adds all the partial sums in chunk order and
-    makes the same update to its own copy of the parameters, `own` = (theta, m, v, w, grad,
-    sums): bit-identical copies, and only one barrier (fastgd_team_wait) per batch. The partial sums of
-    consecutive batches go to alternate halves of e.partial, so a thread that finished its
-    update can fill in the next batch while the others still read this one."""
+    """Thread `tid` of `n_team` running a whole epoch.
+
+    Each batch's chunks are shared out in runs (first_chunk). After a barrier
+    (fastgd_team_wait), every thread adds all the partial sums in chunk order and makes the
+    same update to its own copy of the parameters, `own` = (theta, m, v, w, grad, sums):
+    bit-identical copies for the price of one barrier per batch. Consecutive batches put
+    their partial sums in alternate halves of e.partial, so a thread that has updated can
+    fill in the next batch while the others still read this one.
+    """
     cdef Py_ssize_t n = e.n, d = e.d, width = d + N_SCALARS
     cdef double* theta = own
     cdef double* m = own + width
@@ -656,7 +660,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     while lo < n:
         hi = min(lo + e.batch_size, n)
         n_chunks = batch_chunks(lo, n, e.batch_size, d, &rows)
-        partial = e.partial + (batch % 2) * MAX_CHUNKS * width
+        partial = e.partial + (batch % 2) * e.max_chunks * width
         batch += 1
         b = to_original(theta, mu, inv_sd, d, w)
         first = first_chunk(n_chunks, tid, n_team)
@@ -747,7 +751,8 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
     # own rows in flight) or when it is large; a small batch in order runs fastest on one
     # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
-    cdef int threads = <int>min(max(n_threads, 1), batch_chunks(0, n, batch_size, d, &rows))
+    e.max_chunks = batch_chunks(0, n, batch_size, d, &rows)
+    cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
     if e.shuffle == NULL and min(batch_size, n) * d < PARALLEL_MIN_ELEMS:
         threads = 1
     cdef floating[::1] scratch = None
@@ -756,7 +761,7 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
         scratch = np.empty(threads * scratch_size(d),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
-    cdef double[:, :, ::1] partial = np.empty((2, MAX_CHUNKS, width))
+    cdef double[:, :, ::1] partial = np.empty((2, e.max_chunks, width))
     e.partial = &partial[0, 0, 0]
     cdef long long[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.longlong)
     e.arrived = &arrived[0, 0]
