@@ -93,7 +93,8 @@ cdef inline void clip_norm(double* g, Py_ssize_t n_params, double max_norm) noex
             g[k] *= factor
 
 
-cdef inline void soft_threshold(double* theta, Py_ssize_t n_weights, double threshold) noexcept nogil:
+cdef inline void soft_threshold(double* theta, Py_ssize_t n_weights,
+                                double threshold) noexcept nogil:
     cdef Py_ssize_t k
     for k in range(n_weights):
         if theta[k] > threshold:
