@@ -39,6 +39,7 @@ cdef enum:
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
+    LONG_WAITS_TO_SOLO = 3    # long barrier waits before an epoch's threads go on as one
     PARALLEL_MIN_ELEMS = 65536  # batches smaller run on one thread (also: 2 chunks at least);
                                 # measured: 2 threads 1.1-1.3 x faster from there on, 1 x below
 
@@ -599,6 +600,7 @@ cdef struct Epoch:
     Py_ssize_t max_chunks      # chunks of the largest batch (the first)
     double* partial            # 2 x max_chunks rows of partial sums: batches alternate halves
     long long* arrived         # the batch each thread has summed (fastgd_team_wait)
+    long long* solo            # votes to go on on one thread, by batch parity (epoch_worker)
     # What the epoch did (written by thread 0)
     double loss_total, weight_total
     long steps
@@ -641,6 +643,14 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     bit-identical copies for the price of one barrier per batch. Consecutive batches put
     their partial sums in alternate halves of e.partial, so a thread that has updated can
     fill in the next batch while the others still read this one.
+
+    A barrier per batch is only cheap while every thread has a core. When the cores are
+    shared with other work, a thread waits a whole time slice for a partner that is not
+    running, at every batch (measured: 13-40 x slower than one thread). So a thread that
+    waited long LONG_WAITS_TO_SOLO times votes, and at the next barrier every thread reads
+    the vote and thread 0 goes on alone: the chunks, and so the result, stay the same.
+    Votes are written for barrier k + 1 into the other parity's slot of e.solo than the
+    one read at barrier k, so all threads read the same value.
     """
     cdef Py_ssize_t n = e.n, d = e.d, width = d + N_SCALARS
     cdef double* theta = own
@@ -654,7 +664,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef double* partial
     cdef floating* my_scratch = NULL if scratch == NULL else scratch + tid * scratch_size(d)
     cdef Py_ssize_t lo = 0, hi, rows, n_chunks, first, last, c, start, stop, next_start, j
-    cdef long batch = 0, steps = 0
+    cdef long batch = 0, steps = 0, long_waits = 0
     cdef double b, weight, loss_total = 0.0, weight_total = 0.0
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
     while lo < n:
@@ -675,7 +685,14 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             chunk_sums(X, e.lay, d, y, sw, w, b, e.kind, e.shuffle, start, stop, next_start,
                        partial + c * width, my_scratch)
         if n_team > 1:
-            fastgd_team_wait(e.arrived, n_team, tid, batch)
+            if fastgd_team_wait(e.arrived, n_team, tid, batch):
+                long_waits += 1
+                if long_waits == LONG_WAITS_TO_SOLO:  # a vote for after the next barrier
+                    e.solo[(batch + 1) % 2 * FASTGD_LINE] = 1
+            if e.solo[batch % 2 * FASTGD_LINE]:  # every thread reads the same vote here
+                if tid != 0:
+                    break
+                n_team = 1
         add_chunks(partial, n_chunks, width, sums)
         lo = hi
         weight = sums[d + SUM_W]
@@ -764,7 +781,9 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef double[:, :, ::1] partial = np.empty((2, e.max_chunks, width))
     e.partial = &partial[0, 0, 0]
     cdef long long[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.longlong)
+    cdef long long[:, ::1] solo = np.zeros((2, FASTGD_LINE), dtype=np.longlong)
     e.arrived = &arrived[0, 0]
+    e.solo = &solo[0, 0]
     # Multiplying by 1/scale: a division per entry and batch cost more than the batch itself.
     cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
     e.mean = NULL if mean is None else &mean[0]

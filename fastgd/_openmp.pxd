@@ -18,8 +18,9 @@ cdef extern from *:
        cache line of `arrived` (FASTGD_LINE entries per thread), then waits until every
        thread has. One cache-line transfer each way: 45-50 ns here for two threads, against
        240-300 ns for libgomp's `omp barrier`, which a mini-batch epoch pays every batch.
-       Writes before the wait are visible to every thread after it (release/acquire). A
-       thread that waits long yields its core, in case its partner is not running. */
+       Writes before the wait are visible to every thread after it (release/acquire).
+       Returns 1 if the wait was long (its partner was probably not running: the cores are
+       shared with other work), after which the thread yields its core while it waits. */
     #define FASTGD_LINE 16
     #if defined(_MSC_VER) && !defined(__clang__)
         #include <windows.h>
@@ -40,15 +41,17 @@ cdef extern from *:
         #endif
         #define fastgd_yield() sched_yield()
     #endif
-    static void fastgd_team_wait(long long *arrived, int n_team, int tid, long long k) {
+    #define FASTGD_LONG_WAIT (1u << 12)  /* spins: some 100 us, 100 x a batch's imbalance */
+    static int fastgd_team_wait(long long *arrived, int n_team, int tid, long long k) {
         int j;
         unsigned spins = 0;
         fastgd_store_release(&arrived[tid * FASTGD_LINE], k);
         for (j = 0; j < n_team; j++) {
             while (fastgd_load_acquire(&arrived[j * FASTGD_LINE]) < k) {
-                if (++spins < (1u << 16)) fastgd_pause(); else fastgd_yield();
+                if (++spins < FASTGD_LONG_WAIT) fastgd_pause(); else fastgd_yield();
             }
         }
+        return spins >= FASTGD_LONG_WAIT;
     }
     """
     bint FASTGD_OPENMP
@@ -56,4 +59,4 @@ cdef extern from *:
     int omp_get_thread_num() noexcept nogil
     int omp_get_num_threads() noexcept nogil
     enum: FASTGD_LINE
-    void fastgd_team_wait(long long* arrived, int n_team, int tid, long long k) noexcept nogil
+    int fastgd_team_wait(long long* arrived, int n_team, int tid, long long k) noexcept nogil

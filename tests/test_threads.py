@@ -74,3 +74,24 @@ def test_divergence_stops_every_thread_at_the_same_batch():
     assert errors[0][0] == errors[1][0]
     assert_array_equal(errors[0][1], errors[1][1])
     assert errors[0][2] == errors[1][2]
+
+
+def test_epochs_under_cpu_contention_give_the_same_bits():
+    """With every core busy elsewhere, a team of threads that meets after every batch waits
+    for partners that are not running; the team then goes on as one thread (epoch_worker).
+    Whichever happens, and wherever in the epoch, the result is the same."""
+    X, y, _ = make_problem(20_000, 64)
+    kw = dict(optimizer="adam", learning_rate=0.01, batch_size=32, max_epochs=2, tol=None,
+              random_state=0)
+    alone = GDRegressor(n_threads=1, **kw).fit(X, y)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(os.cpu_count() or 2)]
+    try:
+        busy = [GDRegressor(n_threads=t, **kw).fit(X, y) for t in (2, 3)]
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+    for model in busy:
+        assert_array_equal(model.coef_, alone.coef_)
+        assert model.history_ == alone.history_
