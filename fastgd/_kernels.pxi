@@ -525,7 +525,7 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     while i < stop:
         m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
         ahead = m
-        for k in range(m + PREFETCH_AHEAD):
+        for k in range(m + (PREFETCH_AHEAD if lay.rows else 0)):  # F order: no prefetch
             p = continue_at(i + k, stop, next_start)
             if p < 0 or p >= shuffle.n:
                 break
@@ -597,7 +597,7 @@ cdef struct Epoch:
     long step                  # updates made before this epoch
     const double* mean         # NULL: no standardization
     const double* inv_scale
-    Py_ssize_t max_chunks      # chunks of the largest batch (the first)
+    Py_ssize_t max_chunks      # chunks of a batch at most (the first or the last batch)
     double* partial            # 2 x max_chunks rows of partial sums: batches alternate halves
     long long* arrived         # the batch each thread has summed (fastgd_team_wait)
     long long* solo            # votes to go on on one thread, by batch parity (epoch_worker)
@@ -768,7 +768,10 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
     # own rows in flight) or when it is large; a small batch in order runs fastest on one
     # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
-    e.max_chunks = batch_chunks(0, n, batch_size, d, &rows)
+    # Full batches all have the same chunks, but the last partial batch can have more:
+    # chunk_rows caps the chunk count, so smaller batches can get smaller chunks.
+    e.max_chunks = max(batch_chunks(0, n, batch_size, d, &rows),
+                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d, &rows))
     cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
     if e.shuffle == NULL and min(batch_size, n) * d < PARALLEL_MIN_ELEMS:
         threads = 1

@@ -95,3 +95,16 @@ def test_epochs_under_cpu_contention_give_the_same_bits():
     for model in busy:
         assert_array_equal(model.coef_, alone.coef_)
         assert model.history_ == alone.history_
+
+
+@pytest.mark.parametrize("n", [8193, 12290])
+def test_last_batch_with_more_chunks_than_the_first(n):
+    """Batch 4097 at d = 64 is 241 chunks of 17 rows; the last batch (4096 or 4 rows at
+    n = 8193 or 12290) is 256 chunks of 16: the partial sums must have room for it."""
+    X, y, _ = make_problem(n, 64)
+    kw = dict(batch_size=4097, max_epochs=2, tol=None, shuffle=False, learning_rate=0.01)
+    fits = [GDRegressor(n_threads=t, **kw).fit(X, y) for t in (1, 2, 3)]
+    for f in fits[1:]:
+        assert_array_equal(f.coef_, fits[0].coef_)
+    ref = GDRegressor(engine="numpy", **kw).fit(X, y)
+    np.testing.assert_allclose(fits[0].coef_, ref.coef_, rtol=1e-9)
