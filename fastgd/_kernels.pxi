@@ -599,7 +599,7 @@ cdef struct Epoch:
     const double* inv_scale
     Py_ssize_t max_chunks      # chunks of a batch at most (the first or the last batch)
     double* partial            # 2 x max_chunks rows of partial sums: batches alternate halves
-    long long* arrived         # the batch each thread has summed (fastgd_team_wait)
+    unsigned* arrived          # the batch each thread has summed (fastgd_team_wait)
     long long* solo            # votes to go on on one thread, by batch parity (epoch_worker)
     # What the epoch did (written by thread 0)
     double loss_total, weight_total
@@ -685,7 +685,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             chunk_sums(X, e.lay, d, y, sw, w, b, e.kind, e.shuffle, start, stop, next_start,
                        partial + c * width, my_scratch)
         if n_team > 1:
-            if fastgd_team_wait(e.arrived, n_team, tid, batch):
+            if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
                 long_waits += 1
                 if long_waits == LONG_WAITS_TO_SOLO:  # a vote for after the next barrier
                     e.solo[(batch + 1) % 2 * FASTGD_LINE] = 1
@@ -783,7 +783,7 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
         scratch_ptr = &scratch[0]
     cdef double[:, :, ::1] partial = np.empty((2, e.max_chunks, width))
     e.partial = &partial[0, 0, 0]
-    cdef long long[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.longlong)
+    cdef unsigned[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.uintc)
     cdef long long[:, ::1] solo = np.zeros((2, FASTGD_LINE), dtype=np.longlong)
     e.arrived = &arrived[0, 0]
     e.solo = &solo[0, 0]

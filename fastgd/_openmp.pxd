@@ -14,18 +14,23 @@ cdef extern from *:
     #endif
 
     /* fastgd_team_wait: a barrier for the threads of a parallel region, by flags. Thread
-       `tid` announces that it reached barrier number `k` (1, 2, ...: increasing) in its own
-       cache line of `arrived` (FASTGD_LINE entries per thread), then waits until every
-       thread has. One cache-line transfer each way: 45-50 ns here for two threads, against
-       240-300 ns for libgomp's `omp barrier`, which a mini-batch epoch pays every batch.
-       Writes before the wait are visible to every thread after it (release/acquire).
-       Returns 1 if the wait was long (its partner was probably not running: the cores are
+       `tid` announces that it reached barrier number `k` (1, 2, ...; 32-bit, wrapping) in
+       its own cache line of `arrived` (FASTGD_LINE entries per thread), then waits until
+       every thread has. A thread cannot pass barrier k before all have reached it, so a
+       partner's flag is k - 1 (not there yet), k, or k + 1 (already past). One cache-line
+       transfer each way: 45-50 ns here for two threads, against 240-300 ns for libgomp's
+       `omp barrier`, which a mini-batch epoch pays every batch. Writes before the wait are
+       visible to every thread after it (release/acquire).
+       Returns 1 if the wait was long (a partner was probably not running: the cores are
        shared with other work), after which the thread yields its core while it waits. */
     #define FASTGD_LINE 16
-    #if defined(_MSC_VER) && !defined(__clang__)
+    #if defined(_WIN32)
+        #define WIN32_LEAN_AND_MEAN
+        #define NOMINMAX
         #include <windows.h>
-        #define fastgd_store_release(p, v) InterlockedExchange64((volatile LONG64 *)(p), (v))
-        #define fastgd_load_acquire(p) (*(volatile long long *)(p))  /* acquire on x86/x64 */
+        #define fastgd_store_release(p, v) InterlockedExchange((volatile LONG *)(p), (LONG)(v))
+        #define fastgd_load_acquire(p) \
+            ((unsigned)InterlockedCompareExchange((volatile LONG *)(p), 0, 0))
         #define fastgd_pause() YieldProcessor()
         #define fastgd_yield() SwitchToThread()
     #else
@@ -42,12 +47,12 @@ cdef extern from *:
         #define fastgd_yield() sched_yield()
     #endif
     #define FASTGD_LONG_WAIT (1u << 12)  /* spins: some 100 us, 100 x a batch's imbalance */
-    static int fastgd_team_wait(long long *arrived, int n_team, int tid, long long k) {
+    static int fastgd_team_wait(unsigned *arrived, int n_team, int tid, unsigned k) {
         int j;
         unsigned spins = 0;
         fastgd_store_release(&arrived[tid * FASTGD_LINE], k);
         for (j = 0; j < n_team; j++) {
-            while (fastgd_load_acquire(&arrived[j * FASTGD_LINE]) < k) {
+            while (fastgd_load_acquire(&arrived[j * FASTGD_LINE]) == k - 1u) {
                 if (++spins < FASTGD_LONG_WAIT) fastgd_pause(); else fastgd_yield();
             }
         }
@@ -59,4 +64,4 @@ cdef extern from *:
     int omp_get_thread_num() noexcept nogil
     int omp_get_num_threads() noexcept nogil
     enum: FASTGD_LINE
-    int fastgd_team_wait(long long* arrived, int n_team, int tid, long long k) noexcept nogil
+    int fastgd_team_wait(unsigned* arrived, int n_team, int tid, unsigned k) noexcept nogil

@@ -2,8 +2,9 @@
 # intercept b = theta[n_weights] is a parameter like the weights (it is only exempt from
 # AdamW's decoupled weight decay). g is the gradient, lr the learning rate of this step; m and
 # v are the optimizer's state vectors (zero at start); beta1_t and beta2_t are beta1^t and
-# beta2^t at the 1-based step number t (Adam's bias corrections; the caller keeps them as
-# running products: two pow calls per batch cost more than the rest of Adam's work).
+# beta2^t at the 1-based step number t, for Adam's bias corrections. The epoch loop keeps
+# them as running products from pow at the epoch's start (two pow calls per batch were
+# measurable): equal to pow up to rounding, about 1e-16 relative per step.
 # Keep each rule in step with fastgd/reference.py (OPTIMIZERS) and the estimator docs.
 
 from libc.math cimport sqrt
