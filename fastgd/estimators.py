@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastgd import _driver, reference
+from fastgd import _driver, _persist, reference
 from fastgd._compiled import kernels
 from fastgd._validation import (
     as_matrix,
@@ -262,6 +264,38 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 "l1": float(self.alpha * self.l1_ratio),
                 "clip_norm": 0.0 if self.clip_norm is None else float(self.clip_norm)}
 
+    # What save() writes and load() reads back (see fastgd/_persist.py).
+    _saved_values = ("n_features_in_", "intercept_", "n_iter_", "learning_rate_", "history_")
+    _saved_arrays = ("coef_", "mean_", "scale_", "feature_names_in_")
+
+    def save(self, path):
+        """Save the fitted model to `path` (read it back with ``fastgd.load``).
+
+        The file is a ZIP archive of JSON metadata and ``.npy`` arrays, versioned and
+        documented in fastgd/_persist.py; no pickle. It is written to a temporary file
+        beside `path`, flushed to disk and renamed over it: an interrupted save never
+        leaves a half-written file where a good model was.
+        """
+        _persist.save(self, path)
+
+    def _check_loaded(self):
+        """Refuse a loaded model whose parameters or attributes are not what fit makes."""
+        self._check_params()
+        _persist.check_value(self, "n_features_in_", numbers.Integral, minimum=1)
+        d = self.n_features_in_
+        _persist.check_array(self, "coef_", np.float64, (d,))
+        _persist.check_value(self, "intercept_", numbers.Real)
+        _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
+        _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
+        _persist.check_history(self, ("loss", "learning_rate"))
+        _persist.check_array(self, "mean_", np.float64, (d,), optional=True)
+        _persist.check_array(self, "scale_", np.float64, (d,), optional=self.mean_ is None)
+        if self.mean_ is not None and self.scale_ is None:
+            raise ValueError("mean_ is saved without scale_")
+        _persist.check_array(self, "feature_names_in_", np.object_, (d,), optional=True)
+        if self.feature_names_in_ is None:
+            del self.feature_names_in_  # as fit leaves it without DataFrame input
+
     def predict(self, X):
         """Predictions X @ coef_ + intercept_, in X's floating dtype."""
         check_is_fitted(self)
@@ -272,3 +306,6 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+ESTIMATORS = {cls.__name__: cls for cls in (GDRegressor,)}  # what fastgd.load can return

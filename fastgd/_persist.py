@@ -1,0 +1,231 @@
+"""Saving fitted estimators to a file and loading them back, without pickle.
+
+The format (version 1) is a ZIP archive whose entries are stored uncompressed:
+
+``fastgd.json``
+    ``{"format": "fastgd-model", "version": 1, "estimator": "GDRegressor",
+    "fastgd_version": "...", "params": {...}, "values": {...}, "arrays": {...}}``:
+    the constructor parameters (``get_params()``), the fitted attributes that are plain
+    JSON values (``intercept_``, ``n_iter_``, ``history_``, ...), and for each fitted array
+    ``{"dtype": "<f8", "shape": [d], "strings": false}`` ("strings": an array of Python
+    strings, such as ``feature_names_in_``, stored as fixed-width unicode).
+``<name>.npy``
+    Each fitted array (``coef_``, ``mean_``, ...) in NumPy's ``.npy`` format, numbers or
+    strings only: object arrays are neither written nor read.
+
+A model is written to a temporary file in the same directory, flushed to disk, and renamed
+over the target: a crash or a full disk leaves either the old file or the new one, never a
+half-written one. Loading parses JSON and ``.npy`` data only (no pickle, no code), checks
+every name, type, dtype and shape against what the estimator expects, and turns anything
+else (an empty, truncated, foreign or hostile file) into a ValueError.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import numbers
+import os
+import secrets
+import zipfile
+
+import numpy as np
+
+FORMAT = "fastgd-model"
+VERSION = 1
+META = "fastgd.json"
+MAX_META_BYTES = 1 << 20
+NPY_HEADER_BYTES = 1 << 16  # a .npy header is far smaller; its data is checked exactly
+
+
+def save(estimator, path) -> None:
+    """Write a fitted estimator to `path` atomically (see the module docstring)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator)
+    params = estimator.get_params(deep=False)
+    values = {name: getattr(estimator, name) for name in estimator._saved_values
+              if hasattr(estimator, name)}
+    arrays = {name: _storable(name, getattr(estimator, name))
+              for name in estimator._saved_arrays if getattr(estimator, name, None) is not None}
+    try:
+        meta = json.dumps({
+            "format": FORMAT, "version": VERSION, "estimator": type(estimator).__name__,
+            "fastgd_version": _fastgd_version(), "params": params, "values": values,
+            "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape),
+                              "strings": bool(a.dtype.kind == "U")}
+                       for name, a in arrays.items()},
+        }, allow_nan=False, default=_json_number)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"cannot save this model: {error} (parameters such as random_state "
+                         f"must be None, numbers or strings to be saved)") from None
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    # O_EXCL: never write through a file or link someone else put there; 0o666 & ~umask.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+                archive.writestr(META, meta)
+                for name, a in arrays.items():
+                    with archive.open(f"{name}.npy", "w") as member:
+                        np.lib.format.write_array(member, a, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def load(path):
+    """The estimator saved at `path` by ``save`` (a ValueError for anything else)."""
+    from fastgd.estimators import ESTIMATORS
+
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = _read_meta(archive)
+            cls = ESTIMATORS.get(meta["estimator"])
+            if cls is None:
+                raise ValueError(f"unknown estimator {meta['estimator']!r}")
+            estimator = cls()
+            estimator.set_params(**_checked(meta, "params", dict))
+            for name, value in _checked(meta, "values", dict).items():
+                if name not in cls._saved_values:
+                    raise ValueError(f"unexpected attribute {name!r}")
+                setattr(estimator, name, value)
+            declared = _checked(meta, "arrays", dict)
+            names = set(archive.namelist()) - {META}
+            if names != {f"{name}.npy" for name in declared}:
+                raise ValueError("its entries do not match its table of contents")
+            for name, spec in declared.items():
+                if name not in cls._saved_arrays:
+                    raise ValueError(f"unexpected array {name!r}")
+                setattr(estimator, name, _read_array(archive, name, spec))
+            estimator._check_loaded()
+    except FileNotFoundError:
+        raise
+    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile,
+            NotImplementedError, RuntimeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a fastgd model this version can read: {error}"
+                         ) from None
+    return estimator
+
+
+def check_array(estimator, name: str, dtype, shape: tuple, *, optional=False) -> None:
+    """A loaded attribute is an array of this dtype kind and shape (None if optional)."""
+    value = getattr(estimator, name, None)
+    if value is None and optional:
+        setattr(estimator, name, None)
+        return
+    if (not isinstance(value, np.ndarray) or value.shape != shape
+            or not np.issubdtype(value.dtype, dtype)):
+        raise ValueError(f"{name} is not an array of shape {shape}")
+    if np.issubdtype(dtype, np.floating) and not np.isfinite(value).all():
+        raise ValueError(f"{name} holds non-finite values")
+
+
+def check_value(estimator, name: str, kind, *, minimum=None) -> None:
+    """A loaded attribute is a number of this kind (numbers.Integral or numbers.Real)."""
+    value = getattr(estimator, name, None)
+    if (not isinstance(value, kind) or isinstance(value, bool)
+            or not math.isfinite(value) or (minimum is not None and value < minimum)):
+        raise ValueError(f"{name} is missing or not a valid number")
+
+
+def check_history(estimator, keys: tuple) -> None:
+    history = getattr(estimator, "history_", None)
+    if (not isinstance(history, dict) or set(history) != set(keys)
+            or not all(isinstance(v, list) and all(isinstance(x, numbers.Real)
+                                                   and not isinstance(x, bool) for x in v)
+                       for v in history.values())):
+        raise ValueError("history_ is malformed")
+
+
+def _read_meta(archive: zipfile.ZipFile) -> dict:
+    info = archive.getinfo(META)  # KeyError: no table of contents
+    if info.file_size > MAX_META_BYTES:
+        raise ValueError(f"{META} is too large")
+    meta = json.loads(archive.read(META).decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError("it is not marked as a fastgd model")
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("its format version is missing")
+    if version > VERSION:
+        raise ValueError(f"it is in format version {version}, written by a newer fastgd "
+                         f"({meta.get('fastgd_version')!s}); this one reads version {VERSION}")
+    if version < 1:
+        raise ValueError(f"unknown format version {version}")
+    if not isinstance(meta.get("estimator"), str):
+        raise ValueError("it does not name its estimator")
+    return meta
+
+
+def _checked(meta: dict, key: str, kind: type):
+    value = meta.get(key)
+    if not isinstance(value, kind):
+        raise ValueError(f"its {key!r} entry is missing or not a {kind.__name__}")
+    return value
+
+
+def _read_array(archive: zipfile.ZipFile, name: str, spec) -> np.ndarray:
+    if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list):
+        raise ValueError(f"the description of {name!r} is malformed")
+    dtype = np.dtype(spec.get("dtype"))
+    shape = tuple(spec["shape"])
+    if dtype.hasobject or not all(isinstance(s, int) and s >= 0 for s in shape):
+        raise ValueError(f"the description of {name!r} is malformed")
+    expected = math.prod(shape) * dtype.itemsize
+    info = archive.getinfo(f"{name}.npy")
+    if not expected <= info.file_size <= expected + NPY_HEADER_BYTES:
+        raise ValueError(f"{name!r} does not have the size its description gives")
+    data = archive.read(info)  # whole, so that ZIP's CRC check runs (BadZipFile)
+    array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    if array.dtype != dtype or array.shape != shape:
+        raise ValueError(f"{name!r} does not match its description")
+    if spec.get("strings") is True and dtype.kind == "U":
+        return array.astype(object)  # as scikit-learn keeps feature_names_in_
+    return array
+
+
+def _storable(name: str, value) -> np.ndarray:
+    """An attribute as an array of numbers or fixed-width strings (never objects)."""
+    array = np.asarray(value)
+    if array.dtype.hasobject:
+        if not all(isinstance(x, str) for x in array.flat):
+            raise ValueError(f"cannot save this model: {name} holds Python objects")
+        array = array.astype(str)
+    return array
+
+
+def _json_number(value):
+    """NumPy scalars among the parameters (e.g. np.float64(0.1)) as JSON numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable (POSIX; Windows has no directory handles for this)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fastgd_version() -> str:
+    import fastgd
+
+    return fastgd.__version__
