@@ -17,6 +17,8 @@ lives here once, so `engine="numpy"` checks the compiled engine step for step.
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -182,16 +184,60 @@ def shuffle_keys(seed: int, epoch: int) -> tuple:
     return tuple(splitmix64(splitmix64(seed) ^ (3 * epoch + r)) for r in range(3))
 
 
+class Progress:
+    """Progress of a fit on stderr: verbose=1 once the fit has taken PROGRESS_AFTER seconds,
+    verbose=2 from the first epoch; tqdm's bar when tqdm is installed, else a line an epoch.
+    """
+
+    def __init__(self, verbose: int, max_epochs: int, n_rows: int):
+        self.verbose, self.max_epochs, self.n_rows = verbose, max_epochs, n_rows
+        self.start = time.perf_counter()
+        self.bar = None
+        self.shown = False
+
+    def update(self, epoch: int, loss: float, rate: float, seconds: float):
+        if not self.verbose or (self.verbose == 1 and not self.shown
+                                and time.perf_counter() - self.start < PROGRESS_AFTER):
+            return
+        speed = self.n_rows / seconds if seconds > 0 else math.inf
+        if not self.shown:
+            self.shown = True
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=self.max_epochs, initial=epoch, unit="epoch",
+                                file=sys.stderr, desc="fastgd")
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.6g}", rows_per_s=f"{speed:.3g}")
+        else:
+            print(f"fastgd: epoch {epoch + 1}/{self.max_epochs}  loss {loss:.6g}  "
+                  f"learning rate {rate:.3g}  {speed:.3g} rows/s", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+PROGRESS_AFTER = 2.0  # seconds: quicker fits stay quiet at verbose=1
+
+
 def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
           learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
-          n_threads) -> FitResult:
+          n_threads, callbacks=(), verbose=0) -> FitResult:
     """Gradient descent from (coef, intercept); parameters in and out in original units.
 
     Each epoch is one call of the engine's run_epoch. With a shuffle_seed (an int) and more
     than one batch, each epoch visits the rows in a new order fixed by the seed.
-    history["loss"][k] is the mean
-    training loss seen by epoch k's forward pass (for mini-batches, each batch's loss
-    before its update, weighted by the batch's weight).
+    history["loss"][k] is the mean training loss seen by epoch k's forward pass (for
+    mini-batches, each batch's loss before its update, weighted by the batch's weight),
+    history["seconds"][k] the epoch's wall time. After each epoch every callback gets
+    {"epoch", "loss", "learning_rate", "seconds"}; one returning True stops training.
+
+    KeyboardInterrupt (Ctrl-C) is seen when the epoch under way returns: training stops
+    there with a warning, keeping the parameters with the lowest training loss so far.
     """
     n, d = X.shape
     batch_size = n if batch_size is None else min(batch_size, n)
@@ -204,51 +250,74 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                                                     hyper["l2"], n_threads), 1e-300)
     m, v = np.zeros(d + 1), np.zeros(d + 1)  # optimizer state
     steps = 0
-    history = {"loss": [], "learning_rate": []}
+    history = {"loss": [], "learning_rate": [], "seconds": []}
     last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
+    best, best_loss = theta.copy(), math.inf  # where the lowest training loss was seen
+    progress = Progress(verbose, max_epochs, n)
 
     def result(params, error=None):
         coef_o, intercept_o = in_original_units(std, params)
         return FitResult(coef_o.copy(), float(intercept_o), len(history["loss"]), history,
                          std, learning_rate, error)
 
-    for epoch in range(max_epochs):
-        epoch_start = theta.copy()
-        rate = scheduled_rate(epoch, learning_rate, schedule, max_epochs)
-        total, weight, epoch_steps = engine.run_epoch(
-            X, y, sample_weight, theta, m, v, steps,
-            *((std.mean, std.scale) if std else (None, None)),
-            optimizer, hyper, rate, batch_size,
-            shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads)
-        steps += epoch_steps
-        epoch_loss = total / weight
-        if not np.isfinite(epoch_loss):
-            raise_if_nonfinite(X)  # bad data, or else divergence
-            if steps == 0:  # at the starting parameters: the data are too large
-                raise ValueError("The loss overflows at the initial parameters: X or y holds "
-                                 "values too large for float64 arithmetic; rescale them.")
+    try:
+        for epoch in range(max_epochs):
+            epoch_start = theta.copy()
+            rate = scheduled_rate(epoch, learning_rate, schedule, max_epochs)
+            started = time.perf_counter()
+            total, weight, epoch_steps = engine.run_epoch(
+                X, y, sample_weight, theta, m, v, steps,
+                *((std.mean, std.scale) if std else (None, None)),
+                optimizer, hyper, rate, batch_size,
+                shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads)
+            seconds = time.perf_counter() - started
+            steps += epoch_steps
+            epoch_loss = total / weight
+            if not np.isfinite(epoch_loss):
+                raise_if_nonfinite(X)  # bad data, or else divergence
+                if steps == 0:  # at the starting parameters: the data are too large
+                    raise ValueError("The loss overflows at the initial parameters: X or y "
+                                     "holds values too large for float64 arithmetic; rescale "
+                                     "them.")
 
-        first = history["loss"][0] if history["loss"] else epoch_loss
-        if not np.isfinite(epoch_loss) or epoch_loss > EXPLODE_FACTOR * first:
-            what = ("became non-finite" if not np.isfinite(epoch_loss)
-                    else f"exploded from {first:.4g} to {epoch_loss:.4g}")
-            return result(last_good, DivergenceError(
-                f"Training diverged at epoch {epoch + 1}: the training loss {what}. The "
-                f"parameters of the last epoch with a finite loss were kept. Try a smaller "
-                f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
-        history["loss"].append(float(epoch_loss))
-        history["learning_rate"].append(rate)
-        last_good = epoch_start
-        # Converged: the loss went down by tol or less. A rising loss is not convergence:
-        # training goes on, and a run that keeps rising is caught as divergence.
-        if tol is not None and epoch > 0 and 0 <= history["loss"][-2] - epoch_loss <= tol:
-            break
-    else:
-        if tol is not None:
-            warnings.warn(
-                f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
-                f"(the loss still improved by more than tol={tol} per epoch); raise "
-                "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=3)
+            first = history["loss"][0] if history["loss"] else epoch_loss
+            if not np.isfinite(epoch_loss) or epoch_loss > EXPLODE_FACTOR * first:
+                what = ("became non-finite" if not np.isfinite(epoch_loss)
+                        else f"exploded from {first:.4g} to {epoch_loss:.4g}")
+                return result(last_good, DivergenceError(
+                    f"Training diverged at epoch {epoch + 1}: the training loss {what}. The "
+                    f"parameters of the last epoch with a finite loss were kept. Try a smaller "
+                    f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
+            figures = {"loss": float(epoch_loss), "learning_rate": rate, "seconds": seconds}
+            for key, value in figures.items():
+                history[key].append(value)
+            last_good = epoch_start
+            if epoch_loss < best_loss:
+                best, best_loss = epoch_start, epoch_loss
+            progress.update(epoch, epoch_loss, rate, seconds)
+            if any([callback({"epoch": epoch + 1, **figures}) is True
+                    for callback in callbacks]):
+                break
+            # Converged: the loss went down by tol or less. A rising loss is not convergence:
+            # training goes on, and a run that keeps rising is caught as divergence.
+            if tol is not None and epoch > 0 and 0 <= history["loss"][-2] - epoch_loss <= tol:
+                break
+        else:
+            if tol is not None:
+                warnings.warn(
+                    f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
+                    f"(the loss still improved by more than tol={tol} per epoch); raise "
+                    "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=3)
+    except KeyboardInterrupt:
+        done = min(len(values) for values in history.values())
+        for values in history.values():
+            del values[done:]  # an epoch interrupted while being recorded is dropped
+        warnings.warn(f"fit interrupted (KeyboardInterrupt) after {done} epochs; the model "
+                      f"keeps the parameters with the lowest training loss so far.",
+                      UserWarning, stacklevel=3)
+        return result(best)
+    finally:
+        progress.close()
     if not np.isfinite(theta).all():  # the last update overflowed
         return result(last_good, DivergenceError(
             f"Training diverged at epoch {len(history['loss'])}: its update made the "

@@ -58,8 +58,10 @@ def save(estimator, path) -> None:
                        for name, a in arrays.items()},
         }, allow_nan=False, default=_json_number)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"cannot save this model: {error} (parameters such as random_state "
-                         f"must be None, numbers or strings to be saved)") from None
+        bad = [name for name, value in params.items() if not _is_json(value)]
+        raise ValueError(f"cannot save this model: {error}; parameters must be None, numbers "
+                         f"or strings to be saved (set {', '.join(bad) or 'them'} so)"
+                         ) from None
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
@@ -205,6 +207,14 @@ def _storable(name: str, value) -> np.ndarray:
             raise ValueError(f"cannot save this model: {name} holds Python objects")
         array = array.astype(str)
     return array
+
+
+def _is_json(value) -> bool:
+    try:
+        json.dumps(value, allow_nan=False, default=_json_number)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _json_number(value):

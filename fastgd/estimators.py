@@ -116,6 +116,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     standardize : bool, default=True
         Train on standardized features (zero mean, unit variance) without copying X;
         ``coef_`` and ``intercept_`` are reported in the original units.
+    callbacks : callable, list of callables or None, default=None
+        Called after every epoch with ``{"epoch": k (1-based), "loss", "learning_rate",
+        "seconds"}``; a callback returning True stops training there (the model keeps the
+        parameters reached).
+    verbose : {0, 1, 2}, default=0
+        Progress on stderr (tqdm's bar if tqdm is installed, else a line an epoch) with
+        the loss and rows per second: 1 once a fit has run for two seconds, 2 from the
+        first epoch.
     n_threads : int or None, default=None
         None: what OpenMP allows (OMP_NUM_THREADS, threadpoolctl), at most the physical
         cores; -1: all of those. Results are identical for any value.
@@ -134,7 +142,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ``"auto"`` chose.
     history_ : dict of lists
         ``history_["loss"][k]`` is the mean training loss of epoch k's forward pass, at the
-        parameters before that epoch's updates.
+        parameters before that epoch's updates; ``history_["learning_rate"][k]`` the rate
+        the schedule gave it; ``history_["seconds"][k]`` its wall time.
     mean_, scale_ : ndarray of shape (n_features,) or None
         The standardization used (``standardize=True``).
     n_features_in_ : int
@@ -144,6 +153,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     fastgd.DivergenceError
         From ``fit``, when the loss becomes non-finite or explodes. The estimator is then
         fitted with the parameters of the last epoch with a finite loss.
+
+    Notes
+    -----
+    Ctrl-C (KeyboardInterrupt) during ``fit`` stops training when the epoch under way
+    returns, with a warning; the estimator is fitted with the parameters that had the
+    lowest training loss so far.
 
     Examples
     --------
@@ -162,7 +177,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                  step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0,
                  alpha=0.0, l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
                  random_state=None, max_epochs=1000, tol=1e-4, standardize=True,
-                 n_threads=None, engine="cython"):
+                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -186,6 +201,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.tol = tol
         self.standardize = standardize
+        self.callbacks = callbacks
+        self.verbose = verbose
         self.n_threads = n_threads
         self.engine = engine
 
@@ -221,7 +238,19 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         for name in ("standardize", "shuffle"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if check_number("verbose", self.verbose, integer=True, allow_zero=True) > 2:
+            raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
+        self._callbacks()
         return effective_n_threads(self.n_threads)
+
+    def _callbacks(self) -> tuple:
+        callbacks = self.callbacks
+        callbacks = () if callbacks is None else (
+            (callbacks,) if callable(callbacks) else tuple(callbacks))
+        if not all(callable(c) for c in callbacks):
+            raise TypeError(f"callbacks must be a callable or a list of callables, got "
+                            f"{self.callbacks!r}")
+        return callbacks
 
     def fit(self, X, y, sample_weight=None):
         """Train on X (n_samples, n_features) and y (n_samples,); returns self."""
@@ -243,7 +272,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             shuffle_seed=int(check_random_state(self.random_state).randint(2**62))
             if self.shuffle else None,
             max_epochs=self.max_epochs, tol=self.tol, standardize=bool(self.standardize),
-            n_threads=n_threads)
+            n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose))
         self.coef_ = result.coef
         self.intercept_ = result.intercept
         self.n_iter_ = result.n_iter
@@ -287,7 +316,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         _persist.check_value(self, "intercept_", numbers.Real)
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
-        _persist.check_history(self, ("loss", "learning_rate"))
+        _persist.check_history(self, ("loss", "learning_rate", "seconds"))
         _persist.check_array(self, "mean_", np.float64, (d,), optional=True)
         _persist.check_array(self, "scale_", np.float64, (d,), optional=self.mean_ is None)
         if self.mean_ is not None and self.scale_ is None:

@@ -12,6 +12,11 @@ def make_problem(n, d, *, dtype=np.float64, order="C", seed=0, noise=0.1, weight
     return X, y, sw
 
 
+def trajectory(model) -> dict:
+    """A fitted model's history without the wall times (which no two runs share)."""
+    return {k: v for k, v in model.history_.items() if k != "seconds"}
+
+
 @pytest.fixture
 def problem():
     return make_problem

@@ -1,0 +1,113 @@
+"""history_, callbacks, verbose progress and Ctrl-C during fit."""
+
+import os
+import signal
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from conftest import make_problem
+from numpy.testing import assert_array_equal
+
+from fastgd import GDRegressor
+
+X, Y, _ = make_problem(500, 4)
+KW = dict(learning_rate=0.05, batch_size=50, random_state=0)
+
+
+def test_history_has_one_entry_per_epoch():
+    model = GDRegressor(max_epochs=7, tol=None, **KW).fit(X, Y)
+    assert set(model.history_) == {"loss", "learning_rate", "seconds"}
+    assert all(len(v) == 7 for v in model.history_.values())
+    assert all(s > 0 for s in model.history_["seconds"])
+
+
+def test_callbacks_see_every_epoch_and_can_stop():
+    seen = []
+
+    def record(figures):
+        seen.append(figures)
+
+    def stop_at_3(figures):
+        return figures["epoch"] == 3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stopping early is not a convergence failure
+        model = GDRegressor(max_epochs=50, callbacks=[record, stop_at_3], **KW).fit(X, Y)
+    assert model.n_iter_ == 3
+    assert [f["epoch"] for f in seen] == [1, 2, 3]
+    assert [f["loss"] for f in seen] == model.history_["loss"]
+    assert [f["seconds"] for f in seen] == model.history_["seconds"]
+    one = GDRegressor(max_epochs=4, tol=None, callbacks=record, **KW).fit(X, Y)
+    assert one.n_iter_ == 4 and len(seen) == 7  # a single callable works too
+
+
+@pytest.mark.parametrize("value,error", [("print", TypeError), ([print, 3], TypeError)])
+def test_bad_callbacks(value, error):
+    with pytest.raises(error, match="callbacks must be a callable or a list of callables"):
+        GDRegressor(callbacks=value).fit(X, Y)
+
+
+@pytest.mark.parametrize("value,error", [(3, ValueError), (-1, ValueError), (1.5, TypeError)])
+def test_bad_verbose(value, error):
+    with pytest.raises(error, match="verbose must be"):
+        GDRegressor(verbose=value).fit(X, Y)
+
+
+def test_verbose_lines_without_tqdm(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm fails: the plain lines
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    GDRegressor(max_epochs=3, tol=None, verbose=2, **KW).fit(X, Y)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("fastgd: epoch 1/3  loss ")
+    assert lines[2].endswith("rows/s")
+
+
+def test_verbose_1_stays_quiet_for_quick_fits(capsys):
+    GDRegressor(max_epochs=3, tol=None, verbose=1, **KW).fit(X, Y)
+    assert capsys.readouterr().err == ""
+
+
+def test_interrupt_keeps_the_best_parameters():
+    """A KeyboardInterrupt at an epoch boundary (here from a callback at epoch 5) stops
+    training with a warning; the loss falls every epoch, so the best parameters are those
+    epoch 5 started from: the ones 4 epochs make."""
+    def interrupt(figures):
+        if figures["epoch"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.warns(UserWarning, match="interrupted .* after 5 epochs"):
+        model = GDRegressor(max_epochs=50, tol=None, callbacks=interrupt, **KW).fit(X, Y)
+    assert model.n_iter_ == 5
+    assert np.all(np.diff(model.history_["loss"]) < 0)
+    four = GDRegressor(max_epochs=4, tol=None, **KW).fit(X, Y)
+    assert_array_equal(model.coef_, four.coef_)
+    assert model.intercept_ == four.intercept_
+    assert model.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt",
+                    reason="sends SIGINT to its own process (POSIX)")
+def test_ctrl_c_stops_a_long_fit():
+    Xl, yl, _ = make_problem(2000, 8)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.warns(UserWarning, match="interrupted"):
+            model = GDRegressor(max_epochs=10**7, tol=None, batch_size=64,
+                                random_state=0).fit(Xl, yl)
+    finally:
+        timer.cancel()
+    assert 0 < model.n_iter_ < 10**7
+    assert np.isfinite(model.coef_).all()
+    assert model.score(Xl, yl) > 0.99
+
+
+def test_verbose_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")  # in the test extra; optional for users
+    GDRegressor(max_epochs=3, tol=None, verbose=2, **KW).fit(X, Y)
+    err = capsys.readouterr().err
+    assert "fastgd" in err and "3/3" in err and "rows_per_s" in err
