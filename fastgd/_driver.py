@@ -158,6 +158,21 @@ def power(base: float, exponent: float) -> float:
 
 
 @dataclass
+class TrainState:
+    """Where training stands, to go on from there (partial_fit): the trained parameters
+    theta = (w, b) and the optimizer state m, v (in the units trained in), the updates and
+    epochs made so far, and what the first call fixed: the standardization and the
+    learning rate."""
+    theta: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    steps: int
+    epochs: int
+    std: Standardization | None
+    learning_rate: float
+
+
+@dataclass
 class FitResult:
     coef: np.ndarray
     intercept: float
@@ -166,6 +181,7 @@ class FitResult:
     standardization: Standardization | None
     learning_rate: float
     error: DivergenceError | None = None  # set when training diverged
+    state: TrainState | None = None       # to go on from (None after a divergence)
 
 
 MASK64 = (1 << 64) - 1
@@ -226,7 +242,7 @@ PROGRESS_AFTER = 2.0  # seconds: quicker fits stay quiet at verbose=1
 
 def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
           learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
-          n_threads, callbacks=(), verbose=0) -> FitResult:
+          n_threads, callbacks=(), verbose=0, state=None, horizon=None) -> FitResult:
     """Gradient descent from (coef, intercept); parameters in and out in original units.
 
     Each epoch is one call of the engine's run_epoch. With a shuffle_seed (an int) and more
@@ -238,18 +254,27 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
 
     KeyboardInterrupt (Ctrl-C) is seen when the epoch under way returns: training stops
     there with a warning, keeping the parameters with the lowest training loss so far.
+
+    With a `state` (a previous result's), training goes on from it: (coef, intercept),
+    standardize and learning_rate are then ignored, and epochs are numbered on, for the
+    schedule (whose horizon, the cosine's T_max, is `horizon`, by default max_epochs) and
+    the row orders.
     """
     n, d = X.shape
     batch_size = n if batch_size is None else min(batch_size, n)
     shuffled = shuffle_seed is not None and batch_size < n  # one batch: order is moot
-    std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
-    w, b = std.from_original(coef, intercept) if std else (coef, intercept)
-    theta = np.append(w, b)            # the trained parameters (w, b), updated in place
-    if learning_rate == "auto":  # 1 / L for an L-smooth loss: the classic safe step
-        learning_rate = 1.0 / max(largest_curvature(engine, X, sample_weight, std,
-                                                    hyper["l2"], n_threads), 1e-300)
-    m, v = np.zeros(d + 1), np.zeros(d + 1)  # optimizer state
-    steps = 0
+    if state is None:
+        std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
+        w, b = std.from_original(coef, intercept) if std else (coef, intercept)
+        if learning_rate == "auto":  # 1 / L for an L-smooth loss: the classic safe step
+            learning_rate = 1.0 / max(largest_curvature(engine, X, sample_weight, std,
+                                                        hyper["l2"], n_threads), 1e-300)
+        state = TrainState(np.append(w, b), np.zeros(d + 1), np.zeros(d + 1), 0, 0, std,
+                           learning_rate)
+    std, learning_rate = state.std, state.learning_rate
+    theta, m, v = state.theta.copy(), state.m.copy(), state.v.copy()  # updated in place
+    steps, first_epoch = state.steps, state.epochs
+    horizon = max_epochs if horizon is None else horizon
     history = {"loss": [], "learning_rate": [], "seconds": []}
     last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
     best, best_loss = theta.copy(), math.inf  # where the lowest training loss was seen
@@ -257,13 +282,16 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
 
     def result(params, error=None):
         coef_o, intercept_o = in_original_units(std, params)
-        return FitResult(coef_o.copy(), float(intercept_o), len(history["loss"]), history,
-                         std, learning_rate, error)
+        done = len(history["loss"])
+        after = None if error else TrainState(params, m, v, steps, first_epoch + done, std,
+                                              learning_rate)
+        return FitResult(coef_o.copy(), float(intercept_o), done, history, std,
+                         learning_rate, error, after)
 
     try:
-        for epoch in range(max_epochs):
+        for epoch in range(first_epoch, first_epoch + max_epochs):
             epoch_start = theta.copy()
-            rate = scheduled_rate(epoch, learning_rate, schedule, max_epochs)
+            rate = scheduled_rate(epoch, learning_rate, schedule, horizon)
             started = time.perf_counter()
             total, weight, epoch_steps = engine.run_epoch(
                 X, y, sample_weight, theta, m, v, steps,
@@ -294,13 +322,14 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
             last_good = epoch_start
             if epoch_loss < best_loss:
                 best, best_loss = epoch_start, epoch_loss
-            progress.update(epoch, epoch_loss, rate, seconds)
+            progress.update(epoch - first_epoch, epoch_loss, rate, seconds)
             if any([callback({"epoch": epoch + 1, **figures}) is True
                     for callback in callbacks]):
                 break
             # Converged: the loss went down by tol or less. A rising loss is not convergence:
             # training goes on, and a run that keeps rising is caught as divergence.
-            if tol is not None and epoch > 0 and 0 <= history["loss"][-2] - epoch_loss <= tol:
+            if (tol is not None and len(history["loss"]) > 1
+                    and 0 <= history["loss"][-2] - epoch_loss <= tol):
                 break
         else:
             if tol is not None:

@@ -148,23 +148,24 @@ def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
     return sw
 
 
-def as_coef(coef, d: int) -> np.ndarray:
+def as_coef(coef, d: int, name: str = "coef") -> np.ndarray:
     coef = np.asarray(coef)
     if coef.dtype.kind not in "biuf":
-        raise TypeError(f"coef must hold real numbers, got dtype {coef.dtype}")
+        raise TypeError(f"{name} must hold real numbers, got dtype {coef.dtype}")
     if coef.shape != (d,):
-        raise ValueError(f"coef must have shape ({d},) to match X's {d} columns, got {coef.shape}")
+        raise ValueError(f"{name} must have shape ({d},) to match X's {d} columns, got "
+                         f"{coef.shape}")
     coef = np.ascontiguousarray(coef, dtype=np.float64)
     if not np.isfinite(coef).all():
-        raise ValueError("coef contains NaN or infinity")
+        raise ValueError(f"{name} contains NaN or infinity")
     return coef
 
 
-def as_intercept(intercept) -> float:
+def as_intercept(intercept, name: str = "intercept") -> float:
     if isinstance(intercept, bool) or not isinstance(intercept, numbers.Real):
-        raise TypeError(f"intercept must be a real number, got {intercept!r}")
+        raise TypeError(f"{name} must be a real number, got {intercept!r}")
     if not np.isfinite(intercept):
-        raise ValueError(f"intercept must be finite, got {intercept!r}")
+        raise ValueError(f"{name} must be finite, got {intercept!r}")
     return float(intercept)
 
 

@@ -12,6 +12,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from fastgd import _driver, _persist, reference
 from fastgd._compiled import kernels
 from fastgd._validation import (
+    as_coef,
+    as_intercept,
     as_matrix,
     as_sample_weight,
     as_vector,
@@ -116,6 +118,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     standardize : bool, default=True
         Train on standardized features (zero mean, unit variance) without copying X;
         ``coef_`` and ``intercept_`` are reported in the original units.
+    warm_start : bool, default=False
+        ``fit`` starts from the previous fit's ``coef_`` and ``intercept_`` (not from
+        zeros). ``partial_fit`` always goes on from where training stopped.
     callbacks : callable, list of callables or None, default=None
         Called after every epoch with ``{"epoch": k (1-based), "loss", "learning_rate",
         "seconds"}``; a callback returning True stops training there (the model keeps the
@@ -177,7 +182,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                  step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0,
                  alpha=0.0, l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
                  random_state=None, max_epochs=1000, tol=1e-4, standardize=True,
-                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
+                 warm_start=False, callbacks=None, verbose=0, n_threads=None,
+                 engine="cython"):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -201,6 +207,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.tol = tol
         self.standardize = standardize
+        self.warm_start = warm_start
         self.callbacks = callbacks
         self.verbose = verbose
         self.n_threads = n_threads
@@ -235,7 +242,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if check_number("l1_ratio", self.l1_ratio, allow_zero=True) > 1:
             raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
         check_number("clip_norm", self.clip_norm, allow_none=True)
-        for name in ("standardize", "shuffle"):
+        for name in ("standardize", "shuffle", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if check_number("verbose", self.verbose, integer=True, allow_zero=True) > 2:
@@ -252,34 +259,91 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                             f"{self.callbacks!r}")
         return callbacks
 
-    def fit(self, X, y, sample_weight=None):
-        """Train on X (n_samples, n_features) and y (n_samples,); returns self."""
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
+        """Train on X (n_samples, n_features) and y (n_samples,); returns self.
+
+        Training starts from `coef_init` and `intercept_init` when given, else (with
+        ``warm_start=True``) from the previous fit's ``coef_`` and ``intercept_``, else
+        from zeros. The optimizer state and the schedule start afresh.
+        """
         n_threads = self._check_params()
+        previous = (self.coef_, self.intercept_) if (self.warm_start
+                                                     and hasattr(self, "coef_")) else None
+        X, y, sample_weight = self._validate(X, y, sample_weight, reset=True)
+        d = X.shape[1]
+        if previous is not None and previous[0].shape != (d,):
+            raise ValueError(f"warm_start=True: X has {d} features, the previous fit had "
+                             f"{previous[0].shape[0]}; pass coef_init or refit cold")
+        coef = (as_coef(coef_init, d, "coef_init") if coef_init is not None
+                else previous[0] if previous is not None else np.zeros(d))
+        intercept = (as_intercept(intercept_init, "intercept_init")
+                     if intercept_init is not None
+                     else previous[1] if previous is not None else 0.0)
+        self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
+        result = self._train(X, y, sample_weight, n_threads, coef=coef, intercept=intercept,
+                             max_epochs=self.max_epochs, tol=self.tol)
+        self.history_ = result.history
+        return self._keep(result, result.n_iter)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch on X and y, going on from where the last fit or partial_fit stopped.
+
+        The optimizer state (momentum, Adam's moments, the step count), the schedule
+        (each call is its next epoch; the cosine's horizon is max_epochs) and the row
+        orders carry over; so do the standardization and the learning rate, which the
+        first call fixes from its data. ``history_`` grows by one epoch a call, and
+        ``n_iter_`` counts every epoch. A model loaded by ``fastgd.load`` (or one whose
+        training diverged) starts afresh from its ``coef_`` and ``intercept_``: a new
+        optimizer state, schedule, standardization and history.
+        """
+        n_threads = self._check_params()
+        fitted = hasattr(self, "coef_")
+        X, y, sample_weight = self._validate(X, y, sample_weight, reset=not fitted)
+        state = getattr(self, "_state", None) if fitted else None
+        if state is None or not hasattr(self, "_shuffle_seed"):
+            self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
+        start = (self.coef_, self.intercept_) if fitted else (np.zeros(X.shape[1]), 0.0)
+        result = self._train(X, y, sample_weight, n_threads, coef=start[0], intercept=start[1],
+                             max_epochs=1, tol=None, state=state)
+        done = self.n_iter_ if fitted and state is not None else 0
+        if fitted and state is not None:
+            for key, values in result.history.items():
+                self.history_[key].extend(values)
+        else:
+            self.history_ = result.history
+        return self._keep(result, done + result.n_iter)
+
+    def _validate(self, X, y, sample_weight, reset):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
-                             ensure_all_finite=False, y_numeric=True)
+                             ensure_all_finite=False, y_numeric=True, reset=reset)
         X = as_matrix(X)
-        n, d = X.shape
-        y = as_vector(y, "y", n, X.dtype)
-        sample_weight = as_sample_weight(sample_weight, n, X.dtype)
-        result = _driver.train(
+        n = X.shape[0]
+        return X, as_vector(y, "y", n, X.dtype), as_sample_weight(sample_weight, n, X.dtype)
+
+    def _train(self, X, y, sample_weight, n_threads, *, coef, intercept, max_epochs, tol,
+               state=None):
+        return _driver.train(
             ENGINES[self.engine], X, y, sample_weight,
-            coef=np.zeros(d), intercept=0.0, loss="squared", optimizer=self.optimizer,
+            coef=coef, intercept=intercept, loss="squared", optimizer=self.optimizer,
             hyper=self._hyperparameters(),
             learning_rate=self.learning_rate if self.learning_rate == "auto"
             else float(self.learning_rate),
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
             batch_size=self.batch_size,
-            shuffle_seed=int(check_random_state(self.random_state).randint(2**62))
-            if self.shuffle else None,
-            max_epochs=self.max_epochs, tol=self.tol, standardize=bool(self.standardize),
-            n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose))
+            shuffle_seed=self._shuffle_seed if self.shuffle else None,
+            max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
+            n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose),
+            state=state, horizon=self.max_epochs)
+
+    def _keep(self, result, n_iter):
+        """Store a training result as the fitted attributes; raise its divergence."""
         self.coef_ = result.coef
         self.intercept_ = result.intercept
-        self.n_iter_ = result.n_iter
-        self.history_ = result.history
+        self.n_iter_ = n_iter
         self.learning_rate_ = result.learning_rate
         std = result.standardization
         self.mean_, self.scale_ = (std.mean, std.scale) if std else (None, None)
+        self._state = result.state
         if result.error is not None:
             raise result.error
         return self
