@@ -117,7 +117,7 @@ def one_epoch(engine, X, y, optimizer, batch_size, shuffled=False, n_threads=Non
     def run():
         theta, m, v = np.zeros(d + 1), np.zeros(d + 1), np.zeros(d + 1)
         engine.run_epoch(X, y, None, theta, m, v, 0, mean, scale, optimizer, HYPER, 1e-6,
-                         batch_size, keys, "squared", effective_n_threads(n_threads))
+                         batch_size, keys, _driver.SQUARED, effective_n_threads(n_threads))
     return run
 
 

@@ -10,12 +10,18 @@ from fastgd._validation import check_loss_and_grad_args, raise_if_nonfinite
 
 LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass over X.
 
-    The model predicts ``z = X @ coef + intercept``. For ``loss="squared"`` (the mean
-    squared error, torch's ``MSELoss``), with weights w (all 1 without sample_weight)::
+    The model predicts ``z = X @ coef + intercept``. With weights w (all 1 without
+    sample_weight) and a per-row loss l(z, y)::
 
-        L      = sum_i w_i (z_i - y_i)^2 / sum_i w_i
-        dL/dw  = sum_i w_i 2 (z_i - y_i) x_i / sum_i w_i
-        dL/db  = sum_i w_i 2 (z_i - y_i) / sum_i w_i
+        L      = sum_i w_i l(z_i, y_i) / sum_i w_i
+        dL/dw  = sum_i w_i l'(z_i, y_i) x_i / sum_i w_i
+        dL/db  = sum_i w_i l'(z_i, y_i) / sum_i w_i
+
+    ``loss="squared"`` (torch's ``MSELoss``): l = (z - y)^2, l' = 2 (z - y).
+    ``loss="huber"`` (torch's ``HuberLoss``): with r = z - y, l = r^2 / 2 where
+    ``|r| <= delta``, else delta (|r| - delta / 2); l' = r clipped to [-delta, delta].
+    ``loss="log"`` (torch's ``BCEWithLogitsLoss``; z is a logit, y in [0, 1]):
+    l = log(1 + e^z) - y z, l' = sigmoid(z) - y, computed without overflow.
 
     Parameters
     ----------
@@ -25,7 +31,9 @@ LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass
     y : array of shape (n_samples,)
     coef : array of shape (n_features,)
     intercept : float
-    loss : {"squared"}
+    loss : {"squared", "huber", "log"}
+    delta : float, default=1.0
+        Huber's threshold (scikit-learn's SGDRegressor calls it epsilon).
     sample_weight : array of shape (n_samples,), optional
         Non-negative, not all zero.
     n_threads : int, optional
@@ -51,9 +59,11 @@ LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass
 def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
     """The public ``loss_and_grad`` on top of an engine's ``grad_pass``."""
 
-    def loss_and_grad(X, y, coef, intercept, *, loss: str = "squared", sample_weight=None,
-                      n_threads: int | None = None) -> tuple[float, np.ndarray, float]:
-        args = check_loss_and_grad_args(X, y, coef, intercept, loss, sample_weight, n_threads)
+    def loss_and_grad(X, y, coef, intercept, *, loss: str = "squared", delta: float = 1.0,
+                      sample_weight=None, n_threads: int | None = None
+                      ) -> tuple[float, np.ndarray, float]:
+        args = check_loss_and_grad_args(X, y, coef, intercept, loss, delta, sample_weight,
+                                        n_threads)
         value, grad_coef, grad_intercept = grad_pass(*args)
         if not (np.isfinite(value) and np.isfinite(grad_intercept)
                 and np.isfinite(grad_coef).all()):

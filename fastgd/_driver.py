@@ -3,7 +3,7 @@
 An engine is a module with three functions on validated arrays (fastgd/_kernels.pxi and
 fastgd/reference.py):
 
-    grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)
+    grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)   (loss: a Loss)
         -> (mean loss, gradient in coef, gradient in intercept)
     column_stats(X, sample_weight, n_threads) -> (mean, variance) per column
     run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from fastgd._validation import raise_if_nonfinite
+from fastgd._validation import Loss, raise_if_nonfinite
 
+SQUARED = Loss("squared")
 # A loss this many times the first epoch's is treated as divergence, like a non-finite one.
 EXPLODE_FACTOR = 1e10
 
@@ -107,7 +108,7 @@ def largest_curvature(engine, X, sample_weight, std, l2, n_threads,
     curvature = 0.0
     for _ in range(iterations):
         w, b = in_original_units(std, v)
-        _, grad_w, grad_b = engine.grad_pass(X, zeros, sample_weight, w, b, "squared",
+        _, grad_w, grad_b = engine.grad_pass(X, zeros, sample_weight, w, b, SQUARED,
                                              n_threads)
         if std:  # the gradient in the standardized parameters
             grad_w = (grad_w - std.mean * grad_b) / std.scale

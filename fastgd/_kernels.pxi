@@ -25,11 +25,19 @@ import numpy as np
 
 from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
-from fastgd._losses cimport LossKind, SQUARED, loss_value, loss_derivative
+from fastgd._losses cimport HUBER, LOG, Loss, SQUARED, loss_value, loss_derivative
 from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
 
-LOSSES = {"squared": SQUARED}
+LOSSES = {"squared": SQUARED, "huber": HUBER, "log": LOG}
+
+
+cdef Loss loss_of(loss) except *:
+    """The kernel's view of a fastgd.reference.Loss (name, delta)."""
+    cdef Loss spec
+    spec.kind = LOSSES[loss.name]
+    spec.delta = loss.delta
+    return spec
 
 cdef enum:
     MAX_CHUNKS = 256          # chunks per pass at most: the partial-sum buffer stays small
@@ -224,14 +232,14 @@ def shuffled_rows(tuple keys, Py_ssize_t n, Py_ssize_t start=0, Py_ssize_t stop=
     return np.array([shuffled_row(&s, p) for p in range(start, stop)], dtype=np.intp)
 
 
-cdef inline double row_residual(LossKind kind, double z, const floating* y, const floating* sw,
+cdef inline double row_residual(const Loss* loss, double z, const floating* y, const floating* sw,
                                 Py_ssize_t i, double* sums) noexcept nogil:
     """Loss of row i at prediction z, accumulated into sums; returns r_i = w_i * dloss."""
     cdef double wi = 1.0 if sw == NULL else <double>sw[i]
     cdef double yi = y[i]
-    sums[SUM_LOSS] += wi * loss_value(kind, z, yi)
+    sums[SUM_LOSS] += wi * loss_value(loss, z, yi)
     sums[SUM_W] += wi
-    cdef double r = wi * loss_derivative(kind, z, yi)
+    cdef double r = wi * loss_derivative(loss, z, yi)
     sums[SUM_R] += r
     return r
 
@@ -356,7 +364,7 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
 
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                           const floating* y, const floating* sw, const double* w, double b,
-                          LossKind kind, Py_ssize_t start, Py_ssize_t stop, double* acc,
+                          const Loss* loss, Py_ssize_t start, Py_ssize_t stop, double* acc,
                           const Py_ssize_t* index, Py_ssize_t n_ahead) noexcept nogil:
     """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index),
     four rows at a time: their dot products with w, one row after the other (one stream
@@ -384,7 +392,7 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         if i + 4 > stop:  # the last rows, one at a time
             r[0] = i if index == NULL else index[i]
             x[0] = X + r[0] * ld
-            z[0] = row_residual(kind, dot1(x[0], w, d) + b, y, sw, r[0], sums)
+            z[0] = row_residual(loss, dot1(x[0], w, d) + b, y, sw, r[0], sums)
             axpy1(x[0], z[0], d, acc)
             i = i + 1
             continue
@@ -399,14 +407,14 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         if floating is float:
             if wide != NULL:
                 for k in range(4):
-                    z[k] = row_residual(kind, dot1_widen(x[k], w, d, wide + k * d) + b,
+                    z[k] = row_residual(loss, dot1_widen(x[k], w, d, wide + k * d) + b,
                                         y, sw, r[k], sums)
                 axpy4[double](wide, wide + d, wide + 2 * d, wide + 3 * d,
                               z[0], z[1], z[2], z[3], d, acc)
                 i = i + 4
                 continue
         for k in range(4):
-            z[k] = row_residual(kind, dot1(x[k], w, d) + b, y, sw, r[k], sums)
+            z[k] = row_residual(loss, dot1(x[k], w, d) + b, y, sw, r[k], sums)
         axpy4(x[0], x[1], x[2], x[3], z[0], z[1], z[2], z[3], d, acc)
         i = i + 4
     free(wide)
@@ -414,7 +422,7 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
 
 cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                           const floating* y, const floating* sw, const double* w, double b,
-                          LossKind kind, Py_ssize_t start, Py_ssize_t stop,
+                          const Loss* loss, Py_ssize_t start, Py_ssize_t stop,
                           double* acc) noexcept nogil:
     """Rows [start, stop) of column-contiguous X, a block of rows at a time, four columns at
     a time: the block is read from memory for the predictions and again from L2 for the
@@ -439,7 +447,7 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             axpy1(X + j * ld + i0, w[j], m, z)
             j = j + 1
         for k in range(m):
-            z[k] = row_residual(kind, z[k], y, sw, i0 + k, sums)
+            z[k] = row_residual(loss, z[k], y, sw, i0 + k, sums)
         j = 0
         while j + 4 <= d:
             col = X + j * ld + i0
@@ -454,7 +462,7 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
 
 
 cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
-                     const floating* sw, const double* w, double b, LossKind kind,
+                     const floating* sw, const double* w, double b, const Loss* loss,
                      Py_ssize_t n, int n_threads, double* partial, double* out) noexcept nogil:
     """Gradient sums of all n rows into out[0 : d + N_SCALARS], chunks spread over the
     threads as they free up (the sums do not depend on which thread ran a chunk)."""
@@ -464,12 +472,12 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     if threads > 1 and n * d >= PARALLEL_MIN_ELEMS:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             start = c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, kind, NULL, start, min(start + rows, n), -1,
+            chunk_sums(X, lay, d, y, sw, w, b, loss, NULL, start, min(start + rows, n), -1,
                        partial + c * width, NULL)
     else:
         for c in range(n_chunks):
             start = c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, kind, NULL, start, min(start + rows, n), -1,
+            chunk_sums(X, lay, d, y, sw, w, b, loss, NULL, start, min(start + rows, n), -1,
                        partial + c * width, NULL)
     add_chunks(partial, n_chunks, width, out)
 
@@ -491,7 +499,7 @@ cdef inline Py_ssize_t continue_at(Py_ssize_t position, Py_ssize_t stop,
 
 
 cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
-                     const floating* sw, const double* w, double b, LossKind kind,
+                     const floating* sw, const double* w, double b, const Loss* loss,
                      const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
                      Py_ssize_t next_start, double* acc, floating* scratch) noexcept nogil:
     """Gradient sums of positions [start, stop) into acc[0 : d + N_SCALARS] (zeroed first).
@@ -513,10 +521,10 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
         if lay.rows:  # prefetched only where the thread goes on from stop (a mini-batch
                       # epoch on one thread): in a full pass the hardware prefetcher keeps
                       # up, and float32 passes measured 1.5 x slower with the requests
-            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc, NULL,
+            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, start, stop, acc, NULL,
                             min(stop + PREFETCH_AHEAD, lay.n) if next_start == stop else 0)
         else:
-            grad_chunk_cols(X, lay.ld, d, y, sw, w, b, kind, start, stop, acc)
+            grad_chunk_cols(X, lay.ld, d, y, sw, w, b, loss, start, stop, acc)
         return
     xs = scratch
     ys = xs + SCRATCH_ROWS * d
@@ -532,7 +540,7 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
             index[k] = shuffled_row(shuffle, p)
             ahead = k + 1
         if lay.rows:  # sum the rows where they are
-            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, kind, 0, m, acc, index, ahead)
+            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, 0, m, acc, index, ahead)
         else:  # F order: gather the rows into scratch first
             for k in range(m):
                 for j in range(d):
@@ -540,25 +548,25 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
                 ys[k] = y[index[k]]
                 if sw != NULL:
                     ws[k] = sw[index[k]]
-            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, kind, 0, m,
+            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, loss, 0, m,
                             acc, NULL, 0)
         i = i + m
 
 
 def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
-              const double[::1] coef, double intercept, str loss, int n_threads):
+              const double[::1] coef, double intercept, loss, int n_threads):
     """Mean loss, its gradient in coef and in intercept, in one pass over X.
 
     Returns (loss, grad_coef, grad_intercept), all means weighted by sample_weight.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef Layout lay = layout_of(X)
-    cdef LossKind kind = LOSSES[loss]
+    cdef Loss spec = loss_of(loss)
     cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, d + N_SCALARS))
     cdef double[::1] total = np.empty(d + N_SCALARS)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     with nogil:
-        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, kind, n, n_threads,
+        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, &spec, n, n_threads,
                    &partial[0, 0], &total[0])
     sums = np.asarray(total)
     weight = sums[d + SUM_W]
@@ -590,7 +598,7 @@ cdef struct Epoch:
     # What every thread of an epoch reads (set up by run_epoch)
     Py_ssize_t n, d, batch_size
     Layout lay
-    LossKind kind
+    Loss loss
     const Shuffle* shuffle     # NULL: positions are rows
     OptimConfig config
     double l2, l1, max_norm, learning_rate
@@ -682,7 +690,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
                 next_start = stop
             else:  # this thread's first position in the next batch (for prefetching)
                 next_start = thread_start(hi, n, e.batch_size, d, tid, n_team)
-            chunk_sums(X, e.lay, d, y, sw, w, b, e.kind, e.shuffle, start, stop, next_start,
+            chunk_sums(X, e.lay, d, y, sw, w, b, &e.loss, e.shuffle, start, stop, next_start,
                        partial + c * width, my_scratch)
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
@@ -727,7 +735,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
 def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
               double[::1] theta, double[::1] m, double[::1] v, long step,
               const double[::1] mean, const double[::1] scale, str optimizer, dict hyper,
-              double learning_rate, Py_ssize_t batch_size, tuple shuffle_keys, str loss,
+              double learning_rate, Py_ssize_t batch_size, tuple shuffle_keys, loss,
               int n_threads):
     """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
 
@@ -748,7 +756,7 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     e.d = d
     e.batch_size = batch_size
     e.lay = layout_of(X)
-    e.kind = LOSSES[loss]
+    e.loss = loss_of(loss)
     e.config.kind = OPTIMIZERS[optimizer]
     e.config.momentum = hyper["momentum"]
     e.config.beta1 = hyper["beta1"]

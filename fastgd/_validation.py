@@ -11,12 +11,23 @@ import math
 import numbers
 import os
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from fastgd._compiled import kernels
 
-LOSSES = ("squared",)
+LOSSES = ("squared", "huber", "log")
+
+
+class Loss(NamedTuple):
+    """A loss as the engines take it: its name, and Huber's delta (unused by the others)."""
+    name: str
+    delta: float = 1.0
+
+
+def check_loss(loss, delta=1.0) -> Loss:
+    return Loss(check_choice("loss", loss, LOSSES), float(check_number("delta", delta)))
 MAX_THREADS = 1 << 15  # more is pointless (a pass has at most 256 chunks) and overflows C int
 
 
@@ -184,16 +195,21 @@ def raise_if_nonfinite(X: np.ndarray, name: str = "X", row_offset: int = 0) -> N
         )
 
 
-def check_loss_and_grad_args(X, y, coef, intercept, loss, sample_weight, n_threads):
+def check_loss_and_grad_args(X, y, coef, intercept, loss, delta, sample_weight, n_threads):
     """Validate the public loss_and_grad arguments into the engine interface's form."""
     X = as_matrix(X)
     n, d = X.shape
-    return (
-        X,
-        as_vector(y, "y", n, X.dtype),
-        as_sample_weight(sample_weight, n, X.dtype),
-        as_coef(coef, d),
-        as_intercept(intercept),
-        check_choice("loss", loss, LOSSES),
-        effective_n_threads(n_threads),
-    )
+    spec = check_loss(loss, delta)
+    y = as_vector(y, "y", n, X.dtype)
+    if spec.name == "log":
+        check_targets_in_unit_interval(y)
+    return (X, y, as_sample_weight(sample_weight, n, X.dtype), as_coef(coef, d),
+            as_intercept(intercept), spec, effective_n_threads(n_threads))
+
+
+def check_targets_in_unit_interval(y: np.ndarray) -> None:
+    """The log loss's targets are probabilities: 0 and 1 for labels, or anything between."""
+    low, high = (float(y.min()), float(y.max())) if len(y) else (0.0, 0.0)
+    if not (0.0 <= low and high <= 1.0):
+        raise ValueError(f"y must hold targets in [0, 1] for loss='log', got values from "
+                         f"{low:g} to {high:g}")

@@ -18,6 +18,7 @@ from fastgd._validation import (
     as_sample_weight,
     as_vector,
     check_choice,
+    check_loss,
     check_number,
     effective_n_threads,
 )
@@ -30,7 +31,8 @@ SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warm
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
-    """Linear regression trained by gradient descent on the mean squared error.
+    """Linear regression trained by gradient descent on the mean squared error (or Huber's
+    loss).
 
     Each epoch reads X from memory once: the forward pass, the loss and the gradient are
     fused in a compiled, multi-threaded kernel whose result does not depend on the number
@@ -38,6 +40,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
+    loss : {"squared", "huber"}, default="squared"
+        The mean over rows of the squared error (z - y)^2 (torch's ``MSELoss``), or of
+        Huber's loss (torch's ``HuberLoss``): r^2 / 2 for a residual |r| <= delta, else
+        delta (|r| - delta / 2), which lets outliers pull only linearly.
+    delta : float, default=1.0
+        Huber's threshold, in the units of y (scikit-learn's SGDRegressor calls it
+        epsilon; here ``epsilon`` is the optimizers' constant, as in torch).
     optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
             default="sgd"
         The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
@@ -177,13 +186,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     (1.6711, 0.6933)
     """
 
-    def __init__(self, *, optimizer="sgd", learning_rate=0.01, momentum=0.9, beta1=0.9,
-                 beta2=0.999, rho=0.99, epsilon=None, weight_decay=0.01, schedule="constant",
-                 step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0,
-                 alpha=0.0, l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
-                 random_state=None, max_epochs=1000, tol=1e-4, standardize=True,
-                 warm_start=False, callbacks=None, verbose=0, n_threads=None,
-                 engine="cython"):
+    def __init__(self, *, loss="squared", delta=1.0, optimizer="sgd", learning_rate=0.01,
+                 momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
+                 weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
+                 power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
+                 clip_norm=None, batch_size=None, shuffle=True, random_state=None,
+                 max_epochs=1000, tol=1e-4, standardize=True, warm_start=False,
+                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
+        self.loss = loss
+        self.delta = delta
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -214,6 +225,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.engine = engine
 
     def _check_params(self):
+        check_choice("loss", self.loss, ("squared", "huber"))
+        check_loss(self.loss, self.delta)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("engine", self.engine, tuple(ENGINES))
         if self.learning_rate == "auto":
@@ -324,7 +337,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                state=None):
         return _driver.train(
             ENGINES[self.engine], X, y, sample_weight,
-            coef=coef, intercept=intercept, loss="squared", optimizer=self.optimizer,
+            coef=coef, intercept=intercept, loss=check_loss(self.loss, self.delta),
+            optimizer=self.optimizer,
             hyper=self._hyperparameters(),
             learning_rate=self.learning_rate if self.learning_rate == "auto"
             else float(self.learning_rate),

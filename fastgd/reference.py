@@ -13,15 +13,36 @@ import numpy as np
 from fastgd._api import make_loss_and_grad
 
 
-def squared_loss(z, y):
+# Per-row losses of a prediction z against a target y, and their derivatives in z (delta:
+# Huber's threshold, unused by the others). The same formulas as fastgd/_losses.pxd.
+
+def squared_loss(z, y, delta):            # torch's MSELoss
     return (z - y) ** 2
 
 
-def squared_dloss(z, y):
+def squared_dloss(z, y, delta):
     return 2.0 * (z - y)
 
 
-LOSSES = {"squared": (squared_loss, squared_dloss)}
+def huber_loss(z, y, delta):              # torch's HuberLoss
+    r = np.abs(z - y)
+    return np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta))
+
+
+def huber_dloss(z, y, delta):
+    return np.clip(z - y, -delta, delta)
+
+
+def log_loss(z, y, delta):                # torch's BCEWithLogitsLoss, y in [0, 1]
+    return np.logaddexp(0.0, z) - y * z
+
+
+def log_dloss(z, y, delta):               # sigmoid(z) - y, without overflow
+    return np.exp(-np.logaddexp(0.0, -z)) - y
+
+
+LOSSES = {"squared": (squared_loss, squared_dloss), "huber": (huber_loss, huber_dloss),
+          "log": (log_loss, log_dloss)}
 
 
 def _weights(sample_weight, n):
@@ -33,11 +54,11 @@ def grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads):
     X = X.astype(np.float64, copy=False)
     y = y.astype(np.float64, copy=False)
     w = _weights(sample_weight, len(y))
-    value, derivative = LOSSES[loss]
+    value, derivative = LOSSES[loss.name]
     with np.errstate(all="ignore"):  # non-finite results are reported by the caller
         z = X @ coef + intercept                  # forward pass
-        r = w * derivative(z, y) / w.sum()        # dL/dz_i
-        return (w * value(z, y)).sum() / w.sum(), X.T @ r, r.sum()
+        r = w * derivative(z, y, loss.delta) / w.sum()  # dL/dz_i
+        return (w * value(z, y, loss.delta)).sum() / w.sum(), X.T @ r, r.sum()
 
 
 def column_stats(X, sample_weight, n_threads):

@@ -10,6 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import fastgd
 from fastgd import _compiled, _kernels, reference
 from fastgd._api import make_loss_and_grad
+from fastgd._validation import Loss
 
 # Every build of the compiled engine this CPU runs (the portable one and, where supported,
 # the AVX2 one), each behind the public argument checks.
@@ -197,4 +198,4 @@ def test_strides_not_a_multiple_of_the_item_size():
         assert_allclose(got[0], want[0], rtol=1e-12)
         assert_allclose(got[1], want[1], rtol=1e-12)
     with pytest.raises(ValueError, match="strides"):
-        _kernels.grad_pass(X, y, None, np.ones(3), 0.0, "squared", 1)
+        _kernels.grad_pass(X, y, None, np.ones(3), 0.0, Loss("squared"), 1)

@@ -1,9 +1,11 @@
 """The optimizers against torch.optim on the same batches: the same trajectory."""
 
+import numpy as np
 import pytest
 from conftest import make_problem
 from numpy.testing import assert_allclose
 
+import fastgd
 from fastgd import GDRegressor
 
 torch = pytest.importorskip("torch")
@@ -57,3 +59,22 @@ def test_clipping_as_torch():
     coef, intercept = torch_fit(X, y * 50, "momentum", 0.01, 10, 2, clip_norm=0.5)
     assert_allclose(ours.coef_, coef, rtol=1e-9)
     assert_allclose(ours.intercept_, intercept, rtol=1e-9)
+
+
+@pytest.mark.parametrize("loss,delta", [("huber", 0.7), ("log", 1.0)])
+def test_losses_are_torchs(loss, delta):
+    X, y, _ = make_problem(500, 4)
+    if loss == "log":
+        y = (y > np.median(y)).astype(float)
+    coef, intercept = np.random.default_rng(7).standard_normal(4), 0.3
+    w = torch.tensor(coef, requires_grad=True)
+    b = torch.tensor(intercept, dtype=torch.float64, requires_grad=True)
+    z = torch.from_numpy(X) @ w + b
+    criterion = (torch.nn.HuberLoss(delta=delta) if loss == "huber"
+                 else torch.nn.BCEWithLogitsLoss())
+    value = criterion(z, torch.from_numpy(y))
+    value.backward()
+    got = fastgd.loss_and_grad(X, y, coef, intercept, loss=loss, delta=delta)
+    assert_allclose(got[0], value.item(), rtol=1e-12)
+    assert_allclose(got[1], w.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert_allclose(got[2], b.grad.item(), rtol=1e-10, atol=1e-14)
