@@ -337,14 +337,14 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                 warnings.warn(
                     f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
                     f"(the loss still improved by more than tol={tol} per epoch); raise "
-                    "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=3)
+                    "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=4)
     except KeyboardInterrupt:
         done = min(len(values) for values in history.values())
         for values in history.values():
             del values[done:]  # an epoch interrupted while being recorded is dropped
         warnings.warn(f"fit interrupted (KeyboardInterrupt) after {done} epochs; the model "
                       f"keeps the parameters with the lowest training loss so far.",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
         return result(best)
     finally:
         progress.close()

@@ -111,3 +111,9 @@ def test_verbose_bar_with_tqdm(capsys):
     GDRegressor(max_epochs=3, tol=None, verbose=2, **KW).fit(X, Y)
     err = capsys.readouterr().err
     assert "fastgd" in err and "3/3" in err and "rows_per_s" in err
+
+
+def test_warnings_point_at_the_callers_line():
+    with pytest.warns(Warning) as record:
+        GDRegressor(max_epochs=2, **KW).fit(X, Y)  # not converged: ConvergenceWarning
+    assert record[0].filename == __file__
