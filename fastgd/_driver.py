@@ -20,7 +20,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -171,6 +171,18 @@ class TrainState:
     epochs: int
     std: Standardization | None
     learning_rate: float
+    optimizer: str
+
+
+def go_on_with(state: TrainState, optimizer: str, learning_rate) -> TrainState:
+    """The state to go on from under (possibly changed) settings: a new optimizer starts
+    with a fresh state of its own, a new numeric learning rate is used from now on."""
+    if optimizer != state.optimizer:
+        d1 = len(state.theta)
+        state = replace(state, m=np.zeros(d1), v=np.zeros(d1), steps=0, optimizer=optimizer)
+    if learning_rate != "auto":
+        state = replace(state, learning_rate=float(learning_rate))
+    return state
 
 
 @dataclass
@@ -241,6 +253,11 @@ class Progress:
 PROGRESS_AFTER = 2.0  # seconds: quicker fits stay quiet at verbose=1
 
 
+def stops(answer) -> bool:
+    """A callback's answer asks training to stop: True (Python's or NumPy's), nothing else."""
+    return answer is True or answer is np.True_
+
+
 def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
           learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
           n_threads, callbacks=(), verbose=0, state=None, horizon=None) -> FitResult:
@@ -271,7 +288,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
             learning_rate = 1.0 / max(largest_curvature(engine, X, sample_weight, std,
                                                         hyper["l2"], n_threads), 1e-300)
         state = TrainState(np.append(w, b), np.zeros(d + 1), np.zeros(d + 1), 0, 0, std,
-                           learning_rate)
+                           learning_rate, optimizer)
     std, learning_rate = state.std, state.learning_rate
     theta, m, v = state.theta.copy(), state.m.copy(), state.v.copy()  # updated in place
     steps, first_epoch = state.steps, state.epochs
@@ -281,11 +298,11 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     best, best_loss = theta.copy(), math.inf  # where the lowest training loss was seen
     progress = Progress(verbose, max_epochs, n)
 
-    def result(params, error=None):
+    def result(params, error=None, resumable=True):
         coef_o, intercept_o = in_original_units(std, params)
         done = len(history["loss"])
-        after = None if error else TrainState(params, m, v, steps, first_epoch + done, std,
-                                              learning_rate)
+        after = TrainState(params, m, v, steps, first_epoch + done, std, learning_rate,
+                           optimizer) if resumable and error is None else None
         return FitResult(coef_o.copy(), float(intercept_o), done, history, std,
                          learning_rate, error, after)
 
@@ -324,7 +341,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
             if epoch_loss < best_loss:
                 best, best_loss = epoch_start, epoch_loss
             progress.update(epoch - first_epoch, epoch_loss, rate, seconds)
-            if any([callback({"epoch": epoch + 1, **figures}) is True
+            if any([stops(callback({"epoch": epoch + 1, **figures}))
                     for callback in callbacks]):
                 break
             # Converged: the loss went down by tol or less. A rising loss is not convergence:
@@ -342,10 +359,17 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         done = min(len(values) for values in history.values())
         for values in history.values():
             del values[done:]  # an epoch interrupted while being recorded is dropped
+        # The lowest loss: at the start of the best epoch, or after the last update (one
+        # more pass to measure it). The optimizer state is not kept: a partial_fit after
+        # this starts afresh from the parameters kept.
+        w, b = in_original_units(std, theta)
+        last = engine.grad_pass(X, y, sample_weight, w, b, loss, n_threads)[0]
+        if np.isfinite(last) and last <= best_loss:
+            best = theta
         warnings.warn(f"fit interrupted (KeyboardInterrupt) after {done} epochs; the model "
                       f"keeps the parameters with the lowest training loss so far.",
                       UserWarning, stacklevel=4)
-        return result(best)
+        return result(best, resumable=False)
     finally:
         progress.close()
     if not np.isfinite(theta).all():  # the last update overflowed

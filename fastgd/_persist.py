@@ -44,7 +44,8 @@ def save(estimator, path) -> None:
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator)
-    params = estimator.get_params(deep=False)
+    # Callbacks are code, not data: they are not saved (a loaded model has none).
+    params = {**estimator.get_params(deep=False), "callbacks": None}
     values = {name: getattr(estimator, name) for name in estimator._saved_values
               if hasattr(estimator, name)}
     arrays = {name: _storable(name, getattr(estimator, name))
@@ -62,13 +63,17 @@ def save(estimator, path) -> None:
         raise ValueError(f"cannot save this model: {error}; parameters must be None, numbers "
                          f"or strings to be saved (set {', '.join(bad) or 'them'} so)"
                          ) from None
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    path = os.path.realpath(os.fspath(path))  # through a symlink: replace what it points to
+    directory = os.path.dirname(path)
+    temporary = os.path.join(directory, f".fastgd-{secrets.token_hex(8)}.tmp")
     # O_EXCL: never write through a file or link someone else put there; 0o666 & ~umask.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                  0o666)
     try:
+        try:  # a model saved over another keeps that file's permissions
+            os.chmod(temporary, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
                 archive.writestr(META, meta)
@@ -94,12 +99,18 @@ def load(path):
     path = os.fspath(path)
     try:
         with zipfile.ZipFile(path) as archive:
+            if any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
+                raise ValueError("it has compressed entries")
             meta = _read_meta(archive)
             cls = ESTIMATORS.get(meta["estimator"])
             if cls is None:
                 raise ValueError(f"unknown estimator {meta['estimator']!r}")
             estimator = cls()
-            estimator.set_params(**_checked(meta, "params", dict))
+            params = _checked(meta, "params", dict)
+            unknown = set(params) - set(estimator.get_params(deep=False))
+            if unknown:
+                raise ValueError(f"unknown parameters {sorted(unknown)}")
+            estimator.set_params(**params)
             for name, value in _checked(meta, "values", dict).items():
                 if name not in cls._saved_values:
                     raise ValueError(f"unexpected attribute {name!r}")
@@ -113,10 +124,11 @@ def load(path):
                     raise ValueError(f"unexpected array {name!r}")
                 setattr(estimator, name, _read_array(archive, name, spec))
             estimator._check_loaded()
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # the file cannot be opened: not a question of its contents
     except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile,
-            NotImplementedError, RuntimeError, UnicodeDecodeError) as error:
+            NotImplementedError, RuntimeError, UnicodeDecodeError, ArithmeticError,
+            MemoryError) as error:
         raise ValueError(f"{path} is not a fastgd model this version can read: {error}"
                          ) from None
     return estimator
@@ -143,9 +155,10 @@ def check_value(estimator, name: str, kind, *, minimum=None) -> None:
         raise ValueError(f"{name} is missing or not a valid number")
 
 
-def check_history(estimator, keys: tuple) -> None:
+def check_history(estimator, keys: tuple, length: int) -> None:
     history = getattr(estimator, "history_", None)
     if (not isinstance(history, dict) or set(history) != set(keys)
+            or any(not isinstance(v, list) or len(v) != length for v in history.values())
             or not all(isinstance(v, list) and all(isinstance(x, numbers.Real)
                                                    and not isinstance(x, bool) for x in v)
                        for v in history.values())):
@@ -154,7 +167,7 @@ def check_history(estimator, keys: tuple) -> None:
 
 def _read_meta(archive: zipfile.ZipFile) -> dict:
     info = archive.getinfo(META)  # KeyError: no table of contents
-    if info.file_size > MAX_META_BYTES:
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size > MAX_META_BYTES:
         raise ValueError(f"{META} is too large")
     meta = json.loads(archive.read(META).decode("utf-8"))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -188,6 +201,8 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec) -> np.ndarray:
         raise ValueError(f"the description of {name!r} is malformed")
     expected = math.prod(shape) * dtype.itemsize
     info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:  # stored: memory never exceeds the file
+        raise ValueError(f"{name!r} is compressed")
     if not expected <= info.file_size <= expected + NPY_HEADER_BYTES:
         raise ValueError(f"{name!r} does not have the size its description gives")
     data = archive.read(info)  # whole, so that ZIP's CRC check runs (BadZipFile)

@@ -280,11 +280,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         from zeros. The optimizer state and the schedule start afresh.
         """
         n_threads = self._check_params()
-        previous = (self.coef_, self.intercept_) if (self.warm_start
-                                                     and hasattr(self, "coef_")) else None
+        warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
+        previous = (self.coef_, self.intercept_) if warm else None
         X, y, sample_weight = self._validate(X, y, sample_weight, reset=True)
         d = X.shape[1]
         if previous is not None and previous[0].shape != (d,):
+            self.n_features_in_ = previous[0].shape[0]  # the fitted model stays usable
             raise ValueError(f"warm_start=True: X has {d} features, the previous fit had "
                              f"{previous[0].shape[0]}; pass coef_init or refit cold")
         coef = (as_coef(coef_init, d, "coef_init") if coef_init is not None
@@ -313,6 +314,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         fitted = hasattr(self, "coef_")
         X, y, sample_weight = self._validate(X, y, sample_weight, reset=not fitted)
         state = getattr(self, "_state", None) if fitted else None
+        if state is not None:
+            state = _driver.go_on_with(state, self.optimizer, self.learning_rate)
         if state is None or not hasattr(self, "_shuffle_seed"):
             self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
         start = (self.coef_, self.intercept_) if fitted else (np.zeros(X.shape[1]), 0.0)
@@ -394,7 +397,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         _persist.check_value(self, "intercept_", numbers.Real)
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
-        _persist.check_history(self, ("loss", "learning_rate", "seconds"))
+        _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_)
+        if not (self.random_state is None or (isinstance(self.random_state, int)
+                                              and 0 <= self.random_state < 2**32)):
+            raise ValueError("random_state must be None or an int in [0, 2**32)")
         _persist.check_array(self, "mean_", np.float64, (d,), optional=True)
         _persist.check_array(self, "scale_", np.float64, (d,), optional=self.mean_ is None)
         if self.mean_ is not None and self.scale_ is None:

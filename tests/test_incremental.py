@@ -101,3 +101,27 @@ def test_bad_initial_parameters(kw, error, message):
 def test_bad_warm_start():
     with pytest.raises(TypeError, match="warm_start must be True or False"):
         GDRegressor(warm_start="yes").fit(X, Y)
+
+
+def test_partial_fit_follows_changed_settings():
+    model = GDRegressor(optimizer="momentum", learning_rate=0.01, batch_size=50,
+                        random_state=0)
+    for _ in range(3):
+        model.partial_fit(X, Y)
+    model.set_params(learning_rate=1e-12)  # a new rate is used from the next call on
+    before = model.coef_.copy()
+    model.partial_fit(X, Y)
+    assert np.abs(model.coef_ - before).max() > 0  # the momentum carries on a little...
+    model.set_params(optimizer="adam")  # ...but a new optimizer starts with its own state
+    before = model.coef_.copy()
+    model.partial_fit(X, Y)
+    assert np.abs(model.coef_ - before).max() < 1e-9  # Adam's steps are ~ lr long
+
+
+def test_warm_start_with_coef_init_for_new_features():
+    model = GDRegressor(max_epochs=3, tol=None, warm_start=True).fit(X, Y)
+    model.fit(X[:, :3], Y, coef_init=np.zeros(3))  # coef_init wins over warm_start
+    assert model.coef_.shape == (3,)
+    with pytest.raises(ValueError, match="warm_start=True: X has 5 features"):
+        model.fit(X, Y)
+    assert model.predict(X[:, :3]).shape == (len(Y),)  # still the usable 3-feature model

@@ -115,9 +115,9 @@ def test_a_missing_file_is_a_file_not_found_error(tmp_path):
         fastgd.load(tmp_path / "nothing")
 
 
-def archive_bytes(entries: dict) -> bytes:
+def archive_bytes(entries: dict, compression=zipfile.ZIP_STORED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
     return buffer.getvalue()
@@ -184,6 +184,15 @@ HOSTILE = {
                                                       "shape": [2**62, 2**62]}))),
     "non-finite coefficients": lambda e: archive_bytes(
         {**e, "coef_.npy": npy(np.array([1.0, np.nan, 0.0, 0.0]))}),
+    "compressed entries": lambda e: archive_bytes(e, zipfile.ZIP_DEFLATED),
+    "parameter of a sub-estimator": lambda e: archive_bytes(edit_meta(
+        e, params=lambda m: m["params"].update({"loss__x": 1}))),
+    "huge integer": lambda e: archive_bytes(edit_meta(
+        e, values=lambda m: m["values"].update(intercept_=10**400))),
+    "random_state junk": lambda e: archive_bytes(edit_meta(
+        e, params=lambda m: m["params"].update(random_state=[1, 2]))),
+    "history shorter than n_iter_": lambda e: archive_bytes(edit_meta(
+        e, values=lambda m: m["values"]["history_"]["loss"].pop())),
     "n_features_in_ disagrees": lambda e: archive_bytes(edit_meta(
         e, values=lambda m: m["values"].update(n_features_in_=7))),
 }
@@ -231,3 +240,31 @@ def test_byte_flips_are_caught_or_harmless(tmp_path):
         else:
             same_model(model, loaded, X)
     assert caught > 0.9 * len(range(0, len(data), 5))
+
+
+def test_saving_through_a_symlink_keeps_the_link_and_the_permissions(tmp_path):
+    model, X = fitted()
+    target = tmp_path / "models" / "m"
+    target.parent.mkdir()
+    model.save(target)
+    os.chmod(target, 0o600)
+    link = tmp_path / "current"
+    link.symlink_to(target)
+    other, _ = fitted(optimizer="adam")
+    other.save(link)
+    assert link.is_symlink()
+    same_model(other, fastgd.load(target), X)
+    assert os.stat(target).st_mode & 0o777 == 0o600
+
+
+def test_callbacks_are_not_saved(tmp_path):
+    model, X = fitted()
+    model.set_params(callbacks=print)
+    model.save(tmp_path / "m")
+    assert fastgd.load(tmp_path / "m").callbacks is None
+
+
+def test_a_long_file_name_can_be_saved(tmp_path):
+    model, _ = fitted()
+    model.save(tmp_path / ("m" * 250))
+    assert fastgd.load(tmp_path / ("m" * 250)).n_iter_ == model.n_iter_

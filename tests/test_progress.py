@@ -73,8 +73,8 @@ def test_verbose_1_stays_quiet_for_quick_fits(capsys):
 
 def test_interrupt_keeps_the_best_parameters():
     """A KeyboardInterrupt at an epoch boundary (here from a callback at epoch 5) stops
-    training with a warning; the loss falls every epoch, so the best parameters are those
-    epoch 5 started from: the ones 4 epochs make."""
+    training with a warning; the loss falls every epoch, so the best parameters are the
+    ones the fifth epoch's updates reached (measured with one more pass)."""
     def interrupt(figures):
         if figures["epoch"] == 5:
             raise KeyboardInterrupt
@@ -83,9 +83,9 @@ def test_interrupt_keeps_the_best_parameters():
         model = GDRegressor(max_epochs=50, tol=None, callbacks=interrupt, **KW).fit(X, Y)
     assert model.n_iter_ == 5
     assert np.all(np.diff(model.history_["loss"]) < 0)
-    four = GDRegressor(max_epochs=4, tol=None, **KW).fit(X, Y)
-    assert_array_equal(model.coef_, four.coef_)
-    assert model.intercept_ == four.intercept_
+    five = GDRegressor(max_epochs=5, tol=None, **KW).fit(X, Y)
+    assert_array_equal(model.coef_, five.coef_)
+    assert model.intercept_ == five.intercept_
     assert model.predict(X[:3]).shape == (3,)
 
 
@@ -117,3 +117,11 @@ def test_warnings_point_at_the_callers_line():
     with pytest.warns(Warning) as record:
         GDRegressor(max_epochs=2, **KW).fit(X, Y)  # not converged: ConvergenceWarning
     assert record[0].filename == __file__
+
+
+def test_callbacks_may_answer_with_numpy_booleans():
+    model = GDRegressor(max_epochs=50, callbacks=lambda f: np.float64(f["epoch"]) >= 2,
+                        **KW).fit(X, Y)
+    assert model.n_iter_ == 2
+    model = GDRegressor(max_epochs=4, tol=None, callbacks=lambda f: 1, **KW).fit(X, Y)
+    assert model.n_iter_ == 4  # only True stops
