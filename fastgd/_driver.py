@@ -17,7 +17,6 @@ lives here once, so `engine="numpy"` checks the compiled engine step for step.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from fastgd._progress import Progress
 from fastgd._validation import Loss, raise_if_nonfinite
 
 SQUARED = Loss("squared")
@@ -211,46 +211,6 @@ def splitmix64(x: int) -> int:
 def shuffle_keys(seed: int, epoch: int) -> tuple:
     """The three Feistel keys of an epoch's row order: new each epoch, fixed by the seed."""
     return tuple(splitmix64(splitmix64(seed) ^ (3 * epoch + r)) for r in range(3))
-
-
-class Progress:
-    """Progress of a fit on stderr: verbose=1 once the fit has taken PROGRESS_AFTER seconds,
-    verbose=2 from the first epoch; tqdm's bar when tqdm is installed, else a line an epoch.
-    """
-
-    def __init__(self, verbose: int, max_epochs: int, n_rows: int):
-        self.verbose, self.max_epochs, self.n_rows = verbose, max_epochs, n_rows
-        self.start = time.perf_counter()
-        self.bar = None
-        self.shown = False
-
-    def update(self, epoch: int, loss: float, rate: float, seconds: float):
-        if not self.verbose or (self.verbose == 1 and not self.shown
-                                and time.perf_counter() - self.start < PROGRESS_AFTER):
-            return
-        speed = self.n_rows / seconds if seconds > 0 else math.inf
-        if not self.shown:
-            self.shown = True
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=self.max_epochs, initial=epoch, unit="epoch",
-                                file=sys.stderr, desc="fastgd")
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.6g}", rows_per_s=f"{speed:.3g}")
-        else:
-            print(f"fastgd: epoch {epoch + 1}/{self.max_epochs}  loss {loss:.6g}  "
-                  f"learning rate {rate:.3g}  {speed:.3g} rows/s", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-PROGRESS_AFTER = 2.0  # seconds: quicker fits stay quiet at verbose=1
 
 
 def stops(answer) -> bool:
