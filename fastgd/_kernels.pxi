@@ -225,6 +225,38 @@ cdef Shuffle make_shuffle(tuple keys, Py_ssize_t n):
     return s
 
 
+# The order of an epoch or pass: position p (0 <= p < n) reads row row_at(order, p): the
+# p-th of `rows` (a subset of X's rows, e.g. the training rows when some are held out for
+# validation; NULL: all rows), taken in shuffled order when shuffled. A NULL order means
+# position p reads row p.
+
+cdef struct Order:
+    Py_ssize_t n                # positions
+    bint shuffled
+    Shuffle shuffle             # over [0, n), when shuffled
+    const Py_ssize_t* rows      # NULL: all of X's rows
+
+
+cdef inline Py_ssize_t row_at(const Order* order, Py_ssize_t p) noexcept nogil:
+    if order.shuffled:
+        p = shuffled_row(&order.shuffle, p)
+    return p if order.rows == NULL else order.rows[p]
+
+
+cdef Order make_order(tuple shuffle_keys, const Py_ssize_t[::1] rows, Py_ssize_t n_rows):
+    """The order of positions over `rows` (None: all n_rows rows), shuffled with keys."""
+    cdef Order order
+    if rows is not None and rows.shape[0] and not (
+            0 <= np.min(rows) and np.max(rows) < n_rows):
+        raise ValueError(f"rows must index X's {n_rows} rows")
+    order.n = n_rows if rows is None else rows.shape[0]
+    order.shuffled = shuffle_keys is not None
+    if order.shuffled:
+        order.shuffle = make_shuffle(shuffle_keys, order.n)
+    order.rows = NULL if rows is None or rows.shape[0] == 0 else &rows[0]
+    return order
+
+
 def shuffled_rows(tuple keys, Py_ssize_t n, Py_ssize_t start=0, Py_ssize_t stop=-1):
     """The rows read at positions start..stop-1 of a shuffled epoch (for tests)."""
     cdef Shuffle s = make_shuffle(keys, n)
@@ -463,22 +495,26 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
 
 cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                      const floating* sw, const double* w, double b, const Loss* loss,
-                     Py_ssize_t n, int n_threads, double* partial, double* out) noexcept nogil:
-    """Gradient sums of all n rows into out[0 : d + N_SCALARS], chunks spread over the
-    threads as they free up (the sums do not depend on which thread ran a chunk)."""
+                     const Order* order, Py_ssize_t n, int n_threads, double* partial,
+                     floating* scratch, double* out) noexcept nogil:
+    """Gradient sums of n positions (rows, or an order's) into out[0 : d + N_SCALARS],
+    chunks spread over the threads as they free up (the sums do not depend on which thread
+    ran a chunk). F-ordered X with an order gathers rows through `scratch` (a block per
+    thread, see chunk_sums)."""
     cdef Py_ssize_t rows = chunk_rows(n, d), n_chunks = (n + rows - 1) // rows
     cdef Py_ssize_t width = d + N_SCALARS, c, start
     cdef int threads = <int>min(n_threads, n_chunks)
     if threads > 1 and n * d >= PARALLEL_MIN_ELEMS:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             start = c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, loss, NULL, start, min(start + rows, n), -1,
-                       partial + c * width, NULL)
+            chunk_sums(X, lay, d, y, sw, w, b, loss, order, start, min(start + rows, n), -1,
+                       partial + c * width,
+                       scratch + omp_get_thread_num() * scratch_size(d) if scratch else NULL)
     else:
         for c in range(n_chunks):
             start = c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, loss, NULL, start, min(start + rows, n), -1,
-                       partial + c * width, NULL)
+            chunk_sums(X, lay, d, y, sw, w, b, loss, order, start, min(start + rows, n), -1,
+                       partial + c * width, scratch)
     add_chunks(partial, n_chunks, width, out)
 
 
@@ -500,12 +536,12 @@ cdef inline Py_ssize_t continue_at(Py_ssize_t position, Py_ssize_t stop,
 
 cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                      const floating* sw, const double* w, double b, const Loss* loss,
-                     const Shuffle* shuffle, Py_ssize_t start, Py_ssize_t stop,
+                     const Order* order, Py_ssize_t start, Py_ssize_t stop,
                      Py_ssize_t next_start, double* acc, floating* scratch) noexcept nogil:
     """Gradient sums of positions [start, stop) into acc[0 : d + N_SCALARS] (zeroed first).
 
-    With a `shuffle`, position p reads row shuffled_row(shuffle, p), SCRATCH_ROWS rows at a
-    time, and the rows PREFETCH_AHEAD positions ahead are requested from memory meanwhile;
+    With an `order`, position p reads row row_at(order, p), SCRATCH_ROWS rows at a time,
+    and the rows PREFETCH_AHEAD positions ahead are requested from memory meanwhile;
     past `stop` that means this thread's next positions, from `next_start` (-1: none), so
     the next chunk does not start cold. F-ordered X gathers the rows through `scratch`
     (SCRATCH_ROWS rows of X, y and sample_weight; NULL for C order, whose rows are summed
@@ -517,7 +553,7 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     cdef floating* ys
     cdef floating* ws
     memset(acc, 0, (d + N_SCALARS) * sizeof(double))
-    if shuffle == NULL:
+    if order == NULL:
         if lay.rows:  # prefetched only where the thread goes on from stop (a mini-batch
                       # epoch on one thread): in a full pass the hardware prefetcher keeps
                       # up, and float32 passes measured 1.5 x slower with the requests
@@ -535,9 +571,9 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
         ahead = m
         for k in range(m + (PREFETCH_AHEAD if lay.rows else 0)):  # F order: no prefetch
             p = continue_at(i + k, stop, next_start)
-            if p < 0 or p >= shuffle.n:
+            if p < 0 or p >= order.n:
                 break
-            index[k] = shuffled_row(shuffle, p)
+            index[k] = row_at(order, p)
             ahead = k + 1
         if lay.rows:  # sum the rows where they are
             grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, 0, m, acc, index, ahead)
@@ -554,20 +590,32 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
 
 
 def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
-              const double[::1] coef, double intercept, loss, int n_threads):
-    """Mean loss, its gradient in coef and in intercept, in one pass over X.
+              const double[::1] coef, double intercept, loss, int n_threads,
+              const Py_ssize_t[::1] rows=None):
+    """Mean loss, its gradient in coef and in intercept, in one pass over X (over X[rows]
+    only, given row indices: read in place, not copied).
 
     Returns (loss, grad_coef, grad_intercept), all means weighted by sample_weight.
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef Py_ssize_t d = X.shape[1]
     cdef Layout lay = layout_of(X)
     cdef Loss spec = loss_of(loss)
+    cdef Order order = make_order(None, rows, X.shape[0])
+    cdef const Order* order_ptr = NULL if rows is None else &order
     cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, d + N_SCALARS))
     cdef double[::1] total = np.empty(d + N_SCALARS)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef floating[::1] scratch = None
+    cdef floating* scratch_ptr = NULL
+    if rows is not None and not lay.rows:  # F order gathers the rows: a block per thread
+        scratch = np.empty(min(max(n_threads, 1), MAX_CHUNKS) * scratch_size(d),
+                           dtype=np.float32 if floating is float else np.float64)
+        scratch_ptr = &scratch[0]
+    if order.n == 0:
+        raise ValueError("no rows to sum")
     with nogil:
-        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, &spec, n, n_threads,
-                   &partial[0, 0], &total[0])
+        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, &spec, order_ptr,
+                   order.n, n_threads, &partial[0, 0], scratch_ptr, &total[0])
     sums = np.asarray(total)
     weight = sums[d + SUM_W]
     return sums[d + SUM_LOSS] / weight, sums[:d] / weight, sums[d + SUM_R] / weight
@@ -599,7 +647,7 @@ cdef struct Epoch:
     Py_ssize_t n, d, batch_size
     Layout lay
     Loss loss
-    const Shuffle* shuffle     # NULL: positions are rows
+    const Order* order         # NULL: positions are rows
     OptimConfig config
     double l2, l1, max_norm, learning_rate
     long step                  # updates made before this epoch
@@ -690,7 +738,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
                 next_start = stop
             else:  # this thread's first position in the next batch (for prefetching)
                 next_start = thread_start(hi, n, e.batch_size, d, tid, n_team)
-            chunk_sums(X, e.lay, d, y, sw, w, b, &e.loss, e.shuffle, start, stop, next_start,
+            chunk_sums(X, e.lay, d, y, sw, w, b, &e.loss, e.order, start, stop, next_start,
                        partial + c * width, my_scratch)
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
@@ -736,22 +784,25 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
               double[::1] theta, double[::1] m, double[::1] v, long step,
               const double[::1] mean, const double[::1] scale, str optimizer, dict hyper,
               double learning_rate, Py_ssize_t batch_size, tuple shuffle_keys, loss,
-              int n_threads):
+              int n_threads, const Py_ssize_t[::1] rows=None):
     """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
 
     theta = (w, b) are the trained parameters (acting on standardized features when mean and
     scale are given); theta, m and v (the optimizer state) are updated in place; `step` is
     the number of updates made before this epoch. Batches are consecutive positions, the
     last one partial; with shuffle_keys (three 64-bit keys, new each epoch) position p
-    reads row shuffled_row(p). A batch with a non-finite loss stops the epoch before its
+    reads row shuffled_row(p); with `rows`, only those rows are trained on (positions
+    index them; see Order). A batch with a non-finite loss stops the epoch before its
     update. The threads work through the epoch together (see epoch_worker).
 
     Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], width = d + N_SCALARS
+    cdef Py_ssize_t d = X.shape[1], width = d + N_SCALARS
     cdef Epoch e
-    cdef Shuffle shuffle
-    cdef Py_ssize_t rows
+    cdef Order order = make_order(shuffle_keys, rows, X.shape[0])
+    cdef Py_ssize_t n = order.n, chunk
+    if n == 0:
+        raise ValueError("no rows to train on")
     e.n = n
     e.d = d
     e.batch_size = batch_size
@@ -769,23 +820,21 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     e.max_norm = hyper["clip_norm"]
     e.learning_rate = learning_rate
     e.step = step
-    e.shuffle = NULL
-    if shuffle_keys is not None:
-        shuffle = make_shuffle(shuffle_keys, n)
-        e.shuffle = &shuffle
+    e.order = NULL if shuffle_keys is None and rows is None else &order
     # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
     # own rows in flight) or when it is large; a small batch in order runs fastest on one
     # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
     # Full batches all have the same chunks, but the last partial batch can have more:
     # chunk_rows caps the chunk count, so smaller batches can get smaller chunks.
-    e.max_chunks = max(batch_chunks(0, n, batch_size, d, &rows),
-                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d, &rows))
+    e.max_chunks = max(batch_chunks(0, n, batch_size, d, &chunk),
+                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d,
+                                    &chunk))
     cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
-    if e.shuffle == NULL and min(batch_size, n) * d < PARALLEL_MIN_ELEMS:
+    if not order.shuffled and min(batch_size, n) * d < PARALLEL_MIN_ELEMS:
         threads = 1
     cdef floating[::1] scratch = None
     cdef floating* scratch_ptr = NULL
-    if e.shuffle != NULL and not e.lay.rows:  # F order gathers shuffled rows: a block each
+    if e.order != NULL and not e.lay.rows:  # F order gathers ordered rows: a block each
         scratch = np.empty(threads * scratch_size(d),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]

@@ -49,8 +49,12 @@ def _weights(sample_weight, n):
     return np.ones(n) if sample_weight is None else sample_weight.astype(np.float64)
 
 
-def grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads):
-    """(mean loss, gradient in coef, gradient in intercept) of validated inputs."""
+def grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads, rows=None):
+    """(mean loss, gradient in coef, gradient in intercept) of validated inputs (of the
+    rows `rows` only, if given)."""
+    if rows is not None:
+        X, y = X[rows], y[rows]
+        sample_weight = None if sample_weight is None else sample_weight[rows]
     X = X.astype(np.float64, copy=False)
     y = y.astype(np.float64, copy=False)
     w = _weights(sample_weight, len(y))
@@ -144,18 +148,19 @@ def shuffled_rows(keys, n):
 
 
 def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
-              learning_rate, batch_size, shuffle_keys, loss, n_threads):
+              learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None):
     """One epoch of batches; see fastgd/_kernels.pxi for the contract."""
-    n, d = X.shape
+    d = X.shape[1]
+    n = X.shape[0] if rows is None else len(rows)  # positions: the rows trained on
     order = None if shuffle_keys is None else shuffled_rows(shuffle_keys, n)
+    if rows is not None:
+        order = rows if order is None else rows[order]
     update = OPTIMIZERS[optimizer]
     inv_scale = None if scale is None else 1.0 / scale
     loss_total = weight_total = 0.0
     steps = 0
     for lo in range(0, n, batch_size):
-        rows = slice(lo, min(lo + batch_size, n))
-        if order is not None:
-            rows = order[rows]
+        rows = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
         sw = None if sample_weight is None else sample_weight[rows]
         weight = len(y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
         if weight == 0.0:
