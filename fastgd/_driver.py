@@ -186,6 +186,16 @@ def go_on_with(state: TrainState, optimizer: str, learning_rate) -> TrainState:
 
 
 @dataclass
+class EarlyStopping:
+    """Train on `train_rows` only; after each epoch score `val_rows` (the validation loss),
+    stop once `patience` epochs in a row did not improve on the best by more than tol, and
+    keep the parameters that scored best. Both are row indices into X, read in place."""
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    patience: int
+
+
+@dataclass
 class FitResult:
     coef: np.ndarray
     intercept: float
@@ -220,7 +230,8 @@ def stops(answer) -> bool:
 
 def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
           learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
-          n_threads, callbacks=(), verbose=0, state=None, horizon=None) -> FitResult:
+          n_threads, callbacks=(), verbose=0, state=None, horizon=None,
+          early_stopping: EarlyStopping | None = None) -> FitResult:
     """Gradient descent from (coef, intercept); parameters in and out in original units.
 
     Each epoch is one call of the engine's run_epoch. With a shuffle_seed (an int) and more
@@ -237,8 +248,13 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     standardize and learning_rate are then ignored, and epochs are numbered on, for the
     schedule (whose horizon, the cosine's T_max, is `horizon`, by default max_epochs) and
     the row orders.
+
+    With `early_stopping`, history["val_loss"][k] is the validation loss after epoch k, tol
+    applies to it (see EarlyStopping), and the result has the best parameters on it.
     """
-    n, d = X.shape
+    d = X.shape[1]
+    train_rows = early_stopping.train_rows if early_stopping else None
+    n = X.shape[0] if train_rows is None else len(train_rows)  # rows trained on
     batch_size = n if batch_size is None else min(batch_size, n)
     shuffled = shuffle_seed is not None and batch_size < n  # one batch: order is moot
     if state is None:
@@ -254,6 +270,9 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     steps, first_epoch = state.steps, state.epochs
     horizon = max_epochs if horizon is None else horizon
     history = {"loss": [], "learning_rate": [], "seconds": []}
+    if early_stopping:
+        history["val_loss"] = []
+        best_val, best_val_params, stale = math.inf, theta.copy(), 0
     last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
     best, best_loss = theta.copy(), math.inf  # where the lowest training loss was seen
     progress = Progress(verbose, max_epochs, n)
@@ -275,7 +294,8 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                 X, y, sample_weight, theta, m, v, steps,
                 *((std.mean, std.scale) if std else (None, None)),
                 optimizer, hyper, rate, batch_size,
-                shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads)
+                shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads,
+                train_rows)
             seconds = time.perf_counter() - started
             steps += epoch_steps
             epoch_loss = total / weight
@@ -295,6 +315,10 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                     f"parameters of the last epoch with a finite loss were kept. Try a smaller "
                     f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
             figures = {"loss": float(epoch_loss), "learning_rate": rate, "seconds": seconds}
+            if early_stopping:
+                w, b = in_original_units(std, theta)
+                figures["val_loss"] = float(engine.grad_pass(
+                    X, y, sample_weight, w, b, loss, n_threads, early_stopping.val_rows)[0])
             for key, value in figures.items():
                 history[key].append(value)
             last_good = epoch_start
@@ -304,9 +328,16 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
             if any([stops(callback({"epoch": epoch + 1, **figures}))
                     for callback in callbacks]):
                 break
+            if early_stopping:  # improved on the best by more than tol, or not (a NaN: not)
+                if figures["val_loss"] < best_val - (tol or 0.0):
+                    best_val, best_val_params, stale = figures["val_loss"], theta.copy(), 0
+                else:
+                    stale += 1
+                if stale >= early_stopping.patience:
+                    break
             # Converged: the loss went down by tol or less. A rising loss is not convergence:
             # training goes on, and a run that keeps rising is caught as divergence.
-            if (tol is not None and len(history["loss"]) > 1
+            elif (tol is not None and len(history["loss"]) > 1
                     and 0 <= history["loss"][-2] - epoch_loss <= tol):
                 break
         else:
@@ -322,12 +353,16 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         # The lowest loss: at the start of the best epoch, or after the last update (one
         # more pass to measure it). The optimizer state is not kept: a partial_fit after
         # this starts afresh from the parameters kept.
-        w, b = in_original_units(std, theta)
-        last = engine.grad_pass(X, y, sample_weight, w, b, loss, n_threads)[0]
-        if np.isfinite(last) and last <= best_loss:
-            best = theta
+        if early_stopping:
+            best, which = best_val_params, "validation"
+        else:
+            w, b = in_original_units(std, theta)
+            last = engine.grad_pass(X, y, sample_weight, w, b, loss, n_threads)[0]
+            if np.isfinite(last) and last <= best_loss:
+                best = theta
+            which = "training"
         warnings.warn(f"fit interrupted (KeyboardInterrupt) after {done} epochs; the model "
-                      f"keeps the parameters with the lowest training loss so far.",
+                      f"keeps the parameters with the lowest {which} loss so far.",
                       UserWarning, stacklevel=4)
         return result(best, resumable=False)
     finally:
@@ -338,4 +373,6 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
             f"parameters non-finite. The parameters of the last epoch with a finite loss were "
             f"kept. Try a smaller learning_rate (now {learning_rate:g}).",
             len(history["loss"])))
+    if early_stopping:  # the best on the validation rows (the optimizer state went past it)
+        return result(best_val_params, resumable=False)
     return result(theta)

@@ -155,9 +155,9 @@ def check_value(estimator, name: str, kind, *, minimum=None) -> None:
         raise ValueError(f"{name} is missing or not a valid number")
 
 
-def check_history(estimator, keys: tuple, length: int) -> None:
+def check_history(estimator, keys: tuple, length: int, optional: tuple = ()) -> None:
     history = getattr(estimator, "history_", None)
-    if (not isinstance(history, dict) or set(history) != set(keys)
+    if (not isinstance(history, dict) or not set(keys) <= set(history) <= {*keys, *optional}
             or any(not isinstance(v, list) or len(v) != length for v in history.values())
             or not all(isinstance(v, list) and all(isinstance(x, numbers.Real)
                                                    and not isinstance(x, bool) for x in v)

@@ -123,7 +123,17 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     max_epochs : int, default=1000
     tol : float or None, default=1e-4
         Stop when an epoch's training loss improves on the previous one by tol or less
-        (a rising loss is not convergence). None runs all max_epochs.
+        (a rising loss is not convergence). None runs all max_epochs. With early stopping,
+        tol applies to the validation loss instead.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (drawn by ``random_state``), train on
+        the others (read in place: X is not copied), measure the validation loss after
+        every epoch (``history_["val_loss"]``), stop once ``n_iter_no_change`` epochs in a
+        row did not improve on the best by more than tol, and keep the parameters with the
+        best validation loss. ``partial_fit`` holds nothing out. The standardization is
+        computed from all rows, as a scaler fitted beforehand would be.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=5
     standardize : bool, default=True
         Train on standardized features (zero mean, unit variance) without copying X;
         ``coef_`` and ``intercept_`` are reported in the original units.
@@ -191,7 +201,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                  weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
                  power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
                  clip_norm=None, batch_size=None, shuffle=True, random_state=None,
-                 max_epochs=1000, tol=1e-4, standardize=True, warm_start=False,
+                 max_epochs=1000, tol=1e-4, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, standardize=True, warm_start=False,
                  callbacks=None, verbose=0, n_threads=None, engine="cython"):
         self.loss = loss
         self.delta = delta
@@ -217,6 +228,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.max_epochs = max_epochs
         self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.standardize = standardize
         self.warm_start = warm_start
         self.callbacks = callbacks
@@ -255,7 +269,11 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if check_number("l1_ratio", self.l1_ratio, allow_zero=True) > 1:
             raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
         check_number("clip_norm", self.clip_norm, allow_none=True)
-        for name in ("standardize", "shuffle", "warm_start"):
+        if not 0 < check_number("validation_fraction", self.validation_fraction) < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got "
+                             f"{self.validation_fraction!r}")
+        check_number("n_iter_no_change", self.n_iter_no_change, integer=True)
+        for name in ("standardize", "shuffle", "warm_start", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if check_number("verbose", self.verbose, integer=True, allow_zero=True) > 2:
@@ -293,9 +311,11 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         intercept = (as_intercept(intercept_init, "intercept_init")
                      if intercept_init is not None
                      else previous[1] if previous is not None else 0.0)
-        self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
+        random_state = check_random_state(self.random_state)
+        self._shuffle_seed = int(random_state.randint(2**62))
+        holdout = self._holdout(len(y), random_state) if self.early_stopping else None
         result = self._train(X, y, sample_weight, n_threads, coef=coef, intercept=intercept,
-                             max_epochs=self.max_epochs, tol=self.tol)
+                             max_epochs=self.max_epochs, tol=self.tol, early_stopping=holdout)
         self.history_ = result.history
         return self._keep(result, result.n_iter)
 
@@ -336,8 +356,20 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         n = X.shape[0]
         return X, as_vector(y, "y", n, X.dtype), as_sample_weight(sample_weight, n, X.dtype)
 
+    def _holdout(self, n, random_state) -> _driver.EarlyStopping:
+        """Validation rows drawn by random_state; the rest, in their order, train."""
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if not 1 <= n_val < n:
+            raise ValueError(f"early_stopping=True needs rows to train on and to validate "
+                             f"on: validation_fraction={self.validation_fraction} of {n} "
+                             f"rows leaves {n - n_val} to train on")
+        held_out = np.zeros(n, dtype=bool)
+        held_out[random_state.permutation(n)[:n_val]] = True
+        return _driver.EarlyStopping(np.flatnonzero(~held_out), np.flatnonzero(held_out),
+                                     int(self.n_iter_no_change))
+
     def _train(self, X, y, sample_weight, n_threads, *, coef, intercept, max_epochs, tol,
-               state=None):
+               state=None, early_stopping=None):
         return _driver.train(
             ENGINES[self.engine], X, y, sample_weight,
             coef=coef, intercept=intercept, loss=check_loss(self.loss, self.delta),
@@ -350,7 +382,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             shuffle_seed=self._shuffle_seed if self.shuffle else None,
             max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
             n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose),
-            state=state, horizon=self.max_epochs)
+            state=state, horizon=self.max_epochs, early_stopping=early_stopping)
 
     def _keep(self, result, n_iter):
         """Store a training result as the fitted attributes; raise its divergence."""
@@ -397,7 +429,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         _persist.check_value(self, "intercept_", numbers.Real)
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
-        _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_)
+        _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_,
+                               optional=("val_loss",))
         if not (self.random_state is None or (isinstance(self.random_state, int)
                                               and 0 <= self.random_state < 2**32)):
             raise ValueError("random_state must be None or an int in [0, 2**32)")
