@@ -5,11 +5,25 @@ from fastgd._api import make_loss_and_grad
 from fastgd._compiled import kernels
 from fastgd._driver import DivergenceError
 from fastgd._persist import load
-from fastgd.estimators import GDRegressor
 
 __version__ = "0.1.0.dev0"
 
 loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
+
+
+def __getattr__(name):
+    """The estimators load on first use: they need scikit-learn, the kernel does not."""
+    if name == "GDRegressor":
+        try:
+            from fastgd.estimators import GDRegressor
+        except ImportError as error:
+            if error.name is None or not error.name.startswith("sklearn"):
+                raise
+            raise ImportError(f"fastgd.{name} needs scikit-learn: pip install "
+                              f"'fastgd[sklearn]' (the kernel, fastgd.loss_and_grad, does "
+                              f"not)") from error
+        return GDRegressor
+    raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
 
 __all__ = ["DivergenceError", "GDRegressor", "__version__", "load", "loss_and_grad",
            "reference"]

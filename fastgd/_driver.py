@@ -22,7 +22,11 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
+try:  # scikit-learn's, so that its users' warning filters apply; it is optional here
+    from sklearn.exceptions import ConvergenceWarning
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    class ConvergenceWarning(UserWarning):
+        """Training stopped at max_epochs before it converged."""
 
 from fastgd._progress import Progress
 from fastgd._validation import Loss, raise_if_nonfinite
