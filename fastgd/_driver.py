@@ -3,12 +3,15 @@
 An engine is a module with three functions on validated arrays (fastgd/_kernels.pxi and
 fastgd/reference.py):
 
-    grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)   (loss: a Loss)
+    grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads, rows=None)
         -> (mean loss, gradient in coef, gradient in intercept)
     column_stats(X, sample_weight, n_threads) -> (mean, variance) per column
     run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
-              learning_rate, batch_size, loss, n_threads)
+              learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None)
         -> (sum of weighted losses, sum of weights, updates made); theta, m, v in place
+
+`loss` is a fastgd._validation.Loss (name, Huber's delta); `rows`, row indices into X,
+restricts a pass or an epoch to those rows (read in place, never copied).
 
 Everything else (standardization, batches, the update, stopping, divergence, history)
 lives here once, so `engine="numpy"` checks the compiled engine step for step.
