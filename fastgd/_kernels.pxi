@@ -17,7 +17,6 @@
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free, malloc
 from libc.math cimport isfinite, pow
 from libc.string cimport memcpy, memset
 
@@ -397,7 +396,8 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                           const floating* y, const floating* sw, const double* w, double b,
                           const Loss* loss, Py_ssize_t start, Py_ssize_t stop, double* acc,
-                          const Py_ssize_t* index, Py_ssize_t n_ahead) noexcept nogil:
+                          const Py_ssize_t* index, Py_ssize_t n_ahead,
+                          double* wide) noexcept nogil:
     """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index),
     four rows at a time: their dot products with w, one row after the other (one stream
     the prefetcher can follow: reading four rows in lockstep measured 3 x slower out of
@@ -408,18 +408,16 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     into L2 if i + PREFETCH_AHEAD < n_ahead: the hardware prefetcher alone left the stream
     stalled at every update of a mini-batch epoch, and cannot guess scattered rows at all
     (those are also moved into L1, PREFETCH_L1_AHEAD rows ahead). Into L1 directly, the
-    requests stalled on its few miss buffers."""
+    requests stalled on its few miss buffers.
+
+    float32 rows are widened to float64 once, during their dot products, into `wide` (the
+    calling thread's 4 d doubles, in L1): widening each element twice cost more than the
+    whole float32 stream saves."""
     cdef double* sums = acc + d
     cdef double z[4]
     cdef const floating* x[4]
     cdef Py_ssize_t r[4]
     cdef Py_ssize_t i = start, k
-    # float32 rows are widened to float64 once, during their dot products, into `wide`
-    # (four rows, in L1): widening each element twice cost more than the whole float32
-    # stream saves.
-    cdef double* wide = NULL
-    if floating is float:
-        wide = <double*>malloc(4 * d * sizeof(double))
     while i < stop:
         if i + 4 > stop:  # the last rows, one at a time
             r[0] = i if index == NULL else index[i]
@@ -449,7 +447,6 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             z[k] = row_residual(loss, dot1(x[k], w, d) + b, y, sw, r[k], sums)
         axpy4(x[0], x[1], x[2], x[3], z[0], z[1], z[2], z[3], d, acc)
         i = i + 4
-    free(wide)
 
 
 cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
@@ -496,11 +493,12 @@ cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
 cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                      const floating* sw, const double* w, double b, const Loss* loss,
                      const Order* order, Py_ssize_t n, int n_threads, double* partial,
-                     floating* scratch, double* out) noexcept nogil:
+                     floating* scratch, double* wide, double* out) noexcept nogil:
     """Gradient sums of n positions (rows, or an order's) into out[0 : d + N_SCALARS],
     chunks spread over the threads as they free up (the sums do not depend on which thread
     ran a chunk). F-ordered X with an order gathers rows through `scratch` (a block per
-    thread, see chunk_sums)."""
+    thread, see chunk_sums); float32 rows are widened into `wide` (4 d doubles a thread).
+    Both hold room for min(n_threads, MAX_CHUNKS) threads."""
     cdef Py_ssize_t rows = chunk_rows(n, d), n_chunks = (n + rows - 1) // rows
     cdef Py_ssize_t width = d + N_SCALARS, c, start
     cdef int threads = <int>min(n_threads, n_chunks)
@@ -509,12 +507,13 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
             start = c * rows
             chunk_sums(X, lay, d, y, sw, w, b, loss, order, start, min(start + rows, n), -1,
                        partial + c * width,
-                       scratch + omp_get_thread_num() * scratch_size(d) if scratch else NULL)
+                       scratch + omp_get_thread_num() * scratch_size(d) if scratch else NULL,
+                       wide + omp_get_thread_num() * 4 * d if wide else NULL)
     else:
         for c in range(n_chunks):
             start = c * rows
             chunk_sums(X, lay, d, y, sw, w, b, loss, order, start, min(start + rows, n), -1,
-                       partial + c * width, scratch)
+                       partial + c * width, scratch, wide)
     add_chunks(partial, n_chunks, width, out)
 
 
@@ -537,7 +536,8 @@ cdef inline Py_ssize_t continue_at(Py_ssize_t position, Py_ssize_t stop,
 cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
                      const floating* sw, const double* w, double b, const Loss* loss,
                      const Order* order, Py_ssize_t start, Py_ssize_t stop,
-                     Py_ssize_t next_start, double* acc, floating* scratch) noexcept nogil:
+                     Py_ssize_t next_start, double* acc, floating* scratch,
+                     double* wide) noexcept nogil:
     """Gradient sums of positions [start, stop) into acc[0 : d + N_SCALARS] (zeroed first).
 
     With an `order`, position p reads row row_at(order, p), SCRATCH_ROWS rows at a time,
@@ -558,7 +558,8 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
                       # epoch on one thread): in a full pass the hardware prefetcher keeps
                       # up, and float32 passes measured 1.5 x slower with the requests
             grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, start, stop, acc, NULL,
-                            min(stop + PREFETCH_AHEAD, lay.n) if next_start == stop else 0)
+                            min(stop + PREFETCH_AHEAD, lay.n) if next_start == stop else 0,
+                            wide)
         else:
             grad_chunk_cols(X, lay.ld, d, y, sw, w, b, loss, start, stop, acc)
         return
@@ -576,7 +577,7 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
             index[k] = row_at(order, p)
             ahead = k + 1
         if lay.rows:  # sum the rows where they are
-            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, 0, m, acc, index, ahead)
+            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, 0, m, acc, index, ahead, wide)
         else:  # F order: gather the rows into scratch first
             for k in range(m):
                 for j in range(d):
@@ -585,7 +586,7 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
                 if sw != NULL:
                     ws[k] = sw[index[k]]
             grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, loss, 0, m,
-                            acc, NULL, 0)
+                            acc, NULL, 0, wide)
         i = i + m
 
 
@@ -611,14 +612,23 @@ def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1]
         scratch = np.empty(min(max(n_threads, 1), MAX_CHUNKS) * scratch_size(d),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
+    cdef double[::1] wide = widening_buffer(X, min(max(n_threads, 1), MAX_CHUNKS))
     if order.n == 0:
         raise ValueError("no rows to sum")
     with nogil:
         range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, &spec, order_ptr,
-                   order.n, n_threads, &partial[0, 0], scratch_ptr, &total[0])
+                   order.n, n_threads, &partial[0, 0], scratch_ptr,
+                   NULL if wide is None else &wide[0], &total[0])
     sums = np.asarray(total)
     weight = sums[d + SUM_W]
     return sums[d + SUM_LOSS] / weight, sums[:d] / weight, sums[d + SUM_R] / weight
+
+
+cdef double[::1] widening_buffer(const floating[:, :] X, Py_ssize_t threads):
+    """Room for each thread to widen four float32 rows to float64 (None for float64)."""
+    if floating is float:
+        return np.empty(threads * 4 * X.shape[1])
+    return None
 
 
 cdef const floating* sample_weight_ptr(const floating[::1] sample_weight) noexcept:
@@ -695,7 +705,8 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
 
     Each batch's chunks are shared out in runs (first_chunk). After a barrier
     (fastgd_team_wait), every thread adds all the partial sums in chunk order and makes the
-    same update to its own copy of the parameters, `own` = (theta, m, v, w, grad, sums):
+    same update to its own copy of the parameters, `own` = (theta, m, v, w, grad, sums,
+    and room to widen float32 rows):
     bit-identical copies for the price of one barrier per batch. Consecutive batches put
     their partial sums in alternate halves of e.partial, so a thread that has updated can
     fill in the next batch while the others still read this one.
@@ -715,6 +726,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef double* w = own + 3 * width         # the weights in original units, per batch
     cdef double* grad = own + 4 * width
     cdef double* sums = own + 5 * width
+    cdef double* wide = own + 6 * width      # float32 rows widened (grad_chunk_rows)
     cdef const double* mu = e.mean
     cdef const double* inv_sd = e.inv_scale
     cdef double* partial
@@ -739,7 +751,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             else:  # this thread's first position in the next batch (for prefetching)
                 next_start = thread_start(hi, n, e.batch_size, d, tid, n_team)
             chunk_sums(X, e.lay, d, y, sw, w, b, &e.loss, e.order, start, stop, next_start,
-                       partial + c * width, my_scratch)
+                       partial + c * width, my_scratch, wide)
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
                 long_waits += 1
@@ -848,12 +860,13 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
     e.mean = NULL if mean is None else &mean[0]
     e.inv_scale = NULL if scale is None else &inv_scale[0]
-    # Each thread's parameters, optimizer state and per-batch buffers (6 rows of `width`).
-    cdef double[:, :, ::1] own = np.zeros((threads, 6, width))
-    own.base[:, 0, :d + 1] = theta
-    own.base[:, 1, :d + 1] = m
-    own.base[:, 2, :d + 1] = v
-    cdef double* own_ptr = &own[0, 0, 0]
+    # Each thread's parameters, optimizer state and per-batch buffers (6 rows of `width`),
+    # and room to widen four float32 rows.
+    cdef Py_ssize_t own_size = 6 * width + 4 * d
+    cdef double[:, ::1] own = np.zeros((threads, own_size))
+    for j, state in enumerate((theta, m, v)):
+        own.base[:, j * width:j * width + d + 1] = state
+    cdef double* own_ptr = &own[0, 0]
     cdef const floating* Xp = &X[0, 0]
     cdef const floating* yp = &y[0]
     cdef const floating* swp = sample_weight_ptr(sample_weight)
@@ -862,13 +875,13 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
         if threads > 1:
             with parallel(num_threads=threads):
                 tid = omp_get_thread_num()
-                epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr + tid * 6 * width, tid,
+                epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr + tid * own_size, tid,
                              omp_get_num_threads())
         else:
             epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr, 0, 1)
-    theta[:] = own[0, 0, :d + 1]
-    m[:] = own[0, 1, :d + 1]
-    v[:] = own[0, 2, :d + 1]
+    theta[:] = own[0, :d + 1]
+    m[:] = own[0, width:width + d + 1]
+    v[:] = own[0, 2 * width:2 * width + d + 1]
     return e.loss_total, e.weight_total, e.steps
 
 
