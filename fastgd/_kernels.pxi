@@ -46,7 +46,9 @@ cdef enum:
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
-    LONG_WAITS_TO_SOLO = 3    # long barrier waits before an epoch's threads go on as one
+    LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
+                              # if also 1 % of its barriers or more (a busy partner makes
+                              # nearly all waits long; this VM's hiccups, a few an epoch)
     PARALLEL_MIN_ELEMS = 65536  # batches smaller run on one thread (also: 2 chunks at least);
                                 # measured: 2 threads 1.1-1.3 x faster from there on, 1 x below
 
@@ -713,9 +715,11 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
 
     A barrier per batch is only cheap while every thread has a core. When the cores are
     shared with other work, a thread waits a whole time slice for a partner that is not
-    running, at every batch (measured: 13-40 x slower than one thread). So a thread that
-    waited long LONG_WAITS_TO_SOLO times votes, and at the next barrier every thread reads
-    the vote and thread 0 goes on alone: the chunks, and so the result, stay the same.
+    running, at every batch (measured: 13-40 x slower than one thread). So a thread whose
+    waits were long LONG_WAITS_TO_SOLO times, and at 1 % of the barriers or more, votes, and
+    at the next barrier every thread reads the vote and thread 0 goes on alone: the chunks,
+    and so the result, stay the same. (Three long waits were enough at first: on this VM
+    that dissolved the team in about half of the uncontended epochs.)
     Votes are written for barrier k + 1 into the other parity's slot of e.solo than the
     one read at barrier k, so all threads read the same value.
     """
@@ -755,7 +759,8 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
                 long_waits += 1
-                if long_waits == LONG_WAITS_TO_SOLO:  # a vote for after the next barrier
+                if long_waits >= LONG_WAITS_TO_SOLO and long_waits * 100 >= batch:  # a vote
+                    # for after the next barrier
                     e.solo[(batch + 1) % 2 * FASTGD_LINE] = 1
             if e.solo[batch % 2 * FASTGD_LINE]:  # every thread reads the same vote here
                 if tid != 0:
