@@ -17,6 +17,14 @@ def trajectory(model) -> dict:
     return {k: v for k, v in model.history_.items() if k != "seconds"}
 
 
+def assert_same_fit(a, b):
+    """Two fitted models are the same bits: parameters and trajectory (not wall times)."""
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert a.intercept_ == b.intercept_
+    assert trajectory(a) == trajectory(b)
+    assert a.n_iter_ == b.n_iter_
+
+
 @pytest.fixture
 def problem():
     return make_problem

@@ -55,6 +55,13 @@ def test_rows_outside_x_are_refused():
                           np.array([0, 50]))
 
 
+def held_out_rows(model, n):
+    """The validation rows fit drew with random_state=0 (after the shuffle seed's draw)."""
+    rng = np.random.RandomState(0)
+    rng.randint(2**62)
+    return model._holdout(n, rng).val_rows
+
+
 KW = dict(optimizer="adam", learning_rate=0.05, batch_size=32, max_epochs=200,
           early_stopping=True, random_state=0)
 
@@ -67,9 +74,7 @@ def test_early_stopping_keeps_the_best_validation_parameters():
     assert model.n_iter_ == len(val) < 200
     best = int(np.argmin(val))
     assert len(val) - 1 - best == 3  # stopped 3 epochs after the best
-    rng = np.random.RandomState(0)
-    rng.randint(2**62)  # the draw for the shuffle seed comes first
-    held = model._holdout(300, rng).val_rows
+    held = held_out_rows(model, 300)
     assert_allclose(np.mean((model.predict(X[held]) - y[held]) ** 2), val[best], rtol=1e-9)
 
 
@@ -77,9 +82,7 @@ def test_validation_rows_are_never_trained_on():
     """Changing the targets of the held-out rows changes the validation losses only."""
     X, y, _ = make_problem(1000, 5, noise=0.5)
     a = GDRegressor(n_iter_no_change=1000, tol=None, **{**KW, "max_epochs": 5}).fit(X, y)
-    rng = np.random.RandomState(0)
-    rng.randint(2**62)
-    held = a._holdout(1000, rng).val_rows
+    held = held_out_rows(a, 1000)
     y2 = y.copy()
     y2[held] += 100.0
     b = GDRegressor(n_iter_no_change=1000, tol=None, **{**KW, "max_epochs": 5}).fit(X, y2)

@@ -2,20 +2,13 @@
 
 import numpy as np
 import pytest
-from conftest import make_problem, trajectory
-from numpy.testing import assert_allclose, assert_array_equal
+from conftest import assert_same_fit, make_problem
+from numpy.testing import assert_allclose
 
 import fastgd
 from fastgd import GDRegressor
 
 X, Y, _ = make_problem(600, 5, noise=0.05)
-
-
-def same_fit(a, b):
-    assert_array_equal(a.coef_, b.coef_)
-    assert a.intercept_ == b.intercept_
-    assert trajectory(a) == trajectory(b)
-    assert a.n_iter_ == b.n_iter_
 
 
 @pytest.mark.parametrize("kw", [
@@ -31,14 +24,14 @@ def test_partial_fits_are_the_epochs_of_a_fit(kw):
     steps = GDRegressor(max_epochs=6, tol=None, random_state=4, **kw)
     for _ in range(6):
         steps.partial_fit(X, Y)
-    same_fit(steps, whole)
+    assert_same_fit(steps, whole)
 
 
 def test_partial_fit_goes_on_after_fit():
     kw = dict(optimizer="adam", learning_rate=0.05, batch_size=40, tol=None, random_state=1)
     model = GDRegressor(max_epochs=3, **kw).fit(X, Y)
     model.partial_fit(X, Y).partial_fit(X, Y)
-    same_fit(model, GDRegressor(max_epochs=5, **kw).fit(X, Y))
+    assert_same_fit(model, GDRegressor(max_epochs=5, **kw).fit(X, Y))
 
 
 def test_partial_fit_learns_from_a_stream_of_chunks():

@@ -4,8 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_problem, trajectory
-from numpy.testing import assert_allclose, assert_array_equal
+from conftest import assert_same_fit, make_problem
+from numpy.testing import assert_allclose
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 
@@ -149,9 +149,7 @@ def test_fit_is_deterministic_across_threads():
     fits = [GDRegressor(learning_rate=0.1, max_epochs=5, tol=None, n_threads=t).fit(X, y)
             for t in (1, 2, 4)]
     for f in fits[1:]:
-        assert_array_equal(f.coef_, fits[0].coef_)
-        assert f.intercept_ == fits[0].intercept_
-        assert trajectory(f) == trajectory(fits[0])
+        assert_same_fit(f, fits[0])
 
 
 def test_refit_and_predict_shapes():

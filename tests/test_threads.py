@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_problem, trajectory
+from conftest import assert_same_fit, make_problem, trajectory
 from numpy.testing import assert_array_equal
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -57,9 +57,7 @@ def test_mini_batch_epochs_bit_identical_across_threads(batch_size, shuffle, ord
                         shuffle=shuffle, random_state=3, max_epochs=3, tol=None,
                         n_threads=t).fit(X, y, sample_weight=sw) for t in (1, 2, 3, 4)]
     for f in fits[1:]:
-        assert_array_equal(f.coef_, fits[0].coef_)
-        assert f.intercept_ == fits[0].intercept_
-        assert trajectory(f) == trajectory(fits[0])
+        assert_same_fit(f, fits[0])
 
 
 def test_divergence_stops_every_thread_at_the_same_batch():
