@@ -13,17 +13,17 @@ loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
 
 def __getattr__(name):
     """The estimators load on first use: they need scikit-learn, the kernel does not."""
-    if name == "GDRegressor":
+    if name in ("GDRegressor", "GDClassifier"):
         try:
-            from fastgd.estimators import GDRegressor
+            from fastgd import estimators
         except ImportError as error:
-            if error.name is None or not error.name.startswith("sklearn"):
+            if error.name is None or not error.name.startswith(("sklearn", "scipy")):
                 raise
             raise ImportError(f"fastgd.{name} needs scikit-learn: pip install "
                               f"'fastgd[sklearn]' (the kernel, fastgd.loss_and_grad, does "
                               f"not)") from error
-        return GDRegressor
+        return getattr(estimators, name)
     raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
 
-__all__ = ["DivergenceError", "GDRegressor", "__version__", "load", "loss_and_grad",
+__all__ = ["DivergenceError", "GDClassifier", "GDRegressor", "__version__", "load", "loss_and_grad",
            "reference"]

@@ -1,17 +1,21 @@
 """The training loop, shared by both engines.
 
 An engine is a module with three functions on validated arrays (fastgd/_kernels.pxi and
-fastgd/reference.py):
+fastgd/reference.py), for a linear model of k outputs (one per target, or per class of a
+softmax):
 
-    grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads, rows=None)
-        -> (mean loss, gradient in coef, gradient in intercept)
+    grad_pass(X, Y, sample_weight, coef, intercept, loss, n_threads, rows=None)
+        -> (mean loss, gradient in coef (k, d), gradient in intercept (k,))
     column_stats(X, sample_weight, n_threads) -> (mean, variance) per column
-    run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
+    run_epoch(X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
               learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None)
         -> (sum of weighted losses, sum of weights, updates made); theta, m, v in place
 
-`loss` is a fastgd._validation.Loss (name, Huber's delta); `rows`, row indices into X,
-restricts a pass or an epoch to those rows (read in place, never copied).
+coef is (k, d) and intercept (k,); theta = (coef row by row, intercept), k (d + 1) values.
+Y is (n, k), or (n, 1) class indices for the multinomial loss. A row's loss is the sum of
+its outputs' losses (or the softmax cross-entropy over its k logits). `loss` is a
+fastgd._validation.Loss (name, Huber's delta); `rows`, row indices into X, restricts a
+pass or an epoch to those rows (read in place, never copied).
 
 Everything else (standardization, batches, the update, stopping, divergence, history)
 lives here once, so `engine="numpy"` checks the compiled engine step for step.
@@ -74,16 +78,22 @@ class Standardization:
 
     def to_original(self, w_s, b_s):
         w = w_s / self.scale
-        return w, b_s - self.mean @ w
+        return w, b_s - w @ self.mean
 
     def from_original(self, w, b):
-        return w * self.scale, b + self.mean @ w
+        return w * self.scale, b + w @ self.mean
 
 
-def in_original_units(std: Standardization | None, theta):
-    """(coef, intercept) in original units from trained parameters theta = (w, b)."""
-    d = len(theta) - 1
-    return std.to_original(theta[:d], theta[d]) if std else (theta[:d], theta[d])
+def as_theta(coef, intercept):
+    """Parameters coef (k, d), intercept (k,) as one vector theta = (coef row by row, b)."""
+    return np.append(coef.ravel(), intercept)
+
+
+def in_original_units(std: Standardization | None, theta, d: int):
+    """(coef (k, d), intercept (k,)) in original units from trained parameters theta."""
+    k = len(theta) // (d + 1)
+    coef, intercept = theta[:k * d].reshape(k, d), theta[k * d:]
+    return std.to_original(coef, intercept) if std else (coef, intercept)
 
 
 def scale_from_variance(mean, var, n_samples):
@@ -96,12 +106,19 @@ def scale_from_variance(mean, var, n_samples):
 
 AUTO_OPTIMIZERS = ("sgd", "momentum", "nesterov")
 POWER_ITERATIONS = 12
+# Each loss's curvature in z at most, relative to the squared loss's (2): Huber's is 1 or
+# 0, the log loss's sigmoid' <= 1/4, the softmax cross-entropy's Hessian diag(p) - p p^T
+# has eigenvalues <= 1/2. So their Hessians in (W, b) are at most this times the squared's.
+CURVATURE_FACTOR = {"squared": 1.0, "huber": 0.5, "log": 0.125, "multinomial": 0.25}
 
 
-def largest_curvature(engine, X, sample_weight, std, l2, n_threads,
+def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
                       iterations: int = POWER_ITERATIONS) -> float:
-    """The largest eigenvalue of the Hessian of the squared loss plus the ridge penalty
-    (l2 |w|^2 / 2) in the trained parameters (w, b), standardized when `std` is given.
+    """An estimate of L, the largest eigenvalue of the Hessian of the loss plus the ridge
+    penalty (l2 |w|^2 / 2) in the trained parameters (w, b), standardized when `std` is
+    given: that of the squared loss, times the loss's CURVATURE_FACTOR (a bound, exact for
+    the squared loss). A model of several outputs has the same L: its Hessian repeats one
+    output's block (or, for the softmax, is bounded by it).
 
     Power iteration with the fused kernel: with zero targets the squared loss is the
     quadratic form of its Hessian H, so its gradient at v is H v: one pass over X per step.
@@ -109,17 +126,18 @@ def largest_curvature(engine, X, sample_weight, std, l2, n_threads,
     nearly orthogonal to the start, possibly to a smaller one).
     """
     n, d = X.shape
-    zeros = np.zeros(n, dtype=X.dtype)
+    zeros = np.zeros((n, 1), dtype=X.dtype)
+    factor = CURVATURE_FACTOR[loss.name]
     v = np.random.default_rng(0).standard_normal(d + 1)  # a generic, reproducible start
     v /= np.linalg.norm(v)
     curvature = 0.0
     for _ in range(iterations):
-        w, b = in_original_units(std, v)
+        w, b = in_original_units(std, v, d)
         _, grad_w, grad_b = engine.grad_pass(X, zeros, sample_weight, w, b, SQUARED,
                                              n_threads)
         if std:  # the gradient in the standardized parameters
             grad_w = (grad_w - std.mean * grad_b) / std.scale
-        hv = np.append(grad_w + l2 * v[:d], grad_b)
+        hv = np.append(factor * grad_w + l2 * v[:d], factor * grad_b)
         curvature = float(np.linalg.norm(hv))
         if curvature == 0.0:
             break
@@ -204,8 +222,8 @@ class EarlyStopping:
 
 @dataclass
 class FitResult:
-    coef: np.ndarray
-    intercept: float
+    coef: np.ndarray        # (k, d)
+    intercept: np.ndarray   # (k,)
     n_iter: int
     history: dict
     standardization: Standardization | None
@@ -235,11 +253,12 @@ def stops(answer) -> bool:
     return answer is True or answer is np.True_
 
 
-def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
+def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
           learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
           n_threads, callbacks=(), verbose=0, state=None, horizon=None,
           early_stopping: EarlyStopping | None = None) -> FitResult:
-    """Gradient descent from (coef, intercept); parameters in and out in original units.
+    """Gradient descent from (coef (k, d), intercept (k,)) on X and Y (see the engine
+    interface above); parameters in and out in original units.
 
     Each epoch is one call of the engine's run_epoch. With a shuffle_seed (an int) and more
     than one batch, each epoch visits the rows in a new order fixed by the seed.
@@ -268,9 +287,10 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         std = Standardization.fit(engine, X, sample_weight, n_threads) if standardize else None
         w, b = std.from_original(coef, intercept) if std else (coef, intercept)
         if learning_rate == "auto":  # 1 / L for an L-smooth loss: the classic safe step
-            learning_rate = 1.0 / max(largest_curvature(engine, X, sample_weight, std,
+            learning_rate = 1.0 / max(largest_curvature(engine, X, sample_weight, std, loss,
                                                         hyper["l2"], n_threads), 1e-300)
-        state = TrainState(np.append(w, b), np.zeros(d + 1), np.zeros(d + 1), 0, 0, std,
+        theta = as_theta(w, b)
+        state = TrainState(theta, np.zeros_like(theta), np.zeros_like(theta), 0, 0, std,
                            learning_rate, optimizer)
     std, learning_rate = state.std, state.learning_rate
     theta, m, v = state.theta.copy(), state.m.copy(), state.v.copy()  # updated in place
@@ -285,11 +305,11 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
     progress = Progress(verbose, max_epochs, n)
 
     def result(params, error=None, resumable=True):
-        coef_o, intercept_o = in_original_units(std, params)
+        coef_o, intercept_o = in_original_units(std, params, d)
         done = len(history["loss"])
         after = TrainState(params, m, v, steps, first_epoch + done, std, learning_rate,
                            optimizer) if resumable and error is None else None
-        return FitResult(coef_o.copy(), float(intercept_o), done, history, std,
+        return FitResult(coef_o.copy(), intercept_o.copy(), done, history, std,
                          learning_rate, error, after)
 
     try:
@@ -298,7 +318,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
             rate = scheduled_rate(epoch, learning_rate, schedule, horizon)
             started = time.perf_counter()
             total, weight, epoch_steps = engine.run_epoch(
-                X, y, sample_weight, theta, m, v, steps,
+                X, Y, sample_weight, theta, m, v, steps,
                 *((std.mean, std.scale) if std else (None, None)),
                 optimizer, hyper, rate, batch_size,
                 shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads,
@@ -323,9 +343,9 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                     f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
             figures = {"loss": float(epoch_loss), "learning_rate": rate, "seconds": seconds}
             if early_stopping:
-                w, b = in_original_units(std, theta)
+                w, b = in_original_units(std, theta, d)
                 figures["val_loss"] = float(engine.grad_pass(
-                    X, y, sample_weight, w, b, loss, n_threads, early_stopping.val_rows)[0])
+                    X, Y, sample_weight, w, b, loss, n_threads, early_stopping.val_rows)[0])
             for key, value in figures.items():
                 history[key].append(value)
             last_good = epoch_start
@@ -352,7 +372,7 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
                 warnings.warn(
                     f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
                     f"(the loss still improved by more than tol={tol} per epoch); raise "
-                    "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=4)
+                    "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=5)
     except KeyboardInterrupt:
         done = min(len(values) for values in history.values())
         for values in history.values():
@@ -363,14 +383,14 @@ def train(engine, X, y, sample_weight, *, coef, intercept, loss, optimizer, hype
         if early_stopping:
             best, which = best_val_params, "validation"
         else:
-            w, b = in_original_units(std, theta)
-            last = engine.grad_pass(X, y, sample_weight, w, b, loss, n_threads)[0]
+            w, b = in_original_units(std, theta, d)
+            last = engine.grad_pass(X, Y, sample_weight, w, b, loss, n_threads)[0]
             if np.isfinite(last) and last <= best_loss:
                 best = theta
             which = "training"
         warnings.warn(f"fit interrupted (KeyboardInterrupt) after {done} epochs; the model "
                       f"keeps the parameters with the lowest {which} loss so far.",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=5)
         return result(best, resumable=False)
     finally:
         progress.close()

@@ -10,10 +10,13 @@
 # or its columns are (F order). Both paths stream each block of rows from memory once.
 # float32 X stays float32; every sum is accumulated in float64.
 #
-# This module implements the engine interface shared with fastgd/reference.py:
-#     grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads)
-#     column_stats(X, sample_weight, n_threads)
-# Arguments are validated by the caller (fastgd/_validation.py).
+# A model has k outputs (k = 1: one regression target, or binary logistic regression;
+# k > 1: several targets, or the classes of a softmax): its parameters are laid out
+# (W, b), W of shape (k, d) row by row, then b (k), and so are the gradient sums.
+#
+# This module implements the engine interface shared with fastgd/reference.py (see
+# fastgd/_driver.py). Arguments are validated by the caller (fastgd/_validation.py); what
+# memory safety needs (shapes, class indices) is checked here too.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -24,18 +27,30 @@ import numpy as np
 
 from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
-from fastgd._losses cimport HUBER, LOG, Loss, SQUARED, loss_value, loss_derivative
+from fastgd._losses cimport HUBER, LOG, Loss, MULTINOMIAL, SQUARED, row_loss
 from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
 
-LOSSES = {"squared": SQUARED, "huber": HUBER, "log": LOG}
+LOSSES = {"squared": SQUARED, "huber": HUBER, "log": LOG, "multinomial": MULTINOMIAL}
 
 
-cdef Loss loss_of(loss) except *:
-    """The kernel's view of a fastgd.reference.Loss (name, delta)."""
+cdef Loss loss_of(loss, Py_ssize_t k, X, Y, sample_weight) except *:
+    """The kernel's view of a fastgd._validation.Loss (name, delta) for a model of k
+    outputs, once the shapes agree: Y is (n, k), or (n, 1) class indices in [0, k) for the
+    multinomial loss; sample_weight (n,)."""
     cdef Loss spec
     spec.kind = LOSSES[loss.name]
     spec.delta = loss.delta
+    spec.k = k
+    spec.ky = 1 if spec.kind == MULTINOMIAL else k
+    n = X.shape[0]
+    if k < 1 or Y.shape[0] != n or Y.shape[1] != spec.ky:
+        raise ValueError(f"y must have shape ({n}, {spec.ky}) for {k} outputs, got {Y.shape}")
+    if sample_weight is not None and sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have {n} entries, got {sample_weight.shape[0]}")
+    if spec.kind == MULTINOMIAL:  # an index out of range would write outside the buffers
+        from fastgd._validation import check_class_indices  # (imports this module)
+        check_class_indices(np.asarray(Y), k)
     return spec
 
 cdef enum:
@@ -52,12 +67,14 @@ cdef enum:
     PARALLEL_MIN_ELEMS = 65536  # batches smaller run on one thread (also: 2 chunks at least);
                                 # measured: 2 threads 1.1-1.3 x faster from there on, 1 x below
 
-# Offsets, after the d gradient entries, of the scalars in a chunk's partial sums.
+# A chunk's partial sums: the gradient sums in W (k d: sum of r_io x_i), in b (k: sum of
+# r_io, where r_io = w_i dloss_i / dz_o), then two scalars at these offsets after them.
 cdef enum:
-    SUM_R = 0                 # sum of residuals r_i = w_i * dloss_i  (intercept gradient)
-    SUM_LOSS = 1              # sum of w_i * loss_i
-    SUM_W = 2                 # sum of w_i
-    N_SCALARS = 3
+    SUM_LOSS = 0              # sum of w_i * loss_i
+    SUM_W = 1                 # sum of w_i
+    N_SCALARS = 2
+    PARTIAL_BUDGET = 4194304  # doubles of partial sums per pass at most (32 MB): a model with
+                              # many outputs and features gets fewer, larger chunks
 
 
 cdef extern from *:
@@ -88,9 +105,21 @@ def openmp_max_threads():
     return omp_get_max_threads()
 
 
-cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d) noexcept nogil:
-    """Rows per chunk: a function of the shape only, never of the thread count."""
-    cdef Py_ssize_t by_count = (n + MAX_CHUNKS - 1) // MAX_CHUNKS
+cdef inline Py_ssize_t sums_width(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
+    """Doubles in a chunk's partial sums for k outputs and d features."""
+    return k * (d + 1) + N_SCALARS
+
+
+cdef inline Py_ssize_t max_chunks(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
+    """Chunks of a pass at most."""
+    return min(<Py_ssize_t>MAX_CHUNKS, max(PARTIAL_BUDGET // sums_width(d, k), 4))
+
+
+cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k=1) noexcept nogil:
+    """Rows per chunk of n rows, d features and k outputs: a function of the shape only,
+    never of the thread count."""
+    cdef Py_ssize_t chunks = max_chunks(d, k)
+    cdef Py_ssize_t by_count = (n + chunks - 1) // chunks
     cdef Py_ssize_t by_size = (MIN_CHUNK_ELEMS + d - 1) // d
     return max(by_count, by_size, <Py_ssize_t>MIN_CHUNK_ROWS)
 
@@ -98,6 +127,34 @@ cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d) noexcept nogil:
 cdef Py_ssize_t block_rows(Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
     cdef Py_ssize_t m = BLOCK_BYTES // (d * itemsize)
     return min(max(m, 8), MAX_BLOCK)
+
+
+cdef inline Py_ssize_t col_block_rows(Py_ssize_t d, Py_ssize_t k,
+                                      Py_ssize_t itemsize) noexcept nogil:
+    """Rows per block of column-contiguous X: their k outputs fit in MAX_BLOCK doubles."""
+    return min(block_rows(d, itemsize), max(MAX_BLOCK // k, 1))
+
+
+cdef inline Py_ssize_t whole_lines(Py_ssize_t count) noexcept nogil:
+    """count doubles rounded up to whole cache lines (64 bytes)."""
+    return (count + 7) // 8 * 8
+
+
+def aligned_zeros(shape):
+    """Zeros starting a cache line: with rows of whole lines, each thread's buffers do too
+    (vector loads then never straddle two lines; measured up to 1.4 x slower when they
+    did), and no two threads' share a line."""
+    size = int(np.prod(shape))
+    raw = np.zeros(size + 8)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip:skip + size].reshape(shape)
+
+
+cdef inline Py_ssize_t work_size(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
+    """Doubles of a thread's workspace in a pass (grad_chunk_rows, grad_chunk_cols): room
+    for four rows widened from float32, then for the outputs of four rows or of a block
+    of rows and one more row."""
+    return 4 * d + max(4 * k, max(<Py_ssize_t>MAX_BLOCK, k) + k)
 
 
 cdef struct Layout:
@@ -183,17 +240,17 @@ cdef inline void prefetch_ahead(const floating* start, Py_ssize_t count) noexcep
 
 
 cdef inline void prefetch_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
-                               const floating* y, const floating* sw,
+                               const floating* y, Py_ssize_t ky, const floating* sw,
                                Py_ssize_t row) noexcept nogil:
-    """Ask for row `row` of row-contiguous X, its target and its weight."""
+    """Ask for row `row` of row-contiguous X, its targets and its weight."""
     prefetch_ahead(X + row * ld, d)
-    fastgd_prefetch(y + row)
+    fastgd_prefetch(y + row * ky)
     if sw != NULL:
         fastgd_prefetch(sw + row)
 
 
-cdef inline Py_ssize_t scratch_size(Py_ssize_t d) noexcept nogil:
-    return SCRATCH_ROWS * (d + 2)
+cdef inline Py_ssize_t scratch_size(Py_ssize_t d, Py_ssize_t ky) noexcept nogil:
+    return SCRATCH_ROWS * (d + ky + 1)
 
 
 cdef inline u64 feistel(const Shuffle* s, u64 x) noexcept nogil:
@@ -265,16 +322,25 @@ def shuffled_rows(tuple keys, Py_ssize_t n, Py_ssize_t start=0, Py_ssize_t stop=
     return np.array([shuffled_row(&s, p) for p in range(start, stop)], dtype=np.intp)
 
 
-cdef inline double row_residual(const Loss* loss, double z, const floating* y, const floating* sw,
-                                Py_ssize_t i, double* sums) noexcept nogil:
-    """Loss of row i at prediction z, accumulated into sums; returns r_i = w_i * dloss."""
+cdef inline void row_residuals(const Loss* loss, Py_ssize_t k, double* z, const floating* y,
+                               const floating* sw, Py_ssize_t i, double* sums) noexcept nogil:
+    """Loss of row i at predictions z[0:k], accumulated into sums (the k residual sums,
+    then the scalars); z becomes the residuals r_io = w_i dloss / dz_o."""
     cdef double wi = 1.0 if sw == NULL else <double>sw[i]
-    cdef double yi = y[i]
-    sums[SUM_LOSS] += wi * loss_value(loss, z, yi)
-    sums[SUM_W] += wi
-    cdef double r = wi * loss_derivative(loss, z, yi)
-    sums[SUM_R] += r
-    return r
+    cdef Py_ssize_t o
+    sums[k + SUM_LOSS] += wi * row_loss(loss, k, z, y + i * loss.ky)
+    sums[k + SUM_W] += wi
+    for o in range(k):
+        z[o] = wi * z[o]
+        sums[o] += z[o]
+
+
+cdef inline void predict_row(const floating* x, const double* params, Py_ssize_t d,
+                             Py_ssize_t k, double* z) noexcept nogil:
+    """z[0:k] = W x + b for one row x (params = W row by row, then b)."""
+    cdef Py_ssize_t o
+    for o in range(k):
+        z[o] = dot1(x, params + o * d, d) + params[k * d + o]
 
 
 # Two primitives make up both layouts' passes: X·w and Xᵀr swap roles between C and F order.
@@ -396,15 +462,29 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
 
 
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
-                          const floating* y, const floating* sw, const double* w, double b,
+                          const floating* y, const floating* sw, const double* params,
                           const Loss* loss, Py_ssize_t start, Py_ssize_t stop, double* acc,
                           const Py_ssize_t* index, Py_ssize_t n_ahead,
-                          double* wide) noexcept nogil:
+                          double* work) noexcept nogil:
+    """Rows [start, stop) of row-contiguous X: see rows_sums. A single output gets its own
+    copy of the loop, with k = 1 known to the compiler (measured: 10 % faster at batch 32)."""
+    if loss.k == 1:
+        rows_sums(X, ld, d, y, sw, params, loss, 1, start, stop, acc, index, n_ahead, work)
+    else:
+        rows_sums(X, ld, d, y, sw, params, loss, loss.k, start, stop, acc, index, n_ahead,
+                  work)
+
+
+cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
+                           const floating* y, const floating* sw, const double* params,
+                           const Loss* loss, Py_ssize_t k, Py_ssize_t start, Py_ssize_t stop,
+                           double* acc, const Py_ssize_t* index, Py_ssize_t n_ahead,
+                           double* work) noexcept nogil:
     """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index),
-    four rows at a time: their dot products with w, one row after the other (one stream
-    the prefetcher can follow: reading four rows in lockstep measured 3 x slower out of
+    four rows at a time: their predictions, one row after the other (one stream the
+    prefetcher can follow: reading four rows in lockstep measured 3 x slower out of
     cache), then their share of the gradient while the rows are still in L1, with one
-    read-modify-write of it for the four rows.
+    read-modify-write of it per output for the four rows.
 
     While row i is summed, row i + PREFETCH_AHEAD (index[i + PREFETCH_AHEAD]) is requested
     into L2 if i + PREFETCH_AHEAD < n_ahead: the hardware prefetcher alone left the stream
@@ -412,110 +492,133 @@ cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     (those are also moved into L1, PREFETCH_L1_AHEAD rows ahead). Into L1 directly, the
     requests stalled on its few miss buffers.
 
-    float32 rows are widened to float64 once, during their dot products, into `wide` (the
-    calling thread's 4 d doubles, in L1): widening each element twice cost more than the
-    whole float32 stream saves."""
-    cdef double* sums = acc + d
-    cdef double z[4]
+    `work` is the calling thread's (work_size): the four rows' predictions, and room to
+    widen float32 rows to float64 once, during their first dot product (widening each
+    element twice cost more than the whole float32 stream saves)."""
+    cdef Py_ssize_t nw = k * d
+    cdef double* sums = acc + nw
+    cdef double* wide = work                # float32 rows widened, d doubles each
+    cdef double* z = work + 4 * d           # z[r k + o]: output o of row r of the four
     cdef const floating* x[4]
     cdef Py_ssize_t r[4]
-    cdef Py_ssize_t i = start, k
+    cdef Py_ssize_t i = start, q, o
     while i < stop:
         if i + 4 > stop:  # the last rows, one at a time
             r[0] = i if index == NULL else index[i]
             x[0] = X + r[0] * ld
-            z[0] = row_residual(loss, dot1(x[0], w, d) + b, y, sw, r[0], sums)
-            axpy1(x[0], z[0], d, acc)
+            predict_row(x[0], params, d, k, z)
+            row_residuals(loss, k, z, y, sw, r[0], sums)
+            for o in range(k):
+                axpy1(x[0], z[o], d, acc + o * d)
             i = i + 1
             continue
-        for k in range(4):
-            r[k] = i + k if index == NULL else index[i + k]
-            x[k] = X + r[k] * ld
-            if i + k + PREFETCH_AHEAD < n_ahead:
-                prefetch_rows(X, ld, d, y, sw, i + k + PREFETCH_AHEAD if index == NULL
-                              else index[i + k + PREFETCH_AHEAD])
-            if index != NULL and i + k + PREFETCH_L1_AHEAD < n_ahead:
-                prefetch_l1(X + index[i + k + PREFETCH_L1_AHEAD] * ld, d)
+        for q in range(4):
+            r[q] = i + q if index == NULL else index[i + q]
+            x[q] = X + r[q] * ld
+            if i + q + PREFETCH_AHEAD < n_ahead:
+                prefetch_rows(X, ld, d, y, loss.ky, sw, i + q + PREFETCH_AHEAD if index == NULL
+                              else index[i + q + PREFETCH_AHEAD])
+            if index != NULL and i + q + PREFETCH_L1_AHEAD < n_ahead:
+                prefetch_l1(X + index[i + q + PREFETCH_L1_AHEAD] * ld, d)
         if floating is float:
-            if wide != NULL:
-                for k in range(4):
-                    z[k] = row_residual(loss, dot1_widen(x[k], w, d, wide + k * d) + b,
-                                        y, sw, r[k], sums)
+            for q in range(4):
+                z[q * k] = dot1_widen(x[q], params, d, wide + q * d) + params[nw]
+                for o in range(1, k):  # the other outputs from the widened row
+                    z[q * k + o] = dot1[double](wide + q * d, params + o * d, d) + params[nw + o]
+                row_residuals(loss, k, z + q * k, y, sw, r[q], sums)
+            for o in range(k):
                 axpy4[double](wide, wide + d, wide + 2 * d, wide + 3 * d,
-                              z[0], z[1], z[2], z[3], d, acc)
-                i = i + 4
-                continue
-        for k in range(4):
-            z[k] = row_residual(loss, dot1(x[k], w, d) + b, y, sw, r[k], sums)
-        axpy4(x[0], x[1], x[2], x[3], z[0], z[1], z[2], z[3], d, acc)
+                              z[o], z[k + o], z[2 * k + o], z[3 * k + o], d, acc + o * d)
+        else:
+            for q in range(4):
+                predict_row(x[q], params, d, k, z + q * k)
+                row_residuals(loss, k, z + q * k, y, sw, r[q], sums)
+            for o in range(k):
+                axpy4(x[0], x[1], x[2], x[3], z[o], z[k + o], z[2 * k + o], z[3 * k + o], d,
+                      acc + o * d)
         i = i + 4
 
 
 cdef void grad_chunk_cols(const floating* X, Py_ssize_t ld, Py_ssize_t d,
-                          const floating* y, const floating* sw, const double* w, double b,
+                          const floating* y, const floating* sw, const double* params,
                           const Loss* loss, Py_ssize_t start, Py_ssize_t stop,
-                          double* acc) noexcept nogil:
+                          double* acc, double* work) noexcept nogil:
     """Rows [start, stop) of column-contiguous X, a block of rows at a time, four columns at
     a time: the block is read from memory for the predictions and again from L2 for the
-    gradient."""
-    cdef double* sums = acc + d
-    cdef double z[MAX_BLOCK]
+    gradient. `work` (work_size) holds the block's predictions, output by output, and one
+    row's."""
+    cdef Py_ssize_t k = loss.k, nw = loss.k * d
+    cdef double* sums = acc + nw
+    cdef Py_ssize_t m_max = col_block_rows(d, k, sizeof(floating))
+    cdef double* z = work + 4 * d           # z[o m_max + i]: output o of row i of the block
+    cdef double* row = z + m_max * k        # one row's outputs
     cdef double g[4]
-    cdef Py_ssize_t m_max = block_rows(d, sizeof(floating))
-    cdef Py_ssize_t i0 = start, m, j, k
+    cdef Py_ssize_t i0 = start, m, i, j, q, o
     cdef const floating* col
+    cdef const double* w
+    cdef double* zo
     while i0 < stop:
         m = min(m_max, stop - i0)
-        for k in range(m):
-            z[k] = b
-        j = 0
-        while j + 4 <= d:
-            col = X + j * ld + i0
-            axpy4(col, col + ld, col + 2 * ld, col + 3 * ld,
-                  w[j], w[j + 1], w[j + 2], w[j + 3], m, z)
-            j = j + 4
-        while j < d:
-            axpy1(X + j * ld + i0, w[j], m, z)
-            j = j + 1
-        for k in range(m):
-            z[k] = row_residual(loss, z[k], y, sw, i0 + k, sums)
-        j = 0
-        while j + 4 <= d:
-            col = X + j * ld + i0
-            dot4(col, col + ld, col + 2 * ld, col + 3 * ld, z, m, g)
-            for k in range(4):
-                acc[j + k] += g[k]
-            j = j + 4
-        while j < d:
-            acc[j] += dot1(X + j * ld + i0, z, m)
-            j = j + 1
+        for o in range(k):
+            w = params + o * d
+            zo = z + o * m_max
+            for i in range(m):
+                zo[i] = params[nw + o]
+            j = 0
+            while j + 4 <= d:
+                col = X + j * ld + i0
+                axpy4(col, col + ld, col + 2 * ld, col + 3 * ld,
+                      w[j], w[j + 1], w[j + 2], w[j + 3], m, zo)
+                j = j + 4
+            while j < d:
+                axpy1(X + j * ld + i0, w[j], m, zo)
+                j = j + 1
+        for i in range(m):
+            for o in range(k):
+                row[o] = z[o * m_max + i]
+            row_residuals(loss, k, row, y, sw, i0 + i, sums)
+            for o in range(k):
+                z[o * m_max + i] = row[o]
+        for o in range(k):
+            zo = z + o * m_max
+            j = 0
+            while j + 4 <= d:
+                col = X + j * ld + i0
+                dot4(col, col + ld, col + 2 * ld, col + 3 * ld, zo, m, g)
+                for q in range(4):
+                    acc[o * d + j + q] += g[q]
+                j = j + 4
+            while j < d:
+                acc[o * d + j] += dot1(X + j * ld + i0, zo, m)
+                j = j + 1
         i0 = i0 + m
 
 
 cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
-                     const floating* sw, const double* w, double b, const Loss* loss,
+                     const floating* sw, const double* params, const Loss* loss,
                      const Order* order, Py_ssize_t n, int n_threads, double* partial,
-                     floating* scratch, double* wide, double* out) noexcept nogil:
-    """Gradient sums of n positions (rows, or an order's) into out[0 : d + N_SCALARS],
+                     floating* scratch, double* work, double* out) noexcept nogil:
+    """Gradient sums of n positions (rows, or an order's) into out[0 : sums_width],
     chunks spread over the threads as they free up (the sums do not depend on which thread
     ran a chunk). F-ordered X with an order gathers rows through `scratch` (a block per
-    thread, see chunk_sums); float32 rows are widened into `wide` (4 d doubles a thread).
-    Both hold room for min(n_threads, MAX_CHUNKS) threads."""
-    cdef Py_ssize_t rows = chunk_rows(n, d), n_chunks = (n + rows - 1) // rows
-    cdef Py_ssize_t width = d + N_SCALARS, c, start
+    thread, see chunk_sums); `work` is whole_lines(work_size) doubles a thread. Both hold room for
+    min(n_threads, max_chunks) threads."""
+    cdef Py_ssize_t k = loss.k, rows = chunk_rows(n, d, k), n_chunks = (n + rows - 1) // rows
+    cdef Py_ssize_t width = sums_width(d, k), c, start
     cdef int threads = <int>min(n_threads, n_chunks)
-    if threads > 1 and n * d >= PARALLEL_MIN_ELEMS:
+    if threads > 1 and n * d * k >= PARALLEL_MIN_ELEMS:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             start = c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, loss, order, start, min(start + rows, n), -1,
+            chunk_sums(X, lay, d, y, sw, params, loss, order, start, min(start + rows, n), -1,
                        partial + c * width,
-                       scratch + omp_get_thread_num() * scratch_size(d) if scratch else NULL,
-                       wide + omp_get_thread_num() * 4 * d if wide else NULL)
+                       scratch + omp_get_thread_num() * scratch_size(d, loss.ky)
+                       if scratch else NULL,
+                       work + omp_get_thread_num() * whole_lines(work_size(d, k)))
     else:
         for c in range(n_chunks):
             start = c * rows
-            chunk_sums(X, lay, d, y, sw, w, b, loss, order, start, min(start + rows, n), -1,
-                       partial + c * width, scratch, wide)
+            chunk_sums(X, lay, d, y, sw, params, loss, order, start, min(start + rows, n), -1,
+                       partial + c * width, scratch, work)
     add_chunks(partial, n_chunks, width, out)
 
 
@@ -536,11 +639,11 @@ cdef inline Py_ssize_t continue_at(Py_ssize_t position, Py_ssize_t stop,
 
 
 cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
-                     const floating* sw, const double* w, double b, const Loss* loss,
+                     const floating* sw, const double* params, const Loss* loss,
                      const Order* order, Py_ssize_t start, Py_ssize_t stop,
                      Py_ssize_t next_start, double* acc, floating* scratch,
-                     double* wide) noexcept nogil:
-    """Gradient sums of positions [start, stop) into acc[0 : d + N_SCALARS] (zeroed first).
+                     double* work) noexcept nogil:
+    """Gradient sums of positions [start, stop) into acc[0 : sums_width] (zeroed first).
 
     With an `order`, position p reads row row_at(order, p), SCRATCH_ROWS rows at a time,
     and the rows PREFETCH_AHEAD positions ahead are requested from memory meanwhile;
@@ -549,105 +652,109 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     (SCRATCH_ROWS rows of X, y and sample_weight; NULL for C order, whose rows are summed
     where they are).
     """
-    cdef Py_ssize_t i, k, m, ahead, j, p
+    cdef Py_ssize_t i, q, m, ahead, j, p, ky = loss.ky
     cdef Py_ssize_t index[SCRATCH_ROWS + PREFETCH_AHEAD]
     cdef floating* xs
     cdef floating* ys
     cdef floating* ws
-    memset(acc, 0, (d + N_SCALARS) * sizeof(double))
+    memset(acc, 0, sums_width(d, loss.k) * sizeof(double))
     if order == NULL:
         if lay.rows:  # prefetched only where the thread goes on from stop (a mini-batch
                       # epoch on one thread): in a full pass the hardware prefetcher keeps
                       # up, and float32 passes measured 1.5 x slower with the requests
-            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, start, stop, acc, NULL,
+            grad_chunk_rows(X, lay.ld, d, y, sw, params, loss, start, stop, acc, NULL,
                             min(stop + PREFETCH_AHEAD, lay.n) if next_start == stop else 0,
-                            wide)
+                            work)
         else:
-            grad_chunk_cols(X, lay.ld, d, y, sw, w, b, loss, start, stop, acc)
+            grad_chunk_cols(X, lay.ld, d, y, sw, params, loss, start, stop, acc, work)
         return
     xs = scratch
     ys = xs + SCRATCH_ROWS * d
-    ws = ys + SCRATCH_ROWS
+    ws = ys + SCRATCH_ROWS * ky
     i = start
     while i < stop:
         m = min(<Py_ssize_t>SCRATCH_ROWS, stop - i)
         ahead = m
-        for k in range(m + (PREFETCH_AHEAD if lay.rows else 0)):  # F order: no prefetch
-            p = continue_at(i + k, stop, next_start)
+        for q in range(m + (PREFETCH_AHEAD if lay.rows else 0)):  # F order: no prefetch
+            p = continue_at(i + q, stop, next_start)
             if p < 0 or p >= order.n:
                 break
-            index[k] = row_at(order, p)
-            ahead = k + 1
+            index[q] = row_at(order, p)
+            ahead = q + 1
         if lay.rows:  # sum the rows where they are
-            grad_chunk_rows(X, lay.ld, d, y, sw, w, b, loss, 0, m, acc, index, ahead, wide)
+            grad_chunk_rows(X, lay.ld, d, y, sw, params, loss, 0, m, acc, index, ahead, work)
         else:  # F order: gather the rows into scratch first
-            for k in range(m):
+            for q in range(m):
                 for j in range(d):
-                    xs[k * d + j] = X[index[k] + j * lay.ld]
-                ys[k] = y[index[k]]
+                    xs[q * d + j] = X[index[q] + j * lay.ld]
+                for j in range(ky):
+                    ys[q * ky + j] = y[index[q] * ky + j]
                 if sw != NULL:
-                    ws[k] = sw[index[k]]
-            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, w, b, loss, 0, m,
-                            acc, NULL, 0, wide)
+                    ws[q] = sw[index[q]]
+            grad_chunk_rows(xs, d, d, ys, ws if sw != NULL else NULL, params, loss, 0, m,
+                            acc, NULL, 0, work)
         i = i + m
 
 
-def grad_pass(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
-              const double[::1] coef, double intercept, loss, int n_threads,
+def grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
+              const floating[::1] sample_weight, const double[:, ::1] coef,
+              const double[::1] intercept, loss, int n_threads,
               const Py_ssize_t[::1] rows=None):
     """Mean loss, its gradient in coef and in intercept, in one pass over X (over X[rows]
-    only, given row indices: read in place, not copied).
+    only, given row indices: read in place, not copied), for a model of k outputs:
+    coef (k, d), intercept (k,), Y (n, k) or, for the multinomial loss, (n, 1).
 
-    Returns (loss, grad_coef, grad_intercept), all means weighted by sample_weight.
+    Returns (loss, grad_coef (k, d), grad_intercept (k,)), all means weighted by
+    sample_weight.
     """
-    cdef Py_ssize_t d = X.shape[1]
+    cdef Py_ssize_t d = X.shape[1], k = coef.shape[0]
+    if coef.shape[1] != d or intercept.shape[0] != k:
+        raise ValueError(f"coef must have shape ({k}, {d}) and intercept ({k},)")
     cdef Layout lay = layout_of(X)
-    cdef Loss spec = loss_of(loss)
+    cdef Loss spec = loss_of(loss, k, X, Y, sample_weight)
     cdef Order order = make_order(None, rows, X.shape[0])
     cdef const Order* order_ptr = NULL if rows is None else &order
-    cdef double[:, ::1] partial = np.empty((MAX_CHUNKS, d + N_SCALARS))
-    cdef double[::1] total = np.empty(d + N_SCALARS)
+    cdef Py_ssize_t width = sums_width(d, k)
+    cdef double[::1] params = np.append(coef, intercept)
+    cdef double[:, ::1] partial = np.empty((max_chunks(d, k), width))
+    cdef double[::1] total = np.empty(width)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef Py_ssize_t threads = min(max(n_threads, 1), max_chunks(d, k))
     cdef floating[::1] scratch = None
     cdef floating* scratch_ptr = NULL
     if rows is not None and not lay.rows:  # F order gathers the rows: a block per thread
-        scratch = np.empty(min(max(n_threads, 1), MAX_CHUNKS) * scratch_size(d),
+        scratch = np.empty(threads * scratch_size(d, spec.ky),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
-    cdef double[::1] wide = widening_buffer(X, min(max(n_threads, 1), MAX_CHUNKS))
+    cdef double[::1] work = aligned_zeros(threads * whole_lines(work_size(d, k)))
     if order.n == 0:
         raise ValueError("no rows to sum")
     with nogil:
-        range_sums(&X[0, 0], lay, d, &y[0], swp, &coef[0], intercept, &spec, order_ptr,
-                   order.n, n_threads, &partial[0, 0], scratch_ptr,
-                   NULL if wide is None else &wide[0], &total[0])
+        range_sums(&X[0, 0], lay, d, &Y[0, 0], swp, &params[0], &spec, order_ptr,
+                   order.n, n_threads, &partial[0, 0], scratch_ptr, &work[0], &total[0])
     sums = np.asarray(total)
-    weight = sums[d + SUM_W]
-    return sums[d + SUM_LOSS] / weight, sums[:d] / weight, sums[d + SUM_R] / weight
-
-
-cdef double[::1] widening_buffer(const floating[:, :] X, Py_ssize_t threads):
-    """Room for each thread to widen four float32 rows to float64 (None for float64)."""
-    if floating is float:
-        return np.empty(threads * 4 * X.shape[1])
-    return None
+    nw = k * d
+    weight = sums[nw + k + SUM_W]
+    return (sums[nw + k + SUM_LOSS] / weight, sums[:nw].reshape(k, d) / weight,
+            sums[nw:nw + k] / weight)
 
 
 cdef const floating* sample_weight_ptr(const floating[::1] sample_weight) noexcept:
     return NULL if sample_weight is None else &sample_weight[0]
 
 
-cdef inline double to_original(const double* theta, const double* mean, const double* inv_scale,
-                               Py_ssize_t d, double* w) noexcept nogil:
-    """Trained parameters (w_s, b_s) in original units: w = w_s / scale into `w`, and
-    returns b = b_s - mean . w (a copy of theta without standardization, mean = NULL)."""
-    cdef Py_ssize_t j
+cdef inline void to_original(const double* theta, const double* mean, const double* inv_scale,
+                             Py_ssize_t d, Py_ssize_t k, double* params) noexcept nogil:
+    """Trained parameters (W_s, b_s) in original units into `params`: W = W_s / scale (per
+    column), b = b_s - W mean (a copy of theta without standardization, mean = NULL)."""
+    cdef Py_ssize_t j, o
     if mean == NULL:
-        memcpy(w, theta, d * sizeof(double))
-        return theta[d]
-    for j in range(d):
-        w[j] = theta[j] * inv_scale[j]
-    return theta[d] - dot1[double](mean, w, d)
+        memcpy(params, theta, k * (d + 1) * sizeof(double))
+        return
+    for o in range(k):
+        for j in range(d):
+            params[o * d + j] = theta[o * d + j] * inv_scale[j]
+        params[k * d + o] = theta[k * d + o] - dot1[double](mean, params + o * d, d)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad": ADAGRAD,
@@ -675,10 +782,10 @@ cdef struct Epoch:
 
 
 cdef inline Py_ssize_t batch_chunks(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
-                                    Py_ssize_t d, Py_ssize_t* rows) noexcept nogil:
+                                    Py_ssize_t d, Py_ssize_t k, Py_ssize_t* rows) noexcept nogil:
     """Chunks of the batch starting at position lo (rows per chunk into `rows`)."""
     cdef Py_ssize_t size = min(batch_size, n - lo)
-    rows[0] = chunk_rows(size, d)
+    rows[0] = chunk_rows(size, d, k)
     return (size + rows[0] - 1) // rows[0]
 
 
@@ -689,12 +796,13 @@ cdef inline Py_ssize_t first_chunk(Py_ssize_t n_chunks, int tid, int n_team) noe
 
 
 cdef inline Py_ssize_t thread_start(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
-                                    Py_ssize_t d, int tid, int n_team) noexcept nogil:
+                                    Py_ssize_t d, Py_ssize_t k, int tid,
+                                    int n_team) noexcept nogil:
     """Thread tid's first position in the batch starting at lo (-1: none)."""
     cdef Py_ssize_t rows, n_chunks
     if lo >= n:
         return -1
-    n_chunks = batch_chunks(lo, n, batch_size, d, &rows)
+    n_chunks = batch_chunks(lo, n, batch_size, d, k, &rows)
     if first_chunk(n_chunks, tid, n_team) == first_chunk(n_chunks, tid + 1, n_team):
         return -1
     return lo + first_chunk(n_chunks, tid, n_team) * rows
@@ -707,11 +815,11 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
 
     Each batch's chunks are shared out in runs (first_chunk). After a barrier
     (fastgd_team_wait), every thread adds all the partial sums in chunk order and makes the
-    same update to its own copy of the parameters, `own` = (theta, m, v, w, grad, sums,
-    and room to widen float32 rows):
-    bit-identical copies for the price of one barrier per batch. Consecutive batches put
-    their partial sums in alternate halves of e.partial, so a thread that has updated can
-    fill in the next batch while the others still read this one.
+    same update to its own copy of the parameters, `own` = (theta, m, v, params, grad,
+    sums, and its workspace for the passes): bit-identical copies for the price of one
+    barrier per batch. Consecutive batches put their partial sums in alternate halves of
+    e.partial, so a thread that has updated can fill in the next batch while the others
+    still read this one.
 
     A barrier per batch is only cheap while every thread has a core. When the cores are
     shared with other work, a thread waits a whole time slice for a partner that is not
@@ -723,28 +831,30 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     Votes are written for barrier k + 1 into the other parity's slot of e.solo than the
     one read at barrier k, so all threads read the same value.
     """
-    cdef Py_ssize_t n = e.n, d = e.d, width = d + N_SCALARS
+    cdef Py_ssize_t n = e.n, d = e.d, k = e.loss.k, nw = e.loss.k * e.d
+    cdef Py_ssize_t n_params = nw + k, width = sums_width(d, k), slot = whole_lines(width)
     cdef double* theta = own
-    cdef double* m = own + width
-    cdef double* v = own + 2 * width
-    cdef double* w = own + 3 * width         # the weights in original units, per batch
-    cdef double* grad = own + 4 * width
-    cdef double* sums = own + 5 * width
-    cdef double* wide = own + 6 * width      # float32 rows widened (grad_chunk_rows)
+    cdef double* m = own + slot
+    cdef double* v = own + 2 * slot
+    cdef double* params = own + 3 * slot     # the parameters in original units, per batch
+    cdef double* grad = own + 4 * slot
+    cdef double* sums = own + 5 * slot
+    cdef double* work = own + 6 * slot       # the passes' workspace (work_size)
     cdef const double* mu = e.mean
     cdef const double* inv_sd = e.inv_scale
     cdef double* partial
-    cdef floating* my_scratch = NULL if scratch == NULL else scratch + tid * scratch_size(d)
-    cdef Py_ssize_t lo = 0, hi, rows, n_chunks, first, last, c, start, stop, next_start, j
+    cdef floating* my_scratch = (NULL if scratch == NULL
+                                 else scratch + tid * scratch_size(d, e.loss.ky))
+    cdef Py_ssize_t lo = 0, hi, rows, n_chunks, first, last, c, start, stop, next_start, j, o
     cdef long batch = 0, steps = 0, long_waits = 0
-    cdef double b, weight, loss_total = 0.0, weight_total = 0.0
+    cdef double weight, loss_total = 0.0, weight_total = 0.0
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
     while lo < n:
         hi = min(lo + e.batch_size, n)
-        n_chunks = batch_chunks(lo, n, e.batch_size, d, &rows)
+        n_chunks = batch_chunks(lo, n, e.batch_size, d, k, &rows)
         partial = e.partial + (batch % 2) * e.max_chunks * width
         batch += 1
-        b = to_original(theta, mu, inv_sd, d, w)
+        to_original(theta, mu, inv_sd, d, k, params)
         first = first_chunk(n_chunks, tid, n_team)
         last = first_chunk(n_chunks, tid + 1, n_team)
         for c in range(first, last):
@@ -753,9 +863,9 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             if c + 1 < last:
                 next_start = stop
             else:  # this thread's first position in the next batch (for prefetching)
-                next_start = thread_start(hi, n, e.batch_size, d, tid, n_team)
-            chunk_sums(X, e.lay, d, y, sw, w, b, &e.loss, e.order, start, stop, next_start,
-                       partial + c * width, my_scratch, wide)
+                next_start = thread_start(hi, n, e.batch_size, d, k, tid, n_team)
+            chunk_sums(X, e.lay, d, y, sw, params, &e.loss, e.order, start, stop, next_start,
+                       partial + c * width, my_scratch, work)
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
                 long_waits += 1
@@ -768,63 +878,74 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
                 n_team = 1
         add_chunks(partial, n_chunks, width, sums)
         lo = hi
-        weight = sums[d + SUM_W]
+        weight = sums[n_params + SUM_W]
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
-        loss_total += sums[d + SUM_LOSS]
+        loss_total += sums[n_params + SUM_LOSS]
         weight_total += weight
-        if not isfinite(sums[d + SUM_LOSS]):
+        if not isfinite(sums[n_params + SUM_LOSS]):
             break
         # Gradient in the trained parameters: (X^T r - mean sum r) / scale, and sum r.
-        grad[d] = sums[d + SUM_R] / weight
-        for j in range(d):
-            grad[j] = sums[j] / weight
-            if mu != NULL:
-                grad[j] = (grad[j] - mu[j] * grad[d]) * inv_sd[j]
+        for o in range(k):
+            grad[nw + o] = sums[nw + o] / weight
+            for j in range(d):
+                grad[o * d + j] = sums[o * d + j] / weight
+                if mu != NULL:
+                    grad[o * d + j] = (grad[o * d + j] - mu[j] * grad[nw + o]) * inv_sd[j]
         steps += 1
         if e.l2 > 0.0:
-            add_l2(grad, theta, d, e.l2)
+            add_l2(grad, theta, nw, e.l2)
         if e.max_norm > 0.0:
-            clip_norm(grad, d + 1, e.max_norm)
+            clip_norm(grad, n_params, e.max_norm)
         beta1_t *= e.config.beta1
         beta2_t *= e.config.beta2
-        optim_step(&e.config, theta, grad, m, v, d + 1, d, beta1_t, beta2_t, e.learning_rate)
+        optim_step(&e.config, theta, grad, m, v, n_params, nw, beta1_t, beta2_t,
+                   e.learning_rate)
         if e.l1 > 0.0:
-            soft_threshold(theta, d, e.learning_rate * e.l1)
+            soft_threshold(theta, nw, e.learning_rate * e.l1)
     if tid == 0:
         e.loss_total = loss_total
         e.weight_total = weight_total
         e.steps = steps
 
 
-def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1] sample_weight,
-              double[::1] theta, double[::1] m, double[::1] v, long step,
-              const double[::1] mean, const double[::1] scale, str optimizer, dict hyper,
-              double learning_rate, Py_ssize_t batch_size, tuple shuffle_keys, loss,
-              int n_threads, const Py_ssize_t[::1] rows=None):
+def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
+              const floating[::1] sample_weight, double[::1] theta, double[::1] m,
+              double[::1] v, long step, const double[::1] mean, const double[::1] scale,
+              str optimizer, dict hyper, double learning_rate, Py_ssize_t batch_size,
+              tuple shuffle_keys, loss, int n_threads, const Py_ssize_t[::1] rows=None):
     """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
 
-    theta = (w, b) are the trained parameters (acting on standardized features when mean and
-    scale are given); theta, m and v (the optimizer state) are updated in place; `step` is
-    the number of updates made before this epoch. Batches are consecutive positions, the
-    last one partial; with shuffle_keys (three 64-bit keys, new each epoch) position p
-    reads row shuffled_row(p); with `rows`, only those rows are trained on (positions
-    index them; see Order). A batch with a non-finite loss stops the epoch before its
-    update. The threads work through the epoch together (see epoch_worker).
+    theta = (W, b) are the trained parameters of a model of k outputs (k (d + 1) values:
+    W (k, d) row by row, then b; acting on standardized features when mean and scale are
+    given); theta, m and v (the optimizer state) are updated in place; `step` is the number
+    of updates made before this epoch. Y is (n, k), or (n, 1) class indices for the
+    multinomial loss. Batches are consecutive positions, the last one partial; with
+    shuffle_keys (three 64-bit keys, new each epoch) position p reads row shuffled_row(p);
+    with `rows`, only those rows are trained on (positions index them; see Order). A batch
+    with a non-finite loss stops the epoch before its update. The threads work through the
+    epoch together (see epoch_worker).
 
     Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
     """
-    cdef Py_ssize_t d = X.shape[1], width = d + N_SCALARS
+    cdef Py_ssize_t d = X.shape[1], k = theta.shape[0] // (d + 1), n_params = theta.shape[0]
+    if n_params != k * (d + 1) or m.shape[0] != n_params or v.shape[0] != n_params:
+        raise ValueError(f"theta, m and v must have k ({d} + 1) entries for {d} features")
+    if mean is not None and (mean.shape[0] != d or scale is None or scale.shape[0] != d):
+        raise ValueError(f"mean and scale must have {d} entries")
+    cdef Py_ssize_t width = sums_width(d, k)
     cdef Epoch e
     cdef Order order = make_order(shuffle_keys, rows, X.shape[0])
     cdef Py_ssize_t n = order.n, chunk
     if n == 0:
         raise ValueError("no rows to train on")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
     e.n = n
     e.d = d
     e.batch_size = batch_size
     e.lay = layout_of(X)
-    e.loss = loss_of(loss)
+    e.loss = loss_of(loss, k, X, Y, sample_weight)
     e.config.kind = OPTIMIZERS[optimizer]
     e.config.momentum = hyper["momentum"]
     e.config.beta1 = hyper["beta1"]
@@ -843,16 +964,16 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
     # Full batches all have the same chunks, but the last partial batch can have more:
     # chunk_rows caps the chunk count, so smaller batches can get smaller chunks.
-    e.max_chunks = max(batch_chunks(0, n, batch_size, d, &chunk),
-                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d,
+    e.max_chunks = max(batch_chunks(0, n, batch_size, d, k, &chunk),
+                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d, k,
                                     &chunk))
     cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
-    if not order.shuffled and min(batch_size, n) * d < PARALLEL_MIN_ELEMS:
+    if not order.shuffled and min(batch_size, n) * d * k < PARALLEL_MIN_ELEMS:
         threads = 1
     cdef floating[::1] scratch = None
     cdef floating* scratch_ptr = NULL
     if e.order != NULL and not e.lay.rows:  # F order gathers ordered rows: a block each
-        scratch = np.empty(threads * scratch_size(d),
+        scratch = np.empty(threads * scratch_size(d, e.loss.ky),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
     cdef double[:, :, ::1] partial = np.empty((2, e.max_chunks, width))
@@ -865,15 +986,16 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
     cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
     e.mean = NULL if mean is None else &mean[0]
     e.inv_scale = NULL if scale is None else &inv_scale[0]
-    # Each thread's parameters, optimizer state and per-batch buffers (6 rows of `width`),
-    # and room to widen four float32 rows.
-    cdef Py_ssize_t own_size = 6 * width + 4 * d
-    cdef double[:, ::1] own = np.zeros((threads, own_size))
+    # Each thread's parameters, optimizer state and per-batch buffers (6 slots of `width`),
+    # and its workspace, each starting a cache line.
+    cdef Py_ssize_t slot = whole_lines(width)
+    cdef Py_ssize_t own_size = 6 * slot + whole_lines(work_size(d, k))
+    cdef double[:, ::1] own = aligned_zeros((threads, own_size))
     for j, state in enumerate((theta, m, v)):
-        own.base[:, j * width:j * width + d + 1] = state
+        own.base[:, j * slot:j * slot + n_params] = state
     cdef double* own_ptr = &own[0, 0]
     cdef const floating* Xp = &X[0, 0]
-    cdef const floating* yp = &y[0]
+    cdef const floating* yp = &Y[0, 0]
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef int tid
     with nogil:
@@ -884,9 +1006,9 @@ def run_epoch(const floating[:, :] X, const floating[::1] y, const floating[::1]
                              omp_get_num_threads())
         else:
             epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr, 0, 1)
-    theta[:] = own[0, :d + 1]
-    m[:] = own[0, width:width + d + 1]
-    v[:] = own[0, 2 * width:2 * width + d + 1]
+    theta[:] = own[0, :n_params]
+    m[:] = own[0, slot:slot + n_params]
+    v[:] = own[0, 2 * slot:2 * slot + n_params]
     return e.loss_total, e.weight_total, e.steps
 
 

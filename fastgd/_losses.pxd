@@ -2,16 +2,20 @@
 # as tiny inline nogil functions, so the hot loop never calls into Python.
 # Keep each formula next to its name, and in step with fastgd/reference.py (LOSSES).
 
-from libc.math cimport exp, fabs, log1p
+from cython cimport floating
+from libc.math cimport exp, fabs, log, log1p
 
 cdef enum LossKind:
     SQUARED = 0
     HUBER = 1
     LOG = 2
+    MULTINOMIAL = 3
 
 ctypedef struct Loss:
     LossKind kind
     double delta      # huber: where the loss turns from quadratic to linear
+    Py_ssize_t k      # predictions per row (outputs, or classes for the multinomial loss)
+    Py_ssize_t ky     # targets per row: k, or 1 (the class index) for the multinomial loss
 
 
 # squared error (torch's MSELoss): (z - y)^2, d/dz = 2 (z - y)
@@ -47,6 +51,24 @@ cdef inline double log_dloss(double z, double y) noexcept nogil:
     return e / (1.0 + e) - y
 
 
+# multinomial log loss (torch's CrossEntropyLoss) of k logits z against the class c:
+# log(sum_o e^z_o) - z_c, computed with the largest logit subtracted so that no exp
+# overflows; d/dz_o = softmax(z)_o - [o == c]. z becomes the derivative.
+cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t o
+    cdef double top = z[0], zc = z[c], total = 0.0
+    for o in range(1, k):
+        if z[o] > top:
+            top = z[o]
+    for o in range(k):
+        z[o] = exp(z[o] - top)
+        total += z[o]
+    for o in range(k):
+        z[o] /= total
+    z[c] -= 1.0
+    return log(total) - (zc - top)
+
+
 cdef inline double loss_value(const Loss* loss, double z, double y) noexcept nogil:
     if loss.kind == SQUARED:
         return squared_loss(z, y)
@@ -60,3 +82,17 @@ cdef inline double loss_derivative(const Loss* loss, double z, double y) noexcep
     if loss.kind == HUBER:
         return huber_dloss(z, y, loss.delta)
     return log_dloss(z, y)
+
+
+cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
+                            const floating* y) noexcept nogil:
+    """The loss of one row's predictions z[0:k] (k = loss.k) against its targets y[0:ky]
+    (the sum over outputs of an elementwise loss); z becomes its derivative in z."""
+    cdef Py_ssize_t o
+    cdef double total = 0.0
+    if loss.kind == MULTINOMIAL:
+        return softmax_loss(z, k, <Py_ssize_t>y[0])
+    for o in range(k):
+        total += loss_value(loss, z[o], y[o])
+        z[o] = loss_derivative(loss, z[o], y[o])
+    return total

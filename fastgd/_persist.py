@@ -5,13 +5,16 @@ The format (version 1) is a ZIP archive whose entries are stored uncompressed:
 ``fastgd.json``
     ``{"format": "fastgd-model", "version": 1, "estimator": "GDRegressor",
     "fastgd_version": "...", "params": {...}, "values": {...}, "arrays": {...}}``:
-    the constructor parameters (``get_params()``), the fitted attributes that are plain
-    JSON values (``intercept_``, ``n_iter_``, ``history_``, ...), and for each fitted array
-    ``{"dtype": "<f8", "shape": [d], "strings": false}`` ("strings": an array of Python
-    strings, such as ``feature_names_in_``, stored as fixed-width unicode).
+    the estimator ("GDRegressor" or "GDClassifier"), its constructor parameters
+    (``get_params()``), the fitted attributes that are plain JSON values (``n_iter_``,
+    ``history_``, a single-output regressor's ``intercept_``, ...), and for each fitted
+    array ``{"dtype": "<f8", "shape": [d], "strings": false}`` ("strings": an array of
+    Python strings, such as ``feature_names_in_`` or a classifier's string labels in an
+    object array, stored as fixed-width unicode and read back as an object array).
 ``<name>.npy``
-    Each fitted array (``coef_``, ``mean_``, ...) in NumPy's ``.npy`` format, numbers or
-    strings only: object arrays are neither written nor read.
+    Each fitted array (``coef_``, ``intercept_`` of several outputs, ``mean_``,
+    ``classes_``, ...) in NumPy's ``.npy`` format, numbers or strings only: object arrays
+    are neither written nor read.
 
 A model is written to a temporary file in the same directory, flushed to disk, and renamed
 over the target: a crash or a full disk leaves either the old file or the new one, never a
@@ -46,16 +49,20 @@ def save(estimator, path) -> None:
     check_is_fitted(estimator)
     # Callbacks are code, not data: they are not saved (a loaded model has none).
     params = {**estimator.get_params(deep=False), "callbacks": None}
-    values = {name: getattr(estimator, name) for name in estimator._saved_values
-              if hasattr(estimator, name)}
-    arrays = {name: _storable(name, getattr(estimator, name))
-              for name in estimator._saved_arrays if getattr(estimator, name, None) is not None}
+    fitted = {name: getattr(estimator, name) for name in estimator._saved
+              if getattr(estimator, name, None) is not None}
+    values = {name: value for name, value in fitted.items()
+              if not isinstance(value, np.ndarray)}
+    objects = {name for name, value in fitted.items()  # e.g. feature_names_in_
+               if isinstance(value, np.ndarray) and value.dtype.hasobject}
+    arrays = {name: _storable(name, value) for name, value in fitted.items()
+              if isinstance(value, np.ndarray)}
     try:
         meta = json.dumps({
             "format": FORMAT, "version": VERSION, "estimator": type(estimator).__name__,
             "fastgd_version": _fastgd_version(), "params": params, "values": values,
             "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape),
-                              "strings": bool(a.dtype.kind == "U")}
+                              "strings": name in objects}
                        for name, a in arrays.items()},
         }, allow_nan=False, default=_json_number)
     except (TypeError, ValueError) as error:
@@ -112,7 +119,7 @@ def load(path):
                 raise ValueError(f"unknown parameters {sorted(unknown)}")
             estimator.set_params(**params)
             for name, value in _checked(meta, "values", dict).items():
-                if name not in cls._saved_values:
+                if name not in cls._saved:
                     raise ValueError(f"unexpected attribute {name!r}")
                 setattr(estimator, name, value)
             declared = _checked(meta, "arrays", dict)
@@ -120,7 +127,7 @@ def load(path):
             if names != {f"{name}.npy" for name in declared}:
                 raise ValueError("its entries do not match its table of contents")
             for name, spec in declared.items():
-                if name not in cls._saved_arrays:
+                if name not in cls._saved:
                     raise ValueError(f"unexpected array {name!r}")
                 setattr(estimator, name, _read_array(archive, name, spec))
             estimator._check_loaded()

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastgd._compiled import kernels
 
-LOSSES = ("squared", "huber", "log")
+LOSSES = ("squared", "huber", "log", "multinomial")
 
 
 class Loss(NamedTuple):
@@ -159,12 +159,33 @@ def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
     return sw
 
 
-def as_coef(coef, d: int, name: str = "coef") -> np.ndarray:
+def as_targets(y, n: int, k: int, dtype, name: str = "y") -> np.ndarray:
+    """Finite targets as an (n, k) C-contiguous array in the data's dtype: y of shape (n,)
+    (k = 1) or (n, k)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+    if y.ndim == 1 and k == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] != k:
+        want = f"({n},)" if k == 1 else f"({n}, {k})"
+        raise ValueError(f"{name} must have shape {want} for {k} output(s), got {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} entries but X has {n} rows")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return y
+
+
+def as_coef(coef, shape: tuple, name: str = "coef") -> np.ndarray:
+    """Finite float64 coefficients of the given shape: (d,), or (k, d) for k outputs."""
     coef = np.asarray(coef)
     if coef.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {coef.dtype}")
-    if coef.shape != (d,):
-        raise ValueError(f"{name} must have shape ({d},) to match X's {d} columns, got "
+    if coef.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} to match X's {shape[-1]} columns"
+                         f"{'' if len(shape) == 1 else f' and {shape[0]} outputs'}, got "
                          f"{coef.shape}")
     coef = np.ascontiguousarray(coef, dtype=np.float64)
     if not np.isfinite(coef).all():
@@ -172,12 +193,23 @@ def as_coef(coef, d: int, name: str = "coef") -> np.ndarray:
     return coef
 
 
-def as_intercept(intercept, name: str = "intercept") -> float:
-    if isinstance(intercept, bool) or not isinstance(intercept, numbers.Real):
+def as_intercept(intercept, k: int | None = None, name: str = "intercept"):
+    """A finite real number (k = None), or k of them as a float64 array (a number is
+    repeated; one array must have shape (k,))."""
+    if k is not None and np.ndim(intercept) == 1:
+        values = np.asarray(intercept)
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+        if values.shape != (k,):
+            raise ValueError(f"{name} must have shape ({k},), got {values.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        return values.astype(np.float64)
+    if isinstance(intercept, (bool, np.bool_)) or not isinstance(intercept, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {intercept!r}")
     if not np.isfinite(intercept):
         raise ValueError(f"{name} must be finite, got {intercept!r}")
-    return float(intercept)
+    return float(intercept) if k is None else np.full(k, float(intercept))
 
 
 def raise_if_nonfinite(X: np.ndarray, name: str = "X", row_offset: int = 0) -> None:
@@ -196,15 +228,32 @@ def raise_if_nonfinite(X: np.ndarray, name: str = "X", row_offset: int = 0) -> N
 
 
 def check_loss_and_grad_args(X, y, coef, intercept, loss, delta, sample_weight, n_threads):
-    """Validate the public loss_and_grad arguments into the engine interface's form."""
+    """Validate the public loss_and_grad arguments into the engine interface's form:
+    (X, Y, sample_weight, coef (k, d), intercept (k,), loss, n_threads)."""
     X = as_matrix(X)
     n, d = X.shape
     spec = check_loss(loss, delta)
-    y = as_vector(y, "y", n, X.dtype)
+    coef = np.asarray(coef)
+    k = coef.shape[0] if coef.ndim == 2 else 1
+    coef = as_coef(coef, (k, d) if coef.ndim == 2 else (d,))
+    if spec.name == "multinomial":
+        if coef.ndim != 2 or k < 2:
+            raise ValueError(f"coef must have shape (n_classes, {d}) with 2 classes or more "
+                             f"for loss='multinomial', got {coef.shape}")
+        Y = as_vector(y, "y", n, X.dtype)[:, None]
+        check_class_indices(Y, k)
+    else:
+        Y = as_targets(y, n, k, X.dtype)
     if spec.name == "log":
-        check_targets_in_unit_interval(y)
-    return (X, y, as_sample_weight(sample_weight, n, X.dtype), as_coef(coef, d),
-            as_intercept(intercept), spec, effective_n_threads(n_threads))
+        check_targets_in_unit_interval(Y)
+    return (X, Y, as_sample_weight(sample_weight, n, X.dtype), coef.reshape(k, d),
+            as_intercept(intercept, k), spec, effective_n_threads(n_threads))
+
+
+def check_class_indices(Y: np.ndarray, k: int) -> None:
+    """The multinomial loss's targets are class indices 0, 1, ..., k - 1."""
+    if not (np.all(Y >= 0) and np.all(Y < k) and np.array_equal(Y, np.floor(Y))):
+        raise ValueError(f"y must hold class indices 0 to {k - 1} for loss='multinomial'")
 
 
 def check_targets_in_unit_interval(y: np.ndarray) -> None:

@@ -1,22 +1,32 @@
-"""scikit-learn estimators on top of the shared training driver."""
+"""scikit-learn estimators on top of the shared training driver.
+
+GDRegressor and GDClassifier share everything but their targets: _GDEstimator holds the
+parameters' checks, fit, partial_fit, early stopping and saving; each subclass turns its
+y into the engines' targets (_encode) and their result into its attributes (_store).
+"""
 
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from scipy.special import log_softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastgd import _driver, _persist, reference
 from fastgd._compiled import kernels
 from fastgd._validation import (
+    Loss,
     as_coef,
     as_intercept,
     as_matrix,
     as_sample_weight,
-    as_vector,
+    as_targets,
     check_choice,
     check_loss,
     check_number,
@@ -29,24 +39,7 @@ OPTIMIZERS = tuple(reference.OPTIMIZERS)
 DEFAULT_EPSILON = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
 SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
-
-class GDRegressor(RegressorMixin, BaseEstimator):
-    """Linear regression trained by gradient descent on the mean squared error (or Huber's
-    loss).
-
-    Each epoch reads X from memory once: the forward pass, the loss and the gradient are
-    fused in a compiled, multi-threaded kernel whose result does not depend on the number
-    of threads.
-
-    Parameters
-    ----------
-    loss : {"squared", "huber"}, default="squared"
-        The mean over rows of the squared error (z - y)^2 (torch's ``MSELoss``), or of
-        Huber's loss (torch's ``HuberLoss``): r^2 / 2 for a residual |r| <= delta, else
-        delta (|r| - delta / 2), which lets outliers pull only linearly.
-    delta : float, default=1.0
-        Huber's threshold, in the units of y (scikit-learn's SGDRegressor calls it
-        epsilon; here ``epsilon`` is the optimizers' constant, as in torch).
+COMMON_PARAMETERS = '''
     optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
             default="sgd"
         The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
@@ -93,18 +86,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         Linear warmup: epoch e < warmup_epochs uses (e + 1) / (warmup_epochs + 1) of the
         scheduled rate.
     alpha : float, default=0.0
-        Strength of the elastic-net penalty. The objective is
+        Strength of the elastic-net penalty. The objective is the mean loss (weighted by
+        sample_weight) plus
 
-            mean_i w_i (y_i - x_i . coef - b)^2 / mean_i w_i
-              + alpha (l1_ratio |coef|_1 + (1 - l1_ratio) / 2 |coef|_2^2),
+            alpha (l1_ratio |coef|_1 + (1 - l1_ratio) / 2 |coef|_2^2),
 
         on the trained coefficients (those of the standardized features when
         ``standardize=True``); the intercept is not penalized. The squared part enters the
         gradient; the L1 part is a proximal soft-threshold step after each update
         (threshold learning_rate alpha l1_ratio), so coefficients become exactly zero.
-        Compared with scikit-learn (``standardize=False``, no sample weights, n rows):
-        ElasticNet / Lasso ``alpha`` = alpha / 2 with the same l1_ratio, and
-        Ridge ``alpha`` = n alpha / 2.
     l1_ratio : float, default=0.0
         0 is ridge, 1 is lasso.
     clip_norm : float or None, default=None
@@ -142,8 +132,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         zeros). ``partial_fit`` always goes on from where training stopped.
     callbacks : callable, list of callables or None, default=None
         Called after every epoch with ``{"epoch": k (1-based), "loss", "learning_rate",
-        "seconds"}``; a callback returning True stops training there (the model keeps the
-        parameters reached).
+        "seconds"}`` (and ``"val_loss"`` with early stopping); a callback returning True
+        stops training there (the model keeps the parameters reached).
     verbose : {0, 1, 2}, default=0
         Progress on stderr (tqdm's bar if tqdm is installed, else a line an epoch) with
         the loss and rows per second: 1 once a fit has run for two seconds, 2 from the
@@ -154,11 +144,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     engine : {"cython", "numpy"}, default="cython"
         ``"numpy"`` runs the same training loop on :mod:`fastgd.reference`, the plain
         NumPy definition of the mathematics: the baseline and the check.
+'''
 
-    Attributes
-    ----------
-    coef_ : ndarray of shape (n_features,)
-    intercept_ : float
+COMMON_ATTRIBUTES = '''
     n_iter_ : int
         Epochs run.
     learning_rate_ : float
@@ -167,10 +155,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     history_ : dict of lists
         ``history_["loss"][k]`` is the mean training loss of epoch k's forward pass, at the
         parameters before that epoch's updates; ``history_["learning_rate"][k]`` the rate
-        the schedule gave it; ``history_["seconds"][k]`` its wall time.
+        the schedule gave it; ``history_["seconds"][k]`` its wall time; with early
+        stopping, ``history_["val_loss"][k]`` the validation loss after it.
     mean_, scale_ : ndarray of shape (n_features,) or None
         The standardization used (``standardize=True``).
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features,)
+        Only when X was a DataFrame with string column names.
 
     Raises
     ------
@@ -182,65 +173,19 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     -----
     Ctrl-C (KeyboardInterrupt) during ``fit`` stops training when the epoch under way
     returns, with a warning; the estimator is fitted with the parameters that had the
-    lowest training loss so far.
+    lowest training loss so far (with early stopping: validation loss).
+'''
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastgd import GDRegressor
-    >>> X = np.array([[1.0], [2.0], [3.0]]); y = np.array([2.0, 4.0, 6.0])
-    >>> model = GDRegressor(learning_rate=0.1, max_epochs=2, tol=None, standardize=False)
-    >>> [round(loss, 4) for loss in model.fit(X, y).history_["loss"]]
-    [18.6667, 0.2963]
-    >>> round(float(model.coef_[0]), 4), round(model.intercept_, 4)
-    (1.6711, 0.6933)
-    """
 
-    def __init__(self, *, loss="squared", delta=1.0, optimizer="sgd", learning_rate=0.01,
-                 momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
-                 weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
-                 power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
-                 clip_norm=None, batch_size=None, shuffle=True, random_state=None,
-                 max_epochs=1000, tol=1e-4, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, standardize=True, warm_start=False,
-                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
-        self.loss = loss
-        self.delta = delta
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.rho = rho
-        self.epsilon = epsilon
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.step_size = step_size
-        self.gamma = gamma
-        self.power_t = power_t
-        self.eta_min = eta_min
-        self.warmup_epochs = warmup_epochs
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.clip_norm = clip_norm
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.max_epochs = max_epochs
-        self.tol = tol
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.standardize = standardize
-        self.warm_start = warm_start
-        self.callbacks = callbacks
-        self.verbose = verbose
-        self.n_threads = n_threads
-        self.engine = engine
+class _GDEstimator(BaseEstimator):
+    """What both estimators share. Subclasses define __init__ (their parameters), the loss
+    choices `_losses`, and `_encode` / `_store` / `_stratify` for their targets."""
+
+    _losses: tuple = ()
 
     def _check_params(self):
-        check_choice("loss", self.loss, ("squared", "huber"))
-        check_loss(self.loss, self.delta)
+        check_choice("loss", self.loss, self._losses)
+        check_loss(self.loss, getattr(self, "delta", 1.0))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("engine", self.engine, tuple(ENGINES))
         if self.learning_rate == "auto":
@@ -290,57 +235,52 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                             f"{self.callbacks!r}")
         return callbacks
 
-    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
-        """Train on X (n_samples, n_features) and y (n_samples,); returns self.
-
-        Training starts from `coef_init` and `intercept_init` when given, else (with
-        ``warm_start=True``) from the previous fit's ``coef_`` and ``intercept_``, else
-        from zeros. The optimizer state and the schedule start afresh.
-        """
+    def _fit(self, X, y, sample_weight, coef_init, intercept_init):
         n_threads = self._check_params()
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
-        previous = (self.coef_, self.intercept_) if warm else None
-        X, y, sample_weight = self._validate(X, y, sample_weight, reset=True)
-        d = X.shape[1]
-        if previous is not None and previous[0].shape != (d,):
-            self.n_features_in_ = previous[0].shape[0]  # the fitted model stays usable
-            raise ValueError(f"warm_start=True: X has {d} features, the previous fit had "
-                             f"{previous[0].shape[0]}; pass coef_init or refit cold")
-        coef = (as_coef(coef_init, d, "coef_init") if coef_init is not None
-                else previous[0] if previous is not None else np.zeros(d))
-        intercept = (as_intercept(intercept_init, "intercept_init")
+        previous = self._parameters() if warm else None
+        shaped_by_data = {name: getattr(self, name) for name in ("n_features_in_", "classes_")
+                          if hasattr(self, name)}
+        X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True)
+        shape = (k, X.shape[1])
+        if previous is not None and previous[0].shape != shape:
+            for name, value in shaped_by_data.items():  # the fitted model stays usable
+                setattr(self, name, value)
+            raise ValueError(f"warm_start=True: X and y make a model of {shape[0]} output(s) "
+                             f"and {shape[1]} features, the previous fit had "
+                             f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
+                             "coef_init or refit cold")
+        if coef_init is not None:
+            expected = np.shape(self._shaped(np.zeros(shape)))
+            coef = as_coef(coef_init, expected, "coef_init").reshape(shape)
+        else:
+            coef = previous[0] if previous is not None else np.zeros(shape)
+        intercept = (as_intercept(intercept_init, k, "intercept_init")
                      if intercept_init is not None
-                     else previous[1] if previous is not None else 0.0)
+                     else previous[1] if previous is not None else np.zeros(k))
         random_state = check_random_state(self.random_state)
         self._shuffle_seed = int(random_state.randint(2**62))
-        holdout = self._holdout(len(y), random_state) if self.early_stopping else None
-        result = self._train(X, y, sample_weight, n_threads, coef=coef, intercept=intercept,
-                             max_epochs=self.max_epochs, tol=self.tol, early_stopping=holdout)
+        holdout = self._holdout(Y, random_state) if self.early_stopping else None
+        result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
+                             intercept=intercept, max_epochs=self.max_epochs, tol=self.tol,
+                             early_stopping=holdout)
         self.history_ = result.history
         return self._keep(result, result.n_iter)
 
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch on X and y, going on from where the last fit or partial_fit stopped.
-
-        The optimizer state (momentum, Adam's moments, the step count), the schedule
-        (each call is its next epoch; the cosine's horizon is max_epochs) and the row
-        orders carry over; so do the standardization and the learning rate, which the
-        first call fixes from its data. ``history_`` grows by one epoch a call, and
-        ``n_iter_`` counts every epoch. A model loaded by ``fastgd.load`` (or one whose
-        training diverged) starts afresh from its ``coef_`` and ``intercept_``: a new
-        optimizer state, schedule, standardization and history.
-        """
+    def _partial_fit(self, X, y, sample_weight, **encoding):
         n_threads = self._check_params()
         fitted = hasattr(self, "coef_")
-        X, y, sample_weight = self._validate(X, y, sample_weight, reset=not fitted)
+        X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=not fitted,
+                                                      **encoding)
         state = getattr(self, "_state", None) if fitted else None
         if state is not None:
             state = _driver.go_on_with(state, self.optimizer, self.learning_rate)
         if state is None or not hasattr(self, "_shuffle_seed"):
             self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
-        start = (self.coef_, self.intercept_) if fitted else (np.zeros(X.shape[1]), 0.0)
-        result = self._train(X, y, sample_weight, n_threads, coef=start[0], intercept=start[1],
-                             max_epochs=1, tol=None, state=state)
+        coef, intercept = (self._parameters() if fitted
+                           else (np.zeros((k, X.shape[1])), np.zeros(k)))
+        result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
+                             intercept=intercept, max_epochs=1, tol=None, state=state)
         done = self.n_iter_ if fitted and state is not None else 0
         if fitted and state is not None:
             for key, values in result.history.items():
@@ -349,30 +289,40 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             self.history_ = result.history
         return self._keep(result, done + result.n_iter)
 
-    def _validate(self, X, y, sample_weight, reset):
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
-                             ensure_all_finite=False, y_numeric=True, reset=reset)
-        X = as_matrix(X)
-        n = X.shape[0]
-        return X, as_vector(y, "y", n, X.dtype), as_sample_weight(sample_weight, n, X.dtype)
+    def _parameters(self):
+        """(coef (k, d), intercept (k,)) of the fitted model."""
+        coef = np.asarray(self.coef_, dtype=np.float64)
+        return coef.reshape(-1, coef.shape[-1]), np.atleast_1d(self.intercept_).astype(float)
 
-    def _holdout(self, n, random_state) -> _driver.EarlyStopping:
+    def _validate(self, X, y, sample_weight, reset, **encoding):
+        """(X, Y, sample_weight, loss, k outputs) for the engines."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
+                             ensure_all_finite=False, reset=reset, **self._y_checks)
+        X = as_matrix(X)
+        sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
+        return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
+
+    def _holdout(self, Y, random_state) -> _driver.EarlyStopping:
         """Validation rows drawn by random_state; the rest, in their order, train."""
+        n = len(Y)
         n_val = int(np.ceil(self.validation_fraction * n))
         if not 1 <= n_val < n:
             raise ValueError(f"early_stopping=True needs rows to train on and to validate "
                              f"on: validation_fraction={self.validation_fraction} of {n} "
                              f"rows leaves {n - n_val} to train on")
         held_out = np.zeros(n, dtype=bool)
-        held_out[random_state.permutation(n)[:n_val]] = True
+        held_out[self._validation_rows(Y, n_val, random_state)] = True
         return _driver.EarlyStopping(np.flatnonzero(~held_out), np.flatnonzero(held_out),
                                      int(self.n_iter_no_change))
 
-    def _train(self, X, y, sample_weight, n_threads, *, coef, intercept, max_epochs, tol,
-               state=None, early_stopping=None):
+    def _validation_rows(self, Y, n_val, random_state):
+        return random_state.permutation(len(Y))[:n_val]
+
+    def _train(self, X, Y, sample_weight, loss, n_threads, *, coef, intercept, max_epochs,
+               tol, state=None, early_stopping=None):
         return _driver.train(
-            ENGINES[self.engine], X, y, sample_weight,
-            coef=coef, intercept=intercept, loss=check_loss(self.loss, self.delta),
+            ENGINES[self.engine], X, Y, sample_weight,
+            coef=coef, intercept=intercept, loss=loss,
             optimizer=self.optimizer,
             hyper=self._hyperparameters(),
             learning_rate=self.learning_rate if self.learning_rate == "auto"
@@ -386,8 +336,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
 
     def _keep(self, result, n_iter):
         """Store a training result as the fitted attributes; raise its divergence."""
-        self.coef_ = result.coef
-        self.intercept_ = result.intercept
+        self.coef_, self.intercept_ = self._shaped(result.coef), self._shaped(result.intercept)
         self.n_iter_ = n_iter
         self.learning_rate_ = result.learning_rate
         std = result.standardization
@@ -406,9 +355,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 "l1": float(self.alpha * self.l1_ratio),
                 "clip_norm": 0.0 if self.clip_norm is None else float(self.clip_norm)}
 
+    def _linear(self, X):
+        """X @ coef_.T + intercept_ in X's floating dtype, after the usual checks."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X @ self.coef_.astype(X.dtype).T + np.asarray(self.intercept_, dtype=X.dtype)
+
     # What save() writes and load() reads back (see fastgd/_persist.py).
-    _saved_values = ("n_features_in_", "intercept_", "n_iter_", "learning_rate_", "history_")
-    _saved_arrays = ("coef_", "mean_", "scale_", "feature_names_in_")
+    _saved = ("n_features_in_", "coef_", "intercept_", "n_iter_", "learning_rate_",
+              "history_", "mean_", "scale_", "feature_names_in_")
 
     def save(self, path):
         """Save the fitted model to `path` (read it back with ``fastgd.load``).
@@ -425,8 +380,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self._check_params()
         _persist.check_value(self, "n_features_in_", numbers.Integral, minimum=1)
         d = self.n_features_in_
-        _persist.check_array(self, "coef_", np.float64, (d,))
-        _persist.check_value(self, "intercept_", numbers.Real)
+        self._check_loaded_parameters(d)
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
         _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_,
@@ -442,16 +396,283 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if self.feature_names_in_ is None:
             del self.feature_names_in_  # as fit leaves it without DataFrame input
 
-    def predict(self, X):
-        """Predictions X @ coef_ + intercept_, in X's floating dtype."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X @ self.coef_.astype(X.dtype) + X.dtype.type(self.intercept_)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
 
 
-ESTIMATORS = {cls.__name__: cls for cls in (GDRegressor,)}  # what fastgd.load can return
+def _store(estimator, params: dict) -> None:
+    """__init__'s work: keep each parameter as it was given (scikit-learn's convention)."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
+class GDRegressor(RegressorMixin, _GDEstimator):
+    _losses = ("squared", "huber")
+    _y_checks = {"y_numeric": True, "multi_output": True}
+
+    def __init__(self, *, loss="squared", delta=1.0, optimizer="sgd", learning_rate=0.01,
+                 momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
+                 weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
+                 power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
+                 clip_norm=None, batch_size=None, shuffle=True, random_state=None,
+                 max_epochs=1000, tol=1e-4, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, standardize=True, warm_start=False,
+                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
+        _store(self, locals())
+
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
+        """Train on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs);
+        returns self.
+
+        Training starts from `coef_init` and `intercept_init` (shaped as ``coef_`` and
+        ``intercept_``) when given, else (with ``warm_start=True``) from the previous fit's
+        ``coef_`` and ``intercept_``, else from zeros. The optimizer state and the
+        schedule start afresh.
+        """
+        return self._fit(X, y, sample_weight, coef_init, intercept_init)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch on X and y, going on from where the last fit or partial_fit stopped.
+
+        The optimizer state (momentum, Adam's moments, the step count), the schedule
+        (each call is its next epoch; the cosine's horizon is max_epochs) and the row
+        orders carry over; so do the standardization and the learning rate, which the
+        first call fixes from its data. ``history_`` grows by one epoch a call, and
+        ``n_iter_`` counts every epoch. A model loaded by ``fastgd.load`` (or one whose
+        training diverged) starts afresh from its ``coef_`` and ``intercept_``: a new
+        optimizer state, schedule, standardization and history.
+        """
+        return self._partial_fit(X, y, sample_weight)
+
+    def predict(self, X):
+        """Predictions X @ coef_.T + intercept_ (n_samples,) or (n_samples, n_outputs), in
+        X's floating dtype."""
+        return self._linear(X)
+
+    def _encode(self, y, dtype, sample_weight, reset):
+        y = np.asarray(y)
+        k = 1 if y.ndim == 1 else y.shape[1]
+        if not reset and (y.ndim, k) != (np.ndim(self.coef_), len(self._parameters()[1])):
+            raise ValueError(f"y has shape {y.shape}, but the model was fitted to "
+                             f"{'one output' if np.ndim(self.coef_) == 1 else 'y of shape '}"
+                             f"{'' if np.ndim(self.coef_) == 1 else f'(n, {len(self.coef_)})'}")
+        self._one_output = y.ndim == 1
+        return (as_targets(y, len(y), k, dtype), sample_weight,
+                check_loss(self.loss, self.delta), k)
+
+    def _shaped(self, array):
+        """coef_ (n_outputs, d) and intercept_ (n_outputs,), or (d,) and a float for y of
+        one dimension (scikit-learn's LinearRegression does the same)."""
+        if not self._one_output:
+            return array
+        return array[0] if array.ndim == 2 else float(array[0])
+
+    def _check_loaded_parameters(self, d):
+        if np.ndim(getattr(self, "coef_", None)) == 2:
+            k = len(self.coef_)
+            _persist.check_array(self, "coef_", np.float64, (k, d))
+            _persist.check_array(self, "intercept_", np.float64, (k,))
+        else:
+            _persist.check_array(self, "coef_", np.float64, (d,))
+            _persist.check_value(self, "intercept_", numbers.Real)
+        self._one_output = self.coef_.ndim == 1
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+GDRegressor.__doc__ = f"""Linear regression trained by gradient descent on the mean squared
+    error (or Huber's loss), for one target or several at once.
+
+    Each epoch reads X from memory once: the forward pass, the loss and the gradient are
+    fused in a compiled, multi-threaded kernel whose result does not depend on the number
+    of threads. With y of shape (n_samples, n_outputs), every output is fitted in the same
+    pass over X; the loss is the sum of the outputs' losses, so each output trains as it
+    would alone (except that ``clip_norm``, early stopping and ``tol`` see all outputs).
+
+    Parameters
+    ----------
+    loss : {{"squared", "huber"}}, default="squared"
+        The mean over rows of the squared error (z - y)^2 (torch's ``MSELoss``), or of
+        Huber's loss (torch's ``HuberLoss``): r^2 / 2 for a residual |r| <= delta, else
+        delta (|r| - delta / 2), which lets outliers pull only linearly.
+    delta : float, default=1.0
+        Huber's threshold, in the units of y (scikit-learn's SGDRegressor calls it
+        epsilon; here ``epsilon`` is the optimizers' constant, as in torch).
+{COMMON_PARAMETERS.strip(chr(10))}
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,) or (n_outputs, n_features)
+    intercept_ : float or ndarray of shape (n_outputs,)
+{COMMON_ATTRIBUTES.strip(chr(10))}
+    With ``standardize=False``, no sample weights and n rows, the penalty compares with
+    scikit-learn's as: ElasticNet / Lasso ``alpha`` = alpha / 2 with the same l1_ratio,
+    Ridge ``alpha`` = n alpha / 2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd import GDRegressor
+    >>> X = np.array([[1.0], [2.0], [3.0]]); y = np.array([2.0, 4.0, 6.0])
+    >>> model = GDRegressor(learning_rate=0.1, max_epochs=2, tol=None, standardize=False)
+    >>> [round(loss, 4) for loss in model.fit(X, y).history_["loss"]]
+    [18.6667, 0.2963]
+    >>> round(float(model.coef_[0]), 4), round(model.intercept_, 4)
+    (1.6711, 0.6933)
+    """
+
+
+class GDClassifier(ClassifierMixin, _GDEstimator):
+    _losses = ("log",)
+    _y_checks = {}
+
+    def __init__(self, *, loss="log", class_weight=None, optimizer="sgd", learning_rate=0.01,
+                 momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
+                 weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
+                 power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
+                 clip_norm=None, batch_size=None, shuffle=True, random_state=None,
+                 max_epochs=1000, tol=1e-4, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, standardize=True, warm_start=False,
+                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
+        _store(self, locals())
+
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
+        """Train on X (n_samples, n_features) and labels y (n_samples,); returns self.
+
+        The classes are y's distinct labels (``classes_``, sorted). Training starts from
+        `coef_init` and `intercept_init` (shaped as ``coef_`` and ``intercept_``) when
+        given, else (with ``warm_start=True``) from the previous fit's, else from zeros.
+        """
+        return self._fit(X, y, sample_weight, coef_init, intercept_init)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch on X and y, going on from where the last fit or partial_fit stopped
+        (see GDRegressor.partial_fit). The first call must list every class the model
+        will see in `classes` (as scikit-learn's SGDClassifier); later calls may omit it.
+        """
+        if not hasattr(self, "coef_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError("class_weight='balanced' needs all of y at once: it is not "
+                             "supported by partial_fit; give a dict of class weights")
+        return self._partial_fit(X, y, sample_weight, classes=classes)
+
+    def decision_function(self, X):
+        """The logits X @ coef_.T + intercept_: (n_samples,) for two classes (positive
+        for classes_[1]), else (n_samples, n_classes)."""
+        z = self._linear(X)
+        return z[:, 0] if z.shape[1] == 1 else z
+
+    def predict(self, X):
+        """The most probable class of each row."""
+        z = self._linear(X)
+        best = (z[:, 0] > 0).astype(np.intp) if z.shape[1] == 1 else z.argmax(axis=1)
+        return self.classes_[best]
+
+    def predict_log_proba(self, X):
+        """Log-probabilities of the classes (columns in the order of ``classes_``), from
+        the log-softmax of the logits (for two classes, of (0, logit)): no overflow at any
+        logit."""
+        z = self._linear(X)
+        if z.shape[1] == 1:
+            z = np.hstack([np.zeros_like(z), z])
+        return log_softmax(z, axis=1)
+
+    def predict_proba(self, X):
+        """Probabilities of the classes (columns in the order of ``classes_``)."""
+        return np.exp(self.predict_log_proba(X))
+
+    def _encode(self, y, dtype, sample_weight, reset, classes=None):
+        check_classification_targets(y)
+        if reset:
+            labels = np.unique(y if classes is None else np.asarray(classes))
+            if len(labels) < 2:
+                raise ValueError(f"GDClassifier needs samples of at least 2 classes, got one "
+                                 f"class: {labels.tolist()}")
+            self.classes_ = labels
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the classes the model was "
+                             f"fitted with, {self.classes_.tolist()}")
+        index = np.searchsorted(self.classes_, y)
+        unknown = (index >= len(self.classes_)) | (self.classes_[index.clip(
+            max=len(self.classes_) - 1)] != y)
+        if unknown.any():
+            raise ValueError(f"y holds labels that are not among classes_ "
+                             f"{self.classes_.tolist()}: {np.unique(y[unknown]).tolist()}")
+        if self.class_weight is not None:
+            per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            weights = per_class[index] if sample_weight is None else sample_weight * per_class[
+                index]
+            sample_weight = as_sample_weight(weights, len(y), dtype)
+        binary = len(self.classes_) == 2
+        loss = Loss("log") if binary else Loss("multinomial")
+        return (index[:, None].astype(dtype), sample_weight, loss,
+                1 if binary else len(self.classes_))
+
+    def _shaped(self, array):
+        return array
+
+    def _validation_rows(self, Y, n_val, random_state):
+        """Stratified: each class in the validation rows in its share of all rows."""
+        split = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=random_state)
+        return next(split.split(np.zeros(len(Y)), Y[:, 0]))[1]
+
+    _saved = (*_GDEstimator._saved, "classes_")
+
+    def _check_loaded_parameters(self, d):
+        classes = getattr(self, "classes_", None)
+        if (not isinstance(classes, np.ndarray) or classes.ndim != 1 or len(classes) < 2
+                or not np.all(classes[1:] > classes[:-1])):
+            raise ValueError("classes_ is not a sorted array of 2 distinct labels or more")
+        k = 1 if len(classes) == 2 else len(classes)
+        _persist.check_array(self, "coef_", np.float64, (k, d))
+        _persist.check_array(self, "intercept_", np.float64, (k,))
+
+
+GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regression (more),
+    trained by gradient descent on the log loss.
+
+    Two classes: one logit z = x . coef_[0] + intercept_[0], the probability of classes_[1]
+    is sigmoid(z), and the loss torch's ``BCEWithLogitsLoss``. More classes: one logit per
+    class, probabilities softmax(z), and the loss torch's ``CrossEntropyLoss`` (the
+    multinomial log loss, as scikit-learn's LogisticRegression). Every class's logit comes
+    from the same pass over X; the losses are computed so that no logit overflows.
+
+    Parameters
+    ----------
+    loss : {{"log"}}, default="log"
+        The mean log loss (cross-entropy) of the predicted probabilities.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplying sample_weight: ``{{label: weight}}``, or
+        "balanced": n_samples / (n_classes * count of the class) (not with partial_fit).
+{COMMON_PARAMETERS.strip(chr(10))}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels, sorted; any type numpy can sort (strings too).
+    coef_ : ndarray of shape (1, n_features) for two classes, else (n_classes, n_features)
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+{COMMON_ATTRIBUTES.strip(chr(10))}
+    With ``standardize=False``, ``l1_ratio=0`` and no sample weights, the objective is
+    scikit-learn LogisticRegression's with ``C = 1 / (n_samples alpha)`` (divided by
+    C n_samples).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd import GDClassifier
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array(["no", "no", "yes", "yes"])
+    >>> model = GDClassifier(learning_rate=1.0).fit(X, y)
+    >>> model.predict([[0.5], [2.5]]).tolist()
+    ['no', 'yes']
+    """
+
+
+ESTIMATORS = {cls.__name__: cls for cls in (GDRegressor, GDClassifier)}  # for fastgd.load

@@ -41,28 +41,50 @@ def log_dloss(z, y, delta):               # sigmoid(z) - y, without overflow
     return np.exp(-np.logaddexp(0.0, -z)) - y
 
 
-LOSSES = {"squared": (squared_loss, squared_dloss), "huber": (huber_loss, huber_dloss),
-          "log": (log_loss, log_dloss)}
+def elementwise(value, derivative):
+    """A row's loss as the sum over its k outputs of a per-output loss."""
+    def row_loss(Z, Y, delta):
+        return value(Z, Y, delta).sum(axis=1), derivative(Z, Y, delta)
+    return row_loss
+
+
+def multinomial_loss(Z, Y, delta):        # torch's CrossEntropyLoss, Y[:, 0] class indices
+    """log(sum_o e^z_o) - z_c with the largest logit subtracted; d/dz = softmax - one-hot."""
+    rows, c = np.arange(len(Z)), Y[:, 0].astype(np.intp)
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1)
+    derivative = exp / total[:, None]
+    derivative[rows, c] -= 1.0
+    return np.log(total) - shifted[rows, c], derivative
+
+
+# (Z, Y, delta) -> (each row's loss, its derivative in Z), for predictions Z (n, k).
+LOSSES = {"squared": elementwise(squared_loss, squared_dloss),
+          "huber": elementwise(huber_loss, huber_dloss),
+          "log": elementwise(log_loss, log_dloss),
+          "multinomial": multinomial_loss}
 
 
 def _weights(sample_weight, n):
     return np.ones(n) if sample_weight is None else sample_weight.astype(np.float64)
 
 
-def grad_pass(X, y, sample_weight, coef, intercept, loss, n_threads, rows=None):
-    """(mean loss, gradient in coef, gradient in intercept) of validated inputs (of the
-    rows `rows` only, if given)."""
+def grad_pass(X, Y, sample_weight, coef, intercept, loss, n_threads, rows=None):
+    """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) of validated inputs
+    (of the rows `rows` only, if given), for a model of k outputs: coef (k, d),
+    intercept (k,), Y (n, k) or, for the multinomial loss, (n, 1) class indices."""
     if rows is not None:
-        X, y = X[rows], y[rows]
+        X, Y = X[rows], Y[rows]
         sample_weight = None if sample_weight is None else sample_weight[rows]
     X = X.astype(np.float64, copy=False)
-    y = y.astype(np.float64, copy=False)
-    w = _weights(sample_weight, len(y))
-    value, derivative = LOSSES[loss.name]
+    Y = Y.astype(np.float64, copy=False)
+    w = _weights(sample_weight, len(Y))
     with np.errstate(all="ignore"):  # non-finite results are reported by the caller
-        z = X @ coef + intercept                  # forward pass
-        r = w * derivative(z, y, loss.delta) / w.sum()  # dL/dz_i
-        return (w * value(z, y, loss.delta)).sum() / w.sum(), X.T @ r, r.sum()
+        Z = X @ coef.T + intercept                          # forward pass
+        value, derivative = LOSSES[loss.name](Z, Y, loss.delta)
+        R = w[:, None] * derivative / w.sum()               # dL/dz_io
+        return (w * value).sum() / w.sum(), R.T @ X, R.sum(axis=0)
 
 
 def column_stats(X, sample_weight, n_threads):
@@ -74,38 +96,39 @@ def column_stats(X, sample_weight, n_threads):
     return mean, var
 
 
-# Optimizer update rules, as in torch.optim, on theta = (w, b) with gradient g, state m and v
+# Optimizer update rules, as in torch.optim, on theta = (W, b) with gradient g, state m and v
 # (zero at start), 1-based step t and learning rate lr. Each updates theta, m, v in place;
-# the intercept theta[-1] is a parameter like the weights, except for AdamW's weight decay.
+# the intercepts theta[n_weights:] are parameters like the weights, except for AdamW's
+# weight decay.
 
-def sgd(theta, g, m, v, t, lr, h):
+def sgd(theta, g, m, v, t, lr, h, n_weights):
     theta -= lr * g
 
 
-def momentum(theta, g, m, v, t, lr, h):
+def momentum(theta, g, m, v, t, lr, h, n_weights):
     m *= h["momentum"]
     m += g
     theta -= lr * m
 
 
-def nesterov(theta, g, m, v, t, lr, h):
+def nesterov(theta, g, m, v, t, lr, h, n_weights):
     m *= h["momentum"]
     m += g
     theta -= lr * (g + h["momentum"] * m)
 
 
-def adagrad(theta, g, m, v, t, lr, h):
+def adagrad(theta, g, m, v, t, lr, h, n_weights):
     v += g * g
     theta -= lr * g / (np.sqrt(v) + h["eps"])
 
 
-def rmsprop(theta, g, m, v, t, lr, h):
+def rmsprop(theta, g, m, v, t, lr, h, n_weights):
     v *= h["rho"]
     v += (1 - h["rho"]) * g * g
     theta -= lr * g / (np.sqrt(v) + h["eps"])
 
 
-def adam(theta, g, m, v, t, lr, h):
+def adam(theta, g, m, v, t, lr, h, n_weights):
     m += (1 - h["beta1"]) * (g - m)
     v *= h["beta2"]
     v += (1 - h["beta2"]) * g * g
@@ -113,9 +136,9 @@ def adam(theta, g, m, v, t, lr, h):
     theta -= (lr / bias1) * m / (np.sqrt(v) * (1 / np.sqrt(bias2)) + h["eps"])
 
 
-def adamw(theta, g, m, v, t, lr, h):
-    theta[:-1] *= 1 - lr * h["weight_decay"]  # decoupled weight decay, not on the intercept
-    adam(theta, g, m, v, t, lr, h)
+def adamw(theta, g, m, v, t, lr, h, n_weights):
+    theta[:n_weights] *= 1 - lr * h["weight_decay"]  # decoupled decay, not on the intercepts
+    adam(theta, g, m, v, t, lr, h, n_weights)
 
 
 OPTIMIZERS = {f.__name__: f for f in (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw)}
@@ -147,10 +170,12 @@ def shuffled_rows(keys, n):
     return rows.astype(np.intp)
 
 
-def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
+def run_epoch(X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
               learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None):
     """One epoch of batches; see fastgd/_kernels.pxi for the contract."""
     d = X.shape[1]
+    k = len(theta) // (d + 1)
+    nw = k * d
     n = X.shape[0] if rows is None else len(rows)  # positions: the rows trained on
     order = None if shuffle_keys is None else shuffled_rows(shuffle_keys, n)
     if rows is not None:
@@ -162,28 +187,29 @@ def run_epoch(X, y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
     for lo in range(0, n, batch_size):
         rows = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
         sw = None if sample_weight is None else sample_weight[rows]
-        weight = len(y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
+        weight = len(Y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
-        w, b = theta[:d], theta[d]
+        W, b = theta[:nw].reshape(k, d), theta[nw:]
         if mean is not None:  # parameters in original units (inv_scale = 1 / scale)
-            w = w * inv_scale
-            b = b - mean @ w
-        value, grad_w, grad_b = grad_pass(X[rows], y[rows], sw, w, b, loss, n_threads)
+            W = W * inv_scale
+            b = b - W @ mean
+        value, grad_W, grad_b = grad_pass(X[rows], Y[rows], sw, W, b, loss, n_threads)
         loss_total += weight * value
         weight_total += weight
         if not np.isfinite(value):
             break
         if mean is not None:  # gradient in the standardized parameters
-            grad_w = (grad_w - mean * grad_b) * inv_scale
+            grad_W = (grad_W - np.outer(grad_b, mean)) * inv_scale
         steps += 1
         with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
-            g = np.append(grad_w + hyper["l2"] * theta[:d], grad_b)  # ridge part of the penalty
+            # the ridge part of the penalty
+            g = np.append(grad_W.ravel() + hyper["l2"] * theta[:nw], grad_b)
             if hyper["clip_norm"] > 0:  # as torch.nn.utils.clip_grad_norm_
                 g *= min(1.0, hyper["clip_norm"] / (np.sqrt(g @ g) + 1e-6))
-            update(theta, g, m, v, step + steps, learning_rate, hyper)
+            update(theta, g, m, v, step + steps, learning_rate, hyper, nw)
             threshold = learning_rate * hyper["l1"]  # proximal step of the lasso part
-            theta[:d] = np.sign(theta[:d]) * np.maximum(np.abs(theta[:d]) - threshold, 0.0)
+            theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - threshold, 0.0)
     return loss_total, weight_total, steps
 
 

@@ -21,9 +21,9 @@ HYPER = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_de
 def test_grad_pass_over_rows_is_the_pass_over_those_rows(order, dtype):
     X, y, sw = make_problem(3000, 7, order=order, dtype=dtype, weights=True)
     rows = np.sort(np.random.default_rng(1).choice(3000, 700, replace=False))
-    coef = np.linspace(-1, 1, 7)
-    got = kernels.grad_pass(X, y, sw, coef, 0.3, Loss("huber", 0.5), 2, rows)
-    want = reference.grad_pass(X[rows], y[rows], sw[rows], coef, 0.3, Loss("huber", 0.5), 1)
+    coef, b, Y = np.linspace(-1, 1, 7)[None], np.array([0.3]), y[:, None]
+    got = kernels.grad_pass(X, Y, sw, coef, b, Loss("huber", 0.5), 2, rows)
+    want = reference.grad_pass(X[rows], Y[rows], sw[rows], coef, b, Loss("huber", 0.5), 1)
     rtol = 1e-10 if dtype == np.float64 else 1e-5
     assert_allclose(got[0], want[0], rtol=rtol)
     assert_allclose(got[1], want[1], rtol=rtol, atol=rtol * np.abs(want[1]).max())
@@ -38,7 +38,7 @@ def test_epochs_over_rows_agree_across_engines_and_threads(shuffled, order):
     results = []
     for engine, threads in ((kernels, 1), (kernels, 2), (kernels, 3), (reference, 1)):
         theta, m, v = np.zeros(65), np.zeros(65), np.zeros(65)
-        out = engine.run_epoch(X, y, None, theta, m, v, 0, None, None, "adam", HYPER, 0.01,
+        out = engine.run_epoch(X, y[:, None], None, theta, m, v, 0, None, None, "adam", HYPER, 0.01,
                                32, keys, Loss("squared"), threads, rows)
         results.append((out, theta))
     for out, theta in results[1:3]:  # the compiled engine: the same bits for any threads
@@ -51,15 +51,15 @@ def test_epochs_over_rows_agree_across_engines_and_threads(shuffled, order):
 def test_rows_outside_x_are_refused():
     X, y, _ = make_problem(50, 2)
     with pytest.raises(ValueError, match="rows must index X's 50 rows"):
-        kernels.grad_pass(X, y, None, np.zeros(2), 0.0, Loss("squared"), 1,
-                          np.array([0, 50]))
+        kernels.grad_pass(X, y[:, None], None, np.zeros((1, 2)), np.zeros(1), Loss("squared"),
+                          1, np.array([0, 50]))
 
 
 def held_out_rows(model, n):
     """The validation rows fit drew with random_state=0 (after the shuffle seed's draw)."""
     rng = np.random.RandomState(0)
     rng.randint(2**62)
-    return model._holdout(n, rng).val_rows
+    return model._holdout(np.zeros((n, 1)), rng).val_rows
 
 
 KW = dict(optimizer="adam", learning_rate=0.05, batch_size=32, max_epochs=200,

@@ -198,4 +198,4 @@ def test_strides_not_a_multiple_of_the_item_size():
         assert_allclose(got[0], want[0], rtol=1e-12)
         assert_allclose(got[1], want[1], rtol=1e-12)
     with pytest.raises(ValueError, match="strides"):
-        _kernels.grad_pass(X, y, None, np.ones(3), 0.0, Loss("squared"), 1)
+        _kernels.grad_pass(X, y[:, None], None, np.ones((1, 3)), np.zeros(1), Loss("squared"), 1)

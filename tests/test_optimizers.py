@@ -67,10 +67,10 @@ def test_update_rules_by_hand():
     }
     for name, delta in expected.items():
         theta, m, v = np.ones(3), np.zeros(3), np.zeros(3)
-        reference.OPTIMIZERS[name](theta, g, m, v, 1, lr, h)
+        reference.OPTIMIZERS[name](theta, g, m, v, 1, lr, h, 2)
         assert_allclose(theta - 1, delta, rtol=1e-6, err_msg=name)
     theta, m, v = np.ones(3), np.zeros(3), np.zeros(3)
-    reference.OPTIMIZERS["adamw"](theta, g, m, v, 1, lr, h)
+    reference.OPTIMIZERS["adamw"](theta, g, m, v, 1, lr, h, 2)
     decay = np.array([1 - lr * 0.01, 1 - lr * 0.01, 1.0])  # the intercept is not decayed
     assert_allclose(theta, decay - lr * g / (np.abs(g) + 1e-8), rtol=1e-6)
 
