@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     class ConvergenceWarning(UserWarning):
         """Training stopped at max_epochs before it converged."""
 
+from fastgd import reference
 from fastgd._progress import Progress
 from fastgd._validation import Loss, raise_if_nonfinite
 
@@ -143,6 +144,28 @@ def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
             break
         v = hv / curvature
     return curvature
+
+
+def constant_loss(Y, sample_weight, loss, k: int) -> float:
+    """The mean loss of the best constant prediction, which ignores X: the weighted mean
+    of each target (squared loss; Huber's is then close to its best), the logit of each
+    label's frequency (log loss), the log of each class's frequency (multinomial). It is
+    the scale of tol: for the squared loss, tol is a fraction of y's variance, the R^2 an
+    epoch must add; whatever the units or offset of y. O(n k), no pass over X."""
+    w = np.ones(len(Y)) if sample_weight is None else sample_weight.astype(np.float64)
+    total = w.sum()
+    Y = Y.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if loss.name == "multinomial":
+            p = np.bincount(Y[:, 0].astype(np.intp), weights=w, minlength=k) / total
+            p = p[p > 0]
+            return float(-(p * np.log(p)).sum())
+        z = w @ Y / total
+        if loss.name == "log":
+            p = np.clip(z, 1e-300, 1 - 1e-16)
+            z = np.log(p) - np.log1p(-p)
+        value, _ = reference.LOSSES[loss.name](np.broadcast_to(z, Y.shape), Y, loss.delta)
+        return float(w @ value / total)
 
 
 SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")
@@ -275,7 +298,9 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     schedule (whose horizon, the cosine's T_max, is `horizon`, by default max_epochs) and
     the row orders.
 
-    With `early_stopping`, history["val_loss"][k] is the validation loss after epoch k, tol
+    tol is relative: training has converged when an epoch improves the loss by at most
+    tol times constant_loss (or, if that is 0, the first epoch's loss). With
+    `early_stopping`, history["val_loss"][k] is the validation loss after epoch k, tol
     applies to it (see EarlyStopping), and the result has the best parameters on it.
     """
     d = X.shape[1]
@@ -297,6 +322,8 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     steps, first_epoch = state.steps, state.epochs
     horizon = max_epochs if horizon is None else horizon
     history = {"loss": [], "learning_rate": [], "seconds": []}
+    tol_scale = None if tol is None else constant_loss(Y, sample_weight, loss,
+                                                       len(theta) // (d + 1))
     if early_stopping:
         history["val_loss"] = []
         best_val, best_val_params, stale = math.inf, theta.copy(), 0
@@ -355,8 +382,9 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
             if any([stops(callback({"epoch": epoch + 1, **figures}))
                     for callback in callbacks]):
                 break
+            threshold = (tol or 0.0) * (tol_scale or history["loss"][0])
             if early_stopping:  # improved on the best by more than tol, or not (a NaN: not)
-                if figures["val_loss"] < best_val - (tol or 0.0):
+                if figures["val_loss"] < best_val - threshold:
                     best_val, best_val_params, stale = figures["val_loss"], theta.copy(), 0
                 else:
                     stale += 1
@@ -365,13 +393,13 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
             # Converged: the loss went down by tol or less. A rising loss is not convergence:
             # training goes on, and a run that keeps rising is caught as divergence.
             elif (tol is not None and len(history["loss"]) > 1
-                    and 0 <= history["loss"][-2] - epoch_loss <= tol):
+                    and 0 <= history["loss"][-2] - epoch_loss <= threshold):
                 break
         else:
             if tol is not None:
                 warnings.warn(
                     f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
-                    f"(the loss still improved by more than tol={tol} per epoch); raise "
+                    f"(the loss still improved by more than tol={tol} relative per epoch); raise "
                     "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=5)
     except KeyboardInterrupt:
         done = min(len(values) for values in history.values())

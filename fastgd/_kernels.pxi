@@ -28,7 +28,7 @@ import numpy as np
 from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
 from fastgd._losses cimport HUBER, LOG, Loss, MULTINOMIAL, SQUARED, row_loss
-from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, soft_threshold, SGD,
+from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, prox_l1, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
 
 LOSSES = {"squared": SQUARED, "huber": HUBER, "log": LOG, "multinomial": MULTINOMIAL}
@@ -902,7 +902,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
         optim_step(&e.config, theta, grad, m, v, n_params, nw, beta1_t, beta2_t,
                    e.learning_rate)
         if e.l1 > 0.0:
-            soft_threshold(theta, nw, e.learning_rate * e.l1)
+            prox_l1(&e.config, theta, v, nw, e.learning_rate, e.l1, beta2_t)
     if tid == 0:
         e.loss_total = loss_total
         e.weight_total = weight_total

@@ -35,13 +35,15 @@ from fastgd._validation import (
 
 ENGINES = {"cython": kernels, "numpy": reference}
 OPTIMIZERS = tuple(reference.OPTIMIZERS)
-# torch.optim's default epsilon of each optimizer (epsilon=None picks it).
+# torch.optim's default epsilon of each optimizer (epsilon=None picks it), and learning
+# rate of each adaptive one (learning_rate="auto" picks it).
 DEFAULT_EPSILON = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
+DEFAULT_LEARNING_RATE = {"adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001, "adamw": 0.001}
 SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
 COMMON_PARAMETERS = '''
     optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
-            default="sgd"
+            default="nesterov"
         The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
         on theta = (coef, intercept) with gradient g, learning rate lr, step t = 1, 2, ...
         and state m = v = 0 at the start:
@@ -54,14 +56,18 @@ COMMON_PARAMETERS = '''
         - ``"adam"``: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
           theta -= lr / (1 - beta1^t) · m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon);
         - ``"adamw"``: coef *= 1 - lr weight_decay (decoupled; not the intercept), then Adam.
-    learning_rate : float or "auto", default=0.01
-        The step size (before the schedule). ``"auto"`` (for ``"sgd"``, ``"momentum"`` and
-        ``"nesterov"``) uses 1 / L, L the largest eigenvalue of the Hessian of the loss and
-        ridge penalty in the trained (standardized) parameters, estimated by 12
-        power-iteration passes of the fused kernel before training. The estimate comes
-        from below, so the step is about 1 / L, under the 2 / L where gradient descent
-        diverges; data built so that the top eigenvector is orthogonal to the (fixed,
-        random) start could fool it, and such a run stops with a DivergenceError.
+    learning_rate : float or "auto", default="auto"
+        The step size (before the schedule). ``"auto"``, for ``"sgd"``, ``"momentum"`` and
+        ``"nesterov"``, is 1 / L, L the largest curvature of the objective (the largest
+        eigenvalue of the Hessian of the loss and ridge penalty in the trained,
+        standardized parameters), estimated by 12 power-iteration passes of the fused
+        kernel before training: exactly for the squared loss, through a bound for the
+        others (Huber's curvature is at most 1/2 of it, the log loss's 1/8, the
+        softmax's 1/4). The estimate comes from below, so the step is about 1 / L, under
+        the 2 / L where gradient descent diverges; data built so that the top eigenvector
+        is orthogonal to the (fixed, random) start could fool it, and such a run stops
+        with a DivergenceError. For the adaptive optimizers, ``"auto"`` is torch.optim's
+        default rate: 0.01 for Adagrad and RMSProp, 0.001 for Adam and AdamW.
     momentum : float, default=0.9
         For ``"momentum"`` and ``"nesterov"``.
     beta1, beta2 : float, default=0.9, 0.999
@@ -93,8 +99,11 @@ COMMON_PARAMETERS = '''
 
         on the trained coefficients (those of the standardized features when
         ``standardize=True``); the intercept is not penalized. The squared part enters the
-        gradient; the L1 part is a proximal soft-threshold step after each update
-        (threshold learning_rate alpha l1_ratio), so coefficients become exactly zero.
+        gradient; the L1 part is a proximal soft-threshold step after each update, so
+        coefficients become exactly zero. Its threshold is alpha l1_ratio times the step
+        the optimizer settles into (learning_rate for SGD, learning_rate / (1 - momentum)
+        with momentum, per coefficient for the adaptive ones), so every optimizer ends at
+        the same penalized optimum.
     l1_ratio : float, default=0.0
         0 is ridge, 1 is lasso.
     clip_norm : float or None, default=None
@@ -111,9 +120,12 @@ COMMON_PARAMETERS = '''
     random_state : int, RandomState instance or None, default=None
         Seeds the shuffling; an int gives the same orders on every fit.
     max_epochs : int, default=1000
-    tol : float or None, default=1e-4
-        Stop when an epoch's training loss improves on the previous one by tol or less
-        (a rising loss is not convergence). None runs all max_epochs. With early stopping,
+    tol : float or None, default=1e-6
+        Stop when an epoch's training loss improves on the previous one by at most tol
+        times the loss of the best constant prediction (for the squared loss, y's
+        variance: tol is then the R^2 an epoch must add; for the log loss, the entropy of
+        the labels). Relative, so it means the same whatever the units or offset of y.
+        A rising loss is not convergence. None runs all max_epochs. With early stopping,
         tol applies to the validation loss instead.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (drawn by ``random_state``), train on
@@ -188,13 +200,7 @@ class _GDEstimator(BaseEstimator):
         check_loss(self.loss, getattr(self, "delta", 1.0))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("engine", self.engine, tuple(ENGINES))
-        if self.learning_rate == "auto":
-            if self.optimizer not in _driver.AUTO_OPTIMIZERS:
-                raise ValueError(
-                    f"learning_rate='auto' is the safe step of gradient descent, for optimizer "
-                    f"{', '.join(map(repr, _driver.AUTO_OPTIMIZERS))}; give {self.optimizer!r} "
-                    "a number")
-        else:
+        if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
             check_number("learning_rate", self.learning_rate)
         check_number("batch_size", self.batch_size, integer=True, allow_none=True)
         check_number("max_epochs", self.max_epochs, integer=True)
@@ -325,14 +331,19 @@ class _GDEstimator(BaseEstimator):
             coef=coef, intercept=intercept, loss=loss,
             optimizer=self.optimizer,
             hyper=self._hyperparameters(),
-            learning_rate=self.learning_rate if self.learning_rate == "auto"
-            else float(self.learning_rate),
+            learning_rate=self._learning_rate(),
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
             batch_size=self.batch_size,
             shuffle_seed=self._shuffle_seed if self.shuffle else None,
             max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
             n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose),
             state=state, horizon=self.max_epochs, early_stopping=early_stopping)
+
+    def _learning_rate(self):
+        """A number, or "auto" for the driver to compute 1 / L (see learning_rate)."""
+        if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
+            return float(self.learning_rate)
+        return DEFAULT_LEARNING_RATE.get(self.optimizer, "auto")
 
     def _keep(self, result, n_iter):
         """Store a training result as the fitted attributes; raise its divergence."""
@@ -413,12 +424,12 @@ class GDRegressor(RegressorMixin, _GDEstimator):
     _losses = ("squared", "huber")
     _y_checks = {"y_numeric": True, "multi_output": True}
 
-    def __init__(self, *, loss="squared", delta=1.0, optimizer="sgd", learning_rate=0.01,
-                 momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
+    def __init__(self, *, loss="squared", delta=1.0, optimizer="nesterov",
+                 learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
                  weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
                  power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
                  clip_norm=None, batch_size=None, shuffle=True, random_state=None,
-                 max_epochs=1000, tol=1e-4, early_stopping=False, validation_fraction=0.1,
+                 max_epochs=1000, tol=1e-6, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, standardize=True, warm_start=False,
                  callbacks=None, verbose=0, n_threads=None, engine="cython"):
         _store(self, locals())
@@ -520,7 +531,8 @@ GDRegressor.__doc__ = f"""Linear regression trained by gradient descent on the m
     >>> import numpy as np
     >>> from fastgd import GDRegressor
     >>> X = np.array([[1.0], [2.0], [3.0]]); y = np.array([2.0, 4.0, 6.0])
-    >>> model = GDRegressor(learning_rate=0.1, max_epochs=2, tol=None, standardize=False)
+    >>> model = GDRegressor(optimizer="sgd", learning_rate=0.1, max_epochs=2, tol=None,
+    ...                     standardize=False)
     >>> [round(loss, 4) for loss in model.fit(X, y).history_["loss"]]
     [18.6667, 0.2963]
     >>> round(float(model.coef_[0]), 4), round(model.intercept_, 4)
@@ -532,14 +544,15 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
     _losses = ("log",)
     _y_checks = {}
 
-    def __init__(self, *, loss="log", class_weight=None, optimizer="sgd", learning_rate=0.01,
-                 momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
-                 weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
-                 power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
-                 clip_norm=None, batch_size=None, shuffle=True, random_state=None,
-                 max_epochs=1000, tol=1e-4, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, standardize=True, warm_start=False,
-                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
+    def __init__(self, *, loss="log", class_weight=None, optimizer="nesterov",
+                 learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99,
+                 epsilon=None, weight_decay=0.01, schedule="constant", step_size=10,
+                 gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=1e-3,
+                 l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
+                 random_state=None, max_epochs=1000, tol=1e-6, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, standardize=True,
+                 warm_start=False, callbacks=None, verbose=0, n_threads=None,
+                 engine="cython"):
         _store(self, locals())
 
     def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):

@@ -144,6 +144,16 @@ def adamw(theta, g, m, v, t, lr, h, n_weights):
 OPTIMIZERS = {f.__name__: f for f in (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw)}
 
 
+def l1_step(optimizer, v, t, h):
+    """The optimizer's step per unit of a settled gradient (the proximal step's threshold
+    is l1 lr times it; see prox_l1 in fastgd/_optim.pxd): 1, 1 / (1 - momentum), or per
+    weight 1 / (sqrt(v) + eps), with Adam's v unbiased by 1 - beta2^t."""
+    if optimizer in ("sgd", "momentum", "nesterov"):
+        return 1.0 if optimizer == "sgd" else 1.0 / (1.0 - h["momentum"])
+    unbias = 1.0 / np.sqrt(1 - h["beta2"] ** t) if optimizer in ("adam", "adamw") else 1.0
+    return 1.0 / (np.sqrt(v) * unbias + h["eps"])
+
+
 FEISTEL_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -208,8 +218,10 @@ def run_epoch(X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
             if hyper["clip_norm"] > 0:  # as torch.nn.utils.clip_grad_norm_
                 g *= min(1.0, hyper["clip_norm"] / (np.sqrt(g @ g) + 1e-6))
             update(theta, g, m, v, step + steps, learning_rate, hyper, nw)
-            threshold = learning_rate * hyper["l1"]  # proximal step of the lasso part
-            theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - threshold, 0.0)
+            if hyper["l1"] > 0:  # the proximal step of the lasso part
+                t = learning_rate * hyper["l1"] * l1_step(optimizer, v[:nw], step + steps,
+                                                          hyper)
+                theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - t, 0.0)
     return loss_total, weight_total, steps
 
 

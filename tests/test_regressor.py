@@ -16,8 +16,8 @@ SEED_Y = np.array([2.0, 4.0, 6.0])
 
 
 def seed_model(epochs, engine="cython"):
-    return GDRegressor(learning_rate=0.1, max_epochs=epochs, tol=None, standardize=False,
-                       engine=engine).fit(SEED_X, SEED_Y)
+    return GDRegressor(optimizer="sgd", learning_rate=0.1, max_epochs=epochs, tol=None,
+                       standardize=False, engine=engine).fit(SEED_X, SEED_Y)
 
 
 @pytest.mark.parametrize("engine", ["cython", "numpy"])
@@ -55,7 +55,7 @@ def test_engines_agree_float32():
 
 def test_converges_to_least_squares():
     X, y, sw = make_problem(5000, 8, weights=True)
-    model = GDRegressor(learning_rate=0.2, max_epochs=5000, tol=1e-14).fit(X, y, sample_weight=sw)
+    model = GDRegressor(max_epochs=5000, tol=1e-14).fit(X, y, sample_weight=sw)
     exact = LinearRegression().fit(X, y, sample_weight=sw)
     assert_allclose(model.coef_, exact.coef_, rtol=1e-6)
     assert_allclose(model.intercept_, exact.intercept_, rtol=1e-6)
@@ -75,7 +75,7 @@ def test_last_partial_batch_is_used():
     """Batches of 4 over 10 rows: 4, 4, 2; a third step changes the result."""
     X, y, _ = make_problem(10, 2)
     kw = dict(learning_rate=0.1, max_epochs=1, tol=None, standardize=False, shuffle=False)
-    got = GDRegressor(batch_size=4, **kw).fit(X, y)
+    got = GDRegressor(optimizer="sgd", batch_size=4, **kw).fit(X, y)
     from fastgd import reference
     w, b = np.zeros(2), 0.0
     for lo, hi in ((0, 4), (4, 8), (8, 10)):
@@ -111,12 +111,19 @@ def test_constant_feature_standardizes_without_nan(dtype):
 
 
 def test_tol_stops_early_and_none_runs_all():
+    """tol is relative to the loss of the best constant: for the squared loss, y's
+    variance, so scaling or shifting y does not change when training stops."""
     X, y, _ = make_problem(1000, 3)
-    early = GDRegressor(learning_rate=0.1, tol=1e-3, max_epochs=1000).fit(X, y)
+    kw = dict(optimizer="sgd", learning_rate=0.1, tol=1e-3, max_epochs=1000)
+    early = GDRegressor(**kw).fit(X, y)
     assert 2 <= early.n_iter_ < 1000
-    losses = early.history_["loss"]
-    assert 0 <= losses[-2] - losses[-1] < 1e-3
-    assert all(a - b >= 1e-3 for a, b in zip(losses[:-2], losses[1:-1], strict=True))
+    losses, threshold = early.history_["loss"], 1e-3 * np.var(y)
+    assert 0 <= losses[-2] - losses[-1] <= threshold
+    assert all(a - b > threshold for a, b in zip(losses[:-2], losses[1:-1], strict=True))
+    for scale in (1e-4, 1e4):  # the same trajectory, scaled: the same stop
+        assert GDRegressor(**kw).fit(X, y * scale).n_iter_ == early.n_iter_
+    shifted = GDRegressor(**kw).fit(X, y + 1e4)  # a longer way for the intercept, but no
+    assert shifted.score(X, y + 1e4) == pytest.approx(early.score(X, y), abs=1e-3)  # early stop
     full = GDRegressor(learning_rate=0.1, tol=None, max_epochs=37).fit(X, y)
     assert full.n_iter_ == 37 == len(full.history_["loss"])
 

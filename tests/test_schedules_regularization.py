@@ -99,8 +99,8 @@ def test_elastic_net_solution():
 def test_clipping_bounds_the_first_step():
     X, y, _ = make_problem(100, 3, seed=2)
     y = y * 1000  # a huge first gradient
-    model = GDRegressor(learning_rate=0.1, max_epochs=1, tol=None, standardize=False,
-                        clip_norm=1.0).fit(X, y)
+    model = GDRegressor(optimizer="sgd", learning_rate=0.1, max_epochs=1, tol=None,
+                        standardize=False, clip_norm=1.0).fit(X, y)
     step = np.append(model.coef_, model.intercept_)
     assert np.linalg.norm(step) == pytest.approx(0.1, rel=1e-5)
 
@@ -132,9 +132,27 @@ def test_auto_learning_rate_is_a_safe_gradient_descent_step(standardize, engine)
     assert model.history_["learning_rate"][0] == model.learning_rate_
 
 
-def test_auto_learning_rate_is_for_gradient_descent_only():
-    with pytest.raises(ValueError, match="learning_rate='auto'.*'adam'"):
-        GDRegressor(learning_rate="auto", optimizer="adam").fit(X, Y)
+@pytest.mark.parametrize("optimizer,rate", [("adagrad", 0.01), ("rmsprop", 0.01),
+                                            ("adam", 0.001), ("adamw", 0.001)])
+def test_auto_learning_rate_of_adaptive_optimizers_is_torchs_default(optimizer, rate):
+    model = GDRegressor(optimizer=optimizer, max_epochs=3, tol=None).fit(X, Y)
+    assert model.learning_rate_ == rate
+
+
+@pytest.mark.parametrize("optimizer,rate", [("sgd", 0.05), ("momentum", 0.02),
+                                            ("nesterov", 0.02), ("adagrad", 0.5),
+                                            ("rmsprop", 0.01), ("adam", 0.01),
+                                            ("adamw", 0.01)])
+def test_every_optimizer_settles_at_the_lasso_solution(optimizer, rate):
+    """The proximal step's threshold follows the optimizer's settled step: with lr l1
+    alone, momentum 0.9 settled where the penalty is ten times weaker."""
+    X, y, _ = make_problem(300, 5, seed=11)
+    model = GDRegressor(optimizer=optimizer, learning_rate=rate, alpha=0.6, l1_ratio=1.0,
+                        weight_decay=0.0, schedule="cosine", max_epochs=3000, tol=None,
+                        standardize=False).fit(X, y)
+    exact = Lasso(alpha=0.3, tol=1e-12, max_iter=100000).fit(X, y)
+    assert_allclose(model.coef_, exact.coef_, rtol=1e-6, atol=1e-9)
+    assert (model.coef_ == 0).sum() == (exact.coef_ == 0).sum() > 0
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -7,10 +7,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastgd import GDRegressor
+from fastgd import GDClassifier, GDRegressor
 
 
-@parametrize_with_checks([GDRegressor(learning_rate=0.1, max_epochs=200)])
+@parametrize_with_checks([GDRegressor(), GDClassifier()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
