@@ -67,7 +67,7 @@ def test_warm_start_starts_from_the_previous_fit():
     assert_allclose(model.history_["loss"][0], previous_loss, rtol=1e-9)
     cold = GDRegressor(max_epochs=1, tol=None, random_state=0).fit(X, Y)
     assert_allclose(cold.history_["loss"][0], np.mean(Y ** 2), rtol=1e-9)  # from zeros
-    with pytest.raises(ValueError, match="warm_start=True: X and y make a model of 1 output.s. and 3 features"):
+    with pytest.raises(ValueError, match=r"warm_start=True: .* 1 output\(s\) and 3 features"):
         model.fit(X[:, :3], Y)
 
 
@@ -115,6 +115,6 @@ def test_warm_start_with_coef_init_for_new_features():
     model = GDRegressor(max_epochs=3, tol=None, warm_start=True).fit(X, Y)
     model.fit(X[:, :3], Y, coef_init=np.zeros(3))  # coef_init wins over warm_start
     assert model.coef_.shape == (3,)
-    with pytest.raises(ValueError, match="warm_start=True: X and y make a model of 1 output.s. and 5 features"):
+    with pytest.raises(ValueError, match=r"warm_start=True: .* 1 output\(s\) and 5 features"):
         model.fit(X, Y)
     assert model.predict(X[:, :3]).shape == (len(Y),)  # still the usable 3-feature model
