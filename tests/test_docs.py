@@ -14,3 +14,19 @@ def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    """Every ```python block of README.md runs (in a scratch directory: it saves a file)."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).parents[1] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(readme), "exec"), namespace)
+    assert namespace["clf"].classes_.tolist() == ["barbera", "barolo", "grignolino"]
+    assert namespace["clf"].score(namespace["X_test"], namespace["y_test"]) > 0.9
