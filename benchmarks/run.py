@@ -116,7 +116,7 @@ def one_epoch(engine, X, y, optimizer, batch_size, shuffled=False, n_threads=Non
 
     def run():
         theta, m, v = np.zeros(d + 1), np.zeros(d + 1), np.zeros(d + 1)
-        engine.run_epoch(X, y, None, theta, m, v, 0, mean, scale, optimizer, HYPER, 1e-6,
+        engine.run_epoch(X, y[:, None], None, theta, m, v, 0, mean, scale, optimizer, HYPER, 1e-6,
                          batch_size, keys, _driver.SQUARED, effective_n_threads(n_threads))
     return run
 
@@ -214,12 +214,47 @@ def core_rows(X, y, repeats):
             for label, a, b, target in rows]
 
 
+def output_rows(X, y, repeats):
+    """Issue 4: models of k outputs (softmax classes, several targets), one pass over X."""
+    from fastgd._validation import Loss
+
+    engine = _compiled.kernels
+    n, d = X.shape
+    threads = effective_n_threads(None)
+    classes = (np.abs(y) * 3).astype(np.intp).clip(max=9)[:, None].astype(X.dtype)  # 10
+    Y3 = np.column_stack([y, -y, 2 * y])
+
+    def pass_of(module, Y, k, loss):
+        coef, intercept = np.zeros((k, d)), np.zeros(k)
+        return lambda: module.grad_pass(X, Y, None, coef, intercept, loss, threads)
+
+    t = block_medians({
+        "gemv": lambda: X @ np.zeros(d),
+        "gemm10": lambda: X @ np.zeros((d, 10)),
+        "softmax10": pass_of(engine, classes, 10, Loss("multinomial")),
+        "squared1": pass_of(engine, y[:, None], 1, Loss("squared")),
+        "squared3": pass_of(engine, Y3, 3, Loss("squared")),
+    }, repeats)
+    t.update(block_medians({"softmax10_numpy": pass_of(reference, classes, 10,
+                                                       Loss("multinomial"))}, 1, rounds=3))
+    rows = [
+        ("softmax, 10 classes, gradient pass / GEMM `X @ W` (10 columns)", "softmax10",
+         "gemm10", ""),
+        ("softmax, 10 classes, gradient pass / GEMV", "softmax10", "gemv", ""),
+        ("NumPy reference softmax pass / fastgd (speed-up)", "softmax10_numpy", "softmax10",
+         ""),
+        ("3 regression targets / 1 target, gradient pass", "squared3", "squared1", ""),
+    ]
+    return [(label, t[a], t.ratio(a, b), t.best_ratio(a, b), target)
+            for label, a, b, target in rows]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5, help="runs per block")
-    parser.add_argument("--only", choices=["core", "epochs"], help="one table only")
+    parser.add_argument("--only", choices=["core", "epochs", "outputs"], help="one table only")
     args = parser.parse_args()
     X, y = problem(args.rows, args.features, np.float64)
     print(f"Machine: {machine()}\n")
@@ -229,7 +264,7 @@ def main():
           f"round: ratio of the two fastest rounds.\n")
     print("| measurement | time | ratio | best round | target |")
     print("|---|---|---|---|---|")
-    tables = {"core": core_rows, "epochs": epoch_rows}
+    tables = {"core": core_rows, "epochs": epoch_rows, "outputs": output_rows}
     for name, rows in tables.items():
         if args.only in (None, name):
             for label, seconds, ratio, best, target in rows(X, y, args.repeats):

@@ -336,10 +336,12 @@ cdef inline void row_residuals(const Loss* loss, Py_ssize_t k, double* z, const 
 
 
 cdef inline void predict_row(const floating* x, const double* params, Py_ssize_t d,
-                             Py_ssize_t k, double* z) noexcept nogil:
-    """z[0:k] = W x + b for one row x (params = W row by row, then b)."""
+                             Py_ssize_t k, Py_ssize_t first, double* z) noexcept nogil:
+    """z[o] = W[o] . x + b[o] for outputs o = first..k-1 of one row x (params = W row by
+    row, then b). One output after the other: four at a time, sharing each load of x
+    (dot4), measured 1.7 x slower for 10 classes."""
     cdef Py_ssize_t o
-    for o in range(k):
+    for o in range(first, k):
         z[o] = dot1(x, params + o * d, d) + params[k * d + o]
 
 
@@ -506,7 +508,7 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         if i + 4 > stop:  # the last rows, one at a time
             r[0] = i if index == NULL else index[i]
             x[0] = X + r[0] * ld
-            predict_row(x[0], params, d, k, z)
+            predict_row(x[0], params, d, k, 0, z)
             row_residuals(loss, k, z, y, sw, r[0], sums)
             for o in range(k):
                 axpy1(x[0], z[o], d, acc + o * d)
@@ -523,15 +525,15 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         if floating is float:
             for q in range(4):
                 z[q * k] = dot1_widen(x[q], params, d, wide + q * d) + params[nw]
-                for o in range(1, k):  # the other outputs from the widened row
-                    z[q * k + o] = dot1[double](wide + q * d, params + o * d, d) + params[nw + o]
+                if k > 1:  # the other outputs from the widened row
+                    predict_row[double](wide + q * d, params, d, k, 1, z + q * k)
                 row_residuals(loss, k, z + q * k, y, sw, r[q], sums)
             for o in range(k):
                 axpy4[double](wide, wide + d, wide + 2 * d, wide + 3 * d,
                               z[o], z[k + o], z[2 * k + o], z[3 * k + o], d, acc + o * d)
         else:
             for q in range(4):
-                predict_row(x[q], params, d, k, z + q * k)
+                predict_row(x[q], params, d, k, 0, z + q * k)
                 row_residuals(loss, k, z + q * k, y, sw, r[q], sums)
             for o in range(k):
                 axpy4(x[0], x[1], x[2], x[3], z[o], z[k + o], z[2 * k + o], z[3 * k + o], d,
