@@ -467,9 +467,9 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         y = np.asarray(y)
         k = 1 if y.ndim == 1 else y.shape[1]
         if not reset and (y.ndim, k) != (np.ndim(self.coef_), len(self._parameters()[1])):
-            raise ValueError(f"y has shape {y.shape}, but the model was fitted to "
-                             f"{'one output' if np.ndim(self.coef_) == 1 else 'y of shape '}"
-                             f"{'' if np.ndim(self.coef_) == 1 else f'(n, {len(self.coef_)})'}")
+            fitted = ("y of shape (n,)" if np.ndim(self.coef_) == 1
+                      else f"y of shape (n, {len(self.coef_)})")
+            raise ValueError(f"y has shape {y.shape}, but the model was fitted to {fitted}")
         self._one_output = y.ndim == 1
         return (as_targets(y, len(y), k, dtype), sample_weight,
                 check_loss(self.loss, self.delta), k)

@@ -268,3 +268,53 @@ def test_a_long_file_name_can_be_saved(tmp_path):
     model, _ = fitted()
     model.save(tmp_path / ("m" * 250))
     assert fastgd.load(tmp_path / ("m" * 250)).n_iter_ == model.n_iter_
+
+
+def classifier_entries(tmp_path, k=3) -> dict:
+    from fastgd import GDClassifier
+
+    X, y, _ = make_problem(120, 4)
+    labels = np.array(["a", "b", "c"][:k])[np.digitize(y, np.quantile(y, [0.33, 0.66]))
+                                            .clip(max=k - 1)]
+    GDClassifier(max_epochs=3, tol=None).fit(X, labels).save(tmp_path / "clf")
+    with zipfile.ZipFile(tmp_path / "clf") as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def replace_array(entries, name, array):
+    return archive_bytes(edit_meta(
+        {**entries, f"{name}.npy": npy(array)},
+        arrays=lambda m: m["arrays"].update({name: {"dtype": array.dtype.str,
+                                                    "shape": list(array.shape)}})))
+
+
+CLASSIFIER_HOSTILE = {
+    "classes unsorted": lambda e: replace_array(e, "classes_", np.array(["c", "b", "a"])),
+    "one class": lambda e: replace_array(e, "classes_", np.array(["a"])),
+    "classes repeated": lambda e: replace_array(e, "classes_", np.array(["a", "a", "b"])),
+    "fewer classes than coefficient rows": lambda e: replace_array(
+        e, "classes_", np.array(["a", "b"])),
+    "intercept of the wrong length": lambda e: replace_array(e, "intercept_", np.zeros(2)),
+    "coefficients of one output": lambda e: replace_array(e, "coef_", np.zeros(4)),
+    "classes missing": lambda e: archive_bytes(edit_meta(
+        {k: v for k, v in e.items() if k != "classes_.npy"},
+        arrays=lambda m: m["arrays"].pop("classes_"))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLASSIFIER_HOSTILE))
+def test_inconsistent_classifier_files_are_refused(tmp_path, case):
+    path = tmp_path / "bad"
+    path.write_bytes(CLASSIFIER_HOSTILE[case](classifier_entries(tmp_path)))
+    with pytest.raises(ValueError, match="is not a fastgd model this version can read"):
+        fastgd.load(path)
+
+
+def test_multi_output_regressor_with_a_mismatched_intercept_is_refused(tmp_path):
+    X, y, _ = make_problem(50, 3)
+    GDRegressor(max_epochs=2, tol=None).fit(X, np.column_stack([y, y])).save(tmp_path / "m")
+    with zipfile.ZipFile(tmp_path / "m") as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    (tmp_path / "bad").write_bytes(replace_array(entries, "intercept_", np.zeros(3)))
+    with pytest.raises(ValueError, match="is not a fastgd model"):
+        fastgd.load(tmp_path / "bad")
