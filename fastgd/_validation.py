@@ -127,21 +127,30 @@ def as_matrix(X, name: str = "X") -> np.ndarray:
     return np.ascontiguousarray(X)
 
 
+def real_array(value, name: str) -> np.ndarray:
+    """value as an array of real numbers (bools and integers included), else TypeError."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array
+
+
+def finite(array: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
 def as_vector(v, name: str, n: int, dtype) -> np.ndarray:
     """A finite 1-D array of length n, in the data's dtype."""
-    v = np.asarray(v)
-    if v.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {v.dtype}")
+    v = real_array(v, name)
     if v.ndim == 2 and v.shape[1] == 1:
         v = v[:, 0]
     if v.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array, got shape {v.shape}")
     if v.shape[0] != n:
         raise ValueError(f"{name} has {v.shape[0]} entries but X has {n} rows")
-    v = np.ascontiguousarray(v, dtype=dtype)
-    if not np.isfinite(v).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return v
+    return finite(np.ascontiguousarray(v, dtype=dtype), name)
 
 
 def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
@@ -162,9 +171,7 @@ def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
 def as_targets(y, n: int, k: int, dtype, name: str = "y") -> np.ndarray:
     """Finite targets as an (n, k) C-contiguous array in the data's dtype: y of shape (n,)
     (k = 1) or (n, k)."""
-    y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+    y = real_array(y, name)
     if y.ndim == 1 and k == 1:
         y = y[:, None]
     if y.ndim != 2 or y.shape[1] != k:
@@ -172,39 +179,27 @@ def as_targets(y, n: int, k: int, dtype, name: str = "y") -> np.ndarray:
         raise ValueError(f"{name} must have shape {want} for {k} output(s), got {y.shape}")
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} entries but X has {n} rows")
-    y = np.ascontiguousarray(y, dtype=dtype)
-    if not np.isfinite(y).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return y
+    return finite(np.ascontiguousarray(y, dtype=dtype), name)
 
 
 def as_coef(coef, shape: tuple, name: str = "coef") -> np.ndarray:
     """Finite float64 coefficients of the given shape: (d,), or (k, d) for k outputs."""
-    coef = np.asarray(coef)
-    if coef.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {coef.dtype}")
+    coef = real_array(coef, name)
     if coef.shape != shape:
         raise ValueError(f"{name} must have shape {shape} to match X's {shape[-1]} columns"
                          f"{'' if len(shape) == 1 else f' and {shape[0]} outputs'}, got "
                          f"{coef.shape}")
-    coef = np.ascontiguousarray(coef, dtype=np.float64)
-    if not np.isfinite(coef).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return coef
+    return finite(np.ascontiguousarray(coef, dtype=np.float64), name)
 
 
 def as_intercept(intercept, k: int | None = None, name: str = "intercept"):
     """A finite real number (k = None), or k of them as a float64 array (a number is
     repeated; one array must have shape (k,))."""
     if k is not None and np.ndim(intercept) == 1:
-        values = np.asarray(intercept)
-        if values.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+        values = real_array(intercept, name)
         if values.shape != (k,):
             raise ValueError(f"{name} must have shape ({k},), got {values.shape}")
-        if not np.isfinite(values).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return values.astype(np.float64)
+        return finite(values.astype(np.float64), name)
     if isinstance(intercept, (bool, np.bool_)) or not isinstance(intercept, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {intercept!r}")
     if not np.isfinite(intercept):
