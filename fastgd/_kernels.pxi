@@ -170,6 +170,8 @@ cdef Layout layout_of(const floating[:, :] X) except *:
     cdef Py_ssize_t item = sizeof(floating)
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     lay.n = n
+    if n < 1 or d < 1:
+        raise ValueError(f"X must have rows and columns, got shape ({n}, {d})")
     if X.strides[0] % item or X.strides[1] % item:
         raise ValueError("X's strides must be whole multiples of its item size")
     if X.strides[0] == item and (d == 1 or X.strides[1] != item):
@@ -271,9 +273,11 @@ cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexc
     return <Py_ssize_t>x
 
 
-cdef Shuffle make_shuffle(tuple keys, Py_ssize_t n):
+cdef Shuffle make_shuffle(tuple keys, Py_ssize_t n) except *:
     cdef Shuffle s
     cdef int bits = 1
+    if len(keys) != 3:
+        raise ValueError(f"shuffle keys must be three 64-bit integers, got {keys!r}")
     while (<u64>1 << bits) < <u64>n:
         bits += 1
     s.half = (bits + 1) // 2
@@ -318,7 +322,8 @@ cdef Order make_order(tuple shuffle_keys, const Py_ssize_t[::1] rows, Py_ssize_t
 def shuffled_rows(tuple keys, Py_ssize_t n, Py_ssize_t start=0, Py_ssize_t stop=-1):
     """The rows read at positions start..stop-1 of a shuffled epoch (for tests)."""
     cdef Shuffle s = make_shuffle(keys, n)
-    stop = n if stop < 0 else stop
+    stop = n if stop < 0 else min(stop, n)  # positions outside [0, n) have no row
+    start = min(max(start, 0), stop)
     return np.array([shuffled_row(&s, p) for p in range(start, stop)], dtype=np.intp)
 
 
@@ -1068,6 +1073,8 @@ def column_stats(const floating[:, :] X, const floating[::1] sample_weight, int 
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef Layout lay = layout_of(X)
+    if sample_weight is not None and sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have {n} entries, got {sample_weight.shape[0]}")
     cdef Py_ssize_t rows = chunk_rows(n, d)
     cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
     cdef Py_ssize_t m_max = block_rows(d, sizeof(floating))

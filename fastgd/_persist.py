@@ -6,11 +6,13 @@ The format (version 1) is a ZIP archive whose entries are stored uncompressed:
     ``{"format": "fastgd-model", "version": 1, "estimator": "GDRegressor",
     "fastgd_version": "...", "params": {...}, "values": {...}, "arrays": {...}}``:
     the estimator ("GDRegressor" or "GDClassifier"), its constructor parameters
-    (``get_params()``), the fitted attributes that are plain JSON values (``n_iter_``,
-    ``history_``, a single-output regressor's ``intercept_``, ...), and for each fitted
-    array ``{"dtype": "<f8", "shape": [d], "strings": false}`` ("strings": an array of
-    Python strings, such as ``feature_names_in_`` or a classifier's string labels in an
-    object array, stored as fixed-width unicode and read back as an object array).
+    (``get_params()``; a mapping such as ``class_weight`` as ``{"pairs": [[label,
+    weight], ...]}``, so that labels keep their types), the fitted attributes that are
+    plain JSON values (``n_iter_``, ``history_``, a single-output regressor's
+    ``intercept_``, ...), and for each fitted array ``{"dtype": "<f8", "shape": [d],
+    "strings": false}`` ("strings": an array of Python strings, such as
+    ``feature_names_in_`` or a classifier's string labels in an object array, stored as
+    fixed-width unicode and read back as an object array).
 ``<name>.npy``
     Each fitted array (``coef_``, ``intercept_`` of several outputs, ``mean_``,
     ``classes_``, ...) in NumPy's ``.npy`` format, numbers or strings only: object arrays
@@ -48,7 +50,8 @@ def save(estimator, path) -> None:
 
     check_is_fitted(estimator)
     # Callbacks are code, not data: they are not saved (a loaded model has none).
-    params = {**estimator.get_params(deep=False), "callbacks": None}
+    params = {name: _param_to_json(value)
+              for name, value in {**estimator.get_params(deep=False), "callbacks": None}.items()}
     fitted = {name: getattr(estimator, name) for name in estimator._saved
               if getattr(estimator, name, None) is not None}
     values = {name: value for name, value in fitted.items()
@@ -113,7 +116,8 @@ def load(path):
             if cls is None:
                 raise ValueError(f"unknown estimator {meta['estimator']!r}")
             estimator = cls()
-            params = _checked(meta, "params", dict)
+            params = {name: _param_from_json(value)
+                      for name, value in _checked(meta, "params", dict).items()}
             unknown = set(params) - set(estimator.get_params(deep=False))
             if unknown:
                 raise ValueError(f"unknown parameters {sorted(unknown)}")
@@ -229,6 +233,25 @@ def _storable(name: str, value) -> np.ndarray:
             raise ValueError(f"cannot save this model: {name} holds Python objects")
         array = array.astype(str)
     return array
+
+
+def _param_to_json(value):
+    """A dict parameter (class_weight) as {"pairs": [[key, value], ...]}: JSON's object
+    keys are strings only, and a class label 0 must come back as 0, not "0"."""
+    if isinstance(value, dict):
+        return {"pairs": [[key, item] for key, item in value.items()]}
+    return value
+
+
+def _param_from_json(value):
+    if isinstance(value, dict):
+        pairs = value.get("pairs")
+        if set(value) != {"pairs"} or not isinstance(pairs, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and not isinstance(pair[0], (list, dict))
+                for pair in pairs):
+            raise ValueError("a parameter is a malformed mapping")
+        return {key: item for key, item in pairs}
+    return value
 
 
 def _is_json(value) -> bool:

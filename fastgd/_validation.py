@@ -229,7 +229,7 @@ def check_loss_and_grad_args(X, y, coef, intercept, loss, delta, sample_weight, 
     n, d = X.shape
     spec = check_loss(loss, delta)
     coef = np.asarray(coef)
-    k = coef.shape[0] if coef.ndim == 2 else 1
+    k = max(coef.shape[0], 1) if coef.ndim == 2 else 1  # (0, d) is refused: no outputs
     coef = as_coef(coef, (k, d) if coef.ndim == 2 else (d,))
     if spec.name == "multinomial":
         if coef.ndim != 2 or k < 2:

@@ -63,11 +63,16 @@ COMMON_PARAMETERS = '''
         standardized parameters), estimated by 12 power-iteration passes of the fused
         kernel before training: exactly for the squared loss, through a bound for the
         others (Huber's curvature is at most 1/2 of it, the log loss's 1/8, the
-        softmax's 1/4). The estimate comes from below, so the step is about 1 / L, under
-        the 2 / L where gradient descent diverges; data built so that the top eigenvector
-        is orthogonal to the (fixed, random) start could fool it, and such a run stops
-        with a DivergenceError. For the adaptive optimizers, ``"auto"`` is torch.optim's
-        default rate: 0.01 for Adagrad and RMSProp, 0.001 for Adam and AdamW.
+        softmax's 1/4). The estimate comes from below, so the step is about 1 / L: under
+        the 2 / L where full-batch SGD diverges, and the about 1.36 / L where Nesterov
+        with momentum 0.9 does. Data built so that the top eigenvector is orthogonal to
+        the (fixed, random) start could fool it, and such a run stops with a
+        DivergenceError. With mini-batches, L is the expected curvature of a batch (from
+        L and the largest row's; Gower et al. 2019), and with momentum the step is
+        (1 - momentum) / L: safe, but a constant step leaves mini-batch training
+        hovering near the optimum (a decaying ``schedule``, or full batches, go all the
+        way). For the adaptive optimizers, ``"auto"`` is torch.optim's default rate: 0.01
+        for Adagrad and RMSProp, 0.001 for Adam and AdamW.
     momentum : float, default=0.9
         For ``"momentum"`` and ``"nesterov"``.
     beta1, beta2 : float, default=0.9, 0.999
@@ -91,7 +96,7 @@ COMMON_PARAMETERS = '''
     warmup_epochs : int, default=0
         Linear warmup: epoch e < warmup_epochs uses (e + 1) / (warmup_epochs + 1) of the
         scheduled rate.
-    alpha : float, default=0.0
+    alpha : float, default=0.0 (GDClassifier: 1e-3)
         Strength of the elastic-net penalty. The objective is the mean loss (weighted by
         sample_weight) plus
 
@@ -103,7 +108,7 @@ COMMON_PARAMETERS = '''
         coefficients become exactly zero. Its threshold is alpha l1_ratio times the step
         the optimizer settles into (learning_rate for SGD, learning_rate / (1 - momentum)
         with momentum, per coefficient for the adaptive ones), so every optimizer ends at
-        the same penalized optimum.
+        the same penalized optimum (AdamW's decoupled weight decay shrinks on top).
     l1_ratio : float, default=0.0
         0 is ridge, 1 is lasso.
     clip_norm : float or None, default=None
@@ -245,13 +250,16 @@ class _GDEstimator(BaseEstimator):
         n_threads = self._check_params()
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
         previous = self._parameters() if warm else None
-        shaped_by_data = {name: getattr(self, name) for name in ("n_features_in_", "classes_")
-                          if hasattr(self, name)}
+        shaped_by_data = {name: getattr(self, name, None)
+                          for name in ("n_features_in_", "feature_names_in_", "classes_")}
         X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True)
         shape = (k, X.shape[1])
         if previous is not None and previous[0].shape != shape:
             for name, value in shaped_by_data.items():  # the fitted model stays usable
-                setattr(self, name, value)
+                if value is not None:
+                    setattr(self, name, value)
+                elif hasattr(self, name):
+                    delattr(self, name)
             raise ValueError(f"warm_start=True: X and y make a model of {shape[0]} output(s) "
                              f"and {shape[1]} features, the previous fit had "
                              f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
@@ -280,7 +288,7 @@ class _GDEstimator(BaseEstimator):
                                                       **encoding)
         state = getattr(self, "_state", None) if fitted else None
         if state is not None:
-            state = _driver.go_on_with(state, self.optimizer, self.learning_rate)
+            state = _driver.go_on_with(state, self.optimizer, self._learning_rate())
         if state is None or not hasattr(self, "_shuffle_seed"):
             self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
         coef, intercept = (self._parameters() if fitted
@@ -452,9 +460,10 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         (each call is its next epoch; the cosine's horizon is max_epochs) and the row
         orders carry over; so do the standardization and the learning rate, which the
         first call fixes from its data. ``history_`` grows by one epoch a call, and
-        ``n_iter_`` counts every epoch. A model loaded by ``fastgd.load`` (or one whose
-        training diverged) starts afresh from its ``coef_`` and ``intercept_``: a new
-        optimizer state, schedule, standardization and history.
+        ``n_iter_`` counts every epoch. A model loaded by ``fastgd.load``, or one whose
+        training diverged, was interrupted or ended by early stopping (whose parameters
+        are not where the optimizer state is), starts afresh from its ``coef_`` and
+        ``intercept_``: a new optimizer state, schedule, standardization and history.
         """
         return self._partial_fit(X, y, sample_weight)
 
@@ -483,7 +492,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
 
     def _check_loaded_parameters(self, d):
         if np.ndim(getattr(self, "coef_", None)) == 2:
-            k = len(self.coef_)
+            k = max(len(self.coef_), 1)
             _persist.check_array(self, "coef_", np.float64, (k, d))
             _persist.check_array(self, "intercept_", np.float64, (k,))
         else:
@@ -564,6 +573,16 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         """
         return self._fit(X, y, sample_weight, coef_init, intercept_init)
 
+    def _check_params(self):
+        weights = self.class_weight
+        if isinstance(weights, dict):
+            for label, weight in weights.items():
+                check_number(f"class_weight[{label!r}]", weight, allow_zero=True)
+        elif not (weights is None or (isinstance(weights, str) and weights == "balanced")):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict of class "
+                             f"weights, got {weights!r}")
+        return super()._check_params()
+
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch on X and y, going on from where the last fit or partial_fit stopped
         (see GDRegressor.partial_fit). The first call must list every class the model
@@ -643,6 +662,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         if (not isinstance(classes, np.ndarray) or classes.ndim != 1 or len(classes) < 2
                 or not np.all(classes[1:] > classes[:-1])):
             raise ValueError("classes_ is not a sorted array of 2 distinct labels or more")
+        if isinstance(self.class_weight, dict) and not set(self.class_weight) <= set(classes):
+            raise ValueError("class_weight names labels that are not among classes_")
         k = 1 if len(classes) == 2 else len(classes)
         _persist.check_array(self, "coef_", np.float64, (k, d))
         _persist.check_array(self, "intercept_", np.float64, (k,))

@@ -247,3 +247,55 @@ def test_multi_output_save_load_and_partial_fit(tmp_path):
     model.partial_fit(X, Y)
     with pytest.raises(ValueError, match="fitted to y of shape"):
         model.partial_fit(X, y)
+
+
+def test_class_weight_survives_save_and_load(tmp_path):
+    X, y = blobs(k=3)
+    for weights in ({0: 1.0, 1: 3.0, 2: 0.5}, {np.int64(1): 2.0}, "balanced"):
+        model = GDClassifier(class_weight=weights, max_epochs=5, tol=None).fit(X, y)
+        model.save(tmp_path / "m")
+        loaded = fastgd.load(tmp_path / "m")
+        assert loaded.class_weight == weights
+        assert_same_fit(loaded.fit(X, y), model)  # the same weights refit the same model
+    labels = np.array([True, False])[y % 2]
+    model = GDClassifier(class_weight={True: 2.0}, max_epochs=2, tol=None).fit(X, labels)
+    model.save(tmp_path / "b")
+    assert fastgd.load(tmp_path / "b").class_weight == {True: 2.0}
+
+
+@pytest.mark.parametrize("weights,message", [
+    ("bogus", "class_weight must be None, 'balanced' or a dict"),
+    ({0: -1.0}, r"class_weight\[0\] must be a finite number >= 0"),
+    ({0: "heavy"}, r"class_weight\[0\] must be a number"),
+])
+def test_bad_class_weights_are_refused(weights, message):
+    X, y = blobs()
+    with pytest.raises((ValueError, TypeError), match=message):
+        GDClassifier(class_weight=weights).fit(X, y)
+
+
+def test_a_refused_warm_start_keeps_the_fitted_model_whole():
+    import pandas as pd
+
+    X, y = blobs(d=2, k=3)
+    before = pd.DataFrame(X, columns=["a", "b"])
+    model = GDClassifier(warm_start=True, max_epochs=3, tol=None).fit(before, y)
+    with pytest.raises(ValueError, match="warm_start=True"):
+        model.fit(pd.DataFrame(X, columns=["c", "d"]), y % 2)
+    assert list(model.feature_names_in_) == ["a", "b"]
+    assert model.predict(before).shape == (len(y),)
+    plain = GDClassifier(warm_start=True, max_epochs=3, tol=None).fit(X, y)
+    with pytest.raises(ValueError, match="warm_start=True"):
+        plain.fit(pd.DataFrame(X, columns=["c", "d"]), y % 2)
+    assert not hasattr(plain, "feature_names_in_")
+
+
+def test_a_new_optimizer_in_partial_fit_gets_its_own_auto_rate():
+    X, y = blobs()
+    model = GDClassifier().partial_fit(X, y, classes=[0, 1, 2])
+    assert model.learning_rate_ > 0.1  # 1 / L on standardized features
+    model.set_params(optimizer="adam").partial_fit(X, y)
+    assert model.learning_rate_ == 0.001  # torch's Adam default
+    model.set_params(optimizer="sgd").partial_fit(X, y)
+    assert model.learning_rate_ == GDClassifier(optimizer="sgd").partial_fit(
+        X, y, classes=[0, 1, 2]).learning_rate_

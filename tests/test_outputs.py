@@ -166,3 +166,32 @@ def test_cross_entropy_and_multi_output_mse_are_torchs():
     assert_allclose(got[0], value.item(), rtol=1e-12)
     assert_allclose(got[1], W.grad.numpy(), rtol=1e-10)
     assert_allclose(got[2], b.grad.numpy(), rtol=1e-10)
+
+
+HYPER0 = {**HYPER, "l1": 0.0, "l2": 0.0}
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: kernels.column_stats(np.ones((1000, 1)), np.ones(1), 1),
+     "sample_weight must have 1000 entries"),
+    (lambda: kernels.shuffled_rows((1, 2), 5), "three 64-bit integers"),
+    (lambda: kernels.run_epoch(np.ones((4, 2)), np.ones((4, 1)), None, np.zeros(3),
+                               np.zeros(3), np.zeros(3), 0, None, None, "sgd", HYPER0, 0.1, 2,
+                               (1,), Loss("squared"), 1), "three 64-bit integers"),
+    (lambda: kernels.grad_pass(np.ones((3, 0)), np.ones((3, 1)), None, np.ones((1, 0)),
+                               np.zeros(1), Loss("squared"), 1), r"shape \(3, 0\)"),
+    (lambda: kernels.column_stats(np.ones((0, 3)), None, 1), r"shape \(0, 3\)"),
+], ids=["stats weights", "keys", "epoch keys", "no columns", "no rows"])
+def test_kernel_entry_points_refuse_what_would_read_out_of_bounds(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_shuffled_rows_outside_the_positions_are_cut():
+    assert_array_equal(kernels.shuffled_rows((1, 2, 3), 10, 5, 100),
+                       kernels.shuffled_rows((1, 2, 3), 10)[5:])
+
+
+def test_a_model_without_outputs_is_refused():
+    with pytest.raises(ValueError, match="coef must have shape"):
+        fastgd.loss_and_grad(np.ones((4, 2)), np.ones((4, 0)), np.zeros((0, 2)), 0.0)

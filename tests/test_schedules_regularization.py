@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_problem
 from numpy.testing import assert_allclose
-from sklearn.linear_model import ElasticNet, Lasso, Ridge
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 
 from fastgd import GDRegressor
 from fastgd.estimators import OPTIMIZERS
@@ -183,3 +183,24 @@ def test_huge_thread_count_allocates_nothing_per_thread():
     same = GDRegressor(batch_size=10, n_threads=1, max_epochs=2, tol=None,
                        random_state=0).fit(Xf, Y)
     np.testing.assert_array_equal(model.coef_, same.coef_)
+
+
+def test_batch_curvature_goes_from_the_full_batch_to_one_row():
+    from fastgd._driver import batch_curvature
+
+    assert batch_curvature(2.0, 50.0, 1000, 1000) == 2.0
+    assert batch_curvature(2.0, 50.0, 1000, 1) == pytest.approx(50.0)
+    assert 2.0 < batch_curvature(2.0, 50.0, 1000, 32) < 50.0 / 32 + 2.0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+@pytest.mark.parametrize("batch_size", [1, 32, 256])
+def test_auto_learning_rate_is_safe_for_mini_batches(optimizer, batch_size):
+    """1 / L of the whole data diverged at batch 32; the batch's curvature does not."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 50))
+    y = X @ rng.standard_normal(50) + rng.standard_normal(3000)
+    model = GDRegressor(optimizer=optimizer, batch_size=batch_size, max_epochs=30, tol=None,
+                        random_state=0).fit(X, y)
+    exact = LinearRegression().fit(X, y).score(X, y)
+    assert model.score(X, y) > exact - 0.02
