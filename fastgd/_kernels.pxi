@@ -452,7 +452,24 @@ cdef inline void dot4(const floating* a0, const floating* a1, const floating* a2
     out[3] = lanes_sum(s3)
 
 
-cdef inline void axpy1(const floating* a, double c, Py_ssize_t m, double* out) noexcept nogil:
+# `out` of the axpy loops is declared restrict (it never overlaps their inputs): for
+# float64 data both are double pointers, and without it the compiler must assume a store
+# to out can change a0..a3, which kept the F-order loops from vectorizing (float64 F order
+# ran 2 x slower than float32).
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+        typedef double * __restrict__ fastgd_out;
+    #elif defined(_MSC_VER)
+        typedef double * __restrict fastgd_out;
+    #else
+        typedef double * fastgd_out;
+    #endif
+    """
+    ctypedef double* fastgd_out
+
+
+cdef inline void axpy1(const floating* a, double c, Py_ssize_t m, fastgd_out out) noexcept nogil:
     """out += c a over m entries."""
     cdef Py_ssize_t j
     for j in range(m):
@@ -461,7 +478,7 @@ cdef inline void axpy1(const floating* a, double c, Py_ssize_t m, double* out) n
 
 cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a2,
                        const floating* a3, double c0, double c1, double c2, double c3,
-                       Py_ssize_t m, double* out) noexcept nogil:
+                       Py_ssize_t m, fastgd_out out) noexcept nogil:
     """out += c0 a0 + c1 a1 + c2 a2 + c3 a3: one read-modify-write of out for four vectors."""
     cdef Py_ssize_t j
     for j in range(m):

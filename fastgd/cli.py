@@ -82,5 +82,11 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of the speed problem")
     p.add_argument("--features", type=int, default=100, help="features of the speed problem")
     p.set_defaults(run=demo)
+    from fastgd import bench
+
+    p = commands.add_parser("bench", help="fastgd's speed on this machine, against NumPy",
+                            description=bench.__doc__.splitlines()[0])
+    bench.add_arguments(p)
+    p.set_defaults(run=bench.bench)
     args = parser.parse_args(argv)
     return args.run(args)
