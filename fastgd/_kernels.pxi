@@ -56,6 +56,7 @@ cdef Loss loss_of(loss, Py_ssize_t k, X, Y, sample_weight) except *:
 cdef enum:
     MAX_CHUNKS = 256          # chunks per pass at most: the partial-sum buffer stays small
     MIN_CHUNK_ROWS = 16       # but a chunk has at least this many rows
+    COLUMN_RUN = 512          # rows of a chunk read by columns at least (4 KB of float64)
     MIN_CHUNK_ELEMS = 1024    # and this many elements of X (chunks of a mini-batch go to the
                               # threads: each chunk costs one more row of partial sums to add)
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
@@ -115,9 +116,15 @@ cdef inline Py_ssize_t max_chunks(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
     return min(<Py_ssize_t>MAX_CHUNKS, max(PARTIAL_BUDGET // sums_width(d, k), 4))
 
 
-cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k=1) noexcept nogil:
-    """Rows per chunk of n rows, d features and k outputs: a function of the shape only,
-    never of the thread count."""
+cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k=1,
+                            bint by_columns=False) noexcept nogil:
+    """Rows per chunk of n rows, d features and k outputs, read by rows or (by_columns) a
+    run of each column at a time: a function of the shape and layout only, never of the
+    thread count. A chunk read by columns has COLUMN_RUN rows at least: with the 79-row
+    chunks of 20,000 x 100, a pass read 100 runs of 632 bytes, too short for the
+    prefetcher, and ran 2-3 x slower than NumPy's."""
+    if by_columns:
+        return max(chunk_rows(n, d, k), <Py_ssize_t>COLUMN_RUN)
     cdef Py_ssize_t chunks = max_chunks(d, k)
     cdef Py_ssize_t by_count = (n + chunks - 1) // chunks
     cdef Py_ssize_t by_size = (MIN_CHUNK_ELEMS + d - 1) // d
@@ -627,7 +634,9 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     ran a chunk). F-ordered X with an order gathers rows through `scratch` (a block per
     thread, see chunk_sums); `work` is whole_lines(work_size) doubles a thread. Both hold room for
     min(n_threads, max_chunks) threads."""
-    cdef Py_ssize_t k = loss.k, rows = chunk_rows(n, d, k), n_chunks = (n + rows - 1) // rows
+    cdef Py_ssize_t k = loss.k, n_chunks
+    cdef Py_ssize_t rows = chunk_rows(n, d, k, not lay.rows and order == NULL)
+    n_chunks = (n + rows - 1) // rows
     cdef Py_ssize_t width = sums_width(d, k), c, start
     cdef int threads = <int>min(n_threads, n_chunks)
     if threads > 1 and n * d * k >= PARALLEL_MIN_ELEMS:
@@ -806,10 +815,11 @@ cdef struct Epoch:
 
 
 cdef inline Py_ssize_t batch_chunks(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
-                                    Py_ssize_t d, Py_ssize_t k, Py_ssize_t* rows) noexcept nogil:
+                                    Py_ssize_t d, Py_ssize_t k, bint by_columns,
+                                    Py_ssize_t* rows) noexcept nogil:
     """Chunks of the batch starting at position lo (rows per chunk into `rows`)."""
     cdef Py_ssize_t size = min(batch_size, n - lo)
-    rows[0] = chunk_rows(size, d, k)
+    rows[0] = chunk_rows(size, d, k, by_columns)
     return (size + rows[0] - 1) // rows[0]
 
 
@@ -820,13 +830,13 @@ cdef inline Py_ssize_t first_chunk(Py_ssize_t n_chunks, int tid, int n_team) noe
 
 
 cdef inline Py_ssize_t thread_start(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
-                                    Py_ssize_t d, Py_ssize_t k, int tid,
+                                    Py_ssize_t d, Py_ssize_t k, bint by_columns, int tid,
                                     int n_team) noexcept nogil:
     """Thread tid's first position in the batch starting at lo (-1: none)."""
     cdef Py_ssize_t rows, n_chunks
     if lo >= n:
         return -1
-    n_chunks = batch_chunks(lo, n, batch_size, d, k, &rows)
+    n_chunks = batch_chunks(lo, n, batch_size, d, k, by_columns, &rows)
     if first_chunk(n_chunks, tid, n_team) == first_chunk(n_chunks, tid + 1, n_team):
         return -1
     return lo + first_chunk(n_chunks, tid, n_team) * rows
@@ -857,6 +867,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     """
     cdef Py_ssize_t n = e.n, d = e.d, k = e.loss.k, nw = e.loss.k * e.d
     cdef Py_ssize_t n_params = nw + k, width = sums_width(d, k), slot = whole_lines(width)
+    cdef bint by_columns = not e.lay.rows and e.order == NULL
     cdef double* theta = own
     cdef double* m = own + slot
     cdef double* v = own + 2 * slot
@@ -875,7 +886,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
     while lo < n:
         hi = min(lo + e.batch_size, n)
-        n_chunks = batch_chunks(lo, n, e.batch_size, d, k, &rows)
+        n_chunks = batch_chunks(lo, n, e.batch_size, d, k, by_columns, &rows)
         partial = e.partial + (batch % 2) * e.max_chunks * width
         batch += 1
         to_original(theta, mu, inv_sd, d, k, params)
@@ -887,7 +898,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             if c + 1 < last:
                 next_start = stop
             else:  # this thread's first position in the next batch (for prefetching)
-                next_start = thread_start(hi, n, e.batch_size, d, k, tid, n_team)
+                next_start = thread_start(hi, n, e.batch_size, d, k, by_columns, tid, n_team)
             chunk_sums(X, e.lay, d, y, sw, params, &e.loss, e.order, start, stop, next_start,
                        partial + c * width, my_scratch, work)
         if n_team > 1:
@@ -988,9 +999,10 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
     # Full batches all have the same chunks, but the last partial batch can have more:
     # chunk_rows caps the chunk count, so smaller batches can get smaller chunks.
-    e.max_chunks = max(batch_chunks(0, n, batch_size, d, k, &chunk),
+    cdef bint by_columns = not e.lay.rows and e.order == NULL
+    e.max_chunks = max(batch_chunks(0, n, batch_size, d, k, by_columns, &chunk),
                        batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d, k,
-                                    &chunk))
+                                    by_columns, &chunk))
     cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
     if not order.shuffled and min(batch_size, n) * d * k < PARALLEL_MIN_ELEMS:
         threads = 1
