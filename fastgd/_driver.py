@@ -146,7 +146,8 @@ def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
     return curvature
 
 
-BLOCK_ELEMENTS = 1 << 17  # of X per NumPy block when measuring row norms (1 MB temporaries)
+BLOCK_ELEMENTS = 1 << 15  # of X per NumPy block when measuring row norms (256 KB temporaries)
+ROWS_PER_BLOCK = 1 << 15  # of Y per NumPy block for constant_loss
 
 
 def largest_row_curvature(X, sample_weight, std, loss, l2) -> float:
@@ -204,21 +205,37 @@ def constant_loss(Y, sample_weight, loss, k: int) -> float:
     of each target (squared loss; Huber's is then close to its best), the logit of each
     label's frequency (log loss), the log of each class's frequency (multinomial). It is
     the scale of tol: for the squared loss, tol is a fraction of y's variance, the R^2 an
-    epoch must add; whatever the units or offset of y. O(n k), no pass over X."""
-    w = np.ones(len(Y)) if sample_weight is None else sample_weight.astype(np.float64)
-    total = w.sum()
-    Y = Y.astype(np.float64)
+    epoch must add; whatever the units or offset of y. Y is read by blocks of rows
+    (bounded temporaries); X not at all."""
+    total = len(Y) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
+
+    def blocks():
+        """(rows, their weights as float64 or None), a block of rows at a time."""
+        for lo in range(0, len(Y), ROWS_PER_BLOCK):
+            rows = slice(lo, lo + ROWS_PER_BLOCK)
+            yield rows, None if sample_weight is None else sample_weight[rows].astype(float)
+
+    def mean_over_rows(values_of):
+        """The weighted mean over rows of values_of(a block of Y, as float64)."""
+        result = 0.0
+        for rows, w in blocks():
+            values = values_of(Y[rows].astype(np.float64))
+            result = result + (values.sum(axis=0) if w is None else w @ values)
+        return result / total
+
     with np.errstate(all="ignore"):
         if loss.name == "multinomial":
-            p = np.bincount(Y[:, 0].astype(np.intp), weights=w, minlength=k) / total
+            p = sum(np.bincount(Y[rows, 0].astype(np.intp), weights=w, minlength=k)
+                    for rows, w in blocks()) / total
             p = p[p > 0]
             return float(-(p * np.log(p)).sum())
-        z = w @ Y / total
+        z = mean_over_rows(lambda block: block)
         if loss.name == "log":
             p = np.clip(z, 1e-300, 1 - 1e-16)
             z = np.log(p) - np.log1p(-p)
-        value, _ = reference.LOSSES[loss.name](np.broadcast_to(z, Y.shape), Y, loss.delta)
-        return float(w @ value / total)
+        row_loss = reference.LOSSES[loss.name]
+        return float(mean_over_rows(
+            lambda block: row_loss(np.broadcast_to(z, block.shape), block, loss.delta)[0]))
 
 
 SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")

@@ -192,9 +192,10 @@ def run_grid(shapes, repeats, progress, **timing) -> list:
     return rows
 
 
-def fastgd_epoch(X, y, optimizer, batch_size):
-    """One epoch of GDRegressor's mini-batch loop (the engine's run_epoch, standardized)."""
-    engine = _compiled.kernels
+def fastgd_epoch(X, y, optimizer, batch_size, engine=None):
+    """One epoch of GDRegressor's mini-batch loop (the engine's run_epoch, standardized;
+    the compiled engine unless another is given)."""
+    engine = engine or _compiled.kernels
     d, threads = X.shape[1], effective_n_threads(None)
     mean, var = engine.column_stats(X, None, threads)
     hyper = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
