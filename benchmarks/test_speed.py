@@ -71,3 +71,12 @@ def test_epoch_batch_32(benchmark, epoch_data, candidate):
         torch = pytest.importorskip("torch")
         run = bench.torch_epoch(torch, X, y, 32)
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("epochs", [1, 21])
+def test_regressor_fit(benchmark, epochs):
+    """GDRegressor's cost per epoch: (fit of 21 epochs - fit of 1) / 20."""
+    X, y = bench.problem(1_000_000, 100, np.float64)
+    benchmark.group = "GDRegressor fit, 1M x 100 float64"
+    model = fastgd.GDRegressor(max_epochs=epochs, tol=None)
+    benchmark.pedantic(model.fit, (X, y), rounds=3)
