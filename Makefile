@@ -28,7 +28,7 @@ $(STAMP): $(PY) $(SOURCES)
 	touch $(STAMP)
 
 bench: install
-	$(PY) -m pip install --quiet "pytest-benchmark>=4"
+	$(PY) -m pip install --quiet "pytest-benchmark>=4" "matplotlib>=3.7"
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/run.py | tee benchmarks/latest.md
 
 clean:

@@ -11,114 +11,27 @@ reference (fastgd.reference, the textbook code). Never run as a timed test.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
+from functools import partial
 
 import numpy as np
-from threadpoolctl import threadpool_info
 
 import fastgd
-from fastgd import _compiled, _driver, reference
+from fastgd import _compiled, reference
 from fastgd._validation import effective_n_threads
+from fastgd.bench import describe, fastgd_epoch, machine, problem, torch_epoch
+from fastgd.bench import block_medians as block_medians_of
 
 
 ROUNDS = 7  # this shared VM has slow phases lasting seconds: 3 rounds left ratios +-15 %
+block_medians = partial(block_medians_of, rounds=ROUNDS, warmup=0.3)
 
 
-class Timings:
-    """Seconds per call of each candidate, one median per round.
-
-    A ratio is the median over rounds of the two candidates' ratio within each round (when
-    both ran in the same rounds): a slow phase of the machine then slows both sides of it.
-    """
-
-    def __init__(self, rounds: dict):
-        self.rounds = rounds
-
-    def update(self, other: "Timings"):
-        self.rounds.update(other.rounds)
-
-    def __getitem__(self, name) -> float:
-        return float(np.median(self.rounds[name]))
-
-    def ratio(self, a, b) -> float:
-        ra, rb = self.rounds[a], self.rounds[b]
-        if len(ra) != len(rb):
-            return self[a] / self[b]
-        return float(np.median([x / y for x, y in zip(ra, rb, strict=True)]))
-
-    def best_ratio(self, a, b) -> float:
-        """Ratio of the two fastest rounds: what the code does when the machine is quiet
-        (noise here only ever adds time)."""
-        return min(self.rounds[a]) / min(self.rounds[b])
-
-
-def block_medians(candidates: dict, repeats: int, rounds: int = ROUNDS,
-                  warmup: float = 0.3) -> Timings:
-    """Each callable's median time in each of `rounds` rounds of `repeats` runs.
-
-    Each candidate runs in a block after `warmup` seconds of untimed calls: right after an
-    OpenBLAS call its threads keep spinning on the cores for a while (and OpenMP's after
-    ours), and an idle virtual CPU comes back slowly; both slowed the first calls of a
-    block by up to 2 x here, which a training loop never sees.
-    """
-    times = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            while time.perf_counter() - start < warmup:
-                fn()
-            block = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - start)
-            times[name].append(float(np.median(block)))
-    return Timings(times)
-
-
-def problem(n, d, dtype):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, d), dtype=np.float32).astype(dtype, copy=False)
-    y = (X @ rng.standard_normal(d).astype(dtype)).astype(dtype)
-    return X, y
+def one_epoch(engine, X, y, optimizer, batch_size, shuffled=False, n_threads=None):
+    return fastgd_epoch(X, y, optimizer, batch_size, engine, shuffled, n_threads)
 
 
 def fit(X, y, epochs):
     return lambda: fastgd.GDRegressor(learning_rate=0.1, max_epochs=epochs, tol=None).fit(X, y)
-
-
-def machine() -> str:
-    blas = next((f"{i['internal_api']} {i['version']} ({i.get('architecture')}, "
-                 f"{i['num_threads']} threads)" for i in threadpool_info()
-                 if i["user_api"] == "blas"), "unknown BLAS")
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs; fastgd {fastgd.__version__} ({_compiled.SIMD}, "
-            f"{effective_n_threads(None)} threads); NumPy {np.__version__}; {blas}")
-
-
-HYPER = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
-             l1=0.0, l2=0.0, clip_norm=0.0)
-
-
-def one_epoch(engine, X, y, optimizer, batch_size, shuffled=False, n_threads=None):
-    """One epoch of the engine's run_epoch (what GDRegressor runs per epoch), standardized."""
-    d = X.shape[1]
-    mean, var = engine.column_stats(X, None, effective_n_threads(None))
-    scale = np.sqrt(var)
-    keys = _driver.shuffle_keys(0, 0) if shuffled else None
-
-    def run():
-        theta, m, v = np.zeros(d + 1), np.zeros(d + 1), np.zeros(d + 1)
-        engine.run_epoch(X, y[:, None], None, theta, m, v, 0, mean, scale, optimizer, HYPER, 1e-6,
-                         batch_size, keys, _driver.SQUARED, effective_n_threads(n_threads))
-    return run
 
 
 def sklearn_sgd_epoch(X, y):
@@ -127,22 +40,6 @@ def sklearn_sgd_epoch(X, y):
     model = SGDRegressor(max_iter=1, tol=None, learning_rate="constant", eta0=1e-6,
                          shuffle=False)
     return lambda: model.fit(X, y)
-
-
-def torch_epoch(X, y, batch_size):
-    import torch
-
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-
-    def run():
-        model = torch.nn.Linear(X.shape[1], 1, dtype=torch.float64)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-6)
-        for lo in range(0, len(yt), batch_size):
-            opt.zero_grad()
-            out = model(Xt[lo:lo + batch_size])[:, 0]
-            torch.nn.functional.mse_loss(out, yt[lo:lo + batch_size]).backward()
-            opt.step()
-    return run
 
 
 def epoch_rows(X, y, repeats):
@@ -159,9 +56,9 @@ def epoch_rows(X, y, repeats):
     slow = {"numpy32": one_epoch(reference, X, y, "sgd", 32),
             "sklearn": sklearn_sgd_epoch(X, y)}
     try:
-        import torch  # noqa: F401
+        import torch
 
-        slow["torch32"] = torch_epoch(X, y, 32)
+        slow["torch32"] = torch_epoch(torch, X, y, 32, "SGD", shuffled=False)
     except ImportError:
         pass
     t.update(block_medians(slow, 1, rounds=2, warmup=0.0))
@@ -257,7 +154,7 @@ def main():
     parser.add_argument("--only", choices=["core", "epochs", "outputs"], help="one table only")
     args = parser.parse_args()
     X, y = problem(args.rows, args.features, np.float64)
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {describe(machine())}\n")
     print(f"Problem: {args.rows:,} x {args.features} float64, C order unless noted; "
           f"{ROUNDS} rounds of {args.repeats} runs (2 rounds of 1 run for the slow peers); "
           f"time: median of the rounds' medians; ratio: median of the rounds' ratios; best "

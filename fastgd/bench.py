@@ -192,20 +192,23 @@ def run_grid(shapes, repeats, progress, **timing) -> list:
     return rows
 
 
-def fastgd_epoch(X, y, optimizer, batch_size, engine=None):
+HYPER = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
+             l1=0.0, l2=0.0, clip_norm=0.0)
+
+
+def fastgd_epoch(X, y, optimizer, batch_size, engine=None, shuffled=True, n_threads=None):
     """One epoch of GDRegressor's mini-batch loop (the engine's run_epoch, standardized;
     the compiled engine unless another is given)."""
     engine = engine or _compiled.kernels
-    d, threads = X.shape[1], effective_n_threads(None)
-    mean, var = engine.column_stats(X, None, threads)
-    hyper = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
-                 l1=0.0, l2=0.0, clip_norm=0.0)
+    d = X.shape[1]
+    mean, var = engine.column_stats(X, None, effective_n_threads(None))
+    keys = _driver.shuffle_keys(0, 0) if shuffled else None
+    threads = effective_n_threads(n_threads)
 
     def run():
         theta, m, v = np.zeros(d + 1), np.zeros(d + 1), np.zeros(d + 1)
         engine.run_epoch(X, y[:, None], None, theta, m, v, 0, mean, np.sqrt(var), optimizer,
-                         hyper, 1e-4, batch_size, _driver.shuffle_keys(0, 0), Loss("squared"),
-                         threads)
+                         HYPER, 1e-6, batch_size, keys, Loss("squared"), threads)
     return run
 
 
@@ -245,13 +248,14 @@ def peer_epochs(X, y, batch_size=32) -> dict:
             for name in candidates}
 
 
-def torch_epoch(torch, X, y, batch_size):
+def torch_epoch(torch, X, y, batch_size, optimizer="Adam", shuffled=True):
+    """One epoch of nn.Linear + torch.optim.<optimizer> on batches of rows."""
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
 
     def run():
         model = torch.nn.Linear(X.shape[1], 1, dtype=Xt.dtype)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        order = torch.randperm(len(yt))
+        opt = getattr(torch.optim, optimizer)(model.parameters(), lr=1e-6)
+        order = torch.randperm(len(yt)) if shuffled else torch.arange(len(yt))
         for lo in range(0, len(yt), batch_size):
             rows = order[lo:lo + batch_size]
             opt.zero_grad()
@@ -260,12 +264,16 @@ def torch_epoch(torch, X, y, batch_size):
     return run
 
 
+def describe(m: dict) -> str:
+    """machine() in one line."""
+    return (f"{m['cpu']}, {m['cpus']} CPUs, fastgd {m['fastgd']} ({m['simd']}, OpenMP "
+            f"{'on' if m['openmp'] else 'off'}, {m['threads']} threads); NumPy {m['numpy']}; "
+            f"BLAS {m['blas']}; Python {m['python']}; last-level cache "
+            f"{m['cache_bytes'] >> 20} MiB")
+
+
 def report(results: dict) -> str:
-    m = results["machine"]
-    lines = [f"fastgd bench: {m['cpu']}, {m['cpus']} CPUs, fastgd {m['fastgd']} "
-             f"({m['simd']}, OpenMP {'on' if m['openmp'] else 'off'}, {m['threads']} threads); "
-             f"NumPy {m['numpy']}; BLAS {m['blas']}; Python {m['python']}; last-level cache "
-             f"{m['cache_bytes'] >> 20} MiB", "",
+    lines = [f"fastgd bench: {describe(results['machine'])}", "",
              "One gradient pass (loss_and_grad): fastgd against the NumPy reference and one "
              "X @ w (the memory floor).", "",
              "| n x d | dtype | order | threads | in cache | fastgd ms | reference ms | "
