@@ -287,6 +287,7 @@ def report(results: dict) -> str:
             f"{'yes' if r['in_cache'] else 'no'} | {s['fastgd'] * 1e3:.2f} | "
             f"{s['reference'] * 1e3:.2f} | {s['gemv'] * 1e3:.2f} | {r['vs_reference']:.2f} | "
             f"{r['vs_gemv']:.2f} | {f32} | {'met' if r['bounds_met'] else 'MISSED'} |")
+    lines += thread_scaling(results["grid"])
     met = sum(r["bounds_met"] for r in results["grid"])
     lines += ["", f"Bounds (<= {BOUND_REFERENCE} x the reference; out of cache <= "
               f"{BOUND_FLOOR} x X @ w and float32 <= {BOUND_FLOAT32} x float64): met in "
@@ -298,6 +299,25 @@ def report(results: dict) -> str:
         for name, p in results["peers"].items():
             lines.append(f"| {name} | {p['seconds'] * 1e3:.1f} | {p['vs_fastgd_adam']:.1f} |")
     return "\n".join(lines)
+
+
+def thread_scaling(grid) -> list:
+    """Table lines: fastgd's speed-up from one thread to all, per shape, dtype and order."""
+    one = {(r["n"], r["d"], r["dtype"], r["order"]): r for r in grid if r["threads"] == 1}
+    rows = [(r, one[key]) for r in grid if r["threads"] > 1
+            and (key := (r["n"], r["d"], r["dtype"], r["order"])) in one]
+    if not rows:
+        return []
+    lines = ["", f"Thread scaling: one pass on {rows[0][0]['threads']} threads against 1 "
+             "(speed-up; the reference's and X @ w's are BLAS's).", "",
+             "| n x d | dtype | order | fastgd | reference | X @ w |", "|---|---|---|---|---|---|"]
+    for many, single in rows:
+        speedup = {name: single["seconds"][name] / many["seconds"][name]
+                   for name in ("fastgd", "reference", "gemv")}
+        lines.append(f"| {many['n']:,} x {many['d']} | {many['dtype']} | {many['order']} | "
+                     f"{speedup['fastgd']:.2f} | {speedup['reference']:.2f} | "
+                     f"{speedup['gemv']:.2f} |")
+    return lines
 
 
 def plot(results: dict, path) -> None:
