@@ -105,7 +105,6 @@ def scale_from_variance(mean, var, n_samples):
     return np.where(constant, 1.0, np.sqrt(var))
 
 
-AUTO_OPTIMIZERS = ("sgd", "momentum", "nesterov")
 POWER_ITERATIONS = 12
 # Each loss's curvature in z at most, relative to the squared loss's (2): Huber's is 1 or
 # 0, the log loss's sigmoid' <= 1/4, the softmax cross-entropy's Hessian diag(p) - p p^T
