@@ -653,7 +653,11 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
     def _validation_rows(self, Y, n_val, random_state):
         """Stratified: each class in the validation rows in its share of all rows."""
         split = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=random_state)
-        return next(split.split(np.zeros(len(Y)), Y[:, 0]))[1]
+        try:
+            return next(split.split(np.zeros(len(Y)), Y[:, 0]))[1]
+        except ValueError as error:  # a class too rare to share out
+            raise ValueError(f"early_stopping=True draws validation rows stratified by "
+                             f"class: {error}") from None
 
     _saved = (*_GDEstimator._saved, "classes_")
 

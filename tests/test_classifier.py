@@ -169,6 +169,13 @@ def test_stratified_early_stopping():
     assert_allclose(np.bincount(y[held]) / 200, np.bincount(y) / 1000, atol=0.01)
 
 
+def test_early_stopping_with_a_class_too_rare_to_stratify_says_so():
+    X, _ = blobs(n=100)
+    y = np.r_[np.zeros(99, dtype=int), 1]
+    with pytest.raises(ValueError, match="early_stopping=True draws validation rows"):
+        GDClassifier(early_stopping=True).fit(X, y)
+
+
 def test_one_class_and_continuous_targets_are_refused():
     X, _ = blobs()
     with pytest.raises(ValueError, match="at least 2 classes"):
