@@ -69,19 +69,17 @@ cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept 
     return log(total) - (zc - top)
 
 
-cdef inline double loss_value(const Loss* loss, double z, double y) noexcept nogil:
+cdef inline double elementwise_loss(const Loss* loss, double z, double y,
+                                   double* dz) noexcept nogil:
+    """The loss of one prediction z against y; its derivative in z into *dz."""
     if loss.kind == SQUARED:
+        dz[0] = squared_dloss(z, y)
         return squared_loss(z, y)
     if loss.kind == HUBER:
+        dz[0] = huber_dloss(z, y, loss.delta)
         return huber_loss(z, y, loss.delta)
+    dz[0] = log_dloss(z, y)
     return log_loss(z, y)
-
-cdef inline double loss_derivative(const Loss* loss, double z, double y) noexcept nogil:
-    if loss.kind == SQUARED:
-        return squared_dloss(z, y)
-    if loss.kind == HUBER:
-        return huber_dloss(z, y, loss.delta)
-    return log_dloss(z, y)
 
 
 cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
@@ -93,6 +91,5 @@ cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
     if loss.kind == MULTINOMIAL:
         return softmax_loss(z, k, <Py_ssize_t>y[0])
     for o in range(k):
-        total += loss_value(loss, z[o], y[o])
-        z[o] = loss_derivative(loss, z[o], y[o])
+        total += elementwise_loss(loss, z[o], y[o], &z[o])
     return total
