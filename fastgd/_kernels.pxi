@@ -27,7 +27,8 @@ import numpy as np
 
 from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
-from fastgd._losses cimport HUBER, LOG, Loss, MULTINOMIAL, SQUARED, row_loss
+from fastgd._losses cimport (HUBER, LOG, Loss, LossKind, MULTINOMIAL, SQUARED, elementwise_loss,
+                             row_loss)
 from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, prox_l1, SGD,
                             MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
 
@@ -349,6 +350,66 @@ cdef inline void row_residuals(const Loss* loss, Py_ssize_t k, double* z, const 
         z[o] = wi * z[o]
 
 
+cdef inline void run_residuals(const Loss* loss, double* z, const floating* y,
+                               const floating* sw, Py_ssize_t m, double* sums) noexcept nogil:
+    """row_residuals and add_residuals for a run of m consecutive rows of a one-output
+    model (an elementwise loss): predictions z[0:m], targets y[0:m], weights sw[0:m] (NULL:
+    1). One loop per loss kind and weighting, which the compiler vectorizes: a call per row
+    cost more than the pass over X at d = 10."""
+    if sw == NULL:
+        if loss.kind == SQUARED:
+            residuals_of(SQUARED, 0.0, z, y, <const floating*>NULL, m, sums)
+        elif loss.kind == HUBER:
+            residuals_of(HUBER, loss.delta, z, y, <const floating*>NULL, m, sums)
+        else:
+            residuals_of(LOG, 0.0, z, y, <const floating*>NULL, m, sums)
+    elif loss.kind == SQUARED:
+        residuals_of(SQUARED, 0.0, z, y, sw, m, sums)
+    elif loss.kind == HUBER:
+        residuals_of(HUBER, loss.delta, z, y, sw, m, sums)
+    else:
+        residuals_of(LOG, 0.0, z, y, sw, m, sums)
+
+
+cdef inline void residuals_of(LossKind kind, double delta, double* z, const floating* y,
+                              const floating* sw, Py_ssize_t m, double* sums) noexcept nogil:
+    """run_residuals for one loss kind (a constant where it is inlined), LANES rows at a
+    time with LANES partial sums of the residuals, losses and weights, added in a fixed
+    order into sums[0], sums[1 + SUM_LOSS] and sums[1 + SUM_W]."""
+    cdef Loss spec
+    cdef double r[LANES]
+    cdef double a[LANES]
+    cdef double w[LANES]
+    cdef Py_ssize_t i = 0, l
+    spec.kind = kind
+    spec.delta = delta
+    for l in range(LANES):
+        r[l] = 0.0
+        a[l] = 0.0
+        w[l] = 0.0
+    while i + LANES <= m:
+        for l in range(LANES):
+            residual_at(&spec, z, y, sw, i + l, &r[l], &a[l], &w[l])
+        i = i + LANES
+    while i < m:
+        residual_at(&spec, z, y, sw, i, &r[0], &a[0], &w[0])
+        i = i + 1
+    sums[0] += lanes_sum(r)
+    sums[1 + SUM_LOSS] += lanes_sum(a)
+    sums[1 + SUM_W] += lanes_sum(w)
+
+
+cdef inline void residual_at(const Loss* loss, double* z, const floating* y, const floating* sw,
+                             Py_ssize_t i, double* r, double* a, double* w) noexcept nogil:
+    """Row i of residuals_of: z[i] becomes its residual, added to *r; its weighted loss
+    to *a, its weight to *w."""
+    cdef double wi = 1.0 if sw == NULL else <double>sw[i], dz
+    a[0] += wi * elementwise_loss(loss, z[i], <double>y[i], &dz)
+    z[i] = wi * dz
+    r[0] += z[i]
+    w[0] += wi
+
+
 cdef inline void add_residuals(const double* z, Py_ssize_t k, Py_ssize_t rows,
                                Py_ssize_t stride, double* sums) noexcept nogil:
     """sums[o] += the residuals z[r stride + o] of `rows` rows, for each output o."""
@@ -502,6 +563,26 @@ cdef inline void axpy1(const floating* a, double c, Py_ssize_t m, fastgd_out out
         out[j] = out[j] + c * a[j]
 
 
+cdef inline void set_axpy(const floating* a, Py_ssize_t lda, const double* c, Py_ssize_t count,
+                          double b, Py_ssize_t m, fastgd_out out) noexcept nogil:
+    """out = b + c[0] a + c[1] a[lda:] + ... over m entries, for count < 4 vectors lda
+    apart: the columns left over by axpy4, summed while out is first written rather than
+    in a read-modify-write of out each."""
+    cdef Py_ssize_t j
+    if count == 0:
+        for j in range(m):
+            out[j] = b
+    elif count == 1:
+        for j in range(m):
+            out[j] = b + c[0] * a[j]
+    elif count == 2:
+        for j in range(m):
+            out[j] = b + (c[0] * a[j] + c[1] * a[lda + j])
+    else:
+        for j in range(m):
+            out[j] = b + ((c[0] * a[j] + c[1] * a[lda + j]) + c[2] * a[2 * lda + j])
+
+
 cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a2,
                        const floating* a3, double c0, double c1, double c2, double c3,
                        Py_ssize_t m, fastgd_out out) noexcept nogil:
@@ -631,26 +712,26 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         for o in range(k):
             w = params + o * d
             zo = z + o * m_max
-            for i in range(m):
-                zo[i] = params[nw + o]
-            j = 0
-            while j + 4 <= d:
+            j = d % 4
+            set_axpy(X + i0, ld, w, j, params[nw + o], m, zo)
+            while j < d:
                 col = X + j * ld + i0
                 axpy4(col, col + ld, col + 2 * ld, col + 3 * ld,
                       w[j], w[j + 1], w[j + 2], w[j + 3], m, zo)
                 j = j + 4
-            while j < d:
-                axpy1(X + j * ld + i0, w[j], m, zo)
-                j = j + 1
-        for i in range(m):
+        if k == 1:
+            run_residuals(loss, z, y + i0, NULL if sw == NULL else sw + i0, m, sums)
+        else:
+            for i in range(m):
+                for o in range(k):
+                    row[o] = z[o * m_max + i]
+                row_residuals(loss, k, row, y, sw, i0 + i, &loss_sum, &weight_sum)
+                for o in range(k):
+                    z[o * m_max + i] = row[o]
             for o in range(k):
-                row[o] = z[o * m_max + i]
-            row_residuals(loss, k, row, y, sw, i0 + i, &loss_sum, &weight_sum)
-            for o in range(k):
-                z[o * m_max + i] = row[o]
+                add_residuals(z + o * m_max, 1, m, 1, sums + o)
         for o in range(k):
             zo = z + o * m_max
-            add_residuals(zo, 1, m, 1, sums + o)
             if floating is double:  # a column at a time: dot4's four products compiled
                 for j in range(d):    # to shuffles for doubles (measured 1.8 x slower)
                     acc[o * d + j] += dot1(X + j * ld + i0, zo, m)
