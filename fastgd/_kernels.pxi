@@ -61,6 +61,7 @@ cdef enum:
     MIN_CHUNK_ELEMS = 1024    # and this many elements of X (chunks of a mini-batch go to the
                               # threads: each chunk costs one more row of partial sums to add)
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
+    L1_BLOCK_BYTES = 16384
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
@@ -140,7 +141,8 @@ cdef Py_ssize_t block_rows(Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
 cdef inline Py_ssize_t col_block_rows(Py_ssize_t d, Py_ssize_t k,
                                       Py_ssize_t itemsize) noexcept nogil:
     """Rows per block of column-contiguous X: their k outputs fit in MAX_BLOCK doubles."""
-    return min(block_rows(d, itemsize), max(MAX_BLOCK // k, 1))
+    cdef Py_ssize_t in_l1 = L1_BLOCK_BYTES // (d * itemsize)
+    return min(in_l1 if in_l1 >= 128 else block_rows(d, itemsize), max(MAX_BLOCK // k, 1))
 
 
 cdef inline Py_ssize_t whole_lines(Py_ssize_t count) noexcept nogil:
@@ -478,6 +480,27 @@ cdef inline double dot1(const floating* a, const double* v, Py_ssize_t m) noexce
     return (lanes_sum(s0) + lanes_sum(s1)) + (lanes_sum(s2) + lanes_sum(s3))
 
 
+cdef enum:
+    PREFETCH_SEGMENT = 256    # rows summed between requests for the next block's rows
+
+
+cdef inline double dot1_prefetching(const floating* a, const double* v, Py_ssize_t m,
+                                    const floating* ahead, Py_ssize_t m_ahead) noexcept nogil:
+    """dot1 of a and v, while ahead[0:m_ahead] is requested into L2, PREFETCH_SEGMENT rows
+    at a time (a burst of all the requests measured slower)."""
+    cdef Py_ssize_t i = 0, seg
+    cdef double total = 0.0
+    while i < m:
+        seg = min(<Py_ssize_t>PREFETCH_SEGMENT, m - i)
+        if i < m_ahead:
+            prefetch_ahead(ahead + i, min(seg, m_ahead - i))
+        total += dot1(a + i, v + i, seg)
+        i = i + seg
+    if i < m_ahead:
+        prefetch_ahead(ahead + i, m_ahead - i)
+    return total
+
+
 cdef inline double dot1_widen(const float* a, const double* v, Py_ssize_t m,
                               double* wide) noexcept nogil:
     """dot1 for float32 a, also storing a widened to float64 in `wide`."""
@@ -702,13 +725,14 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     cdef double* z = work + 4 * d           # z[o m_max + i]: output o of row i of the block
     cdef double* row = z + m_max * k        # one row's outputs
     cdef double g[4]
-    cdef Py_ssize_t i0 = start, m, i, j, q, o
+    cdef Py_ssize_t i0 = start, m, m_next, i, j, q, o
     cdef const floating* col
     cdef const double* w
     cdef double* zo
     cdef double loss_sum = 0.0, weight_sum = 0.0
     while i0 < stop:
         m = min(m_max, stop - i0)
+        m_next = min(m_max, stop - i0 - m)
         for o in range(k):
             w = params + o * d
             zo = z + o * m_max
@@ -734,11 +758,18 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             zo = z + o * m_max
             if floating is double:  # a column at a time: dot4's four products compiled
                 for j in range(d):    # to shuffles for doubles (measured 1.8 x slower)
-                    acc[o * d + j] += dot1(X + j * ld + i0, zo, m)
+                    col = X + j * ld + i0
+                    if o == 0 and m_next > 0:
+                        acc[j] += dot1_prefetching(col, zo, m, col + m, m_next)
+                    else:
+                        acc[o * d + j] += dot1(col, zo, m)
             else:  # float32: dot4, each load of z serving four columns (dot1 converts
                 j = 0  # more: 1.5 x slower)
                 while j + 4 <= d:
                     col = X + j * ld + i0
+                    if o == 0 and m_next > 0:
+                        for q in range(4):
+                            prefetch_ahead(col + q * ld + m, m_next)
                     dot4(col, col + ld, col + 2 * ld, col + 3 * ld, zo, m, g)
                     for q in range(4):
                         acc[o * d + j + q] += g[q]
