@@ -64,6 +64,8 @@ cdef enum:
     L1_BLOCK_BYTES = 16384
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
+    GROUP_ROWS = 16           # rows of row-contiguous X summed as a group at most
+    GROUP_BYTES = 4096        # (their float64 copies in this many bytes at most)
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
                               # nearly all waits long; this VM's hiccups, a few an epoch)
@@ -160,11 +162,17 @@ def aligned_zeros(shape):
     return raw[skip:skip + size].reshape(shape)
 
 
+cdef inline Py_ssize_t group_rows(Py_ssize_t d) noexcept nogil:
+    """Rows of row-contiguous X summed as a group (rows_sums): a multiple of 4 up to
+    GROUP_ROWS, whose float64 copies stay within GROUP_BYTES (in L1)."""
+    return min(<Py_ssize_t>GROUP_ROWS, max(4, GROUP_BYTES // (d * 8) // 4 * 4))
+
+
 cdef inline Py_ssize_t work_size(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
     """Doubles of a thread's workspace in a pass (grad_chunk_rows, grad_chunk_cols): room
-    for four rows widened from float32, then for the outputs of four rows or of a block
-    of rows and one more row."""
-    return 4 * d + max(4 * k, max(<Py_ssize_t>MAX_BLOCK, k) + k)
+    for a group of rows widened from float32, then for the outputs of a group of rows or
+    of a block of rows and one more row."""
+    return GROUP_ROWS * d + max(GROUP_ROWS * k, max(<Py_ssize_t>MAX_BLOCK, k) + k)
 
 
 cdef struct Layout:
@@ -455,6 +463,18 @@ cdef inline double dot1(const floating* a, const double* v, Py_ssize_t m) noexce
         for j in range(m):
             short += a[j] * v[j]
         return short
+    if m < 4 * LANES:  # narrow X: one group (the same sums as below, without the zeros)
+        for l in range(LANES):
+            s0[l] = a[l] * v[l]
+        j = LANES
+        while j + LANES <= m:
+            for l in range(LANES):
+                s0[l] += a[j + l] * v[j + l]
+            j = j + LANES
+        while j < m:
+            short += a[j] * v[j]
+            j = j + 1
+        return lanes_sum(s0) + short
     for l in range(LANES):
         s0[l] = 0.0
         s1[l] = 0.0
@@ -634,11 +654,12 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                            const Loss* loss, Py_ssize_t k, Py_ssize_t start, Py_ssize_t stop,
                            double* acc, const Py_ssize_t* index, Py_ssize_t n_ahead,
                            double* work) noexcept nogil:
-    """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index),
-    four rows at a time: their predictions, one row after the other (one stream the
-    prefetcher can follow: reading four rows in lockstep measured 3 x slower out of
-    cache), then their share of the gradient while the rows are still in L1, with one
-    read-modify-write of it per output for the four rows.
+    """Rows [start, stop) of row-contiguous X (rows index[start..stop-1] with an index), a
+    group of rows at a time (group_rows): their predictions, one row after the other (one
+    stream the prefetcher can follow: reading four rows in lockstep measured 3 x slower
+    out of cache), their residuals (for one output, in a loop the compiler vectorizes:
+    run_residuals), then their share of the gradient while the rows are still in L1, with
+    one read-modify-write of it per output for each four rows.
 
     While row i is summed, row i + PREFETCH_AHEAD (index[i + PREFETCH_AHEAD]) is requested
     into L2 if i + PREFETCH_AHEAD < n_ahead: the hardware prefetcher alone left the stream
@@ -646,16 +667,18 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     (those are also moved into L1, PREFETCH_L1_AHEAD rows ahead). Into L1 directly, the
     requests stalled on its few miss buffers.
 
-    `work` is the calling thread's (work_size): the four rows' predictions, and room to
-    widen float32 rows to float64 once, during their first dot product (widening each
-    element twice cost more than the whole float32 stream saves)."""
-    cdef Py_ssize_t nw = k * d
+    `work` is the calling thread's (work_size): room to widen a group of float32 rows to
+    float64 once, during their first dot product (widening each element twice cost more
+    than the whole float32 stream saves), then the group's predictions."""
+    cdef Py_ssize_t nw = k * d, g_max = group_rows(d)
     cdef double* sums = acc + nw
-    cdef double* wide = work                # float32 rows widened, d doubles each
-    cdef double* z = work + 4 * d           # z[r k + o]: output o of row r of the four
-    cdef const floating* x[4]
-    cdef Py_ssize_t r[4]
-    cdef Py_ssize_t i = start, q, o
+    cdef double* wide = work                     # float32 rows widened, d doubles each
+    cdef double* z = work + GROUP_ROWS * d       # z[q k + o]: output o of row q of the group
+    cdef const floating* x[GROUP_ROWS]
+    cdef Py_ssize_t r[GROUP_ROWS]
+    cdef floating y_at[GROUP_ROWS]               # one output's targets and weights of
+    cdef floating sw_at[GROUP_ROWS]              # rows read through an index
+    cdef Py_ssize_t i = start, g, q, o
     cdef double loss_sum = 0.0, weight_sum = 0.0
     while i < stop:
         if i + 4 > stop:  # the last rows, one at a time
@@ -668,7 +691,8 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                 axpy1(x[0], z[o], d, acc + o * d)
             i = i + 1
             continue
-        for q in range(4):
+        g = min(g_max, (stop - i) // 4 * 4)
+        for q in range(g):
             r[q] = i + q if index == NULL else index[i + q]
             x[q] = X + r[q] * ld
             if i + q + PREFETCH_AHEAD < n_ahead:
@@ -676,25 +700,34 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                               else index[i + q + PREFETCH_AHEAD])
             if index != NULL and i + q + PREFETCH_L1_AHEAD < n_ahead:
                 prefetch_l1(X + index[i + q + PREFETCH_L1_AHEAD] * ld, d)
-        if floating is float:
-            for q in range(4):
+            if floating is float:
                 z[q * k] = dot1_widen(x[q], params, d, wide + q * d) + params[nw]
                 if k > 1:  # the other outputs from the widened row
                     predict_row[double](wide + q * d, params, d, k, 1, z + q * k)
-                row_residuals(loss, k, z + q * k, y, sw, r[q], &loss_sum, &weight_sum)
-            add_residuals(z, k, 4, k, sums)
-            for o in range(k):
-                axpy4[double](wide, wide + d, wide + 2 * d, wide + 3 * d,
-                              z[o], z[k + o], z[2 * k + o], z[3 * k + o], d, acc + o * d)
-        else:
-            for q in range(4):
+            else:
                 predict_row(x[q], params, d, k, 0, z + q * k)
+        if k == 1 and index == NULL:
+            run_residuals(loss, z, y + i, NULL if sw == NULL else sw + i, g, sums)
+        elif k == 1:
+            for q in range(g):
+                y_at[q] = y[r[q]]
+                sw_at[q] = 1 if sw == NULL else sw[r[q]]
+            run_residuals(loss, z, y_at, NULL if sw == NULL else sw_at, g, sums)
+        else:
+            for q in range(g):
                 row_residuals(loss, k, z + q * k, y, sw, r[q], &loss_sum, &weight_sum)
-            add_residuals(z, k, 4, k, sums)
+            add_residuals(z, k, g, k, sums)
+        for q in range(0, g, 4):
             for o in range(k):
-                axpy4(x[0], x[1], x[2], x[3], z[o], z[k + o], z[2 * k + o], z[3 * k + o], d,
-                      acc + o * d)
-        i = i + 4
+                if floating is float:
+                    axpy4[double](wide + q * d, wide + (q + 1) * d, wide + (q + 2) * d,
+                                  wide + (q + 3) * d, z[q * k + o], z[(q + 1) * k + o],
+                                  z[(q + 2) * k + o], z[(q + 3) * k + o], d, acc + o * d)
+                else:
+                    axpy4(x[q], x[q + 1], x[q + 2], x[q + 3], z[q * k + o],
+                          z[(q + 1) * k + o], z[(q + 2) * k + o], z[(q + 3) * k + o], d,
+                          acc + o * d)
+        i = i + g
     sums[k + SUM_LOSS] += loss_sum
     sums[k + SUM_W] += weight_sum
 
@@ -722,7 +755,7 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     cdef Py_ssize_t nw = k * d
     cdef double* sums = acc + nw
     cdef Py_ssize_t m_max = col_block_rows(d, k, sizeof(floating))
-    cdef double* z = work + 4 * d           # z[o m_max + i]: output o of row i of the block
+    cdef double* z = work + GROUP_ROWS * d  # z[o m_max + i]: output o of row i of the block
     cdef double* row = z + m_max * k        # one row's outputs
     cdef double g[4]
     cdef Py_ssize_t i0 = start, m, m_next, i, j, q, o
