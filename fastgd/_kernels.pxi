@@ -545,43 +545,6 @@ cdef inline double dot1_widen(const float* a, const double* v, Py_ssize_t m,
     return lanes_sum(s) + lanes_sum(t)
 
 
-cdef inline void dot4(const floating* a0, const floating* a1, const floating* a2,
-                      const floating* a3, const double* v, Py_ssize_t m,
-                      double* out) noexcept nogil:
-    """out[k] = a_k · v for four vectors at once: each load of v serves four products, and
-    LANES partial sums per product keep the loop vectorizable in a fixed summation order."""
-    cdef double s0[LANES]
-    cdef double s1[LANES]
-    cdef double s2[LANES]
-    cdef double s3[LANES]
-    cdef Py_ssize_t j = 0, l
-    cdef double vj
-    for l in range(LANES):
-        s0[l] = 0.0
-        s1[l] = 0.0
-        s2[l] = 0.0
-        s3[l] = 0.0
-    while j + LANES <= m:
-        for l in range(LANES):
-            vj = v[j + l]
-            s0[l] += a0[j + l] * vj
-            s1[l] += a1[j + l] * vj
-            s2[l] += a2[j + l] * vj
-            s3[l] += a3[j + l] * vj
-        j = j + LANES
-    while j < m:
-        vj = v[j]
-        s0[0] += a0[j] * vj
-        s1[0] += a1[j] * vj
-        s2[0] += a2[j] * vj
-        s3[0] += a3[j] * vj
-        j = j + 1
-    out[0] = lanes_sum(s0)
-    out[1] = lanes_sum(s1)
-    out[2] = lanes_sum(s2)
-    out[3] = lanes_sum(s3)
-
-
 # `out` of the axpy loops is declared restrict (it never overlaps their inputs): for
 # float64 data both are double pointers, and without it the compiler must assume a store
 # to out can change a0..a3, which kept the F-order loops from vectorizing (float64 F order
@@ -757,8 +720,7 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     cdef Py_ssize_t m_max = col_block_rows(d, k, sizeof(floating))
     cdef double* z = work + GROUP_ROWS * d  # z[o m_max + i]: output o of row i of the block
     cdef double* row = z + m_max * k        # one row's outputs
-    cdef double g[4]
-    cdef Py_ssize_t i0 = start, m, m_next, i, j, q, o
+    cdef Py_ssize_t i0 = start, m, m_next, i, j, o
     cdef const floating* col
     cdef const double* w
     cdef double* zo
@@ -789,27 +751,12 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                 add_residuals(z + o * m_max, 1, m, 1, sums + o)
         for o in range(k):
             zo = z + o * m_max
-            if floating is double:  # a column at a time: dot4's four products compiled
-                for j in range(d):    # to shuffles for doubles (measured 1.8 x slower)
-                    col = X + j * ld + i0
-                    if o == 0 and m_next > 0:
-                        acc[j] += dot1_prefetching(col, zo, m, col + m, m_next)
-                    else:
-                        acc[o * d + j] += dot1(col, zo, m)
-            else:  # float32: dot4, each load of z serving four columns (dot1 converts
-                j = 0  # more: 1.5 x slower)
-                while j + 4 <= d:
-                    col = X + j * ld + i0
-                    if o == 0 and m_next > 0:
-                        for q in range(4):
-                            prefetch_ahead(col + q * ld + m, m_next)
-                    dot4(col, col + ld, col + 2 * ld, col + 3 * ld, zo, m, g)
-                    for q in range(4):
-                        acc[o * d + j + q] += g[q]
-                    j = j + 4
-                while j < d:
-                    acc[o * d + j] += dot1(X + j * ld + i0, zo, m)
-                    j = j + 1
+            for j in range(d):  # a column at a time: four columns sharing each load of z
+                col = X + j * ld + i0  # compiled to shuffles or scalar code (1.5-1.8 x slower)
+                if o == 0 and m_next > 0:
+                    acc[j] += dot1_prefetching(col, zo, m, col + m, m_next)
+                else:
+                    acc[o * d + j] += dot1(col, zo, m)
         i0 = i0 + m
     sums[k + SUM_LOSS] += loss_sum
     sums[k + SUM_W] += weight_sum
