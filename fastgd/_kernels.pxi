@@ -780,7 +780,7 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             start = c * rows
             chunk_sums(X, lay, d, y, sw, params, loss, order, start, min(start + rows, n), -1,
-                       partial + c * width,
+                       partial + c * whole_lines(width),
                        scratch + omp_get_thread_num() * scratch_size(d, loss.ky)
                        if scratch else NULL,
                        work + omp_get_thread_num() * whole_lines(work_size(d, k)))
@@ -788,18 +788,20 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
         for c in range(n_chunks):
             start = c * rows
             chunk_sums(X, lay, d, y, sw, params, loss, order, start, min(start + rows, n), -1,
-                       partial + c * width, scratch, work)
+                       partial + c * whole_lines(width), scratch, work)
     add_chunks(partial, n_chunks, width, out)
 
 
 cdef inline void add_chunks(const double* partial, Py_ssize_t n_chunks, Py_ssize_t width,
                             double* out) noexcept nogil:
-    """out = the chunks' partial sums added in chunk order: the same bits for any threads."""
-    cdef Py_ssize_t c, j
+    """out = the chunks' partial sums (rows whole_lines(width) apart: a thread summing a
+    chunk writes no cache line of another's) added in chunk order: the same bits for any
+    number of threads."""
+    cdef Py_ssize_t c, j, stride = whole_lines(width)
     memcpy(out, partial, width * sizeof(double))
     for c in range(1, n_chunks):
         for j in range(width):
-            out[j] += partial[c * width + j]
+            out[j] += partial[c * stride + j]
 
 
 cdef inline Py_ssize_t continue_at(Py_ssize_t position, Py_ssize_t stop,
@@ -886,7 +888,7 @@ def grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef const Order* order_ptr = NULL if rows is None else &order
     cdef Py_ssize_t width = sums_width(d, k)
     cdef double[::1] params = np.append(coef, intercept)
-    cdef double[:, ::1] partial = np.empty((max_chunks(d, k), width))
+    cdef double[:, ::1] partial = aligned_zeros((max_chunks(d, k), whole_lines(width)))
     cdef double[::1] total = np.empty(width)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef Py_ssize_t threads = min(max(n_threads, 1), max_chunks(d, k))
@@ -943,7 +945,8 @@ cdef struct Epoch:
     const double* mean         # NULL: no standardization
     const double* inv_scale
     Py_ssize_t max_chunks      # chunks of a batch at most (the first or the last batch)
-    double* partial            # 2 x max_chunks rows of partial sums: batches alternate halves
+    double* partial            # 2 x max_chunks rows of partial sums (whole_lines(width) apart):
+                               # batches alternate halves
     unsigned* arrived          # the batch each thread has summed (fastgd_team_wait)
     long long* solo            # votes to go on on one thread, by batch parity (epoch_worker)
     # What the epoch did (written by thread 0)
@@ -1024,7 +1027,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     while lo < n:
         hi = min(lo + e.batch_size, n)
         n_chunks = batch_chunks(lo, n, e.batch_size, d, k, by_columns, &rows)
-        partial = e.partial + (batch % 2) * e.max_chunks * width
+        partial = e.partial + (batch % 2) * e.max_chunks * slot
         batch += 1
         to_original(theta, mu, inv_sd, d, k, params)
         first = first_chunk(n_chunks, tid, n_team)
@@ -1037,7 +1040,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             else:  # this thread's first position in the next batch (for prefetching)
                 next_start = thread_start(hi, n, e.batch_size, d, k, by_columns, tid, n_team)
             chunk_sums(X, e.lay, d, y, sw, params, &e.loss, e.order, start, stop, next_start,
-                       partial + c * width, my_scratch, work)
+                       partial + c * slot, my_scratch, work)
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
                 long_waits += 1
@@ -1149,7 +1152,7 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
         scratch = np.empty(threads * scratch_size(d, e.loss.ky),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
-    cdef double[:, :, ::1] partial = np.empty((2, e.max_chunks, width))
+    cdef double[:, :, ::1] partial = aligned_zeros((2, e.max_chunks, whole_lines(width)))
     e.partial = &partial[0, 0, 0]
     cdef unsigned[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.uintc)
     cdef long long[:, ::1] solo = np.zeros((2, FASTGD_LINE), dtype=np.longlong)
