@@ -54,6 +54,28 @@ def test_grad_pass_equals_the_reference(loss, dtype, order, n, d, k):
         assert got[1].shape == (k, d) and got[2].shape == (k,)
 
 
+@pytest.mark.parametrize("loss", LOSSES[:3], ids=lambda loss: loss.name)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("n,d", [(5, 1), (37, 3), (1003, 10), (4101, 17), (20011, 2)])
+def test_one_output_grad_pass_equals_the_reference(loss, dtype, order, n, d):
+    """One output has loops of its own (groups of rows, vectorized residuals): all rows or
+    a subset, weighted, equal to the reference and the same bits on 1 or 2 threads."""
+    X, _, sw = make_problem(n, d, dtype=dtype, order=order, weights=True)
+    Y = targets(loss.name, X, 1)
+    rng = np.random.default_rng(2)
+    coef, intercept = rng.standard_normal((1, d)) * 0.3, rng.standard_normal(1)
+    rows = np.flatnonzero(rng.uniform(size=n) < 0.7)
+    for r in (None, rows):
+        for weights in (None, sw):
+            got = kernels.grad_pass(X, Y, weights, coef, intercept, loss, 2, r)
+            want = reference.grad_pass(X, Y, weights, coef, intercept, loss, 1, r)
+            close(got, want, RTOL[dtype])
+            alone = kernels.grad_pass(X, Y, weights, coef, intercept, loss, 1, r)
+            for a, b in zip(got, alone, strict=True):
+                assert_array_equal(a, b)
+
+
 def test_outputs_train_as_they_would_alone():
     """The sum of the outputs' losses: each output's gradient is its own model's."""
     X, y, _ = make_problem(2000, 6)
