@@ -658,14 +658,17 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             i = i + 1
             continue
         g = min(g_max, (stop - i) // 4 * 4)
-        for q in range(g):
-            r[q] = i + q if index == NULL else index[i + q]
-            x[q] = X + r[q] * ld
+        for q in range(g if i + PREFETCH_L1_AHEAD < n_ahead else 0):
+            # all the group's requests first: interleaved with the dot products, shuffled
+            # epochs measured 1.1-1.2 x slower
             if i + q + PREFETCH_AHEAD < n_ahead:
                 prefetch_rows(X, ld, d, y, loss.ky, sw, i + q + PREFETCH_AHEAD if index == NULL
                               else index[i + q + PREFETCH_AHEAD])
             if index != NULL and i + q + PREFETCH_L1_AHEAD < n_ahead:
                 prefetch_l1(X + index[i + q + PREFETCH_L1_AHEAD] * ld, d)
+        for q in range(g):
+            r[q] = i + q if index == NULL else index[i + q]
+            x[q] = X + r[q] * ld
             if floating is float:
                 z[q * k] = dot1_widen(x[q], params, d, wide + q * d) + params[nw]
                 if k > 1:  # the other outputs from the widened row
