@@ -65,7 +65,7 @@ cdef enum:
     MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
     LANES = 4                 # independent partial sums per dot product
     GROUP_ROWS = 16           # rows of row-contiguous X summed as a group at most
-    GROUP_BYTES = 4096        # (their float64 copies in this many bytes at most)
+    GROUP_BYTES = 8192        # (their float64 copies in this many bytes at most)
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
                               # nearly all waits long; this VM's hiccups, a few an epoch)
@@ -601,6 +601,19 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
         out[j] = out[j] + (((c0 * a0[j] + c1 * a1[j]) + c2 * a2[j]) + c3 * a3[j])
 
 
+cdef inline void axpy8(const double* a, Py_ssize_t d, const double* c, Py_ssize_t cs,
+                       fastgd_out out) noexcept nogil:
+    """out += c[0] a + c[cs] a[d:] + ... + c[7 cs] a[7 d:], for eight rows of d entries
+    one after the other."""
+    cdef Py_ssize_t j
+    cdef double c0 = c[0], c1 = c[cs], c2 = c[2 * cs], c3 = c[3 * cs]
+    cdef double c4 = c[4 * cs], c5 = c[5 * cs], c6 = c[6 * cs], c7 = c[7 * cs]
+    for j in range(d):
+        out[j] = out[j] + ((((c0 * a[j] + c1 * a[d + j]) + c2 * a[2 * d + j])
+                            + c3 * a[3 * d + j]) + (((c4 * a[4 * d + j] + c5 * a[5 * d + j])
+                            + c6 * a[6 * d + j]) + c7 * a[7 * d + j]))
+
+
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                           const floating* y, const floating* sw, const double* params,
                           const Loss* loss, Py_ssize_t start, Py_ssize_t stop, double* acc,
@@ -686,7 +699,13 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             for q in range(g):
                 row_residuals(loss, k, z + q * k, y, sw, r[q], &loss_sum, &weight_sum)
             add_residuals(z, k, g, k, sums)
-        for q in range(0, g, 4):
+        q = 0
+        if floating is float:  # eight widened rows to each read-modify-write of the sums
+            while q + 8 <= g:  # (float32 is compute-bound: 1.1-1.15 x faster than four)
+                for o in range(k):
+                    axpy8(wide + q * d, d, z + q * k + o, k, acc + o * d)
+                q = q + 8
+        for q in range(q, g, 4):
             for o in range(k):
                 if floating is float:
                     axpy4[double](wide + q * d, wide + (q + 1) * d, wide + (q + 2) * d,
