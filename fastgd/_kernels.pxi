@@ -38,13 +38,15 @@ LOSSES = {"squared": SQUARED, "huber": HUBER, "log": LOG, "multinomial": MULTINO
 cdef Loss loss_of(loss, Py_ssize_t k, X, Y, sample_weight) except *:
     """The kernel's view of a fastgd._validation.Loss (name, delta) for a model of k
     outputs, once the shapes agree: Y is (n, k), or (n, 1) class indices in [0, k) for the
-    multinomial loss; sample_weight (n,)."""
+    multinomial loss (k >= 2, as the public functions require); sample_weight (n,)."""
     cdef Loss spec
     spec.kind = LOSSES[loss.name]
     spec.delta = loss.delta
     spec.k = k
     spec.ky = 1 if spec.kind == MULTINOMIAL else k
     n = X.shape[0]
+    if spec.kind == MULTINOMIAL and k < 2:  # (one output has loops for elementwise losses)
+        raise ValueError(f"the multinomial loss needs 2 outputs or more, got {k}")
     if k < 1 or Y.shape[0] != n or Y.shape[1] != spec.ky:
         raise ValueError(f"y must have shape ({n}, {spec.ky}) for {k} outputs, got {Y.shape}")
     if sample_weight is not None and sample_weight.shape[0] != n:
@@ -62,10 +64,10 @@ cdef enum:
                               # threads: each chunk costs one more row of partial sums to add)
     BLOCK_BYTES = 524288      # a block of rows (F order / stats), read twice: sized for L2
     L1_BLOCK_BYTES = 16384    # a block of narrow column-contiguous rows: sized for L1
-    MAX_BLOCK = 4096          # rows per block at most (size of the stack scratch)
+    MAX_BLOCK = 4096          # rows per block at most (outputs of a block in `work`)
     LANES = 4                 # independent partial sums per dot product
     GROUP_ROWS = 16           # rows of row-contiguous X summed as a group at most
-    GROUP_BYTES = 8192        # (their float64 copies in this many bytes at most)
+    GROUP_BYTES = 8192        # (and 4 at least: their float64 copies in this many bytes)
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
                               # nearly all waits long; this VM's hiccups, a few an epoch)
@@ -167,7 +169,8 @@ def aligned_zeros(shape):
 
 cdef inline Py_ssize_t group_rows(Py_ssize_t d) noexcept nogil:
     """Rows of row-contiguous X summed as a group (rows_sums): a multiple of 4 up to
-    GROUP_ROWS, whose float64 copies stay within GROUP_BYTES (in L1)."""
+    GROUP_ROWS, whose float64 copies stay within GROUP_BYTES (in L1) unless 4 rows do not
+    fit (more than 256 features)."""
     return min(<Py_ssize_t>GROUP_ROWS, max(4, GROUP_BYTES // (d * 8) // 4 * 4))
 
 
@@ -396,6 +399,8 @@ cdef inline void residuals_of(LossKind kind, double delta, double* z, const floa
     cdef Py_ssize_t i = 0, l
     spec.kind = kind
     spec.delta = delta
+    spec.k = 1
+    spec.ky = 1
     for l in range(LANES):
         r[l] = 0.0
         a[l] = 0.0
@@ -438,8 +443,8 @@ cdef inline void add_residuals(const double* z, Py_ssize_t k, Py_ssize_t rows,
 cdef inline void predict_row(const floating* x, const double* params, Py_ssize_t d,
                              Py_ssize_t k, Py_ssize_t first, double* z) noexcept nogil:
     """z[o] = W[o] . x + b[o] for outputs o = first..k-1 of one row x (params = W row by
-    row, then b). One output after the other: four at a time, sharing each load of x
-    (dot4), measured 1.7 x slower for 10 classes."""
+    row, then b). One output after the other: four at a time, sharing each load of x,
+    measured 1.7 x slower for 10 classes."""
     cdef Py_ssize_t o
     for o in range(first, k):
         z[o] = dot1(x, params + o * d, d) + params[k * d + o]
@@ -510,7 +515,7 @@ cdef enum:
 cdef inline double dot1_prefetching(const floating* a, const double* v, Py_ssize_t m,
                                     const floating* ahead, Py_ssize_t m_ahead) noexcept nogil:
     """dot1 of a and v, while ahead[0:m_ahead] is requested into L2, PREFETCH_SEGMENT rows
-    at a time (a burst of all the requests measured slower)."""
+    at a time (a burst of all the requests measured slower); m_ahead <= m."""
     cdef Py_ssize_t i = 0, seg
     cdef double total = 0.0
     while i < m:
@@ -519,8 +524,6 @@ cdef inline double dot1_prefetching(const floating* a, const double* v, Py_ssize
             prefetch_ahead(ahead + i, min(seg, m_ahead - i))
         total += dot1(a + i, v + i, seg)
         i = i + seg
-    if i < m_ahead:
-        prefetch_ahead(ahead + i, m_ahead - i)
     return total
 
 
@@ -638,13 +641,13 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     stream the prefetcher can follow: reading four rows in lockstep measured 3 x slower
     out of cache), their residuals (for one output, in a loop the compiler vectorizes:
     run_residuals), then their share of the gradient while the rows are still in L1, with
-    one read-modify-write of it per output for each four rows.
+    one read-modify-write of it per output for each four rows (eight float32 rows).
 
-    While row i is summed, row i + PREFETCH_AHEAD (index[i + PREFETCH_AHEAD]) is requested
-    into L2 if i + PREFETCH_AHEAD < n_ahead: the hardware prefetcher alone left the stream
-    stalled at every update of a mini-batch epoch, and cannot guess scattered rows at all
-    (those are also moved into L1, PREFETCH_L1_AHEAD rows ahead). Into L1 directly, the
-    requests stalled on its few miss buffers.
+    Before a group of rows i.. is summed, rows i + PREFETCH_AHEAD.. (through the index, if
+    any) below n_ahead are requested into L2: the hardware prefetcher alone left the
+    stream stalled at every update of a mini-batch epoch, and cannot guess scattered rows
+    at all (those are also moved into L1, PREFETCH_L1_AHEAD rows ahead). Into L1 directly,
+    the requests stalled on its few miss buffers.
 
     `work` is the calling thread's (work_size): room to widen a group of float32 rows to
     float64 once, during their first dot product (widening each element twice cost more
@@ -778,8 +781,8 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
                 add_residuals(z + o * m_max, 1, m, 1, sums + o)
         for o in range(k):
             zo = z + o * m_max
-            for j in range(d):  # a column at a time: four columns sharing each load of z
-                col = X + j * ld + i0  # compiled to shuffles or scalar code (1.5-1.8 x slower)
+            for j in range(d):  # a column at a time (four columns sharing each load of z
+                col = X + j * ld + i0  # compiled to shuffles or scalar code: 1.5-1.8 x slower)
                 if o == 0 and m_next > 0:
                     acc[j] += dot1_prefetching(col, zo, m, col + m, m_next)
                 else:

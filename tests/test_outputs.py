@@ -40,7 +40,7 @@ LOSSES = [Loss("squared"), Loss("huber", 0.5), Loss("log"), Loss("multinomial")]
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("n,d,k", [(1, 1, 2), (7, 3, 3), (1000, 17, 5), (5003, 40, 10),
-                                   (300, 5, 4100)])
+                                   (2003, 100, 3), (300, 5, 4100)])
 def test_grad_pass_equals_the_reference(loss, dtype, order, n, d, k):
     X, _, sw = make_problem(n, d, dtype=dtype, order=order, weights=True)
     Y = targets(loss.name, X, k)
@@ -57,10 +57,12 @@ def test_grad_pass_equals_the_reference(loss, dtype, order, n, d, k):
 @pytest.mark.parametrize("loss", LOSSES[:3], ids=lambda loss: loss.name)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("n,d", [(5, 1), (37, 3), (1003, 10), (4101, 17), (20011, 2)])
+@pytest.mark.parametrize("n,d", [(5, 1), (37, 3), (1003, 10), (4101, 17), (20011, 2),
+                                 (3001, 80), (6007, 100)])
 def test_one_output_grad_pass_equals_the_reference(loss, dtype, order, n, d):
-    """One output has loops of its own (groups of rows, vectorized residuals): all rows or
-    a subset, weighted, equal to the reference and the same bits on 1 or 2 threads."""
+    """One output has loops of its own (groups of 16, 12 and 8 rows, vectorized residuals):
+    all rows or a subset, weighted, equal to the reference and the same bits on 1 or 2
+    threads (the larger shapes are split among them, subsets too)."""
     X, _, sw = make_problem(n, d, dtype=dtype, order=order, weights=True)
     Y = targets(loss.name, X, 1)
     rng = np.random.default_rng(2)
@@ -74,6 +76,13 @@ def test_one_output_grad_pass_equals_the_reference(loss, dtype, order, n, d):
             alone = kernels.grad_pass(X, Y, weights, coef, intercept, loss, 1, r)
             for a, b in zip(got, alone, strict=True):
                 assert_array_equal(a, b)
+
+
+def test_multinomial_needs_two_outputs():
+    X, _, _ = make_problem(20, 3)
+    with pytest.raises(ValueError, match="2 outputs or more"):
+        kernels.grad_pass(X, np.zeros((20, 1)), None, np.zeros((1, 3)), np.zeros(1),
+                          Loss("multinomial"), 1)
 
 
 def test_outputs_train_as_they_would_alone():

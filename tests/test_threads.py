@@ -50,7 +50,7 @@ def test_omp_num_threads_respected():
 @pytest.mark.parametrize("batch_size", [7, 32, 33, 1100])
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("order,dtype", [("C", np.float64), ("F", np.float64),
-                                         ("C", np.float32)])
+                                         ("C", np.float32), ("F", np.float32)])
 def test_mini_batch_epochs_bit_identical_across_threads(batch_size, shuffle, order, dtype):
     X, y, sw = make_problem(3000, 64, order=order, dtype=dtype, weights=True)
     fits = [GDRegressor(optimizer="adam", learning_rate=0.01, batch_size=batch_size,
