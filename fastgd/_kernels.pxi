@@ -514,8 +514,10 @@ cdef enum:
 
 cdef inline double dot1_prefetching(const floating* a, const double* v, Py_ssize_t m,
                                     const floating* ahead, Py_ssize_t m_ahead) noexcept nogil:
-    """dot1 of a and v, while ahead[0:m_ahead] is requested into L2, PREFETCH_SEGMENT rows
-    at a time (a burst of all the requests measured slower)."""
+    """a · v, PREFETCH_SEGMENT rows at a time (the segments' dot1 added in order), while
+    ahead[0:m_ahead] is requested into L2 a segment at a time (a burst of all the requests
+    measured slower). The sum does not depend on m_ahead, which depends on where the
+    thread goes on."""
     cdef Py_ssize_t i = 0, seg
     cdef double total = 0.0
     while i < m:
@@ -786,10 +788,8 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             zo = z + o * m_max
             for j in range(d):  # a column at a time (four columns sharing each load of z
                 col = X + j * ld + i0  # compiled to shuffles or scalar code: 1.5-1.8 x slower)
-                if o == 0 and m_next > 0:
-                    acc[j] += dot1_prefetching(col, zo, m, col + m, m_next)
-                else:
-                    acc[o * d + j] += dot1(col, zo, m)
+                acc[o * d + j] += dot1_prefetching(col, zo, m, col + m,
+                                                   m_next if o == 0 else 0)
         i0 = i0 + m
     sums[k + SUM_LOSS] += loss_sum
     sums[k + SUM_W] += weight_sum
