@@ -812,14 +812,17 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
     n_chunks = (n + rows - 1) // rows
     cdef Py_ssize_t width = sums_width(d, k), c, start
     cdef int threads = <int>min(n_threads, n_chunks), tid, team
-    if threads > 1 and n * d * k >= PARALLEL_MIN_ELEMS and by_columns:
+    if threads < 2 or n * d * k < PARALLEL_MIN_ELEMS:
+        chunk_run(X, lay, d, y, sw, params, loss, order, n, rows, 0, n_chunks, partial,
+                  scratch, work)
+    elif by_columns:
         with parallel(num_threads=threads):
             tid = omp_get_thread_num()
             team = omp_get_num_threads()
-            chunk_run(X, lay, d, y, sw, params, loss, n, rows, first_chunk(n_chunks, tid, team),
-                      first_chunk(n_chunks, tid + 1, team), partial,
-                      work + tid * whole_lines(work_size(d, k)))
-    elif threads > 1 and n * d * k >= PARALLEL_MIN_ELEMS:
+            chunk_run(X, lay, d, y, sw, params, loss, NULL, n, rows,
+                      first_chunk(n_chunks, tid, team), first_chunk(n_chunks, tid + 1, team),
+                      partial, NULL, work + tid * whole_lines(work_size(d, k)))
+    else:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             start = c * rows
             chunk_sums(X, lay, d, y, sw, params, loss, order, start, min(start + rows, n), -1,
@@ -827,30 +830,28 @@ cdef void range_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
                        scratch + omp_get_thread_num() * scratch_size(d, loss.ky)
                        if scratch else NULL,
                        work + omp_get_thread_num() * whole_lines(work_size(d, k)))
-    elif by_columns:
-        chunk_run(X, lay, d, y, sw, params, loss, n, rows, 0, n_chunks, partial, work)
-    else:
-        for c in range(n_chunks):
-            start = c * rows
-            chunk_sums(X, lay, d, y, sw, params, loss, order, start, min(start + rows, n), -1,
-                       partial + c * whole_lines(width), scratch, work)
     add_chunks(partial, n_chunks, width, out)
 
 
 cdef void chunk_run(const floating* X, Layout lay, Py_ssize_t d, const floating* y,
-                    const floating* sw, const double* params, const Loss* loss, Py_ssize_t n,
-                    Py_ssize_t rows, Py_ssize_t first, Py_ssize_t last, double* partial,
+                    const floating* sw, const double* params, const Loss* loss,
+                    const Order* order, Py_ssize_t n, Py_ssize_t rows, Py_ssize_t first,
+                    Py_ssize_t last, double* partial, floating* scratch,
                     double* work) noexcept nogil:
-    """Chunks first..last-1 of `rows` rows of column-contiguous X, in order on this thread:
-    each chunk's last block requests the first of the next (a chunk of 300k x 100 has two
-    blocks, and half of them had started cold: 1.1-1.35 x slower on one thread)."""
+    """Chunks first..last-1 of `rows` positions, in order on this thread. Column-contiguous
+    X read in place goes on from one chunk to the next: each chunk's last block requests
+    the first of the next (a chunk of 300k x 100 has two blocks, and half of them had
+    started cold: 1.1-1.35 x slower on one thread). Rows do not (in a full pass the
+    hardware prefetcher keeps up: see chunk_sums)."""
     cdef Py_ssize_t c, start, stop
     cdef Py_ssize_t stride = whole_lines(sums_width(d, loss.k))
+    cdef bint goes_on = not lay.rows and order == NULL
     for c in range(first, last):
         start = c * rows
         stop = min(start + rows, n)
-        chunk_sums(X, lay, d, y, sw, params, loss, NULL, start, stop,
-                   stop if c + 1 < last else -1, partial + c * stride, NULL, work)
+        chunk_sums(X, lay, d, y, sw, params, loss, order, start, stop,
+                   stop if goes_on and c + 1 < last else -1, partial + c * stride, scratch,
+                   work)
 
 
 cdef inline void add_chunks(const double* partial, Py_ssize_t n_chunks, Py_ssize_t width,
