@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fastgd-installed
-SOURCES := setup.py pyproject.toml $(wildcard fastgd/*.pyx fastgd/*.pxd fastgd/*.pxi)
+SOURCES := setup.py pyproject.toml $(wildcard fastgd/*.pyx fastgd/*.pxd fastgd/*.pxi fastgd/*.h)
 
 .PHONY: demo test install bench clean
 

@@ -110,8 +110,8 @@ extensions = [
         name,
         [name.replace(".", "/") + ".pyx"],
         depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_optim.pxd",
-                 "fastgd/_openmp.pxd"],
-        include_dirs=[np.get_include()],
+                 "fastgd/_openmp.pxd", "fastgd/_simd.h"],
+        include_dirs=[np.get_include(), "fastgd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
     )
     for name in ["fastgd._kernels", *SIMD_FLAGS]

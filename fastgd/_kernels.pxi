@@ -66,8 +66,9 @@ cdef enum:
     L1_BLOCK_BYTES = 16384    # a block of narrow column-contiguous rows: sized for L1
     MAX_BLOCK = 4096          # rows per block at most (outputs of a block in `work`)
     LANES = 4                 # independent partial sums per dot product
-    GROUP_ROWS = 16           # rows of row-contiguous X summed as a group at most
+    GROUP_ROWS = 64           # rows of row-contiguous X summed as a group at most
     GROUP_BYTES = 8192        # (and 4 at least: their float64 copies in this many bytes)
+    NARROW_ROWS = 16          # rows of at most this many entries: kept in registers
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
                               # nearly all waits long; this VM's hiccups, a few an epoch)
@@ -174,11 +175,29 @@ cdef inline Py_ssize_t group_rows(Py_ssize_t d) noexcept nogil:
     return min(<Py_ssize_t>GROUP_ROWS, max(4, GROUP_BYTES // (d * 8) // 4 * 4))
 
 
+cdef extern from "_simd.h":
+    bint FASTGD_ROWS4
+    void fastgd_rows4_d(const double* x0, const double* x1, const double* x2,
+                        const double* x3, const double* w, Py_ssize_t d, double bias,
+                        double* z) noexcept nogil
+    void fastgd_rows4_f(const float* x0, const float* x1, const float* x2, const float* x3,
+                        const double* w, Py_ssize_t d, double bias, double* z) noexcept nogil
+    void fastgd_rows_axpy_d(const double* const* x, const double* c, Py_ssize_t g,
+                            Py_ssize_t d, double* acc) noexcept nogil
+    void fastgd_rows_axpy_f(const float* const* x, const double* c, Py_ssize_t g,
+                            Py_ssize_t d, double* acc) noexcept nogil
+
+
+cdef inline Py_ssize_t wide_width(Py_ssize_t d) noexcept nogil:
+    """Doubles from one widened float32 row to the next: d rounded up to whole vectors."""
+    return (d + LANES - 1) // LANES * LANES
+
+
 cdef inline Py_ssize_t work_size(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
     """Doubles of a thread's workspace in a pass (grad_chunk_rows, grad_chunk_cols): room
     for a group of rows widened from float32, then for the outputs of a group of rows or
     of a block of rows and one more row."""
-    return GROUP_ROWS * d + max(GROUP_ROWS * k, max(<Py_ssize_t>MAX_BLOCK, k) + k)
+    return GROUP_ROWS * wide_width(d) + max(GROUP_ROWS * k, max(<Py_ssize_t>MAX_BLOCK, k) + k)
 
 
 cdef struct Layout:
@@ -608,17 +627,16 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
         out[j] = out[j] + (((c0 * a0[j] + c1 * a1[j]) + c2 * a2[j]) + c3 * a3[j])
 
 
-cdef inline void axpy8(const double* a, Py_ssize_t d, const double* c, Py_ssize_t cs,
-                       fastgd_out out) noexcept nogil:
-    """out += c[0] a + c[cs] a[d:] + ... + c[7 cs] a[7 d:], for eight rows of d entries
-    one after the other."""
+cdef inline void axpy8(const double* a, Py_ssize_t lda, Py_ssize_t d, const double* c,
+                       Py_ssize_t cs, fastgd_out out) noexcept nogil:
+    """out += c[0] a + c[cs] a[lda:] + ... + c[7 cs] a[7 lda:] over d entries."""
     cdef Py_ssize_t j
     cdef double c0 = c[0], c1 = c[cs], c2 = c[2 * cs], c3 = c[3 * cs]
     cdef double c4 = c[4 * cs], c5 = c[5 * cs], c6 = c[6 * cs], c7 = c[7 * cs]
     for j in range(d):
-        out[j] = out[j] + ((((c0 * a[j] + c1 * a[d + j]) + c2 * a[2 * d + j])
-                            + c3 * a[3 * d + j]) + (((c4 * a[4 * d + j] + c5 * a[5 * d + j])
-                            + c6 * a[6 * d + j]) + c7 * a[7 * d + j]))
+        out[j] = out[j] + ((((c0 * a[j] + c1 * a[lda + j]) + c2 * a[2 * lda + j])
+                            + c3 * a[3 * lda + j]) + (((c4 * a[4 * lda + j]
+                            + c5 * a[5 * lda + j]) + c6 * a[6 * lda + j]) + c7 * a[7 * lda + j]))
 
 
 cdef void grad_chunk_rows(const floating* X, Py_ssize_t ld, Py_ssize_t d,
@@ -656,10 +674,11 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     `work` is the calling thread's (work_size): room to widen a group of float32 rows to
     float64 once, during their first dot product (widening each element twice cost more
     than the whole float32 stream saves), then the group's predictions."""
-    cdef Py_ssize_t nw = k * d, g_max = group_rows(d)
+    cdef Py_ssize_t nw = k * d, g_max = group_rows(d), dw = wide_width(d)
     cdef double* sums = acc + nw
-    cdef double* wide = work                     # float32 rows widened, d doubles each
-    cdef double* z = work + GROUP_ROWS * d       # z[q k + o]: output o of row q of the group
+    cdef double* wide = work                     # float32 rows widened, dw doubles apart
+    cdef double* z = work + GROUP_ROWS * dw      # z[q k + o]: output o of row q of the group
+    cdef bint rows4 = FASTGD_ROWS4 and k == 1 and d <= NARROW_ROWS
     cdef const floating* x[GROUP_ROWS]
     cdef Py_ssize_t r[GROUP_ROWS]
     cdef floating y_at[GROUP_ROWS]               # one output's targets and weights of
@@ -689,12 +708,21 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
         for q in range(g):
             r[q] = i + q if index == NULL else index[i + q]
             x[q] = X + r[q] * ld
+        for q in range(0 if rows4 else g):
             if floating is float:
-                z[q * k] = dot1_widen(x[q], params, d, wide + q * d) + params[nw]
+                z[q * k] = dot1_widen(x[q], params, d, wide + q * dw) + params[nw]
                 if k > 1:  # the other outputs from the widened row
-                    predict_row[double](wide + q * d, params, d, k, 1, z + q * k)
+                    predict_row[double](wide + q * dw, params, d, k, 1, z + q * k)
             else:
                 predict_row(x[q], params, d, k, 0, z + q * k)
+        if rows4:  # narrow rows: four dot products at once
+            for q in range(0, g, 4):
+                if floating is float:
+                    fastgd_rows4_f(x[q], x[q + 1], x[q + 2], x[q + 3], params, d, params[nw],
+                                   z + q)
+                else:
+                    fastgd_rows4_d(x[q], x[q + 1], x[q + 2], x[q + 3], params, d, params[nw],
+                                   z + q)
         if k == 1 and index == NULL:
             run_residuals(loss, z, y + i, NULL if sw == NULL else sw + i, g, sums)
         elif k == 1:
@@ -706,17 +734,24 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
             for q in range(g):
                 row_residuals(loss, k, z + q * k, y, sw, r[q], &loss_sum, &weight_sum)
             add_residuals(z, k, g, k, sums)
+        if rows4:
+            if floating is float:
+                fastgd_rows_axpy_f(x, z, g, d, acc)
+            else:
+                fastgd_rows_axpy_d(x, z, g, d, acc)
+            i = i + g
+            continue
         q = 0
         if floating is float:  # eight widened rows to each read-modify-write of the sums
             while q + 8 <= g:  # (float32 is compute-bound: 1.1-1.15 x faster than four)
                 for o in range(k):
-                    axpy8(wide + q * d, d, z + q * k + o, k, acc + o * d)
+                    axpy8(wide + q * dw, dw, d, z + q * k + o, k, acc + o * d)
                 q = q + 8
         for q in range(q, g, 4):
             for o in range(k):
                 if floating is float:
-                    axpy4[double](wide + q * d, wide + (q + 1) * d, wide + (q + 2) * d,
-                                  wide + (q + 3) * d, z[q * k + o], z[(q + 1) * k + o],
+                    axpy4[double](wide + q * dw, wide + (q + 1) * dw, wide + (q + 2) * dw,
+                                  wide + (q + 3) * dw, z[q * k + o], z[(q + 1) * k + o],
                                   z[(q + 2) * k + o], z[(q + 3) * k + o], d, acc + o * d)
                 else:
                     axpy4(x[q], x[q + 1], x[q + 2], x[q + 3], z[q * k + o],

@@ -43,5 +43,5 @@ def test_sdist_carries_cython_sources(tmp_path):
     (sdist,) = tmp_path.glob("fastgd-*.tar.gz")
     names = {Path(n).name for n in tarfile.open(sdist).getnames()}
     assert {"_kernels.pyx", "_kernels_avx2.pyx", "_kernels.pxi", "_losses.pxd", "_openmp.pxd",
-            "setup.py", "pyproject.toml", "MANIFEST.in", "README.md"} <= names
+            "_simd.h", "setup.py", "pyproject.toml", "MANIFEST.in", "README.md"} <= names
     assert not {n for n in names if n.endswith(".c")}

@@ -67,6 +67,22 @@ def test_matches_reference(compiled, n, d, dtype, order, weights):
     check_equal(X, y, coef, 0.3, sample_weight=sw, rtol=RTOL[dtype], compiled=compiled)
 
 
+@pytest.mark.parametrize("d", range(1, 19))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["squared", "log"])
+def test_narrow_rows_every_width(compiled, d, dtype, loss):
+    """Rows of up to 16 entries are summed four at a time in registers (_simd.h): every
+    partial last vector (d mod 4), 1-4 vectors a row, groups of 64 rows and the last rows."""
+    X, y, sw = make_problem(64 * 4 + 7, d, dtype=dtype, weights=True)
+    if loss == "log":
+        y = (y > np.median(y)).astype(dtype)
+    coef = np.random.default_rng(d).standard_normal(d) / np.sqrt(d)
+    check_equal(X, y, coef, 0.3, loss=loss, sample_weight=sw, rtol=RTOL[dtype],
+                compiled=compiled)
+    rows = np.s_[3::2]  # rows a stride apart, not a whole group
+    check_equal(X[rows], y[rows], coef, 0.3, loss=loss, rtol=RTOL[dtype], compiled=compiled)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_bit_identical_for_any_thread_count(build, compiled, dtype, order):

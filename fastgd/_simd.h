@@ -1,0 +1,150 @@
+/* Hand-written AVX2+FMA loops for what the compiler cannot find on its own, with
+   FASTGD_ROWS4 0 (and the generic Cython loops used instead) in any other build.
+
+   fastgd_rows4_*: the dot products of four narrow rows with w at once. Each row has one
+   vector of LANES partial sums (its last, partial vector read through a mask), and the
+   four rows' vectors are added across in one go (two hadd, two permutes, one add) rather
+   than by a horizontal sum of each: for rows of a few dozen entries those sums cost more
+   than the products. Lane l of row r sums x[r][j] w[j] for j = l mod 4 in order, and the
+   lanes are added (l0 + l1) + (l2 + l3): the same order for every row wherever it is. */
+#ifndef FASTGD_SIMD_H
+#define FASTGD_SIMD_H
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FASTGD_ROWS4 1
+
+/* The first `count` (0..4) of four 64-bit lanes. */
+static inline __m256i fastgd_mask4(Py_ssize_t count) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)count),
+                              _mm256_set_epi64x(3, 2, 1, 0));
+}
+
+/* z[0..3] = bias + the sums of the lanes of a, b, c and e. */
+static inline void fastgd_rows4_store(__m256d a, __m256d b, __m256d c, __m256d e,
+                                      double bias, double *z) {
+    __m256d ab = _mm256_hadd_pd(a, b), ce = _mm256_hadd_pd(c, e);
+    __m256d sums = _mm256_add_pd(_mm256_permute2f128_pd(ab, ce, 0x20),
+                                 _mm256_permute2f128_pd(ab, ce, 0x31));
+    _mm256_storeu_pd(z, _mm256_add_pd(sums, _mm256_set1_pd(bias)));
+}
+
+static inline void fastgd_rows4_d(const double *x0, const double *x1, const double *x2,
+                                  const double *x3, const double *w, Py_ssize_t d,
+                                  double bias, double *z) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, v;
+    Py_ssize_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+        v = _mm256_loadu_pd(w + j);
+        s0 = _mm256_fmadd_pd(_mm256_loadu_pd(x0 + j), v, s0);
+        s1 = _mm256_fmadd_pd(_mm256_loadu_pd(x1 + j), v, s1);
+        s2 = _mm256_fmadd_pd(_mm256_loadu_pd(x2 + j), v, s2);
+        s3 = _mm256_fmadd_pd(_mm256_loadu_pd(x3 + j), v, s3);
+    }
+    if (j < d) {
+        __m256i m = fastgd_mask4(d - j);
+        v = _mm256_maskload_pd(w + j, m);
+        s0 = _mm256_fmadd_pd(_mm256_maskload_pd(x0 + j, m), v, s0);
+        s1 = _mm256_fmadd_pd(_mm256_maskload_pd(x1 + j, m), v, s1);
+        s2 = _mm256_fmadd_pd(_mm256_maskload_pd(x2 + j, m), v, s2);
+        s3 = _mm256_fmadd_pd(_mm256_maskload_pd(x3 + j, m), v, s3);
+    }
+    fastgd_rows4_store(s0, s1, s2, s3, bias, z);
+}
+
+static inline __m128 fastgd_load4f(const float *x, __m128i m, int partial) {
+    return partial ? _mm_maskload_ps(x, m) : _mm_loadu_ps(x);
+}
+
+static inline __m128i fastgd_mask4f(Py_ssize_t count) {
+    return _mm_cmpgt_epi32(_mm_set1_epi32((int)count), _mm_set_epi32(3, 2, 1, 0));
+}
+
+/* fastgd_rows4_d for float32 rows, widened to float64 as they are read. */
+static inline void fastgd_rows4_f(const float *x0, const float *x1, const float *x2,
+                                  const float *x3, const double *w, Py_ssize_t d,
+                                  double bias, double *z) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, v;
+    __m128i all = _mm_set1_epi32(-1), m;
+    Py_ssize_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+        v = _mm256_loadu_pd(w + j);
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x0 + j, all, 0)), v, s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x1 + j, all, 0)), v, s1);
+        s2 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x2 + j, all, 0)), v, s2);
+        s3 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x3 + j, all, 0)), v, s3);
+    }
+    if (j < d) {
+        m = fastgd_mask4f(d - j);
+        v = _mm256_maskload_pd(w + j, fastgd_mask4(d - j));
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x0 + j, m, 1)), v, s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x1 + j, m, 1)), v, s1);
+        s2 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x2 + j, m, 1)), v, s2);
+        s3 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x3 + j, m, 1)), v, s3);
+    }
+    fastgd_rows4_store(s0, s1, s2, s3, bias, z);
+}
+
+/* acc[0:d] += c[0] x[0] + c[1] x[1] + ... + c[g-1] x[g-1] for g (even) rows of d <= 16
+   entries, the sums of the even and of the odd rows kept in registers (NV vectors each)
+   and added at the end. */
+#define FASTGD_ROWS_AXPY(NAME, T, LOAD)                                                   \
+static inline __attribute__((always_inline)) void NAME##_nv(                            \
+        const T *const *x, const double *c, Py_ssize_t g, Py_ssize_t d, double *acc,     \
+        const int nv) {                                                                  \
+    __m256d e[4], o[4], ce, co;                                                          \
+    Py_ssize_t tail = d - 4 * (nv - 1), q;                                               \
+    int v;                                                                               \
+    for (v = 0; v < nv; v++) e[v] = o[v] = _mm256_setzero_pd();                          \
+    for (q = 0; q < g; q += 2) {                                                         \
+        ce = _mm256_set1_pd(c[q]);                                                       \
+        co = _mm256_set1_pd(c[q + 1]);                                                   \
+        for (v = 0; v < nv; v++) {                                                       \
+            e[v] = _mm256_fmadd_pd(ce, LOAD(x[q] + 4 * v, v == nv - 1, tail), e[v]);     \
+            o[v] = _mm256_fmadd_pd(co, LOAD(x[q + 1] + 4 * v, v == nv - 1, tail), o[v]); \
+        }                                                                                \
+    }                                                                                    \
+    for (v = 0; v < nv; v++) {                                                           \
+        double sum[4];                                                                   \
+        int l;                                                                           \
+        _mm256_storeu_pd(sum, _mm256_add_pd(e[v], o[v]));                                \
+        for (l = 0; l < 4 && 4 * v + l < d; l++) acc[4 * v + l] += sum[l];              \
+    }                                                                                    \
+}                                                                                        \
+static inline void NAME(const T *const *x, const double *c, Py_ssize_t g, Py_ssize_t d,  \
+                        double *acc) {                                                   \
+    switch ((d + 3) / 4) {                                                               \
+        case 1: NAME##_nv(x, c, g, d, acc, 1); break;                                    \
+        case 2: NAME##_nv(x, c, g, d, acc, 2); break;                                    \
+        case 3: NAME##_nv(x, c, g, d, acc, 3); break;                                    \
+        default: NAME##_nv(x, c, g, d, acc, 4); break;                                   \
+    }                                                                                    \
+}
+
+static inline __m256d fastgd_load_d(const double *x, int partial, Py_ssize_t count) {
+    return partial ? _mm256_maskload_pd(x, fastgd_mask4(count)) : _mm256_loadu_pd(x);
+}
+
+static inline __m256d fastgd_load_f(const float *x, int partial, Py_ssize_t count) {
+    return _mm256_cvtps_pd(partial ? _mm_maskload_ps(x, fastgd_mask4f(count))
+                                   : _mm_loadu_ps(x));
+}
+
+FASTGD_ROWS_AXPY(fastgd_rows_axpy_d, double, fastgd_load_d)
+FASTGD_ROWS_AXPY(fastgd_rows_axpy_f, float, fastgd_load_f)
+
+#else
+#define FASTGD_ROWS4 0
+static inline void fastgd_rows4_d(const double *x0, const double *x1, const double *x2,
+                                  const double *x3, const double *w, Py_ssize_t d,
+                                  double bias, double *z) {}
+static inline void fastgd_rows4_f(const float *x0, const float *x1, const float *x2,
+                                  const float *x3, const double *w, Py_ssize_t d,
+                                  double bias, double *z) {}
+static inline void fastgd_rows_axpy_d(const double *const *x, const double *c,
+                                      Py_ssize_t g, Py_ssize_t d, double *acc) {}
+static inline void fastgd_rows_axpy_f(const float *const *x, const double *c,
+                                      Py_ssize_t g, Py_ssize_t d, double *acc) {}
+#endif
+
+#endif
