@@ -385,66 +385,82 @@ cdef inline void row_residuals(const Loss* loss, Py_ssize_t k, double* z, const 
         z[o] = wi * z[o]
 
 
+cdef enum:
+    RESIDUAL_RUN = 64         # rows whose losses wait in a buffer to be summed (run_residuals)
+
+
 cdef inline void run_residuals(const Loss* loss, double* z, const floating* y,
                                const floating* sw, Py_ssize_t m, double* sums) noexcept nogil:
     """row_residuals and add_residuals for a run of m consecutive rows of a one-output
     model (an elementwise loss): predictions z[0:m], targets y[0:m], weights sw[0:m] (NULL:
-    1). One loop per loss kind and weighting, which the compiler vectorizes: a call per row
-    cost more than the pass over X at d = 10."""
-    if sw == NULL:
-        if loss.kind == SQUARED:
-            residuals_of(SQUARED, 0.0, z, y, <const floating*>NULL, m, sums)
-        elif loss.kind == HUBER:
-            residuals_of(HUBER, loss.delta, z, y, <const floating*>NULL, m, sums)
-        else:
-            residuals_of(LOG, 0.0, z, y, <const floating*>NULL, m, sums)
-    elif loss.kind == SQUARED:
-        residuals_of(SQUARED, 0.0, z, y, sw, m, sums)
-    elif loss.kind == HUBER:
-        residuals_of(HUBER, loss.delta, z, y, sw, m, sums)
-    else:
-        residuals_of(LOG, 0.0, z, y, sw, m, sums)
-
-
-cdef inline void residuals_of(LossKind kind, double delta, double* z, const floating* y,
-                              const floating* sw, Py_ssize_t m, double* sums) noexcept nogil:
-    """run_residuals for one loss kind (a constant where it is inlined), LANES rows at a
-    time with LANES partial sums of the residuals, losses and weights, added in a fixed
-    order into sums[0], sums[1 + SUM_LOSS] and sums[1 + SUM_W]."""
-    cdef Loss spec
+    1). RESIDUAL_RUN rows at a time, an elementwise loop for each loss kind and weighting
+    (residuals_of, which the compiler vectorizes), then the residuals, losses and weights
+    summed in LANES partial sums, added in a fixed order into sums[0], sums[1 + SUM_LOSS]
+    and sums[1 + SUM_W]. (A call per row cost more than the pass over X at d = 10.)"""
     cdef double r[LANES]
     cdef double a[LANES]
     cdef double w[LANES]
-    cdef Py_ssize_t i = 0, l
-    spec.kind = kind
-    spec.delta = delta
-    spec.k = 1
-    spec.ky = 1
+    cdef double losses[RESIDUAL_RUN]
+    cdef double weights[RESIDUAL_RUN]
+    cdef Py_ssize_t i = 0, l, run
+    cdef const floating* no_sw = NULL
     for l in range(LANES):
         r[l] = 0.0
         a[l] = 0.0
         w[l] = 0.0
-    while i + LANES <= m:
-        for l in range(LANES):
-            residual_at(&spec, z, y, sw, i + l, &r[l], &a[l], &w[l])
-        i = i + LANES
     while i < m:
-        residual_at(&spec, z, y, sw, i, &r[0], &a[0], &w[0])
-        i = i + 1
+        run = min(<Py_ssize_t>RESIDUAL_RUN, m - i)
+        if sw == NULL:
+            if loss.kind == SQUARED:
+                residuals_of(SQUARED, 0.0, z + i, y + i, no_sw, run, losses, weights)
+            elif loss.kind == HUBER:
+                residuals_of(HUBER, loss.delta, z + i, y + i, no_sw, run, losses, weights)
+            else:
+                residuals_of(LOG, 0.0, z + i, y + i, no_sw, run, losses, weights)
+        elif loss.kind == SQUARED:
+            residuals_of(SQUARED, 0.0, z + i, y + i, sw + i, run, losses, weights)
+        elif loss.kind == HUBER:
+            residuals_of(HUBER, loss.delta, z + i, y + i, sw + i, run, losses, weights)
+        else:
+            residuals_of(LOG, 0.0, z + i, y + i, sw + i, run, losses, weights)
+        add_lanes(r, z + i, run)
+        add_lanes(a, losses, run)
+        add_lanes(w, weights, run)
+        i = i + run
     sums[0] += lanes_sum(r)
     sums[1 + SUM_LOSS] += lanes_sum(a)
     sums[1 + SUM_W] += lanes_sum(w)
 
 
-cdef inline void residual_at(const Loss* loss, double* z, const floating* y, const floating* sw,
-                             Py_ssize_t i, double* r, double* a, double* w) noexcept nogil:
-    """Row i of residuals_of: z[i] becomes its residual, added to *r; its weighted loss
-    to *a, its weight to *w."""
-    cdef double wi = 1.0 if sw == NULL else <double>sw[i], dz
-    a[0] += wi * elementwise_loss(loss, z[i], <double>y[i], &dz)
-    z[i] = wi * dz
-    r[0] += z[i]
-    w[0] += wi
+cdef inline void residuals_of(LossKind kind, double delta, double* z, const floating* y,
+                              const floating* sw, Py_ssize_t m, double* losses,
+                              double* weights) noexcept nogil:
+    """For one loss kind (a constant where it is inlined): z[i] becomes the residual of
+    row i, losses[i] its weighted loss and weights[i] its weight, for i < m."""
+    cdef Loss spec
+    cdef double wi, dz
+    cdef Py_ssize_t i
+    spec.kind = kind
+    spec.delta = delta
+    spec.k = 1
+    spec.ky = 1
+    for i in range(m):
+        wi = 1.0 if sw == NULL else <double>sw[i]
+        losses[i] = wi * elementwise_loss(&spec, z[i], <double>y[i], &dz)
+        z[i] = wi * dz
+        weights[i] = wi
+
+
+cdef inline void add_lanes(double* s, const double* a, Py_ssize_t m) noexcept nogil:
+    """s[l] += a[j] for j = l mod LANES (a run's last few entries into s[0])."""
+    cdef Py_ssize_t j = 0, l
+    while j + LANES <= m:
+        for l in range(LANES):
+            s[l] += a[j + l]
+        j = j + LANES
+    while j < m:
+        s[0] += a[j]
+        j = j + 1
 
 
 cdef inline void add_residuals(const double* z, Py_ssize_t k, Py_ssize_t rows,

@@ -39,16 +39,11 @@ cdef inline double huber_dloss(double z, double y, double delta) noexcept nogil:
 
 # log loss of a logit z against a target y in [0, 1] (torch's BCEWithLogitsLoss):
 # log(1 + e^z) - y z, written max(z, 0) - y z + log1p(e^-|z|) so that no exp overflows;
-# d/dz = sigmoid(z) - y, with the exp of a non-positive number either way
-cdef inline double log_loss(double z, double y) noexcept nogil:
-    return (z if z > 0.0 else 0.0) - y * z + log1p(exp(-fabs(z)))
-
-cdef inline double log_dloss(double z, double y) noexcept nogil:
-    cdef double e
-    if z >= 0.0:
-        return 1.0 / (1.0 + exp(-z)) - y
-    e = exp(z)
-    return e / (1.0 + e) - y
+# d/dz = sigmoid(z) - y, from the same exp of a non-positive number (one exp a row, not two)
+cdef inline double log_loss(double z, double y, double* dz) noexcept nogil:
+    cdef double e = exp(-fabs(z))
+    dz[0] = (1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)) - y
+    return (z if z > 0.0 else 0.0) - y * z + log1p(e)
 
 
 # multinomial log loss (torch's CrossEntropyLoss) of k logits z against the class c:
@@ -78,8 +73,7 @@ cdef inline double elementwise_loss(const Loss* loss, double z, double y,
     if loss.kind == HUBER:
         dz[0] = huber_dloss(z, y, loss.delta)
         return huber_loss(z, y, loss.delta)
-    dz[0] = log_dloss(z, y)
-    return log_loss(z, y)
+    return log_loss(z, y, dz)
 
 
 cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
