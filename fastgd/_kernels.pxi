@@ -182,6 +182,12 @@ cdef extern from "_simd.h":
                         double* z) noexcept nogil
     void fastgd_rows4_f(const float* x0, const float* x1, const float* x2, const float* x3,
                         const double* w, Py_ssize_t d, double bias, double* z) noexcept nogil
+    void fastgd_axpy4_f(const float* a0, const float* a1, const float* a2, const float* a3,
+                        double c0, double c1, double c2, double c3, Py_ssize_t m,
+                        double* out) noexcept nogil
+    double fastgd_dot_widen_f(const float* a, const double* v, Py_ssize_t m,
+                              double* wide) noexcept nogil
+    double fastgd_dot_f(const float* a, const double* v, Py_ssize_t m) noexcept nogil
     void fastgd_rows_axpy_d(const double* const* x, const double* c, Py_ssize_t g,
                             Py_ssize_t d, double* acc) noexcept nogil
     void fastgd_rows_axpy_f(const float* const* x, const double* c, Py_ssize_t g,
@@ -502,6 +508,9 @@ cdef inline double dot1(const floating* a, const double* v, Py_ssize_t m) noexce
     cdef double s3[LANES]
     cdef Py_ssize_t j = 0, l
     cdef double short = 0.0
+    if floating is float:
+        if FASTGD_ROWS4 and m >= 4 * LANES:
+            return fastgd_dot_f(a, v, m)
     if m < LANES:  # a few entries (narrow X): one sum, not 16 partial sums to set and add
         for j in range(m):
             short += a[j] * v[j]
@@ -572,6 +581,8 @@ cdef inline double dot1_widen(const float* a, const double* v, Py_ssize_t m,
     cdef double s[LANES]
     cdef double t[LANES]
     cdef Py_ssize_t j = 0, l
+    if FASTGD_ROWS4:
+        return fastgd_dot_widen_f(a, v, m, wide)
     for l in range(LANES):
         s[l] = 0.0
         t[l] = 0.0
@@ -639,6 +650,10 @@ cdef inline void axpy4(const floating* a0, const floating* a1, const floating* a
                        Py_ssize_t m, fastgd_out out) noexcept nogil:
     """out += c0 a0 + c1 a1 + c2 a2 + c3 a3: one read-modify-write of out for four vectors."""
     cdef Py_ssize_t j
+    if floating is float:
+        if FASTGD_ROWS4:
+            fastgd_axpy4_f(a0, a1, a2, a3, c0, c1, c2, c3, m, out)
+            return
     for j in range(m):
         out[j] = out[j] + (((c0 * a0[j] + c1 * a1[j]) + c2 * a2[j]) + c3 * a3[j])
 

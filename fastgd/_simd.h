@@ -85,6 +85,79 @@ static inline void fastgd_rows4_f(const float *x0, const float *x1, const float 
     fastgd_rows4_store(s0, s1, s2, s3, bias, z);
 }
 
+/* dot1 (fastgd/_kernels.pxi) of float32 a with float64 v, in the same order: the compiler
+   loaded eight floats and split them (vextractf128) before widening, a third more work
+   in the loop that F-order float32 gradients spend their time in. */
+static inline double fastgd_lanes_sum(__m256d s) {
+    __m128d lo = _mm256_castpd256_pd128(s), hi = _mm256_extractf128_pd(s, 1);
+    return (_mm_cvtsd_f64(lo) + _mm_cvtsd_f64(_mm_unpackhi_pd(lo, lo)))
+         + (_mm_cvtsd_f64(hi) + _mm_cvtsd_f64(_mm_unpackhi_pd(hi, hi)));
+}
+
+static inline double fastgd_dot_f(const float *a, const double *v, Py_ssize_t m) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    double t[4];
+    Py_ssize_t j = 0;
+    for (; j + 16 <= m; j += 16) {
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j)), _mm256_loadu_pd(v + j), s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j + 4)),
+                             _mm256_loadu_pd(v + j + 4), s1);
+        s2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j + 8)),
+                             _mm256_loadu_pd(v + j + 8), s2);
+        s3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j + 12)),
+                             _mm256_loadu_pd(v + j + 12), s3);
+    }
+    for (; j + 4 <= m; j += 4)
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j)), _mm256_loadu_pd(v + j), s0);
+    _mm256_storeu_pd(t, s1);
+    for (; j < m; j++)
+        t[0] += (double)a[j] * v[j];
+    return (fastgd_lanes_sum(s0) + ((t[0] + t[1]) + (t[2] + t[3])))
+         + (fastgd_lanes_sum(s2) + fastgd_lanes_sum(s3));
+}
+
+/* dot1_widen (fastgd/_kernels.pxi) in the same order: a . v for float32 a, also storing
+   a widened in `wide`. */
+static inline double fastgd_dot_widen_f(const float *a, const double *v, Py_ssize_t m,
+                                        double *wide) {
+    __m256d s = _mm256_setzero_pd(), t = s, x;
+    double u[4];
+    Py_ssize_t j = 0;
+    for (; j + 8 <= m; j += 8) {
+        x = _mm256_cvtps_pd(_mm_loadu_ps(a + j));
+        _mm256_storeu_pd(wide + j, x);
+        s = _mm256_fmadd_pd(x, _mm256_loadu_pd(v + j), s);
+        x = _mm256_cvtps_pd(_mm_loadu_ps(a + j + 4));
+        _mm256_storeu_pd(wide + j + 4, x);
+        t = _mm256_fmadd_pd(x, _mm256_loadu_pd(v + j + 4), t);
+    }
+    _mm256_storeu_pd(u, s);
+    for (; j < m; j++) {
+        wide[j] = a[j];
+        u[0] += wide[j] * v[j];
+    }
+    return ((u[0] + u[1]) + (u[2] + u[3])) + fastgd_lanes_sum(t);
+}
+
+/* axpy4 (fastgd/_kernels.pxi) for float32 columns: out += c0 a0 + c1 a1 + c2 a2 + c3 a3,
+   each float widened straight from memory (see fastgd_dot_f). */
+static inline void fastgd_axpy4_f(const float *a0, const float *a1, const float *a2,
+                                  const float *a3, double c0, double c1, double c2, double c3,
+                                  Py_ssize_t m, double *out) {
+    __m256d v0 = _mm256_set1_pd(c0), v1 = _mm256_set1_pd(c1), v2 = _mm256_set1_pd(c2),
+            v3 = _mm256_set1_pd(c3), t;
+    Py_ssize_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        t = _mm256_mul_pd(v0, _mm256_cvtps_pd(_mm_loadu_ps(a0 + j)));
+        t = _mm256_fmadd_pd(v1, _mm256_cvtps_pd(_mm_loadu_ps(a1 + j)), t);
+        t = _mm256_fmadd_pd(v2, _mm256_cvtps_pd(_mm_loadu_ps(a2 + j)), t);
+        t = _mm256_fmadd_pd(v3, _mm256_cvtps_pd(_mm_loadu_ps(a3 + j)), t);
+        _mm256_storeu_pd(out + j, _mm256_add_pd(_mm256_loadu_pd(out + j), t));
+    }
+    for (; j < m; j++)
+        out[j] = out[j] + (((c0 * a0[j] + c1 * a1[j]) + c2 * a2[j]) + c3 * a3[j]);
+}
+
 /* acc[0:d] += c[0] x[0] + c[1] x[1] + ... + c[g-1] x[g-1] for g (even) rows of d <= 16
    entries, the sums of the even and of the odd rows kept in registers (NV vectors each)
    and added at the end. */
@@ -141,6 +214,16 @@ static inline void fastgd_rows4_d(const double *x0, const double *x1, const doub
 static inline void fastgd_rows4_f(const float *x0, const float *x1, const float *x2,
                                   const float *x3, const double *w, Py_ssize_t d,
                                   double bias, double *z) {}
+static inline double fastgd_dot_f(const float *a, const double *v, Py_ssize_t m) {
+    return 0.0;
+}
+static inline double fastgd_dot_widen_f(const float *a, const double *v, Py_ssize_t m,
+                                        double *wide) {
+    return 0.0;
+}
+static inline void fastgd_axpy4_f(const float *a0, const float *a1, const float *a2,
+                                  const float *a3, double c0, double c1, double c2, double c3,
+                                  Py_ssize_t m, double *out) {}
 static inline void fastgd_rows_axpy_d(const double *const *x, const double *c,
                                       Py_ssize_t g, Py_ssize_t d, double *acc) {}
 static inline void fastgd_rows_axpy_f(const float *const *x, const double *c,
