@@ -1,5 +1,5 @@
 /* Hand-written AVX2+FMA loops for what the compiler cannot find on its own, with
-   FASTGD_ROWS4 0 (and the generic Cython loops used instead) in any other build.
+   FASTGD_AVX2 0 (and the generic Cython loops used instead) in any other build.
 
    fastgd_rows4_*: the dot products of four narrow rows with w at once. Each row has one
    vector of LANES partial sums (its last, partial vector read through a mask), and the
@@ -12,7 +12,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define FASTGD_ROWS4 1
+#define FASTGD_AVX2 1
 
 /* The first `count` (0..4) of four 64-bit lanes. */
 static inline __m256i fastgd_mask4(Py_ssize_t count) {
@@ -116,29 +116,6 @@ static inline double fastgd_dot_f(const float *a, const double *v, Py_ssize_t m)
          + (fastgd_lanes_sum(s2) + fastgd_lanes_sum(s3));
 }
 
-/* dot1_widen (fastgd/_kernels.pxi) in the same order: a . v for float32 a, also storing
-   a widened in `wide`. */
-static inline double fastgd_dot_widen_f(const float *a, const double *v, Py_ssize_t m,
-                                        double *wide) {
-    __m256d s = _mm256_setzero_pd(), t = s, x;
-    double u[4];
-    Py_ssize_t j = 0;
-    for (; j + 8 <= m; j += 8) {
-        x = _mm256_cvtps_pd(_mm_loadu_ps(a + j));
-        _mm256_storeu_pd(wide + j, x);
-        s = _mm256_fmadd_pd(x, _mm256_loadu_pd(v + j), s);
-        x = _mm256_cvtps_pd(_mm_loadu_ps(a + j + 4));
-        _mm256_storeu_pd(wide + j + 4, x);
-        t = _mm256_fmadd_pd(x, _mm256_loadu_pd(v + j + 4), t);
-    }
-    _mm256_storeu_pd(u, s);
-    for (; j < m; j++) {
-        wide[j] = a[j];
-        u[0] += wide[j] * v[j];
-    }
-    return ((u[0] + u[1]) + (u[2] + u[3])) + fastgd_lanes_sum(t);
-}
-
 /* axpy4 (fastgd/_kernels.pxi) for float32 columns: out += c0 a0 + c1 a1 + c2 a2 + c3 a3,
    each float widened straight from memory (see fastgd_dot_f). */
 static inline void fastgd_axpy4_f(const float *a0, const float *a1, const float *a2,
@@ -207,7 +184,7 @@ FASTGD_ROWS_AXPY(fastgd_rows_axpy_d, double, fastgd_load_d)
 FASTGD_ROWS_AXPY(fastgd_rows_axpy_f, float, fastgd_load_f)
 
 #else
-#define FASTGD_ROWS4 0
+#define FASTGD_AVX2 0
 static inline void fastgd_rows4_d(const double *x0, const double *x1, const double *x2,
                                   const double *x3, const double *w, Py_ssize_t d,
                                   double bias, double *z) {}
@@ -215,10 +192,6 @@ static inline void fastgd_rows4_f(const float *x0, const float *x1, const float 
                                   const float *x3, const double *w, Py_ssize_t d,
                                   double bias, double *z) {}
 static inline double fastgd_dot_f(const float *a, const double *v, Py_ssize_t m) {
-    return 0.0;
-}
-static inline double fastgd_dot_widen_f(const float *a, const double *v, Py_ssize_t m,
-                                        double *wide) {
     return 0.0;
 }
 static inline void fastgd_axpy4_f(const float *a0, const float *a1, const float *a2,
