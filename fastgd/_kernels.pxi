@@ -81,7 +81,7 @@ cdef enum:
     SUM_LOSS = 0              # sum of w_i * loss_i
     SUM_W = 1                 # sum of w_i
     N_SCALARS = 2
-    PARTIAL_BUDGET = 4194304  # doubles of partial sums per pass at most (32 MB): a model with
+    PARTIAL_BUDGET = 65536    # doubles of partial sums per pass at most (512 KB): a model with
                               # many outputs and features gets fewer, larger chunks
 
 
@@ -158,12 +158,12 @@ cdef inline Py_ssize_t whole_lines(Py_ssize_t count) noexcept nogil:
     return (count + 7) // 8 * 8
 
 
-def aligned_zeros(shape):
+def aligned_zeros(shape, fill=np.zeros):
     """Zeros starting a cache line: with rows of whole lines, each thread's buffers do too
     (vector loads then never straddle two lines; measured up to 1.4 x slower when they
-    did), and no two threads' share a line."""
+    did), and no two threads' share a line. fill=np.empty: not zeroed."""
     size = int(np.prod(shape))
-    raw = np.zeros(size + 8)
+    raw = fill(size + 8)
     skip = (-raw.ctypes.data % 64) // 8
     return raw[skip:skip + size].reshape(shape)
 
@@ -198,10 +198,11 @@ cdef inline Py_ssize_t wide_width(Py_ssize_t d) noexcept nogil:
 
 
 cdef inline Py_ssize_t work_size(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
-    """Doubles of a thread's workspace in a pass (grad_chunk_rows, grad_chunk_cols): room
-    for a group of rows widened from float32, then for the outputs of a group of rows or
-    of a block of rows and one more row."""
-    return GROUP_ROWS * wide_width(d) + max(GROUP_ROWS * k, max(<Py_ssize_t>MAX_BLOCK, k) + k)
+    """Doubles of a thread's workspace in a pass: room for a group of rows widened from
+    float32, then for the outputs of the group (rows_sums), or for the outputs of a block
+    of rows and of one more row (cols_sums)."""
+    return max(group_rows(d) * wide_width(d) + GROUP_ROWS * k,
+               max(<Py_ssize_t>MAX_BLOCK, k) + k)
 
 
 cdef struct Layout:
@@ -708,7 +709,7 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     cdef Py_ssize_t nw = k * d, g_max = group_rows(d), dw = wide_width(d)
     cdef double* sums = acc + nw
     cdef double* wide = work                     # float32 rows widened, dw doubles apart
-    cdef double* z = work + GROUP_ROWS * dw      # z[q k + o]: output o of row q of the group
+    cdef double* z = work + g_max * dw           # z[q k + o]: output o of row q of the group
     cdef bint rows4 = FASTGD_AVX2 and k == 1 and d <= NARROW_ROWS
     cdef const floating* x[GROUP_ROWS]
     cdef Py_ssize_t r[GROUP_ROWS]
@@ -819,7 +820,7 @@ cdef inline void cols_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     cdef Py_ssize_t nw = k * d
     cdef double* sums = acc + nw
     cdef Py_ssize_t m_max = col_block_rows(d, k, sizeof(floating))
-    cdef double* z = work + GROUP_ROWS * d  # z[o m_max + i]: output o of row i of the block
+    cdef double* z = work                   # z[o m_max + i]: output o of row i of the block
     cdef double* row = z + m_max * k        # one row's outputs
     cdef Py_ssize_t i0 = start, m, m_next, i, j, o
     cdef const floating* col
@@ -1017,7 +1018,10 @@ def grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef const Order* order_ptr = NULL if rows is None else &order
     cdef Py_ssize_t width = sums_width(d, k)
     cdef double[::1] params = np.append(coef, intercept)
-    cdef double[:, ::1] partial = aligned_zeros((max_chunks(d, k), whole_lines(width)))
+    # each chunk zeroes its own partial sums: at 5k x 1000 zeroing all 2 MB of them in
+    # advance took a tenth of the pass
+    cdef double[:, ::1] partial = aligned_zeros((max_chunks(d, k), whole_lines(width)),
+                                                np.empty)
     cdef double[::1] total = np.empty(width)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef Py_ssize_t threads = min(max(n_threads, 1), max_chunks(d, k))
