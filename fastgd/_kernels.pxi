@@ -67,7 +67,7 @@ cdef enum:
     MAX_BLOCK = 4096          # rows per block at most (outputs of a block in `work`)
     LANES = 4                 # independent partial sums per dot product
     GROUP_ROWS = 64           # rows of row-contiguous X summed as a group at most
-    GROUP_BYTES = 8192        # (and 4 at least: their float64 copies in this many bytes)
+    GROUP_BYTES = 8192        # (and 4 at least: their widened copies in this many bytes)
     NARROW_ROWS = 16          # rows of at most this many entries: kept in registers
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
@@ -81,8 +81,9 @@ cdef enum:
     SUM_LOSS = 0              # sum of w_i * loss_i
     SUM_W = 1                 # sum of w_i
     N_SCALARS = 2
-    PARTIAL_BUDGET = 65536    # doubles of partial sums per pass at most (512 KB): a model with
-                              # many outputs and features gets fewer, larger chunks
+    PARTIAL_BUDGET = 65536    # doubles of partial sums per pass (512 KB: in L2): a model with
+                              # many outputs and features gets fewer, larger chunks,
+    CHUNKS_FLOOR = 32         # but never fewer than 32 (for the threads to share)
 
 
 cdef extern from *:
@@ -120,7 +121,8 @@ cdef inline Py_ssize_t sums_width(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
 
 cdef inline Py_ssize_t max_chunks(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
     """Chunks of a pass at most."""
-    return min(<Py_ssize_t>MAX_CHUNKS, max(PARTIAL_BUDGET // sums_width(d, k), 4))
+    return min(<Py_ssize_t>MAX_CHUNKS,
+               max(PARTIAL_BUDGET // sums_width(d, k), <Py_ssize_t>CHUNKS_FLOOR))
 
 
 cpdef Py_ssize_t chunk_rows(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k=1,
@@ -158,21 +160,27 @@ cdef inline Py_ssize_t whole_lines(Py_ssize_t count) noexcept nogil:
     return (count + 7) // 8 * 8
 
 
-def aligned_zeros(shape, fill=np.zeros):
-    """Zeros starting a cache line: with rows of whole lines, each thread's buffers do too
-    (vector loads then never straddle two lines; measured up to 1.4 x slower when they
-    did), and no two threads' share a line. fill=np.empty: not zeroed."""
+def aligned_array(shape, fill=np.zeros):
+    """An array of doubles starting a cache line (zeros, or fill=np.empty: not set): with
+    rows of whole lines, each thread's buffers do too (vector loads then never straddle
+    two lines; measured up to 1.4 x slower when they did), and no two threads' share a
+    line."""
     size = int(np.prod(shape))
     raw = fill(size + 8)
     skip = (-raw.ctypes.data % 64) // 8
     return raw[skip:skip + size].reshape(shape)
 
 
+cdef inline Py_ssize_t wide_width(Py_ssize_t d) noexcept nogil:
+    """Doubles from one widened float32 row to the next: d rounded up to whole vectors."""
+    return (d + LANES - 1) // LANES * LANES
+
+
 cdef inline Py_ssize_t group_rows(Py_ssize_t d) noexcept nogil:
     """Rows of row-contiguous X summed as a group (rows_sums): a multiple of 4 up to
-    GROUP_ROWS, whose float64 copies stay within GROUP_BYTES (in L1) unless 4 rows do not
-    fit (more than 256 features)."""
-    return min(<Py_ssize_t>GROUP_ROWS, max(4, GROUP_BYTES // (d * 8) // 4 * 4))
+    GROUP_ROWS, whose widened copies (the portable build's float32) stay within
+    GROUP_BYTES (in L1) unless 4 rows do not fit (more than 256 features)."""
+    return min(<Py_ssize_t>GROUP_ROWS, max(4, GROUP_BYTES // (wide_width(d) * 8) // 4 * 4))
 
 
 cdef extern from "_simd.h":
@@ -190,11 +198,6 @@ cdef extern from "_simd.h":
                             Py_ssize_t d, double* acc) noexcept nogil
     void fastgd_rows_axpy_f(const float* const* x, const double* c, Py_ssize_t g,
                             Py_ssize_t d, double* acc) noexcept nogil
-
-
-cdef inline Py_ssize_t wide_width(Py_ssize_t d) noexcept nogil:
-    """Doubles from one widened float32 row to the next: d rounded up to whole vectors."""
-    return (d + LANES - 1) // LANES * LANES
 
 
 cdef inline Py_ssize_t work_size(Py_ssize_t d, Py_ssize_t k) noexcept nogil:
@@ -691,7 +694,8 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     stream the prefetcher can follow: reading four rows in lockstep measured 3 x slower
     out of cache), their residuals (for one output, in a loop the compiler vectorizes:
     run_residuals), then their share of the gradient while the rows are still in L1, with
-    one read-modify-write of it per output for each four rows (eight float32 rows).
+    one read-modify-write of it per output for each four rows (eight widened float32 rows
+    in the portable build).
     Narrow rows of one output in the AVX2 build (NARROW_ROWS entries at most): four dot
     products at once, and the group's gradient summed in registers (fastgd/_simd.h).
 
@@ -1020,7 +1024,7 @@ def grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef double[::1] params = np.append(coef, intercept)
     # each chunk zeroes its own partial sums: at 5k x 1000 zeroing all 2 MB of them in
     # advance took a tenth of the pass
-    cdef double[:, ::1] partial = aligned_zeros((max_chunks(d, k), whole_lines(width)),
+    cdef double[:, ::1] partial = aligned_array((max_chunks(d, k), whole_lines(width)),
                                                 np.empty)
     cdef double[::1] total = np.empty(width)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
@@ -1031,7 +1035,7 @@ def grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
         scratch = np.empty(threads * scratch_size(d, spec.ky),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
-    cdef double[::1] work = aligned_zeros(threads * whole_lines(work_size(d, k)))
+    cdef double[::1] work = aligned_array(threads * whole_lines(work_size(d, k)))
     if order.n == 0:
         raise ValueError("no rows to sum")
     with nogil:
@@ -1285,7 +1289,7 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
         scratch = np.empty(threads * scratch_size(d, e.loss.ky),
                            dtype=np.float32 if floating is float else np.float64)
         scratch_ptr = &scratch[0]
-    cdef double[:, :, ::1] partial = aligned_zeros((2, e.max_chunks, whole_lines(width)))
+    cdef double[:, :, ::1] partial = aligned_array((2, e.max_chunks, whole_lines(width)))
     e.partial = &partial[0, 0, 0]
     cdef unsigned[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.uintc)
     cdef long long[:, ::1] solo = np.zeros((2, FASTGD_LINE), dtype=np.longlong)
@@ -1299,7 +1303,7 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     # and its workspace, each starting a cache line.
     cdef Py_ssize_t slot = whole_lines(width)
     cdef Py_ssize_t own_size = 6 * slot + whole_lines(work_size(d, k))
-    cdef double[:, ::1] own = aligned_zeros((threads, own_size))
+    cdef double[:, ::1] own = aligned_array((threads, own_size))
     for j, state in enumerate((theta, m, v)):
         own.base[:, j * slot:j * slot + n_params] = state
     cdef double* own_ptr = &own[0, 0]

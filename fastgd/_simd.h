@@ -6,9 +6,19 @@
    four rows' vectors are added across in one go (two hadd, two permutes, one add) rather
    than by a horizontal sum of each: for rows of a few dozen entries those sums cost more
    than the products. Lane l of row r sums x[r][j] w[j] for j = l mod 4 in order, and the
-   lanes are added (l0 + l1) + (l2 + l3): the same order for every row wherever it is. */
+   lanes are added (l0 + l1) + (l2 + l3). (The last 1-3 rows of a run of rows go through
+   dot1 instead: a row's rounding depends on its place in its chunk, which depends on the
+   shape only, never on the thread count.) */
 #ifndef FASTGD_SIMD_H
 #define FASTGD_SIMD_H
+
+#include <Python.h>  /* Py_ssize_t */
+
+#if defined(_MSC_VER)
+#define FASTGD_FORCEINLINE static __forceinline
+#else
+#define FASTGD_FORCEINLINE static inline __attribute__((always_inline))
+#endif
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -136,10 +146,10 @@ static inline void fastgd_axpy4_f(const float *a0, const float *a1, const float 
 }
 
 /* acc[0:d] += c[0] x[0] + c[1] x[1] + ... + c[g-1] x[g-1] for g (even) rows of d <= 16
-   entries, the sums of the even and of the odd rows kept in registers (NV vectors each)
-   and added at the end. */
+   entries (NARROW_ROWS: four vectors at most), the sums of the even and of the odd rows
+   kept in registers (NV vectors each) and added at the end. */
 #define FASTGD_ROWS_AXPY(NAME, T, LOAD)                                                   \
-static inline __attribute__((always_inline)) void NAME##_nv(                            \
+FASTGD_FORCEINLINE void NAME##_nv(                                                       \
         const T *const *x, const double *c, Py_ssize_t g, Py_ssize_t d, double *acc,     \
         const int nv) {                                                                  \
     __m256d e[4], o[4], ce, co;                                                          \

@@ -70,24 +70,37 @@ def test_matches_reference(compiled, n, d, dtype, order, weights):
 @pytest.mark.parametrize("d", range(1, 19))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("loss", ["squared", "log"])
-def test_narrow_rows_every_width(compiled, d, dtype, loss):
+def test_narrow_rows_every_width(build, compiled, d, dtype, loss):
     """Rows of up to 16 entries are summed four at a time in registers (_simd.h): every
-    partial last vector (d mod 4), 1-4 vectors a row, groups of 64 rows and the last rows."""
+    partial last vector (d mod 4), 1-4 vectors a row, groups of 64 rows and the last rows;
+    rows a stride apart, and rows read through an index (C order in place, F order
+    gathered)."""
     X, y, sw = make_problem(64 * 4 + 7, d, dtype=dtype, weights=True)
     if loss == "log":
         y = (y > np.median(y)).astype(dtype)
     coef = np.random.default_rng(d).standard_normal(d) / np.sqrt(d)
     check_equal(X, y, coef, 0.3, loss=loss, sample_weight=sw, rtol=RTOL[dtype],
                 compiled=compiled)
-    rows = np.s_[3::2]  # rows a stride apart, not a whole group
-    check_equal(X[rows], y[rows], coef, 0.3, loss=loss, rtol=RTOL[dtype], compiled=compiled)
+    strided = np.s_[3::2]
+    check_equal(X[strided], y[strided], coef, 0.3, loss=loss, rtol=RTOL[dtype],
+                compiled=compiled)
+    index = np.random.default_rng(0).permutation(len(X))[:200]
+    want = reference.loss_and_grad(X[index], y[index], coef, 0.3, loss=loss,
+                                   sample_weight=sw[index])
+    for order in ("C", "F"):
+        got = build.grad_pass(np.asarray(X, order=order), y.reshape(-1, 1), sw, coef[None],
+                              np.array([0.3]), Loss(loss), 2, rows=index)
+        assert_allclose(got[0], want[0], rtol=RTOL[dtype])
+        assert_allclose(got[1][0], want[1], rtol=RTOL[dtype],
+                        atol=RTOL[dtype] * np.abs(want[1]).max())
 
 
+@pytest.mark.parametrize("d", [23, 10])  # 10: narrow rows (_simd.h)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_bit_identical_for_any_thread_count(build, compiled, dtype, order):
-    X, y, sw = make_problem(50_001, 23, dtype=dtype, order=order, weights=True)
-    coef = np.linspace(-1, 1, 23)
+def test_bit_identical_for_any_thread_count(build, compiled, d, dtype, order):
+    X, y, sw = make_problem(50_001, d, dtype=dtype, order=order, weights=True)
+    coef = np.linspace(-1, 1, d)
     results = [compiled(X, y, coef, 0.1, sample_weight=sw, n_threads=t)
                for t in (1, 2, 3, 4, 7, -1)]
     for r in results[1:]:
