@@ -433,7 +433,10 @@ cdef inline void run_residuals(const Loss* loss, double* z, const floating* y,
             residuals_of(LOG, 0.0, z + i, y + i, sw + i, run, losses, weights)
         add_lanes(r, z + i, run)
         add_lanes(a, losses, run)
-        add_lanes(w, weights, run)
+        if sw == NULL:  # unit weights: their sum is exact in any order
+            w[0] += run
+        else:
+            add_lanes(w, weights, run)
         i = i + run
     sums[0] += lanes_sum(r)
     sums[1 + SUM_LOSS] += lanes_sum(a)
@@ -444,7 +447,7 @@ cdef inline void residuals_of(LossKind kind, double delta, double* z, const floa
                               const floating* sw, Py_ssize_t m, double* losses,
                               double* weights) noexcept nogil:
     """For one loss kind (a constant where it is inlined): z[i] becomes the residual of
-    row i, losses[i] its weighted loss and weights[i] its weight, for i < m."""
+    row i, losses[i] its weighted loss and weights[i] its weight (given sw), for i < m."""
     cdef Loss spec
     cdef double wi, dz
     cdef Py_ssize_t i
@@ -456,7 +459,8 @@ cdef inline void residuals_of(LossKind kind, double delta, double* z, const floa
         wi = 1.0 if sw == NULL else <double>sw[i]
         losses[i] = wi * elementwise_loss(&spec, z[i], <double>y[i], &dz)
         z[i] = wi * dz
-        weights[i] = wi
+        if sw != NULL:
+            weights[i] = wi
 
 
 cdef inline void add_lanes(double* s, const double* a, Py_ssize_t m) noexcept nogil:
