@@ -39,61 +39,47 @@ static inline void fastgd_rows4_store(__m256d a, __m256d b, __m256d c, __m256d e
     _mm256_storeu_pd(z, _mm256_add_pd(sums, _mm256_set1_pd(bias)));
 }
 
-static inline void fastgd_rows4_d(const double *x0, const double *x1, const double *x2,
-                                  const double *x3, const double *w, Py_ssize_t d,
-                                  double bias, double *z) {
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, v;
-    Py_ssize_t j = 0;
-    for (; j + 4 <= d; j += 4) {
-        v = _mm256_loadu_pd(w + j);
-        s0 = _mm256_fmadd_pd(_mm256_loadu_pd(x0 + j), v, s0);
-        s1 = _mm256_fmadd_pd(_mm256_loadu_pd(x1 + j), v, s1);
-        s2 = _mm256_fmadd_pd(_mm256_loadu_pd(x2 + j), v, s2);
-        s3 = _mm256_fmadd_pd(_mm256_loadu_pd(x3 + j), v, s3);
-    }
-    if (j < d) {
-        __m256i m = fastgd_mask4(d - j);
-        v = _mm256_maskload_pd(w + j, m);
-        s0 = _mm256_fmadd_pd(_mm256_maskload_pd(x0 + j, m), v, s0);
-        s1 = _mm256_fmadd_pd(_mm256_maskload_pd(x1 + j, m), v, s1);
-        s2 = _mm256_fmadd_pd(_mm256_maskload_pd(x2 + j, m), v, s2);
-        s3 = _mm256_fmadd_pd(_mm256_maskload_pd(x3 + j, m), v, s3);
-    }
-    fastgd_rows4_store(s0, s1, s2, s3, bias, z);
-}
-
-static inline __m128 fastgd_load4f(const float *x, __m128i m, int partial) {
-    return partial ? _mm_maskload_ps(x, m) : _mm_loadu_ps(x);
-}
-
+/* The first `count` (0..4) of four 32-bit lanes. */
 static inline __m128i fastgd_mask4f(Py_ssize_t count) {
     return _mm_cmpgt_epi32(_mm_set1_epi32((int)count), _mm_set_epi32(3, 2, 1, 0));
 }
 
-/* fastgd_rows4_d for float32 rows, widened to float64 as they are read. */
-static inline void fastgd_rows4_f(const float *x0, const float *x1, const float *x2,
-                                  const float *x3, const double *w, Py_ssize_t d,
-                                  double bias, double *z) {
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, v;
-    __m128i all = _mm_set1_epi32(-1), m;
-    Py_ssize_t j = 0;
-    for (; j + 4 <= d; j += 4) {
-        v = _mm256_loadu_pd(w + j);
-        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x0 + j, all, 0)), v, s0);
-        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x1 + j, all, 0)), v, s1);
-        s2 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x2 + j, all, 0)), v, s2);
-        s3 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x3 + j, all, 0)), v, s3);
-    }
-    if (j < d) {
-        m = fastgd_mask4f(d - j);
-        v = _mm256_maskload_pd(w + j, fastgd_mask4(d - j));
-        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x0 + j, m, 1)), v, s0);
-        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x1 + j, m, 1)), v, s1);
-        s2 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x2 + j, m, 1)), v, s2);
-        s3 = _mm256_fmadd_pd(_mm256_cvtps_pd(fastgd_load4f(x3 + j, m, 1)), v, s3);
-    }
-    fastgd_rows4_store(s0, s1, s2, s3, bias, z);
+/* Four entries of x widened to float64 (float32 as they are read); partial: only the
+   first `count` read, the others 0. */
+static inline __m256d fastgd_load_d(const double *x, int partial, Py_ssize_t count) {
+    return partial ? _mm256_maskload_pd(x, fastgd_mask4(count)) : _mm256_loadu_pd(x);
 }
+
+static inline __m256d fastgd_load_f(const float *x, int partial, Py_ssize_t count) {
+    return _mm256_cvtps_pd(partial ? _mm_maskload_ps(x, fastgd_mask4f(count))
+                                   : _mm_loadu_ps(x));
+}
+
+/* fastgd_rows4_d, fastgd_rows4_f: z[0..3] = bias + w . x0, ..., w . x3 (see the top). */
+#define FASTGD_ROWS4(NAME, T, LOAD)                                                       \
+static inline void NAME(const T *x0, const T *x1, const T *x2, const T *x3,              \
+                        const double *w, Py_ssize_t d, double bias, double *z) {         \
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, v;                      \
+    Py_ssize_t j = 0;                                                                    \
+    for (; j + 4 <= d; j += 4) {                                                         \
+        v = _mm256_loadu_pd(w + j);                                                      \
+        s0 = _mm256_fmadd_pd(LOAD(x0 + j, 0, 4), v, s0);                                 \
+        s1 = _mm256_fmadd_pd(LOAD(x1 + j, 0, 4), v, s1);                                 \
+        s2 = _mm256_fmadd_pd(LOAD(x2 + j, 0, 4), v, s2);                                 \
+        s3 = _mm256_fmadd_pd(LOAD(x3 + j, 0, 4), v, s3);                                 \
+    }                                                                                    \
+    if (j < d) {                                                                         \
+        v = fastgd_load_d(w + j, 1, d - j);                                              \
+        s0 = _mm256_fmadd_pd(LOAD(x0 + j, 1, d - j), v, s0);                             \
+        s1 = _mm256_fmadd_pd(LOAD(x1 + j, 1, d - j), v, s1);                             \
+        s2 = _mm256_fmadd_pd(LOAD(x2 + j, 1, d - j), v, s2);                             \
+        s3 = _mm256_fmadd_pd(LOAD(x3 + j, 1, d - j), v, s3);                             \
+    }                                                                                    \
+    fastgd_rows4_store(s0, s1, s2, s3, bias, z);                                         \
+}
+
+FASTGD_ROWS4(fastgd_rows4_d, double, fastgd_load_d)
+FASTGD_ROWS4(fastgd_rows4_f, float, fastgd_load_f)
 
 /* dot1 (fastgd/_kernels.pxi) of float32 a with float64 v, in the same order: the compiler
    loaded eight floats and split them (vextractf128) before widening, a third more work
@@ -179,15 +165,6 @@ static inline void NAME(const T *const *x, const double *c, Py_ssize_t g, Py_ssi
         case 3: NAME##_nv(x, c, g, d, acc, 3); break;                                    \
         default: NAME##_nv(x, c, g, d, acc, 4); break;                                   \
     }                                                                                    \
-}
-
-static inline __m256d fastgd_load_d(const double *x, int partial, Py_ssize_t count) {
-    return partial ? _mm256_maskload_pd(x, fastgd_mask4(count)) : _mm256_loadu_pd(x);
-}
-
-static inline __m256d fastgd_load_f(const float *x, int partial, Py_ssize_t count) {
-    return _mm256_cvtps_pd(partial ? _mm_maskload_ps(x, fastgd_mask4f(count))
-                                   : _mm_loadu_ps(x));
 }
 
 FASTGD_ROWS_AXPY(fastgd_rows_axpy_d, double, fastgd_load_d)
