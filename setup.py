@@ -3,7 +3,7 @@
 Metadata lives in pyproject.toml; this file only declares the Cython extension and picks
 OpenMP flags for the compiler at hand. A compiler without OpenMP (or FASTGD_NO_OPENMP=1)
 gives a serial build with a warning, never a failed build. FASTGD_DEBUG=1 turns Cython's
-bounds checking back on.
+bounds checking back on (fastgd.show_config() reports both).
 """
 
 import os
@@ -62,6 +62,12 @@ def compiles_and_links(compiler, compile_args, link_args):
 class BuildExt(build_ext):
     """Adds the OpenMP flags that work with this compiler, or builds serially."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # Always compile: a .so left by another kind of build (serial, debug) is newer than
+        # the sources, and setuptools would keep it.
+        self.force = True
+
     def build_extensions(self):
         ctype = self.compiler.compiler_type
         openmp = None
@@ -89,6 +95,8 @@ class BuildExt(build_ext):
             simd = SIMD_FLAGS.get(ext.name, [])
             ext.extra_compile_args = base + simd + (openmp[0] if openmp else [])
             ext.extra_link_args = openmp[1] if openmp else []
+            if openmp and sys.platform.startswith("linux"):
+                ext.libraries = ["dl"]  # dladdr (fastgd.show_config) before glibc 2.34
         super().build_extensions()
 
 
@@ -112,12 +120,16 @@ extensions = [
         depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_optim.pxd",
                  "fastgd/_openmp.pxd", "fastgd/_simd.h"],
         include_dirs=[np.get_include(), "fastgd"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
+                       ("FASTGD_BOUNDSCHECK", str(int(debug)))],
     )
     for name in ["fastgd._kernels", *SIMD_FLAGS]
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives),
+    # The debug build generates its C elsewhere: Cython regenerates only for newer sources,
+    # never for other directives.
+    ext_modules=cythonize(extensions, compiler_directives=directives,
+                          build_dir="build/cython-debug" if debug else None),
     cmdclass={"build_ext": BuildExt},
 )

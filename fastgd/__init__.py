@@ -8,6 +8,8 @@ from fastgd._persist import load
 
 __version__ = "0.1.0.dev0"
 
+from fastgd._config import show_config  # noqa: E402 (reads __version__)
+
 loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
 
 
@@ -26,4 +28,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
 
 __all__ = ["DivergenceError", "GDClassifier", "GDRegressor", "__version__", "load", "loss_and_grad",
-           "reference"]
+           "reference", "show_config"]

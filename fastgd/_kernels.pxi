@@ -25,7 +25,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_team_wait,
+from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_openmp_library, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
 from fastgd._losses cimport (HUBER, LOG, Loss, LossKind, MULTINOMIAL, SQUARED, elementwise_loss,
                              row_loss)
@@ -107,6 +107,25 @@ def cpu_supports_avx2_fma():
 
 def openmp_enabled():
     return bool(FASTGD_OPENMP)
+
+
+def openmp_library():
+    """The path of the OpenMP runtime the kernels call; "" in a serial build."""
+    return fastgd_openmp_library().decode(errors="replace")
+
+
+cdef extern from *:
+    """
+    #ifndef FASTGD_BOUNDSCHECK
+    #define FASTGD_BOUNDSCHECK 0
+    #endif
+    """
+    bint FASTGD_BOUNDSCHECK
+
+
+def bounds_checked():
+    """Whether this is the debug build (FASTGD_DEBUG=1): Cython bounds checking on."""
+    return bool(FASTGD_BOUNDSCHECK)
 
 
 def openmp_max_threads():

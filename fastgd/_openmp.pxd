@@ -13,6 +13,34 @@ cdef extern from *:
         static int omp_get_num_threads(void) { return 1; }
     #endif
 
+    /* fastgd_openmp_library: the file of the OpenMP runtime this module calls (the one
+       threadpoolctl must limit), or "" in a serial build or where the OS cannot tell. */
+    #if FASTGD_OPENMP && defined(_WIN32)
+        #define WIN32_LEAN_AND_MEAN
+        #define NOMINMAX
+        #include <windows.h>
+        static const char *fastgd_openmp_library(void) {
+            static char path[MAX_PATH];
+            HMODULE module;
+            if (GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS
+                                   | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                                   (LPCSTR)&omp_get_max_threads, &module)
+                    && GetModuleFileNameA(module, path, MAX_PATH))
+                return path;
+            return "";
+        }
+    #elif FASTGD_OPENMP
+        #include <dlfcn.h>
+        static const char *fastgd_openmp_library(void) {
+            Dl_info info;
+            if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname)
+                return info.dli_fname;
+            return "";
+        }
+    #else
+        static const char *fastgd_openmp_library(void) { return ""; }
+    #endif
+
     /* fastgd_team_wait: a barrier for the threads of a parallel region, by flags. Thread
        `tid` announces that it reached barrier number `k` (1, 2, ...; 32-bit, wrapping) in
        its own cache line of `arrived` (FASTGD_LINE entries per thread), then waits until
@@ -60,6 +88,7 @@ cdef extern from *:
     }
     """
     bint FASTGD_OPENMP
+    const char *fastgd_openmp_library() noexcept nogil
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
     int omp_get_num_threads() noexcept nogil

@@ -30,6 +30,7 @@ import numpy as np
 
 import fastgd
 from fastgd import _compiled, _driver, reference
+from fastgd._config import blas, describe_blas
 from fastgd._validation import Loss, effective_n_threads
 
 GRID = [(100_000, 3), (2_000_000, 10), (200_000, 20), (20_000, 100), (300_000, 100),
@@ -118,19 +119,11 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         pass
-    blas = "unknown"
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = next((f"{i['internal_api']} {i['version']} ({i.get('architecture')}, "
-                     f"{i['num_threads']} threads)" for i in threadpool_info()
-                     if i["user_api"] == "blas"), blas)
-    except ImportError:
-        pass
     return {"cpu": cpu, "cpus": os.cpu_count(), "threads": effective_n_threads(None),
             "simd": _compiled.SIMD, "openmp": _compiled.kernels.openmp_enabled(),
-            "blas": blas, "cache_bytes": cache_bytes(), "fastgd": fastgd.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+            "blas": describe_blas(blas()), "cache_bytes": cache_bytes(),
+            "fastgd": fastgd.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def blas_threads(n: int | None):

@@ -74,6 +74,11 @@ def demo(args) -> int:
     return 0
 
 
+def info(args) -> int:
+    fastgd.show_config()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastgd", description=fastgd.__doc__)
     parser.add_argument("--version", action="version", version=f"fastgd {fastgd.__version__}")
@@ -88,5 +93,10 @@ def main(argv=None) -> int:
                             description=bench.__doc__.splitlines()[0])
     bench.add_arguments(p)
     p.set_defaults(run=bench.bench)
+    p = commands.add_parser("info", help="how fastgd was built and how it runs here",
+                            description="OpenMP on or off and its runtime, the SIMD build, "
+                            "bounds checking, default threads, NumPy's BLAS, versions. "
+                            "Example: fastgd info")
+    p.set_defaults(run=info)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -31,9 +31,15 @@ def test_resolution_rules():
 
 @needs_openmp
 def test_threadpoolctl_sees_and_limits_fastgd_openmp():
-    assert any(info["user_api"] == "openmp" for info in threadpool_info())
+    """threadpoolctl lists the very runtime the kernels call, and its limit is what they use."""
+    ours = os.path.realpath(_kernels.openmp_library())
+    listed = {os.path.realpath(info["filepath"]) for info in threadpool_info()
+              if info["user_api"] == "openmp"}
+    assert ours in listed
     with threadpool_limits(limits=1, user_api="openmp"):
+        assert _kernels.openmp_max_threads() == 1
         assert effective_n_threads(None) == 1
+    assert _kernels.openmp_max_threads() >= 1
 
 
 @needs_openmp
