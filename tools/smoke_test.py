@@ -46,7 +46,8 @@ def main(argv=None):
     if args.expect_openmp_inside:
         library = config["build"]["openmp_library"] or ""
         assert config["build"]["openmp"], "the wheel was built without OpenMP"
-        assert os.path.realpath(library).startswith(os.path.dirname(package) + os.sep), (
+        inside = os.path.normcase(os.path.realpath(os.path.dirname(package))) + os.sep
+        assert os.path.normcase(os.path.realpath(library)).startswith(inside), (
             f"OpenMP runtime {library!r} is not the one vendored in the wheel")
     print(f"smoke test passed: fastgd {fastgd.__version__} from {package}, "
           f"SIMD {_compiled.SIMD}, Python {sys.version.split()[0]}, NumPy {np.__version__}")
