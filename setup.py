@@ -120,8 +120,9 @@ extensions = [
         depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_optim.pxd",
                  "fastgd/_openmp.pxd", "fastgd/_simd.h"],
         include_dirs=[np.get_include(), "fastgd"],
+        # The oldest NumPy the built module runs with (pyproject.toml: numpy>=1.25).
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
-                       ("FASTGD_BOUNDSCHECK", str(int(debug)))],
+                       ("NPY_TARGET_VERSION", "NPY_1_25_API_VERSION")],
     )
     for name in ["fastgd._kernels", *SIMD_FLAGS]
 ]

@@ -111,21 +111,20 @@ def openmp_enabled():
 
 def openmp_library():
     """The path of the OpenMP runtime the kernels call; "" in a serial build."""
-    return fastgd_openmp_library().decode(errors="replace")
-
-
-cdef extern from *:
-    """
-    #ifndef FASTGD_BOUNDSCHECK
-    #define FASTGD_BOUNDSCHECK 0
-    #endif
-    """
-    bint FASTGD_BOUNDSCHECK
+    return fastgd_openmp_library()
 
 
 def bounds_checked():
-    """Whether this is the debug build (FASTGD_DEBUG=1): Cython bounds checking on."""
-    return bool(FASTGD_BOUNDSCHECK)
+    """Whether Cython checks indices here (the FASTGD_DEBUG=1 build): asked of the compiled
+    code itself, by reading one past the end of a view that has memory there."""
+    cdef double[::1] view = np.zeros(2)[:1]
+    cdef Py_ssize_t past_end = 1
+    cdef double value
+    try:
+        value = view[past_end]
+    except IndexError:
+        return True
+    return False
 
 
 def openmp_max_threads():

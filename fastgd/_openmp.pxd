@@ -3,6 +3,11 @@
 
 cdef extern from *:
     """
+    #if defined(_WIN32)
+        #define WIN32_LEAN_AND_MEAN
+        #define NOMINMAX
+        #include <windows.h>
+    #endif
     #ifdef _OPENMP
         #include <omp.h>
         #define FASTGD_OPENMP 1
@@ -14,31 +19,29 @@ cdef extern from *:
     #endif
 
     /* fastgd_openmp_library: the file of the OpenMP runtime this module calls (the one
-       threadpoolctl must limit), or "" in a serial build or where the OS cannot tell. */
+       threadpoolctl must limit) as a str, or "" in a serial build or where the OS cannot
+       tell. Called with the GIL. */
     #if FASTGD_OPENMP && defined(_WIN32)
-        #define WIN32_LEAN_AND_MEAN
-        #define NOMINMAX
-        #include <windows.h>
-        static const char *fastgd_openmp_library(void) {
-            static char path[MAX_PATH];
+        static PyObject *fastgd_openmp_library(void) {
+            static wchar_t path[32768];  /* the longest path Windows has */
             HMODULE module;
-            if (GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS
+            if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS
                                    | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-                                   (LPCSTR)&omp_get_max_threads, &module)
-                    && GetModuleFileNameA(module, path, MAX_PATH))
-                return path;
-            return "";
+                                   (LPCWSTR)&omp_get_max_threads, &module)
+                    && GetModuleFileNameW(module, path, 32768))
+                return PyUnicode_FromWideChar(path, -1);
+            return PyUnicode_FromString("");
         }
     #elif FASTGD_OPENMP
         #include <dlfcn.h>
-        static const char *fastgd_openmp_library(void) {
+        static PyObject *fastgd_openmp_library(void) {
             Dl_info info;
             if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname)
-                return info.dli_fname;
-            return "";
+                return PyUnicode_DecodeFSDefault(info.dli_fname);
+            return PyUnicode_FromString("");
         }
     #else
-        static const char *fastgd_openmp_library(void) { return ""; }
+        static PyObject *fastgd_openmp_library(void) { return PyUnicode_FromString(""); }
     #endif
 
     /* fastgd_team_wait: a barrier for the threads of a parallel region, by flags. Thread
@@ -53,9 +56,6 @@ cdef extern from *:
        shared with other work), after which the thread yields its core while it waits. */
     #define FASTGD_LINE 16
     #if defined(_WIN32)
-        #define WIN32_LEAN_AND_MEAN
-        #define NOMINMAX
-        #include <windows.h>
         #define fastgd_store_release(p, v) InterlockedExchange((volatile LONG *)(p), (LONG)(v))
         #define fastgd_load_acquire(p) \
             ((unsigned)InterlockedCompareExchange((volatile LONG *)(p), 0, 0))
@@ -88,7 +88,7 @@ cdef extern from *:
     }
     """
     bint FASTGD_OPENMP
-    const char *fastgd_openmp_library() noexcept nogil
+    object fastgd_openmp_library()
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
     int omp_get_num_threads() noexcept nogil

@@ -6,9 +6,12 @@ not run inside cibuildwheel's own test step (pyproject.toml: test-command).
 """
 
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ import pytest
 pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # What .github/workflows/wheels.yml must build: CPython 3.10 and newer on each platform.
 PLATFORMS = {
     "linux": ("x86_64,aarch64", {"manylinux_x86_64", "manylinux_aarch64"}),
@@ -25,16 +29,20 @@ PLATFORMS = {
 
 
 def tool(name):
-    """A command installed beside this Python (the test extra installs them)."""
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed (pip install 'fastgd[test]')")
-    return str(path)
+    """A command installed with this Python's packages (the test extra installs them)."""
+    path = shutil.which(name, path=sysconfig.get_path("scripts"))
+    assert path, f"{name} is not installed: pip install 'fastgd[test]'"
+    return path
+
+
+def numpy_floor():
+    """The oldest NumPy pyproject.toml admits, as a pip specifier (1.25 -> 1.25.*)."""
+    (spec,) = [d for d in PYPROJECT["project"]["dependencies"] if d.startswith("numpy")]
+    return re.fullmatch(r"numpy>=([\d.]+)", spec).group(1) + ".*"
 
 
 def test_sdist_carries_cython_sources(tmp_path):
     """The sdist must build elsewhere: it needs the .pyx/.pxd and no generated C."""
-    pytest.importorskip("build")
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation",
                     "--outdir", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (sdist,) = tmp_path.glob("fastgd-*.tar.gz")
@@ -48,18 +56,27 @@ def test_sdist_carries_cython_sources(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="auditwheel repairs Linux wheels")
 def test_wheel_from_sdist_repaired_installed_and_run(tmp_path):
     """`make wheel`: the wheel built from the sdist, with libgomp vendored by auditwheel,
-    installs in a fresh venv and passes the smoke test from outside the source tree."""
-    pytest.importorskip("build")
-    pytest.importorskip("auditwheel")
+    installs in a fresh venv beside the oldest NumPy it declares and passes the smoke test
+    from outside the source tree."""
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "check_wheel.py"),
-                           "--no-isolation", "--out", str(tmp_path)],
+                           "--no-isolation", "--out", str(tmp_path), "--numpy", numpy_floor()],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (wheel,) = tmp_path.glob("fastgd-*.whl")
     assert re.search(r"-manylinux_2_\d+_(x86_64|aarch64)\.whl$", wheel.name)
     assert "vendored: fastgd.libs/libgomp" in done.stdout
     assert "smoke test passed" in done.stdout
+    assert f"NumPy {numpy_floor()[:-1]}" in done.stdout
     assert list(tmp_path.glob("fastgd-*.tar.gz"))
+
+
+def test_each_architecture_builds_on_its_own_runner():
+    """archs = native: the workflow's runners, one per architecture, make the wheel matrix."""
+    assert PYPROJECT["tool"]["cibuildwheel"]["archs"] == ["native"]
+    workflow = (ROOT / ".github" / "workflows" / "wheels.yml").read_text()
+    runners = set(re.findall(r"\{ os: ([\w.-]+), name: [\w-]+ \}", workflow))
+    assert runners == {"ubuntu-latest", "ubuntu-24.04-arm", "macos-15-intel", "macos-15",
+                       "windows-latest"}
 
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))

@@ -112,3 +112,25 @@ def test_last_batch_with_more_chunks_than_the_first(n):
         assert_array_equal(f.coef_, fits[0].coef_)
     ref = GDRegressor(engine="numpy", **kw).fit(X, y)
     np.testing.assert_allclose(fits[0].coef_, ref.coef_, rtol=1e-9)
+
+
+def test_beside_scikit_learn_openmp_in_one_process():
+    """fastgd's OpenMP runtime and scikit-learn's (each wheel carries its own copy) share a
+    process: two libomp copies can abort one on macOS ("OMP: Error #15"), so this runs in a
+    child process, which must fit with both, list both and exit cleanly."""
+    code = (
+        "import numpy as np\n"
+        "from sklearn.cluster import KMeans\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from fastgd import GDRegressor\n"
+        "X = np.random.default_rng(0).standard_normal((4000, 8))\n"
+        "KMeans(3, n_init=1, random_state=0).fit(X)\n"
+        "model = GDRegressor(max_epochs=5, n_threads=2).fit(X, X @ np.ones(8))\n"
+        "apis = sorted({info['user_api'] for info in threadpool_info()})\n"
+        "KMeans(3, n_init=1, random_state=0).fit(X)\n"
+        "print(apis, bool(np.isfinite(model.coef_).all()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'openmp'" in done.stdout and done.stdout.strip().endswith("True")

@@ -25,8 +25,8 @@ def main(argv=None):
 
     package = os.path.dirname(fastgd.__file__)
     if args.source_tree:
-        tree = os.path.realpath(args.source_tree) + os.sep
-        assert not os.path.realpath(package).startswith(tree), f"imported {package}"
+        source = os.path.join(args.source_tree, "fastgd")
+        assert not os.path.samefile(package, source), f"imported the source tree's {package}"
     fastgd.show_config()
     config = fastgd.show_config("dicts")
 
