@@ -1,0 +1,161 @@
+"""Passes over data held by a Dask cluster: the rows stay on the workers, in shards.
+
+`Shards.of` rechunks X to one column block, aligns Y and the sample weights with its row
+blocks and packs each (X_i, Y_i, w_i) into one future on its worker, once. A pass then
+sends only the parameters: every shard runs the compiled kernel where it lies and returns
+d-sized partial results, which the client adds in shard order. So a distributed pass is
+deterministic and equals the in-memory one up to the rounding of that sum.
+
+Dask is optional (`pip install "fastgd[dask]"`): this module imports it when first used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgd._compiled import kernels
+from fastgd._validation import as_matrix
+
+
+def _client(client):
+    try:
+        from distributed import default_client
+    except ImportError as error:
+        raise ImportError("Training on Dask arrays needs dask and distributed: pip install "
+                          "'fastgd[dask]'") from error
+    if client is not None:
+        return client
+    try:
+        return default_client()
+    except ValueError:
+        raise ValueError("X is a Dask array but there is no Dask client: start one "
+                         "(distributed.Client(...)) or pass client=") from None
+
+
+def _known_rows(array):
+    """array with its row counts known (a filter or a dataframe leaves them unknown)."""
+    return array.compute_chunk_sizes() if any(np.isnan(array.chunks[0])) else array
+
+
+def _pack(X, Y, sample_weight):
+    """One shard, on its worker: arrays the kernels read in place."""
+    X = as_matrix(np.asarray(X))
+    Y = np.ascontiguousarray(Y, dtype=X.dtype).reshape(len(X), -1)
+    if sample_weight is not None:
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+    return X, Y, sample_weight
+
+
+def _worker_threads(n_threads):
+    """None: the threads of the worker the shard is on (workers run OMP_NUM_THREADS=1)."""
+    if n_threads is not None:
+        return n_threads
+    from distributed import get_worker
+
+    return get_worker().state.nthreads
+
+
+def _weight(shard) -> float:
+    X, _, sample_weight = shard
+    return float(len(X)) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
+
+
+def _grad_pass(shard, coef, intercept, loss, n_threads):
+    weight = _weight(shard)
+    if weight == 0.0:  # carries no gradient (and its mean would be 0 / 0)
+        return weight, None
+    X, Y, sample_weight = shard
+    return weight, kernels.grad_pass(X, Y, sample_weight, coef, intercept, loss,
+                                     _worker_threads(n_threads))
+
+
+def _column_stats(shard, n_threads):
+    weight = _weight(shard)
+    if weight == 0.0:
+        return weight, None
+    X, _, sample_weight = shard
+    return weight, kernels.column_stats(X, sample_weight, _worker_threads(n_threads))
+
+
+@dataclass
+class Shards:
+    """X (n, d), Y (n, k) and the sample weights, as futures of row shards on a cluster."""
+
+    client: object
+    futures: list
+    rows: list  # of each shard, in order
+    n_features: int
+    dtype: np.dtype
+
+    @property
+    def shape(self):
+        return sum(self.rows), self.n_features
+
+    @classmethod
+    def of(cls, X, Y, sample_weight=None, client=None) -> Shards:
+        """Persist X (a dask array), Y and sample_weight (dask or NumPy arrays of as many
+        rows) on the cluster as one packed future per row block of X."""
+        import dask.array as da
+
+        client = _client(client)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}")
+        X = _known_rows(X).rechunk({1: -1})
+        row_chunks = X.chunks[0]
+        Y = _known_rows(da.asarray(Y))
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}")
+        Y = Y.reshape(X.shape[0], -1).rechunk((row_chunks, -1))
+        parts = [X.to_delayed().ravel(), Y.to_delayed().ravel()]
+        if sample_weight is not None:
+            sample_weight = _known_rows(da.asarray(sample_weight)).rechunk((row_chunks,))
+            parts.append(sample_weight.to_delayed().ravel())
+        import dask
+
+        blocks = [dask.delayed(_pack)(x, y, w[0] if w else None)
+                  for x, y, *w in zip(*parts, strict=True)]
+        futures = client.compute(blocks)
+        return cls(client, futures, list(row_chunks), X.shape[1], np.dtype(X.dtype))
+
+    def map(self, function, **arguments) -> list:
+        """function(shard, **arguments) on every shard where it lies, results in shard order."""
+        return self.client.gather(self.client.map(function, self.futures, pure=False,
+                                                  **arguments))
+
+    def release(self):
+        self.client.cancel(self.futures)
+        self.futures = []
+
+
+def _weighted_sum(results):
+    """Σ weight_i · part_i / Σ weight_i over the shards that carry weight, in shard order."""
+    total = sum(weight for weight, part in results if part is not None)
+    if total == 0.0:
+        raise ValueError("sample_weight sums to zero: there is nothing to train on")
+    combined = None
+    for weight, part in results:
+        if part is None:
+            continue
+        scaled = [np.multiply(weight / total, p) for p in part]
+        combined = scaled if combined is None else [c + s for c, s in zip(combined, scaled,
+                                                                        strict=True)]
+    return combined
+
+
+def grad_pass(shards: Shards, coef, intercept, loss, n_threads=None):
+    """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) over all shards."""
+    value, grad_coef, grad_intercept = _weighted_sum(shards.map(
+        _grad_pass, coef=coef, intercept=intercept, loss=loss, n_threads=n_threads))
+    return float(value), grad_coef, grad_intercept
+
+
+def column_stats(shards: Shards, n_threads=None):
+    """Weighted per-column mean and population variance over all shards (Chan et al.'s
+    pairwise combination: within-shard variance plus the spread of the shard means)."""
+    results = [(w, part) for w, part in shards.map(_column_stats, n_threads=n_threads)
+               if part is not None]
+    (mean, _) = _weighted_sum(results)
+    (variance,) = _weighted_sum([(w, (var + (m - mean) ** 2,)) for w, (m, var) in results])
+    return mean, variance
