@@ -5,7 +5,7 @@
 #   make wheel        build the sdist and the repaired manylinux wheel into wheelhouse/,
 #                     install the wheel in a fresh venv and smoke-test it there
 #   make test-serial  the build without OpenMP (FASTGD_NO_OPENMP=1), tested as installed
-#   make test-debug   the build with Cython bounds checking (FASTGD_DEBUG=1), the same
+#   make test-debug   the build with Cython bounds checking (FASTGD_DEBUG=1), tested alike
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
