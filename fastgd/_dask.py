@@ -97,6 +97,7 @@ class Shards:
     def of(cls, X, Y, sample_weight=None, client=None) -> Shards:
         """Persist X (a dask array), Y and sample_weight (dask or NumPy arrays of as many
         rows) on the cluster as one packed future per row block of X."""
+        import dask
         import dask.array as da
 
         client = _client(client)
@@ -112,8 +113,6 @@ class Shards:
         if sample_weight is not None:
             sample_weight = _known_rows(da.asarray(sample_weight)).rechunk((row_chunks,))
             parts.append(sample_weight.to_delayed().ravel())
-        import dask
-
         blocks = [dask.delayed(_pack)(x, y, w[0] if w else None)
                   for x, y, *w in zip(*parts, strict=True)]
         futures = client.compute(blocks)

@@ -30,7 +30,7 @@ import numpy as np
 
 import fastgd
 from fastgd import _compiled, _driver, reference
-from fastgd._config import blas, describe_blas
+from fastgd._config import config, describe_blas
 from fastgd._validation import Loss, effective_n_threads
 
 GRID = [(100_000, 3), (2_000_000, 10), (200_000, 20), (20_000, 100), (300_000, 100),
@@ -119,11 +119,12 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "threads": effective_n_threads(None),
-            "simd": _compiled.SIMD, "openmp": _compiled.kernels.openmp_enabled(),
-            "blas": describe_blas(blas()), "cache_bytes": cache_bytes(),
-            "fastgd": fastgd.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    c = config()  # what show_config reports, in the few keys a benchmark record keeps
+    return {"cpu": cpu, "cpus": c["threads"]["cpus"], "threads": c["threads"]["default"],
+            "simd": c["build"]["simd"], "openmp": c["build"]["openmp"],
+            "blas": describe_blas(c["numpy"]["blas"]), "cache_bytes": cache_bytes(),
+            "fastgd": c["fastgd"]["version"], "numpy": c["numpy"]["version"],
+            "python": c["python"]["version"]}
 
 
 def blas_threads(n: int | None):
