@@ -118,9 +118,11 @@ class Shards:
         futures = client.compute(blocks)
         return cls(client, futures, list(row_chunks), X.shape[1], np.dtype(X.dtype))
 
-    def map(self, function, **arguments) -> list:
-        """function(shard, **arguments) on every shard where it lies, results in shard order."""
-        return self.client.gather(self.client.map(function, self.futures, pure=False,
+    def map(self, function, rows=None, **arguments) -> list:
+        """function(shard, **arguments) on every shard (or the shards numbered `rows`) where
+        it lies, results in shard order."""
+        futures = self.futures if rows is None else [self.futures[i] for i in rows]
+        return self.client.gather(self.client.map(function, futures, pure=False,
                                                   **arguments))
 
     def release(self):
@@ -143,17 +145,27 @@ def _weighted_sum(results):
     return combined
 
 
-def grad_pass(shards: Shards, coef, intercept, loss, n_threads=None):
-    """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) over all shards."""
-    value, grad_coef, grad_intercept = _weighted_sum(shards.map(
-        _grad_pass, coef=coef, intercept=intercept, loss=loss, n_threads=n_threads))
+# The engine interface (fastgd/_driver.py) with X a Shards, which also holds Y and the
+# sample weights (passed as None), and `rows` the numbers of the shards to use.
+
+def _held(Y, sample_weight):
+    if Y is not None or sample_weight is not None:
+        raise ValueError("Y and sample_weight are held in the shards; pass None")
+
+
+def grad_pass(X: Shards, Y, sample_weight, coef, intercept, loss, n_threads, rows=None):
+    """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) over the shards."""
+    _held(Y, sample_weight)
+    value, grad_coef, grad_intercept = _weighted_sum(X.map(
+        _grad_pass, rows, coef=coef, intercept=intercept, loss=loss, n_threads=n_threads))
     return float(value), grad_coef, grad_intercept
 
 
-def column_stats(shards: Shards, n_threads=None):
+def column_stats(X: Shards, sample_weight, n_threads):
     """Weighted per-column mean and population variance over all shards (Chan et al.'s
     pairwise combination: within-shard variance plus the spread of the shard means)."""
-    results = [(w, part) for w, part in shards.map(_column_stats, n_threads=n_threads)
+    _held(None, sample_weight)
+    results = [(w, part) for w, part in X.map(_column_stats, n_threads=n_threads)
                if part is not None]
     (mean, _) = _weighted_sum(results)
     (variance,) = _weighted_sum([(w, (var + (m - mean) ** 2,)) for w, (m, var) in results])

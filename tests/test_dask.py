@@ -57,10 +57,11 @@ def test_grad_pass_equals_in_memory(client, dtype, rtol, weights, loss):
     coef, intercept = np.linspace(-1, 1, 7)[None, :], np.array([0.3])
     Y = y.reshape(-1, 1)
     expected = kernels.grad_pass(X, Y, sw, coef, intercept, Loss(loss), 1)
-    got = _dask.grad_pass(shards, coef, intercept, Loss(loss))
+    got = _dask.grad_pass(shards, None, None, coef, intercept, Loss(loss), None)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol)
-    again = _dask.grad_pass(shards, coef, intercept, Loss(loss))  # the same sum, the same bits
+    # the same sum, the same bits
+    again = _dask.grad_pass(shards, None, None, coef, intercept, Loss(loss), None)
     assert all(np.array_equal(a, b) for a, b in zip(again, got, strict=True))
     shards.release()
 
@@ -69,7 +70,8 @@ def test_column_stats_equal_in_memory(client):
     X, y, sw = make_problem(3000, 5, weights=True)
     sw[:700] = 0.0  # a shard with no weight is left out
     shards = sharded(X, y, sw, client)
-    for a, b in zip(_dask.column_stats(shards), kernels.column_stats(X, sw, 1), strict=True):
+    got = _dask.column_stats(shards, None, None)
+    for a, b in zip(got, kernels.column_stats(X, sw, 1), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
 
@@ -85,7 +87,7 @@ def test_unknown_row_counts_and_one_shard(client):
     coef, intercept = np.ones((1, 4)), np.zeros(1)
     expected = kernels.grad_pass(X[mask], y[mask].reshape(-1, 1), None, coef, intercept,
                                  Loss("squared"), 1)
-    got = _dask.grad_pass(shards, coef, intercept, Loss("squared"))
+    got = _dask.grad_pass(shards, None, None, coef, intercept, Loss("squared"), None)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
@@ -111,7 +113,7 @@ def test_classification_losses_equal_in_memory(client, loss, k):
     coef, intercept = rng.standard_normal((k, 6)), rng.standard_normal(k)
     shards = sharded(X, Y, sw, client)
     expected = kernels.grad_pass(X, Y, sw, coef, intercept, Loss(loss), 1)
-    got = _dask.grad_pass(shards, coef, intercept, Loss(loss))
+    got = _dask.grad_pass(shards, None, None, coef, intercept, Loss(loss), None)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()

@@ -1,0 +1,85 @@
+"""Seconds per full-batch gradient step on a Dask cluster against the same step in process.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/dask_step.py \\
+        [--rows N] [--features D] [--blocks B] [--workers W] [--repeats R]
+
+The data (2M x 50 float64 by default, in 8 row blocks) lies on a LocalCluster of W worker
+processes (one thread each) on 127.0.0.1. A step is what the optimizer needs: the loss and
+its gradient at given parameters. In process it is one fastgd.loss_and_grad; on the
+cluster it is fastgd._dask.grad_pass, which sends the parameters to every shard, runs the
+kernel there and adds the partial sums in shard order. Issue 7's bound: the cluster step
+<= 1.5 x the in-process step + 15 ms. Prints a Markdown table for benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+
+import fastgd
+from fastgd import _dask
+from fastgd._validation import Loss
+from fastgd.bench import machine
+
+
+def median_seconds(step, repeats):
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def main(argv=None):
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--features", type=int, default=50)
+    parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args(argv)
+    n, d = args.rows, args.features
+    rows = -(-n // args.blocks)
+    coef, intercept = np.linspace(-1, 1, d), 0.5
+    # The in-process step first, with no cluster sharing the cores.
+    local = np.random.default_rng(0)
+    X_local = local.standard_normal((n, d))
+    y_local = X_local @ np.ones(d) + 0.1 * local.standard_normal(n)
+    in_process = median_seconds(lambda: fastgd.loss_and_grad(
+        X_local, y_local, coef, intercept, n_threads=1), args.repeats)
+    X_local = y_local = None  # free the memory for the workers
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        # The same kind of data, made on the workers as a user's would be loaded there.
+        rng = da.random.default_rng(0)
+        X = rng.standard_normal((n, d), chunks=(rows, d))
+        y = X @ np.ones(d) + 0.1 * rng.standard_normal(n, chunks=rows)
+        shards = _dask.Shards.of(X, y, client=client)
+        W, b = coef[None, :], np.array([intercept])
+        on_cluster = median_seconds(lambda: _dask.grad_pass(shards, None, None, W, b,
+                                                            Loss("squared"), None),
+                                    args.repeats)
+        shards.release()
+    bound = 1.5 * in_process + 0.015
+    print(f"Machine: {machine()['cpu']}; {args.workers} workers of 1 thread on 127.0.0.1\n")
+    print(f"{n:,} x {d} float64 in {args.blocks} row blocks; median of {args.repeats} steps\n")
+    print("| step | seconds | / in process |")
+    print("|---|---|---|")
+    print(f"| in process, 1 thread (fastgd.loss_and_grad) | {in_process:.4f} | 1.00 |")
+    print(f"| on the cluster (fastgd._dask.grad_pass) | {on_cluster:.4f} | "
+          f"{on_cluster / in_process:.2f} |")
+    print(f"\nBound 1.5 x in process + 15 ms = {bound:.4f} s: "
+          f"{'met' if on_cluster <= bound else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
