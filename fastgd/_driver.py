@@ -17,6 +17,16 @@ its outputs' losses (or the softmax cross-entropy over its k logits). `loss` is 
 fastgd._validation.Loss (name, Huber's delta); `rows`, row indices into X, restricts a
 pass or an epoch to those rows (read in place, never copied).
 
+The driver reads the data itself in four places, through the engine too, so that data
+held elsewhere (fastgd/_dask.py: row shards on a Dask cluster) trains with the same loop:
+
+    zero_targets(X)                    Y of zeros (n, 1): the curvature's passes
+    raise_if_nonfinite(X)              after a non-finite loss: NaN/inf in X is an error
+    largest_row_curvature(X, sample_weight, std, loss, l2)     (mini-batch step sizes)
+    constant_loss(Y, sample_weight, loss, k)                   (the scale of tol)
+
+`InMemory(module)` makes an engine of NumPy arrays from a module of the three functions.
+
 Everything else (standardization, batches, the update, stopping, divergence, history)
 lives here once, so `engine="numpy"` checks the compiled engine step for step.
 """
@@ -73,7 +83,7 @@ class Standardization:
     def fit(cls, engine, X, sample_weight, n_threads) -> Standardization:
         mean, var = engine.column_stats(X, sample_weight, n_threads)
         if not (np.isfinite(mean).all() and np.isfinite(var).all()):
-            raise_if_nonfinite(X)
+            engine.raise_if_nonfinite(X)
             raise ValueError("X has values too large to standardize (the variance overflows)")
         return cls(mean, scale_from_variance(mean, var, X.shape[0]))
 
@@ -126,7 +136,7 @@ def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
     nearly orthogonal to the start, possibly to a smaller one).
     """
     n, d = X.shape
-    zeros = np.zeros((n, 1), dtype=X.dtype)
+    zeros = engine.zero_targets(X)
     factor = CURVATURE_FACTOR[loss.name]
     v = np.random.default_rng(0).standard_normal(d + 1)  # a generic, reproducible start
     v /= np.linalg.norm(v)
@@ -154,11 +164,16 @@ def largest_row_curvature(X, sample_weight, std, loss, l2) -> float:
     smoothness of a batch of one: CURVATURE_FACTOR x 2 (|x_i|^2 + 1) for the (standardized)
     row and the intercept, times the row's weight relative to the mean weight. One pass
     over X in NumPy, by blocks of rows."""
-    n = X.shape[0]
-    largest = 0.0
     mean_weight = 1.0 if sample_weight is None else float(sample_weight.mean(dtype=np.float64))
+    largest = largest_row_norm(X, sample_weight, std, mean_weight)
+    return 2.0 * CURVATURE_FACTOR[loss.name] * largest + l2
+
+
+def largest_row_norm(X, sample_weight, std, mean_weight) -> float:
+    """max over rows of (|x_i|^2 + 1) x weight_i / mean_weight (standardized x_i)."""
+    largest = 0.0
     block = max(1, BLOCK_ELEMENTS // X.shape[1])
-    for lo in range(0, n, block):
+    for lo in range(0, X.shape[0], block):
         rows = X[lo:lo + block].astype(np.float64)
         if std:
             rows -= std.mean
@@ -167,7 +182,7 @@ def largest_row_curvature(X, sample_weight, std, loss, l2) -> float:
         if sample_weight is not None:
             norms *= sample_weight[lo:lo + block] / mean_weight
         largest = max(largest, float(norms.max()))
-    return 2.0 * CURVATURE_FACTOR[loss.name] * largest + l2
+    return largest
 
 
 def batch_curvature(L: float, L_max: float, n: int, batch_size: int) -> float:
@@ -193,7 +208,7 @@ def auto_learning_rate(engine, X, sample_weight, std, loss, optimizer, hyper, ba
     L = largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads)
     if batch_size >= n:
         return 1.0 / max(L, 1e-300)
-    L = batch_curvature(L, largest_row_curvature(X, sample_weight, std, loss, l2), n,
+    L = batch_curvature(L, engine.largest_row_curvature(X, sample_weight, std, loss, l2), n,
                         batch_size)
     damping = 1.0 - hyper["momentum"] if optimizer in ("momentum", "nesterov") else 1.0
     return damping / max(L, 1e-300)
@@ -206,35 +221,80 @@ def constant_loss(Y, sample_weight, loss, k: int) -> float:
     the scale of tol: for the squared loss, tol is a fraction of y's variance, the R^2 an
     epoch must add; whatever the units or offset of y. Y is read by blocks of rows
     (bounded temporaries); X not at all."""
+    total, sums = target_sums(Y, sample_weight, loss, k)
+    z = best_constant(total, sums, loss)
+    if loss.name == "multinomial":
+        return z
+    return float(constant_loss_sum(Y, sample_weight, z, loss) / total)
+
+
+def _row_blocks(Y, sample_weight):
+    """(rows, their weights as float64 or None), a block of rows at a time."""
+    for lo in range(0, len(Y), ROWS_PER_BLOCK):
+        rows = slice(lo, lo + ROWS_PER_BLOCK)
+        yield rows, None if sample_weight is None else sample_weight[rows].astype(float)
+
+
+def target_sums(Y, sample_weight, loss, k: int):
+    """(the weight of the rows, the weighted sum of each target; for the multinomial loss,
+    the weight of each class): what the best constant prediction needs. Sums of shards add."""
     total = len(Y) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
+    if loss.name == "multinomial":
+        return total, sum(np.bincount(Y[rows, 0].astype(np.intp), weights=w, minlength=k)
+                          for rows, w in _row_blocks(Y, sample_weight))
+    return total, _weighted_row_sum(Y, sample_weight, lambda block: block)
 
-    def blocks():
-        """(rows, their weights as float64 or None), a block of rows at a time."""
-        for lo in range(0, len(Y), ROWS_PER_BLOCK):
-            rows = slice(lo, lo + ROWS_PER_BLOCK)
-            yield rows, None if sample_weight is None else sample_weight[rows].astype(float)
 
-    def mean_over_rows(values_of):
-        """The weighted mean over rows of values_of(a block of Y, as float64)."""
-        result = 0.0
-        for rows, w in blocks():
+def _weighted_row_sum(Y, sample_weight, values_of):
+    """The weighted sum over rows of values_of(a block of Y, as float64)."""
+    result = 0.0
+    with np.errstate(all="ignore"):
+        for rows, w in _row_blocks(Y, sample_weight):
             values = values_of(Y[rows].astype(np.float64))
             result = result + (values.sum(axis=0) if w is None else w @ values)
-        return result / total
+    return result
 
+
+def best_constant(total, sums, loss):
+    """From target_sums: the best constant prediction z, or for the multinomial loss
+    directly its mean loss (the entropy of the class frequencies)."""
     with np.errstate(all="ignore"):
         if loss.name == "multinomial":
-            p = sum(np.bincount(Y[rows, 0].astype(np.intp), weights=w, minlength=k)
-                    for rows, w in blocks()) / total
+            p = sums / total
             p = p[p > 0]
             return float(-(p * np.log(p)).sum())
-        z = mean_over_rows(lambda block: block)
+        z = sums / total
         if loss.name == "log":
             p = np.clip(z, 1e-300, 1 - 1e-16)
             z = np.log(p) - np.log1p(-p)
-        row_loss = reference.LOSSES[loss.name]
-        return float(mean_over_rows(
-            lambda block: row_loss(np.broadcast_to(z, block.shape), block, loss.delta)[0]))
+        return z
+
+
+def constant_loss_sum(Y, sample_weight, z, loss):
+    """The weighted sum over rows of the loss of predicting z (sums of shards add)."""
+    row_loss = reference.LOSSES[loss.name]
+    with np.errstate(all="ignore"):
+        return _weighted_row_sum(
+            Y, sample_weight,
+            lambda block: row_loss(np.broadcast_to(z, block.shape), block, loss.delta)[0])
+
+
+class InMemory:
+    """An engine over NumPy arrays: a module's grad_pass, column_stats and run_epoch (the
+    compiled kernels or fastgd.reference), with the driver's own reads of the data."""
+
+    def __init__(self, module):
+        self.grad_pass = module.grad_pass
+        self.column_stats = module.column_stats
+        self.run_epoch = module.run_epoch
+
+    @staticmethod
+    def zero_targets(X):
+        return np.zeros((X.shape[0], 1), dtype=X.dtype)
+
+    raise_if_nonfinite = staticmethod(raise_if_nonfinite)
+    largest_row_curvature = staticmethod(largest_row_curvature)
+    constant_loss = staticmethod(constant_loss)
 
 
 SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")
@@ -394,8 +454,8 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     steps, first_epoch = state.steps, state.epochs
     horizon = max_epochs if horizon is None else horizon
     history = {"loss": [], "learning_rate": [], "seconds": []}
-    tol_scale = None if tol is None else constant_loss(Y, sample_weight, loss,
-                                                       len(theta) // (d + 1))
+    tol_scale = None if tol is None else engine.constant_loss(Y, sample_weight, loss,
+                                                              len(theta) // (d + 1))
     if early_stopping:
         history["val_loss"] = []
         best_val, best_val_params, stale = math.inf, theta.copy(), 0
@@ -426,7 +486,7 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
             steps += epoch_steps
             epoch_loss = total / weight
             if not np.isfinite(epoch_loss):
-                raise_if_nonfinite(X)  # bad data, or else divergence
+                engine.raise_if_nonfinite(X)  # bad data, or else divergence
                 if steps == 0:  # at the starting parameters: the data are too large
                     raise ValueError("The loss overflows at the initial parameters: X or y "
                                      "holds values too large for float64 arithmetic; rescale "

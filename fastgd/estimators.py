@@ -33,7 +33,7 @@ from fastgd._validation import (
     effective_n_threads,
 )
 
-ENGINES = {"cython": kernels, "numpy": reference}
+ENGINES = {"cython": _driver.InMemory(kernels), "numpy": _driver.InMemory(reference)}
 OPTIMIZERS = tuple(reference.OPTIMIZERS)
 # torch.optim's default epsilon of each optimizer (epsilon=None picks it), and learning
 # rate of each adaptive one (learning_rate="auto" picks it).
