@@ -185,12 +185,10 @@ def run_epoch(X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
     """One epoch of batches; see fastgd/_kernels.pxi for the contract."""
     d = X.shape[1]
     k = len(theta) // (d + 1)
-    nw = k * d
     n = X.shape[0] if rows is None else len(rows)  # positions: the rows trained on
     order = None if shuffle_keys is None else shuffled_rows(shuffle_keys, n)
     if rows is not None:
         order = rows if order is None else rows[order]
-    update = OPTIMIZERS[optimizer]
     inv_scale = None if scale is None else 1.0 / scale
     loss_total = weight_total = 0.0
     steps = 0
@@ -200,29 +198,45 @@ def run_epoch(X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hy
         weight = len(Y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
-        W, b = theta[:nw].reshape(k, d), theta[nw:]
-        if mean is not None:  # parameters in original units (inv_scale = 1 / scale)
-            W = W * inv_scale
-            b = b - W @ mean
+        W, b = original_parameters(theta, k, d, mean, inv_scale)
         value, grad_W, grad_b = grad_pass(X[rows], Y[rows], sw, W, b, loss, n_threads)
         loss_total += weight * value
         weight_total += weight
         if not np.isfinite(value):
             break
-        if mean is not None:  # gradient in the standardized parameters
-            grad_W = (grad_W - np.outer(grad_b, mean)) * inv_scale
         steps += 1
-        with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
-            # the ridge part of the penalty
-            g = np.append(grad_W.ravel() + hyper["l2"] * theta[:nw], grad_b)
-            if hyper["clip_norm"] > 0:  # as torch.nn.utils.clip_grad_norm_
-                g *= min(1.0, hyper["clip_norm"] / (np.sqrt(g @ g) + 1e-6))
-            update(theta, g, m, v, step + steps, learning_rate, hyper, nw)
-            if hyper["l1"] > 0:  # the proximal step of the lasso part
-                t = learning_rate * hyper["l1"] * l1_step(optimizer, v[:nw], step + steps,
-                                                          hyper)
-                theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - t, 0.0)
+        take_step(theta, m, v, grad_W, grad_b, step + steps, mean, inv_scale, optimizer,
+                  hyper, learning_rate)
     return loss_total, weight_total, steps
+
+
+def original_parameters(theta, k, d, mean, inv_scale):
+    """(W (k, d), b (k,)) of theta, in original units if the training is standardized."""
+    nw = k * d
+    W, b = theta[:nw].reshape(k, d), theta[nw:]
+    if mean is not None:  # parameters in original units (inv_scale = 1 / scale)
+        W = W * inv_scale
+        b = b - W @ mean
+    return W, b
+
+
+def take_step(theta, m, v, grad_W, grad_b, t, mean, inv_scale, optimizer, hyper,
+              learning_rate):
+    """Update theta, m, v in place by the optimizer's t-th step (1-based) from the gradient
+    in original units: standardized, penalized, clipped, then the update rule and the
+    lasso's proximal step."""
+    nw = grad_W.size
+    if mean is not None:  # gradient in the standardized parameters
+        grad_W = (grad_W - np.outer(grad_b, mean)) * inv_scale
+    with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
+        # the ridge part of the penalty
+        g = np.append(grad_W.ravel() + hyper["l2"] * theta[:nw], grad_b)
+        if hyper["clip_norm"] > 0:  # as torch.nn.utils.clip_grad_norm_
+            g *= min(1.0, hyper["clip_norm"] / (np.sqrt(g @ g) + 1e-6))
+        OPTIMIZERS[optimizer](theta, g, m, v, t, learning_rate, hyper, nw)
+        if hyper["l1"] > 0:  # the proximal step of the lasso part
+            shrink = learning_rate * hyper["l1"] * l1_step(optimizer, v[:nw], t, hyper)
+            theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - shrink, 0.0)
 
 
 loss_and_grad = make_loss_and_grad(grad_pass, "fastgd.reference")
