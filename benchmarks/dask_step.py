@@ -65,7 +65,7 @@ def main(argv=None):
         y = X @ np.ones(d) + 0.1 * rng.standard_normal(n, chunks=rows)
         shards = _dask.Shards.of(X, y, client=client)
         W, b = coef[None, :], np.array([intercept])
-        on_cluster = median_seconds(lambda: _dask.grad_pass(shards, None, None, W, b,
+        on_cluster = median_seconds(lambda: _dask.grad_pass(shards, shards, None, W, b,
                                                             Loss("squared"), None),
                                     args.repeats)
         shards.release()

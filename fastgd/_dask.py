@@ -6,6 +6,10 @@ sends only the parameters: every shard runs the compiled kernel where it lies an
 d-sized partial results, which the client adds in shard order. So a distributed pass is
 deterministic and equals the in-memory one up to the rounding of that sum.
 
+The module is an engine of fastgd/_driver.py (X and Y a Shards), so the driver's whole loop
+(standardization, the automatic step, tol, the optimizers) runs on a cluster unchanged;
+training is full-batch so far.
+
 Dask is optional (`pip install "fastgd[dask]"`): this module imports it when first used.
 """
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastgd import _driver, _validation, reference
 from fastgd._compiled import kernels
 from fastgd._validation import as_matrix
 
@@ -62,11 +67,13 @@ def _weight(shard) -> float:
     return float(len(X)) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
 
 
-def _grad_pass(shard, coef, intercept, loss, n_threads):
+def _grad_pass(shard, coef, intercept, loss, n_threads, zero_targets=False):
     weight = _weight(shard)
     if weight == 0.0:  # carries no gradient (and its mean would be 0 / 0)
         return weight, None
     X, Y, sample_weight = shard
+    if zero_targets:
+        Y = np.zeros((len(X), 1), dtype=X.dtype)
     return weight, kernels.grad_pass(X, Y, sample_weight, coef, intercept, loss,
                                      _worker_threads(n_threads))
 
@@ -92,6 +99,11 @@ class Shards:
     @property
     def shape(self):
         return sum(self.rows), self.n_features
+
+    @property
+    def starts(self):
+        """The first row of each shard."""
+        return np.cumsum([0, *self.rows[:-1]]).tolist()
 
     @classmethod
     def of(cls, X, Y, sample_weight=None, client=None) -> Shards:
@@ -145,28 +157,98 @@ def _weighted_sum(results):
     return combined
 
 
-# The engine interface (fastgd/_driver.py) with X a Shards, which also holds Y and the
-# sample weights (passed as None), and `rows` the numbers of the shards to use.
+# The engine interface of fastgd/_driver.py, with X a Shards, which also holds the targets
+# and the sample weights: Y is that same Shards (or ZERO_TARGETS), sample_weight is None,
+# and `rows` are the numbers of the shards to use.
 
-def _held(Y, sample_weight):
-    if Y is not None or sample_weight is not None:
-        raise ValueError("Y and sample_weight are held in the shards; pass None")
+ZERO_TARGETS = "zero targets"  # Y for the curvature's passes
+
+
+def _held(X, Y, sample_weight):
+    if not (Y is X or Y is ZERO_TARGETS) or sample_weight is not None:
+        raise ValueError("the targets and sample weights are held in the shards: pass Y=X "
+                         "and sample_weight=None")
 
 
 def grad_pass(X: Shards, Y, sample_weight, coef, intercept, loss, n_threads, rows=None):
     """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) over the shards."""
-    _held(Y, sample_weight)
+    _held(X, Y, sample_weight)
     value, grad_coef, grad_intercept = _weighted_sum(X.map(
-        _grad_pass, rows, coef=coef, intercept=intercept, loss=loss, n_threads=n_threads))
+        _grad_pass, rows, coef=coef, intercept=intercept, loss=loss, n_threads=n_threads,
+        zero_targets=Y is ZERO_TARGETS))
     return float(value), grad_coef, grad_intercept
 
 
 def column_stats(X: Shards, sample_weight, n_threads):
     """Weighted per-column mean and population variance over all shards (Chan et al.'s
     pairwise combination: within-shard variance plus the spread of the shard means)."""
-    _held(None, sample_weight)
+    _held(X, X, sample_weight)
     results = [(w, part) for w, part in X.map(_column_stats, n_threads=n_threads)
                if part is not None]
     (mean, _) = _weighted_sum(results)
     (variance,) = _weighted_sum([(w, (var + (m - mean) ** 2,)) for w, (m, var) in results])
     return mean, variance
+
+
+MINI_BATCHES = ("batch_size on Dask arrays: only full-batch training (batch_size=None) is "
+                "supported so far")
+
+
+def run_epoch(X: Shards, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
+              learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None):
+    """One full-batch step: the gradient summed over the shards, the update on the client
+    (its state is d-sized), as fastgd.reference.run_epoch takes it."""
+    _held(X, Y, sample_weight)
+    n = X.shape[0] if rows is None else sum(X.rows[i] for i in rows)
+    if batch_size < n:
+        raise ValueError(MINI_BATCHES)
+    d = X.n_features
+    k = len(theta) // (d + 1)
+    inv_scale = None if scale is None else 1.0 / scale
+    W, b = reference.original_parameters(theta, k, d, mean, inv_scale)
+    results = X.map(_grad_pass, rows, coef=W, intercept=b, loss=loss, n_threads=n_threads)
+    weight = sum(w for w, part in results if part is not None)
+    value, grad_W, grad_b = _weighted_sum(results)
+    if not np.isfinite(value):
+        return weight * value, weight, 0
+    reference.take_step(theta, m, v, grad_W, grad_b, step + 1, mean, inv_scale, optimizer,
+                        hyper, learning_rate)
+    return weight * value, weight, 1
+
+
+def zero_targets(X):
+    return ZERO_TARGETS
+
+
+def _raise_if_nonfinite(shard, start):
+    _validation.raise_if_nonfinite(shard[0], row_offset=start)
+
+
+def raise_if_nonfinite(X: Shards):
+    X.client.gather(X.client.map(_raise_if_nonfinite, X.futures, X.starts, pure=False))
+
+
+def largest_row_curvature(X: Shards, sample_weight, std, loss, l2):
+    raise ValueError(MINI_BATCHES)
+
+
+def _target_sums(shard, loss, k):
+    _, Y, sample_weight = shard
+    return _driver.target_sums(Y, sample_weight, loss, k)
+
+
+def _constant_loss_sum(shard, z, loss):
+    _, Y, sample_weight = shard
+    return _driver.constant_loss_sum(Y, sample_weight, z, loss)
+
+
+def constant_loss(Y: Shards, sample_weight, loss, k):
+    """_driver.constant_loss over the shards: each shard's sums, added in shard order."""
+    _held(Y, Y, sample_weight)
+    total = sums = 0.0
+    for shard_total, shard_sums in Y.map(_target_sums, loss=loss, k=k):
+        total, sums = total + shard_total, sums + shard_sums
+    z = _driver.best_constant(total, sums, loss)
+    if loss.name == "multinomial":
+        return z
+    return float(sum(Y.map(_constant_loss_sum, z=z, loss=loss)) / total)

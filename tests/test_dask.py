@@ -57,11 +57,11 @@ def test_grad_pass_equals_in_memory(client, dtype, rtol, weights, loss):
     coef, intercept = np.linspace(-1, 1, 7)[None, :], np.array([0.3])
     Y = y.reshape(-1, 1)
     expected = kernels.grad_pass(X, Y, sw, coef, intercept, Loss(loss), 1)
-    got = _dask.grad_pass(shards, None, None, coef, intercept, Loss(loss), None)
+    got = _dask.grad_pass(shards, shards, None, coef, intercept, Loss(loss), None)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol)
     # the same sum, the same bits
-    again = _dask.grad_pass(shards, None, None, coef, intercept, Loss(loss), None)
+    again = _dask.grad_pass(shards, shards, None, coef, intercept, Loss(loss), None)
     assert all(np.array_equal(a, b) for a, b in zip(again, got, strict=True))
     shards.release()
 
@@ -87,7 +87,7 @@ def test_unknown_row_counts_and_one_shard(client):
     coef, intercept = np.ones((1, 4)), np.zeros(1)
     expected = kernels.grad_pass(X[mask], y[mask].reshape(-1, 1), None, coef, intercept,
                                  Loss("squared"), 1)
-    got = _dask.grad_pass(shards, None, None, coef, intercept, Loss("squared"), None)
+    got = _dask.grad_pass(shards, shards, None, coef, intercept, Loss("squared"), None)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
@@ -113,7 +113,7 @@ def test_classification_losses_equal_in_memory(client, loss, k):
     coef, intercept = rng.standard_normal((k, 6)), rng.standard_normal(k)
     shards = sharded(X, Y, sw, client)
     expected = kernels.grad_pass(X, Y, sw, coef, intercept, Loss(loss), 1)
-    got = _dask.grad_pass(shards, None, None, coef, intercept, Loss(loss), None)
+    got = _dask.grad_pass(shards, shards, None, coef, intercept, Loss(loss), None)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
@@ -124,3 +124,71 @@ def test_rows_of_y_must_match(client):
     with pytest.raises(ValueError, match="X has 100 rows but y has 99"):
         _dask.Shards.of(da.from_array(X, chunks=50), da.from_array(y[:99], chunks=50),
                         client=client)
+
+
+HYPER = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "rho": 0.99, "eps": 1e-8,
+         "weight_decay": 0.01, "l2": 0.01, "l1": 0.001, "clip_norm": 0.0}
+SCHEDULE = {"schedule": "constant", "step_size": 10, "gamma": 0.1, "power_t": 0.25,
+            "eta_min": 0.0, "warmup_epochs": 0}
+
+
+def train(engine, X, Y, sw, optimizer, loss, k, learning_rate="auto", tol=1e-6):
+    from fastgd import _driver
+
+    d = X.shape[1]
+    return _driver.train(
+        engine, X, Y, sw, coef=np.zeros((k, d)), intercept=np.zeros(k), loss=Loss(loss),
+        optimizer=optimizer, hyper=HYPER, learning_rate=learning_rate,
+        schedule=SCHEDULE, batch_size=None, shuffle_seed=None,
+        max_epochs=25, tol=tol, standardize=True, n_threads=1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
+                                       "adam", "adamw"])
+@pytest.mark.parametrize("loss", ["squared", "log", "multinomial"])
+def test_full_batch_training_equals_in_memory(client, optimizer, loss):
+    """The driver's loop on shards (standardization, the automatic step, tol's scale, the
+    updates) ends where the in-memory fit does."""
+    from fastgd import _driver
+
+    X, y, sw = make_problem(3000, 6, weights=True)
+    k = 3 if loss == "multinomial" else 1
+    if loss == "squared":
+        Y = y.reshape(-1, 1)
+    else:  # classes by quantiles of y: 2 for the log loss, k for the multinomial
+        cuts = np.quantile(y, np.linspace(0, 1, max(k, 2) + 1)[1:-1])
+        Y = np.digitize(y, cuts).reshape(-1, 1).astype(np.float64)
+    rate = "auto" if optimizer in ("sgd", "momentum", "nesterov") else 0.05
+    expected = train(_driver.InMemory(kernels), X, Y, sw, optimizer, loss, k, rate)
+    shards = sharded(X, Y, sw, client)
+    got = train(_dask, shards, shards, None, optimizer, loss, k, rate)
+    shards.release()
+    assert got.n_iter == expected.n_iter
+    np.testing.assert_allclose(got.coef, expected.coef, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.intercept, expected.intercept, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.history["loss"], expected.history["loss"], rtol=1e-9)
+    assert got.learning_rate == pytest.approx(expected.learning_rate, rel=1e-9)
+
+
+def test_nonfinite_data_is_reported_with_its_row(client):
+    X, y, _ = make_problem(3000, 4)
+    X[2100, 3] = np.nan
+    shards = sharded(X, y, None, client)
+    with pytest.raises(ValueError, match="first at row 2100, column 3"):
+        train(_dask, shards, shards, None, "sgd", "squared", 1, learning_rate=0.1)
+    shards.release()
+
+
+def test_mini_batches_are_refused_for_now(client):
+    from fastgd import _driver
+
+    X, y, _ = make_problem(300, 3)
+    shards = sharded(X, y, None, client, rows=(100, 200))
+    with pytest.raises(ValueError, match="only full-batch training"):
+        _driver.train(_dask, shards, shards, None, coef=np.zeros((1, 3)),
+                      intercept=np.zeros(1), loss=Loss("squared"), optimizer="sgd",
+                      hyper=HYPER, learning_rate=0.1, schedule=SCHEDULE,
+                      batch_size=32, shuffle_seed=None, max_epochs=2, tol=None,
+                      standardize=False, n_threads=1)
+    shards.release()
