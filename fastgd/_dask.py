@@ -21,7 +21,7 @@ import numpy as np
 
 from fastgd import _driver, _validation, reference
 from fastgd._compiled import kernels
-from fastgd._validation import as_matrix
+from fastgd._validation import as_matrix, as_sample_weight, as_targets
 
 
 def _client(client):
@@ -45,12 +45,26 @@ def _known_rows(array):
 
 
 def _pack(X, Y, sample_weight):
-    """One shard, on its worker: arrays the kernels read in place."""
+    """One shard, on its worker: arrays the kernels read in place, y and the weights checked
+    as in memory (X, as in memory, only if a loss comes out non-finite)."""
     X = as_matrix(np.asarray(X))
-    Y = np.ascontiguousarray(Y, dtype=X.dtype).reshape(len(X), -1)
-    if sample_weight is not None:
-        sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
-    return X, Y, sample_weight
+    Y = np.asarray(Y)
+    Y = as_targets(Y, len(X), Y.shape[1], X.dtype)
+    return X, Y, as_sample_weight(sample_weight, len(X), X.dtype, shard=True)
+
+
+def is_dask_array(a) -> bool:
+    """Without importing dask: a dask array's class lives in dask.array."""
+    return type(a).__module__.startswith("dask.array")
+
+
+def map_rows(method, X, n_columns, dtype):
+    """method(a NumPy block of rows) on each row block of X, lazily: a dask array of
+    n_columns columns, or 1-D for n_columns=None (predict on Dask arrays)."""
+    X = X.rechunk({1: -1})
+    if n_columns is None:
+        return X.map_blocks(method, drop_axis=1, dtype=dtype)
+    return X.map_blocks(method, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
 
 
 def _worker_threads(n_threads):
@@ -146,7 +160,7 @@ def _weighted_sum(results):
     """Σ weight_i · part_i / Σ weight_i over the shards that carry weight, in shard order."""
     total = sum(weight for weight, part in results if part is not None)
     if total == 0.0:
-        raise ValueError("sample_weight sums to zero: there is nothing to train on")
+        raise ValueError("sample_weight must not be all zero")
     combined = None
     for weight, part in results:
         if part is None:

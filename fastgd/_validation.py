@@ -153,7 +153,8 @@ def as_vector(v, name: str, n: int, dtype) -> np.ndarray:
     return finite(np.ascontiguousarray(v, dtype=dtype), name)
 
 
-def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
+def as_sample_weight(sample_weight, n: int, dtype, shard=False) -> np.ndarray | None:
+    """Finite, non-negative weights, not all zero (but for a shard of the rows)."""
     if sample_weight is None:
         return None
     sw = as_vector(sample_weight, "sample_weight", n, dtype)
@@ -161,7 +162,7 @@ def as_sample_weight(sample_weight, n: int, dtype) -> np.ndarray | None:
         raise ValueError("sample_weight must be >= 0, got negative weights")
     with np.errstate(over="ignore"):
         total = sw.sum(dtype=np.float64)
-    if not total > 0:
+    if not (total > 0 or shard):
         raise ValueError("sample_weight must not be all zero")
     if not np.isfinite(total):
         raise ValueError("sample_weight values are too large: their sum overflows; rescale them")

@@ -8,6 +8,7 @@ y into the engines' targets (_encode) and their result into its attributes (_sto
 from __future__ import annotations
 
 import numbers
+from functools import partial
 
 import numpy as np
 from scipy.special import log_softmax
@@ -18,7 +19,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastgd import _driver, _persist, reference
+from fastgd import _dask, _driver, _persist, reference
 from fastgd._compiled import kernels
 from fastgd._validation import (
     Loss,
@@ -309,12 +310,43 @@ class _GDEstimator(BaseEstimator):
         return coef.reshape(-1, coef.shape[-1]), np.atleast_1d(self.intercept_).astype(float)
 
     def _validate(self, X, y, sample_weight, reset, **encoding):
-        """(X, Y, sample_weight, loss, k outputs) for the engines."""
+        """(X, Y, sample_weight, loss, k outputs) for the engines; for a Dask array X, X and
+        Y are one fastgd._dask.Shards on the cluster and sample_weight is in it."""
+        if _dask.is_dask_array(X):
+            return self._validate_dask(X, y, sample_weight, reset, **encoding)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
                              ensure_all_finite=False, reset=reset, **self._y_checks)
         X = as_matrix(X)
         sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
         return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
+
+    def _validate_dask(self, X, y, sample_weight, reset, **encoding):
+        for name, supported in (("engine", "cython"), ("batch_size", None),
+                                ("early_stopping", False)):
+            if getattr(self, name) != supported:
+                raise ValueError(f"On Dask arrays fastgd trains full-batch with the compiled "
+                                 f"engine so far: {name} must be {supported!r}, got "
+                                 f"{getattr(self, name)!r}")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset, **encoding)
+        shards = _dask.Shards.of(X, Y, sample_weight)
+        return shards, shards, None, loss, k
+
+    def _on_blocks(self, method, X, n_columns, dtype=None):
+        """method (predict, predict_proba, ...) on each row block of a Dask array X, lazily."""
+        if dtype is None:
+            dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        return _dask.map_rows(method, X, n_columns, dtype)
 
     def _holdout(self, Y, random_state) -> _driver.EarlyStopping:
         """Validation rows drawn by random_state; the rest, in their order, train."""
@@ -334,18 +366,23 @@ class _GDEstimator(BaseEstimator):
 
     def _train(self, X, Y, sample_weight, loss, n_threads, *, coef, intercept, max_epochs,
                tol, state=None, early_stopping=None):
-        return _driver.train(
-            ENGINES[self.engine], X, Y, sample_weight,
-            coef=coef, intercept=intercept, loss=loss,
-            optimizer=self.optimizer,
-            hyper=self._hyperparameters(),
-            learning_rate=self._learning_rate(),
-            schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
-            batch_size=self.batch_size,
-            shuffle_seed=self._shuffle_seed if self.shuffle else None,
-            max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
-            n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose),
-            state=state, horizon=self.max_epochs, early_stopping=early_stopping)
+        on_cluster = isinstance(X, _dask.Shards)
+        try:
+            return _driver.train(
+                _dask if on_cluster else ENGINES[self.engine], X, Y, sample_weight,
+                coef=coef, intercept=intercept, loss=loss,
+                optimizer=self.optimizer,
+                hyper=self._hyperparameters(),
+                learning_rate=self._learning_rate(),
+                schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
+                batch_size=self.batch_size,
+                shuffle_seed=self._shuffle_seed if self.shuffle else None,
+                max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
+                n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose),
+                state=state, horizon=self.max_epochs, early_stopping=early_stopping)
+        finally:
+            if on_cluster:  # nothing is left on the cluster
+                X.release()
 
     def _learning_rate(self):
         """A number, or "auto" for the driver to compute 1 / L (see learning_rate)."""
@@ -469,18 +506,21 @@ class GDRegressor(RegressorMixin, _GDEstimator):
 
     def predict(self, X):
         """Predictions X @ coef_.T + intercept_ (n_samples,) or (n_samples, n_outputs), in
-        X's floating dtype."""
+        X's floating dtype (a Dask array for a Dask array X)."""
+        if _dask.is_dask_array(X):
+            return self._on_blocks(self.predict, X, None if self._one_output else len(self.coef_))
         return self._linear(X)
 
     def _encode(self, y, dtype, sample_weight, reset):
-        y = np.asarray(y)
+        held = _dask.is_dask_array(y)  # checked on the workers, as in memory
+        y = y if held else np.asarray(y)
         k = 1 if y.ndim == 1 else y.shape[1]
         if not reset and (y.ndim, k) != (np.ndim(self.coef_), len(self._parameters()[1])):
             fitted = ("y of shape (n,)" if np.ndim(self.coef_) == 1
                       else f"y of shape (n, {len(self.coef_)})")
             raise ValueError(f"y has shape {y.shape}, but the model was fitted to {fitted}")
         self._one_output = y.ndim == 1
-        return (as_targets(y, len(y), k, dtype), sample_weight,
+        return (y if held else as_targets(y, len(y), k, dtype), sample_weight,
                 check_loss(self.loss, self.delta), k)
 
     def _shaped(self, array):
@@ -598,11 +638,18 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
     def decision_function(self, X):
         """The logits X @ coef_.T + intercept_: (n_samples,) for two classes (positive
         for classes_[1]), else (n_samples, n_classes)."""
+        if _dask.is_dask_array(X):
+            return self._on_blocks(self.decision_function, X, self._logit_columns())
         z = self._linear(X)
         return z[:, 0] if z.shape[1] == 1 else z
 
+    def _logit_columns(self):
+        return None if len(self.classes_) == 2 else len(self.classes_)
+
     def predict(self, X):
         """The most probable class of each row."""
+        if _dask.is_dask_array(X):
+            return self._on_blocks(self.predict, X, None, self.classes_.dtype)
         z = self._linear(X)
         best = (z[:, 0] > 0).astype(np.intp) if z.shape[1] == 1 else z.argmax(axis=1)
         return self.classes_[best]
@@ -611,6 +658,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         """Log-probabilities of the classes (columns in the order of ``classes_``), from
         the log-softmax of the logits (for two classes, of (0, logit)): no overflow at any
         logit."""
+        if _dask.is_dask_array(X):
+            return self._on_blocks(self.predict_log_proba, X, len(self.classes_))
         z = self._linear(X)
         if z.shape[1] == 1:
             z = np.hstack([np.zeros_like(z), z])
@@ -618,9 +667,13 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
 
     def predict_proba(self, X):
         """Probabilities of the classes (columns in the order of ``classes_``)."""
+        if _dask.is_dask_array(X):
+            return self._on_blocks(self.predict_proba, X, len(self.classes_))
         return np.exp(self.predict_log_proba(X))
 
     def _encode(self, y, dtype, sample_weight, reset, classes=None):
+        if _dask.is_dask_array(y):
+            return self._encode_dask(y, dtype, sample_weight, reset, classes)
         check_classification_targets(y)
         if reset:
             labels = np.unique(y if classes is None else np.asarray(classes))
@@ -646,6 +699,19 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         loss = Loss("log") if binary else Loss("multinomial")
         return (index[:, None].astype(dtype), sample_weight, loss,
                 1 if binary else len(self.classes_))
+
+    def _encode_dask(self, y, dtype, sample_weight, reset, classes):
+        """The in-memory encoding of y's distinct labels (few, computed on the cluster)
+        sets and checks classes_; each block of y then becomes class indices lazily."""
+        if self.class_weight is not None:
+            raise ValueError("class_weight on Dask arrays is not supported yet; pass "
+                             "sample_weight")
+        import dask.array as da
+
+        labels = np.asarray(da.unique(y).compute())
+        _, _, loss, k = self._encode(labels, dtype, None, reset, classes)
+        index = y.map_blocks(partial(np.searchsorted, self.classes_), dtype=np.intp)
+        return index.astype(dtype)[:, None], sample_weight, loss, k
 
     def _shaped(self, array):
         return array

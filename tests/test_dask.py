@@ -192,3 +192,92 @@ def test_mini_batches_are_refused_for_now(client):
                       batch_size=32, shuffle_seed=None, max_epochs=2, tol=None,
                       standardize=False, n_threads=1)
     shards.release()
+
+
+def _tasks_on_scheduler(client, wait=10.0):
+    """The tasks the scheduler still holds, once it has had `wait` seconds to forget the
+    released ones (releasing is asynchronous)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        held = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+        if held == 0 or time.monotonic() > deadline:
+            return held
+        time.sleep(0.05)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_regressor_fit_and_predict_on_dask_arrays(client, outputs):
+    from fastgd import GDRegressor
+
+    X, y, sw = make_problem(3000, 5, weights=True)
+    if outputs == 2:
+        y = np.column_stack([y, 2 * y - 1])
+    Xd = da.from_array(X, chunks=(700, 5))
+    yd = da.from_array(y, chunks=700)
+    swd = da.from_array(sw, chunks=700)
+    model = GDRegressor(optimizer="adam", learning_rate=0.05, max_epochs=30)
+    in_memory = GDRegressor(optimizer="adam", learning_rate=0.05, max_epochs=30)
+    model.fit(Xd, yd, sample_weight=swd)
+    in_memory.fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-9)
+    np.testing.assert_allclose(model.intercept_, in_memory.intercept_, rtol=1e-9)
+    assert model.n_iter_ == in_memory.n_iter_ and model.n_features_in_ == 5
+    assert _tasks_on_scheduler(client) == 0  # the shards were released
+    predicted = model.predict(Xd)
+    assert isinstance(predicted, da.Array) and predicted.shape == y.shape
+    np.testing.assert_allclose(predicted.compute(), model.predict(X), rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("labels", [np.array(["no", "yes"]), np.array([3, 5, 7])])
+def test_classifier_fit_and_predict_on_dask_arrays(client, labels):
+    from fastgd import GDClassifier
+
+    X, y, _ = make_problem(3000, 4)
+    classes = labels[np.digitize(y, np.quantile(y, np.linspace(0, 1, len(labels) + 1)[1:-1]))]
+    Xd, yd = da.from_array(X, chunks=(1000, 4)), da.from_array(classes, chunks=1000)
+    model = GDClassifier(max_epochs=20).fit(Xd, yd)
+    in_memory = GDClassifier(max_epochs=20).fit(X, classes)
+    assert model.classes_.tolist() == in_memory.classes_.tolist() == sorted(labels.tolist())
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-9)
+    for method in ("predict", "predict_proba", "decision_function", "predict_log_proba"):
+        lazy = getattr(model, method)(Xd)
+        assert isinstance(lazy, da.Array)
+        expected = getattr(model, method)(X)
+        if method == "predict":
+            assert lazy.compute().tolist() == expected.tolist()
+        else:
+            np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"batch_size": 32}, "batch_size must be None"),
+    ({"early_stopping": True}, "early_stopping must be False"),
+    ({"engine": "numpy"}, "engine must be 'cython'"),
+])
+def test_what_dask_arrays_do_not_support_yet(client, setting, message):
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(100, 3)
+    with pytest.raises(ValueError, match=message):
+        GDRegressor(**setting).fit(da.from_array(X, chunks=50), da.from_array(y, chunks=50))
+
+
+def test_bad_targets_are_refused_on_the_workers(client):
+    from fastgd import GDClassifier, GDRegressor
+
+    X, y, sw = make_problem(1000, 3, weights=True)
+    y[900] = np.nan
+    Xd = da.from_array(X, chunks=500)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        GDRegressor().fit(Xd, da.from_array(y, chunks=500))
+    sw[10] = -1.0
+    with pytest.raises(ValueError, match="sample_weight"):
+        GDRegressor().fit(Xd, da.from_array(np.nan_to_num(y), chunks=500),
+                          sample_weight=da.from_array(sw, chunks=500))
+    with pytest.raises(ValueError, match="class_weight on Dask arrays"):
+        GDClassifier(class_weight="balanced").fit(Xd, da.from_array(y > 0, chunks=500))
+    assert _tasks_on_scheduler(client) == 0
