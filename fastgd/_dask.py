@@ -68,12 +68,15 @@ def map_rows(method, X, n_columns, dtype):
 
 
 def _worker_threads(n_threads):
-    """None: the threads of the worker the shard is on (workers run OMP_NUM_THREADS=1)."""
-    if n_threads is not None:
+    """The kernel's threads on this worker: None, all the worker's threads (its nthreads:
+    dask starts workers with OMP_NUM_THREADS=1, so OpenMP's own count would be one); -k,
+    all but k - 1; k > 0, k."""
+    if n_threads is not None and n_threads > 0:
         return n_threads
     from distributed import get_worker
 
-    return get_worker().state.nthreads
+    available = get_worker().state.nthreads
+    return available if n_threads is None else max(1, available + n_threads + 1)
 
 
 def _weight(shard) -> float:

@@ -247,13 +247,14 @@ class _GDEstimator(BaseEstimator):
                             f"{self.callbacks!r}")
         return callbacks
 
-    def _fit(self, X, y, sample_weight, coef_init, intercept_init):
+    def _fit(self, X, y, sample_weight, coef_init, intercept_init, client):
         n_threads = self._check_params()
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
         previous = self._parameters() if warm else None
         shaped_by_data = {name: getattr(self, name, None)
                           for name in ("n_features_in_", "feature_names_in_", "classes_")}
-        X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True)
+        X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True,
+                                                      client=client)
         shape = (k, X.shape[1])
         if previous is not None and previous[0].shape != shape:
             for name, value in shaped_by_data.items():  # the fitted model stays usable
@@ -282,10 +283,11 @@ class _GDEstimator(BaseEstimator):
         self.history_ = result.history
         return self._keep(result, result.n_iter)
 
-    def _partial_fit(self, X, y, sample_weight, **encoding):
+    def _partial_fit(self, X, y, sample_weight, client, **encoding):
         n_threads = self._check_params()
         fitted = hasattr(self, "coef_")
         X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=not fitted,
+                                                      client=client,
                                                       **encoding)
         state = getattr(self, "_state", None) if fitted else None
         if state is not None:
@@ -309,18 +311,20 @@ class _GDEstimator(BaseEstimator):
         coef = np.asarray(self.coef_, dtype=np.float64)
         return coef.reshape(-1, coef.shape[-1]), np.atleast_1d(self.intercept_).astype(float)
 
-    def _validate(self, X, y, sample_weight, reset, **encoding):
+    def _validate(self, X, y, sample_weight, reset, client=None, **encoding):
         """(X, Y, sample_weight, loss, k outputs) for the engines; for a Dask array X, X and
         Y are one fastgd._dask.Shards on the cluster and sample_weight is in it."""
         if _dask.is_dask_array(X):
-            return self._validate_dask(X, y, sample_weight, reset, **encoding)
+            return self._validate_dask(X, y, sample_weight, reset, client, **encoding)
+        if client is not None:
+            raise ValueError("client= is for training on Dask arrays; X is not one")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
                              ensure_all_finite=False, reset=reset, **self._y_checks)
         X = as_matrix(X)
         sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
         return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
 
-    def _validate_dask(self, X, y, sample_weight, reset, **encoding):
+    def _validate_dask(self, X, y, sample_weight, reset, client, **encoding):
         for name, supported in (("engine", "cython"), ("batch_size", None),
                                 ("early_stopping", False)):
             if getattr(self, name) != supported:
@@ -339,7 +343,7 @@ class _GDEstimator(BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset, **encoding)
-        shards = _dask.Shards.of(X, Y, sample_weight)
+        shards = _dask.Shards.of(X, Y, sample_weight, client=client)
         return shards, shards, None, loss, k
 
     def _on_blocks(self, method, X, n_columns, dtype=None):
@@ -378,7 +382,9 @@ class _GDEstimator(BaseEstimator):
                 batch_size=self.batch_size,
                 shuffle_seed=self._shuffle_seed if self.shuffle else None,
                 max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
-                n_threads=n_threads, callbacks=self._callbacks(), verbose=int(self.verbose),
+                # on a cluster, n_threads is resolved on each worker, for its cores
+                n_threads=self.n_threads if on_cluster else n_threads,
+                callbacks=self._callbacks(), verbose=int(self.verbose),
                 state=state, horizon=self.max_epochs, early_stopping=early_stopping)
         finally:
             if on_cluster:  # nothing is left on the cluster
@@ -479,7 +485,8 @@ class GDRegressor(RegressorMixin, _GDEstimator):
                  callbacks=None, verbose=0, n_threads=None, engine="cython"):
         _store(self, locals())
 
-    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None,
+            client=None):
         """Train on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs);
         returns self.
 
@@ -487,10 +494,15 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         ``intercept_``) when given, else (with ``warm_start=True``) from the previous fit's
         ``coef_`` and ``intercept_``, else from zeros. The optimizer state and the
         schedule start afresh.
-        """
-        return self._fit(X, y, sample_weight, coef_init, intercept_init)
 
-    def partial_fit(self, X, y, sample_weight=None):
+        X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
+        `client` (default: the active ``distributed.Client``), each worker runs the kernel
+        on its row blocks and the result equals the in-memory fit (README: "Scaling out
+        with Dask").
+        """
+        return self._fit(X, y, sample_weight, coef_init, intercept_init, client)
+
+    def partial_fit(self, X, y, sample_weight=None, *, client=None):
         """One epoch on X and y, going on from where the last fit or partial_fit stopped.
 
         The optimizer state (momentum, Adam's moments, the step count), the schedule
@@ -502,7 +514,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         are not where the optimizer state is), starts afresh from its ``coef_`` and
         ``intercept_``: a new optimizer state, schedule, standardization and history.
         """
-        return self._partial_fit(X, y, sample_weight)
+        return self._partial_fit(X, y, sample_weight, client)
 
     def predict(self, X):
         """Predictions X @ coef_.T + intercept_ (n_samples,) or (n_samples, n_outputs), in
@@ -604,14 +616,20 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
                  engine="cython"):
         _store(self, locals())
 
-    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None,
+            client=None):
         """Train on X (n_samples, n_features) and labels y (n_samples,); returns self.
 
         The classes are y's distinct labels (``classes_``, sorted). Training starts from
         `coef_init` and `intercept_init` (shaped as ``coef_`` and ``intercept_``) when
         given, else (with ``warm_start=True``) from the previous fit's, else from zeros.
+
+        X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
+        `client` (default: the active ``distributed.Client``), each worker runs the kernel
+        on its row blocks and the result equals the in-memory fit (README: "Scaling out
+        with Dask").
         """
-        return self._fit(X, y, sample_weight, coef_init, intercept_init)
+        return self._fit(X, y, sample_weight, coef_init, intercept_init, client)
 
     def _check_params(self):
         weights = self.class_weight
@@ -623,7 +641,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
                              f"weights, got {weights!r}")
         return super()._check_params()
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None, *, client=None):
         """One epoch on X and y, going on from where the last fit or partial_fit stopped
         (see GDRegressor.partial_fit). The first call must list every class the model
         will see in `classes` (as scikit-learn's SGDClassifier); later calls may omit it.
@@ -633,7 +651,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
             raise ValueError("class_weight='balanced' needs all of y at once: it is not "
                              "supported by partial_fit; give a dict of class weights")
-        return self._partial_fit(X, y, sample_weight, classes=classes)
+        return self._partial_fit(X, y, sample_weight, client, classes=classes)
 
     def decision_function(self, X):
         """The logits X @ coef_.T + intercept_: (n_samples,) for two classes (positive

@@ -281,3 +281,9 @@ def test_bad_targets_are_refused_on_the_workers(client):
     with pytest.raises(ValueError, match="class_weight on Dask arrays"):
         GDClassifier(class_weight="balanced").fit(Xd, da.from_array(y > 0, chunks=500))
     assert _tasks_on_scheduler(client) == 0
+
+
+def test_threads_are_resolved_on_each_worker(client):
+    """n_threads=None: every thread the worker has (1 here), not the client's count."""
+    for asked, expected in ((None, 1), (-1, 1), (-5, 1), (3, 3)):
+        assert client.submit(_dask._worker_threads, asked, pure=False).result() == expected
