@@ -15,6 +15,7 @@ Dask is optional (`pip install "fastgd[dask]"`): this module imports it when fir
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,6 +158,16 @@ class Shards:
     def release(self):
         self.client.cancel(self.futures)
         self.futures = []
+
+
+@contextmanager
+def released(data):
+    """Release data's shards on leaving (a no-op for arrays in memory)."""
+    try:
+        yield
+    finally:
+        if isinstance(data, Shards):
+            data.release()
 
 
 def _weighted_sum(results):

@@ -368,10 +368,16 @@ def go_on_with(state: TrainState, optimizer: str, learning_rate) -> TrainState:
 class EarlyStopping:
     """Train on `train_rows` only; after each epoch score `val_rows` (the validation loss),
     stop once `patience` epochs in a row did not improve on the best by more than tol, and
-    keep the parameters that scored best. Both are row indices into X, read in place."""
+    keep the parameters that scored best. Both are the engine's `rows`: row indices into X,
+    read in place (fastgd/_dask.py: numbers of shards, so n_train counts their rows)."""
     train_rows: np.ndarray
     val_rows: np.ndarray
     patience: int
+    n_train: int | None = None  # the rows trained on; None: len(train_rows)
+
+    def __post_init__(self):
+        if self.n_train is None:
+            self.n_train = len(self.train_rows)
 
 
 @dataclass
@@ -436,7 +442,7 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     """
     d = X.shape[1]
     train_rows = early_stopping.train_rows if early_stopping else None
-    n = X.shape[0] if train_rows is None else len(train_rows)  # rows trained on
+    n = early_stopping.n_train if early_stopping else X.shape[0]  # rows trained on
     batch_size = n if batch_size is None else min(batch_size, n)
     shuffled = shuffle_seed is not None and batch_size < n  # one batch: order is moot
     if state is None:

@@ -255,33 +255,34 @@ class _GDEstimator(BaseEstimator):
                           for name in ("n_features_in_", "feature_names_in_", "classes_")}
         X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True,
                                                       client=client)
-        shape = (k, X.shape[1])
-        if previous is not None and previous[0].shape != shape:
-            for name, value in shaped_by_data.items():  # the fitted model stays usable
-                if value is not None:
-                    setattr(self, name, value)
-                elif hasattr(self, name):
-                    delattr(self, name)
-            raise ValueError(f"warm_start=True: X and y make a model of {shape[0]} output(s) "
-                             f"and {shape[1]} features, the previous fit had "
-                             f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
-                             "coef_init or refit cold")
-        if coef_init is not None:
-            expected = np.shape(self._shaped(np.zeros(shape)))
-            coef = as_coef(coef_init, expected, "coef_init").reshape(shape)
-        else:
-            coef = previous[0] if previous is not None else np.zeros(shape)
-        intercept = (as_intercept(intercept_init, k, "intercept_init")
-                     if intercept_init is not None
-                     else previous[1] if previous is not None else np.zeros(k))
-        random_state = check_random_state(self.random_state)
-        self._shuffle_seed = int(random_state.randint(2**62))
-        holdout = self._holdout(Y, random_state) if self.early_stopping else None
-        result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
-                             intercept=intercept, max_epochs=self.max_epochs, tol=self.tol,
-                             early_stopping=holdout)
-        self.history_ = result.history
-        return self._keep(result, result.n_iter)
+        with _dask.released(X):  # a cluster keeps nothing, however the fit ends
+            shape = (k, X.shape[1])
+            if previous is not None and previous[0].shape != shape:
+                for name, value in shaped_by_data.items():  # the fitted model stays usable
+                    if value is not None:
+                        setattr(self, name, value)
+                    elif hasattr(self, name):
+                        delattr(self, name)
+                raise ValueError(f"warm_start=True: X and y make a model of {shape[0]} output(s) "
+                                 f"and {shape[1]} features, the previous fit had "
+                                 f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
+                                 "coef_init or refit cold")
+            if coef_init is not None:
+                expected = np.shape(self._shaped(np.zeros(shape)))
+                coef = as_coef(coef_init, expected, "coef_init").reshape(shape)
+            else:
+                coef = previous[0] if previous is not None else np.zeros(shape)
+            intercept = (as_intercept(intercept_init, k, "intercept_init")
+                         if intercept_init is not None
+                         else previous[1] if previous is not None else np.zeros(k))
+            random_state = check_random_state(self.random_state)
+            self._shuffle_seed = int(random_state.randint(2**62))
+            holdout = self._holdout(Y, random_state) if self.early_stopping else None
+            result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
+                                 intercept=intercept, max_epochs=self.max_epochs, tol=self.tol,
+                                 early_stopping=holdout)
+            self.history_ = result.history
+            return self._keep(result, result.n_iter)
 
     def _partial_fit(self, X, y, sample_weight, client, **encoding):
         n_threads = self._check_params()
@@ -289,22 +290,23 @@ class _GDEstimator(BaseEstimator):
         X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=not fitted,
                                                       client=client,
                                                       **encoding)
-        state = getattr(self, "_state", None) if fitted else None
-        if state is not None:
-            state = _driver.go_on_with(state, self.optimizer, self._learning_rate())
-        if state is None or not hasattr(self, "_shuffle_seed"):
-            self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
-        coef, intercept = (self._parameters() if fitted
-                           else (np.zeros((k, X.shape[1])), np.zeros(k)))
-        result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
-                             intercept=intercept, max_epochs=1, tol=None, state=state)
-        done = self.n_iter_ if fitted and state is not None else 0
-        if fitted and state is not None:
-            for key, values in result.history.items():
-                self.history_[key].extend(values)
-        else:
-            self.history_ = result.history
-        return self._keep(result, done + result.n_iter)
+        with _dask.released(X):  # a cluster keeps nothing, however the fit ends
+            state = getattr(self, "_state", None) if fitted else None
+            if state is not None:
+                state = _driver.go_on_with(state, self.optimizer, self._learning_rate())
+            if state is None or not hasattr(self, "_shuffle_seed"):
+                self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
+            coef, intercept = (self._parameters() if fitted
+                               else (np.zeros((k, X.shape[1])), np.zeros(k)))
+            result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
+                                 intercept=intercept, max_epochs=1, tol=None, state=state)
+            done = self.n_iter_ if fitted and state is not None else 0
+            if fitted and state is not None:
+                for key, values in result.history.items():
+                    self.history_[key].extend(values)
+            else:
+                self.history_ = result.history
+            return self._keep(result, done + result.n_iter)
 
     def _parameters(self):
         """(coef (k, d), intercept (k,)) of the fitted model."""
@@ -325,8 +327,7 @@ class _GDEstimator(BaseEstimator):
         return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
 
     def _validate_dask(self, X, y, sample_weight, reset, client, **encoding):
-        for name, supported in (("engine", "cython"), ("batch_size", None),
-                                ("early_stopping", False)):
+        for name, supported in (("engine", "cython"), ("batch_size", None)):
             if getattr(self, name) != supported:
                 raise ValueError(f"On Dask arrays fastgd trains full-batch with the compiled "
                                  f"engine so far: {name} must be {supported!r}, got "
@@ -354,6 +355,8 @@ class _GDEstimator(BaseEstimator):
 
     def _holdout(self, Y, random_state) -> _driver.EarlyStopping:
         """Validation rows drawn by random_state; the rest, in their order, train."""
+        if isinstance(Y, _dask.Shards):
+            return self._holdout_shards(Y, random_state)
         n = len(Y)
         n_val = int(np.ceil(self.validation_fraction * n))
         if not 1 <= n_val < n:
@@ -365,30 +368,40 @@ class _GDEstimator(BaseEstimator):
         return _driver.EarlyStopping(np.flatnonzero(~held_out), np.flatnonzero(held_out),
                                      int(self.n_iter_no_change))
 
+    def _holdout_shards(self, shards, random_state) -> _driver.EarlyStopping:
+        """On a cluster, whole row blocks validate: validation_fraction of them (rounded
+        up), drawn by random_state (not stratified by class)."""
+        n = len(shards.rows)
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if not 1 <= n_val < n:
+            raise ValueError(f"early_stopping=True on a Dask array validates on whole row "
+                             f"blocks: validation_fraction={self.validation_fraction} of "
+                             f"{n} blocks leaves {n - n_val} to train on; use more blocks")
+        val = np.sort(random_state.permutation(n)[:n_val])
+        train = np.setdiff1d(np.arange(n), val)
+        return _driver.EarlyStopping(train, val, int(self.n_iter_no_change),
+                                     n_train=sum(shards.rows[i] for i in train))
+
     def _validation_rows(self, Y, n_val, random_state):
         return random_state.permutation(len(Y))[:n_val]
 
     def _train(self, X, Y, sample_weight, loss, n_threads, *, coef, intercept, max_epochs,
                tol, state=None, early_stopping=None):
         on_cluster = isinstance(X, _dask.Shards)
-        try:
-            return _driver.train(
-                _dask if on_cluster else ENGINES[self.engine], X, Y, sample_weight,
-                coef=coef, intercept=intercept, loss=loss,
-                optimizer=self.optimizer,
-                hyper=self._hyperparameters(),
-                learning_rate=self._learning_rate(),
-                schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
-                batch_size=self.batch_size,
-                shuffle_seed=self._shuffle_seed if self.shuffle else None,
-                max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
-                # on a cluster, n_threads is resolved on each worker, for its cores
-                n_threads=self.n_threads if on_cluster else n_threads,
-                callbacks=self._callbacks(), verbose=int(self.verbose),
-                state=state, horizon=self.max_epochs, early_stopping=early_stopping)
-        finally:
-            if on_cluster:  # nothing is left on the cluster
-                X.release()
+        return _driver.train(
+            _dask if on_cluster else ENGINES[self.engine], X, Y, sample_weight,
+            coef=coef, intercept=intercept, loss=loss,
+            optimizer=self.optimizer,
+            hyper=self._hyperparameters(),
+            learning_rate=self._learning_rate(),
+            schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
+            batch_size=self.batch_size,
+            shuffle_seed=self._shuffle_seed if self.shuffle else None,
+            max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
+            # on a cluster, n_threads is resolved on each worker, for its cores
+            n_threads=self.n_threads if on_cluster else n_threads,
+            callbacks=self._callbacks(), verbose=int(self.verbose),
+            state=state, horizon=self.max_epochs, early_stopping=early_stopping)
 
     def _learning_rate(self):
         """A number, or "auto" for the driver to compute 1 / L (see learning_rate)."""

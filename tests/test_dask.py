@@ -255,7 +255,6 @@ def test_classifier_fit_and_predict_on_dask_arrays(client, labels):
 
 @pytest.mark.parametrize("setting, message", [
     ({"batch_size": 32}, "batch_size must be None"),
-    ({"early_stopping": True}, "early_stopping must be False"),
     ({"engine": "numpy"}, "engine must be 'cython'"),
 ])
 def test_what_dask_arrays_do_not_support_yet(client, setting, message):
@@ -287,3 +286,51 @@ def test_threads_are_resolved_on_each_worker(client):
     """n_threads=None: every thread the worker has (1 here), not the client's count."""
     for asked, expected in ((None, 1), (-1, 1), (-5, 1), (3, 3)):
         assert client.submit(_dask._worker_threads, asked, pure=False).result() == expected
+
+
+def test_early_stopping_on_validation_shards_equals_in_memory(client):
+    """Validation by whole shards: the same as in memory with those shards' rows."""
+    from fastgd import _driver
+
+    X, y, sw = make_problem(3000, 5, weights=True)
+    shards = sharded(X, y, sw, client)  # rows 0-699, 700-1999, 2000-2999
+    val_rows = np.arange(700, 2000)
+    train_rows = np.setdiff1d(np.arange(3000), val_rows)
+    kwargs = dict(coef=np.zeros((1, 5)), intercept=np.zeros(1), loss=Loss("squared"),
+                  optimizer="adam", hyper=HYPER, learning_rate=0.05, schedule=SCHEDULE,
+                  batch_size=None, shuffle_seed=None, max_epochs=200, tol=1e-3,
+                  standardize=True, n_threads=1)
+    expected = _driver.train(_driver.InMemory(kernels), X, y.reshape(-1, 1), sw,
+                             early_stopping=_driver.EarlyStopping(train_rows, val_rows, 3),
+                             **kwargs)
+    got = _driver.train(_dask, shards, shards, None,
+                        early_stopping=_driver.EarlyStopping([0, 2], [1], 3, n_train=1700),
+                        **kwargs)
+    shards.release()
+    assert got.n_iter == expected.n_iter < 200  # it stopped early, at the same epoch
+    np.testing.assert_allclose(got.history["val_loss"], expected.history["val_loss"],
+                               rtol=1e-9)
+    np.testing.assert_allclose(got.coef, expected.coef, rtol=1e-9)
+
+
+def test_estimator_early_stopping_by_blocks(client):
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(3000, 4)
+    model = GDRegressor(early_stopping=True, validation_fraction=0.2, random_state=0,
+                        optimizer="adam", learning_rate=0.05)
+    model.fit(da.from_array(X, chunks=(300, 4)), da.from_array(y, chunks=300))
+    assert len(model.history_["val_loss"]) == model.n_iter_ >= 1
+    assert model.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="validates on whole row blocks"):
+        model.fit(da.from_array(X, chunks=(3000, 4)), da.from_array(y, chunks=3000))
+
+
+def test_a_fit_that_fails_leaves_nothing_on_the_cluster(client):
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(300, 3)
+    with pytest.raises(ValueError, match="coef_init"):
+        GDRegressor().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100),
+                          coef_init=np.zeros(7))
+    assert _tasks_on_scheduler(client) == 0
