@@ -218,18 +218,19 @@ def column_stats(X: Shards, sample_weight, n_threads):
     return mean, variance
 
 
-MINI_BATCHES = ("batch_size on Dask arrays: only full-batch training (batch_size=None) is "
-                "supported so far")
-
-
 def run_epoch(X: Shards, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
               learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None):
-    """One full-batch step: the gradient summed over the shards, the update on the client
-    (its state is d-sized), as fastgd.reference.run_epoch takes it."""
+    """One epoch. Full batch: the gradient summed over the shards and one step on the
+    client (its state is d-sized), as fastgd.reference.run_epoch takes it. Mini-batches:
+    every shard runs a local epoch of the compiled kernel from the same parameters and
+    optimizer state (its batches drawn within the shard, in its own order), and the client
+    averages the shards' parameters and states by their weight (local SGD with averaging
+    once an epoch; the step count goes on by the largest shard's)."""
     _held(X, Y, sample_weight)
     n = X.shape[0] if rows is None else sum(X.rows[i] for i in rows)
     if batch_size < n:
-        raise ValueError(MINI_BATCHES)
+        return _local_epochs(X, theta, m, v, step, mean, scale, optimizer, hyper,
+                             learning_rate, batch_size, shuffle_keys, loss, n_threads, rows)
     d = X.n_features
     k = len(theta) // (d + 1)
     inv_scale = None if scale is None else 1.0 / scale
@@ -244,6 +245,39 @@ def run_epoch(X: Shards, Y, sample_weight, theta, m, v, step, mean, scale, optim
     return weight * value, weight, 1
 
 
+def _local_epoch(shard, number, theta, m, v, step, mean, scale, optimizer, hyper,
+                 learning_rate, rows_per_batch, shuffle_keys, loss, n_threads):
+    X, Y, sample_weight = shard
+    if _weight(shard) == 0.0:  # no rows, or none with weight: nothing to learn here
+        return 0.0, None
+    theta, m, v = theta.copy(), m.copy(), v.copy()
+    if shuffle_keys is not None:  # each shard its own order
+        shuffle_keys = tuple(_driver.splitmix64(key ^ number) for key in shuffle_keys)
+    total, weight, steps = kernels.run_epoch(
+        X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper, learning_rate,
+        min(rows_per_batch, len(X)), shuffle_keys, loss, _worker_threads(n_threads))
+    return weight, (theta, m, v, total, steps)
+
+
+def _local_epochs(X, theta, m, v, step, mean, scale, optimizer, hyper, learning_rate,
+                  batch_size, shuffle_keys, loss, n_threads, rows):
+    numbers = range(len(X.futures)) if rows is None else rows
+    futures = [X.futures[i] for i in numbers]
+    # (client.map's own batch_size argument is why the batch size goes by another name)
+    results = X.client.gather(X.client.map(
+        _local_epoch, futures, numbers, pure=False, theta=theta, m=m, v=v, step=step,
+        mean=mean, scale=scale, optimizer=optimizer, hyper=hyper,
+        learning_rate=learning_rate, rows_per_batch=batch_size, shuffle_keys=shuffle_keys,
+        loss=loss, n_threads=n_threads))
+    carrying = [(w, part) for w, part in results if part is not None]
+    total = sum(part[3] for _, part in carrying)
+    weight = sum(w for w, _ in carrying)
+    if not np.isfinite(total):
+        return total, weight, 0
+    theta[:], m[:], v[:] = _weighted_sum([(w, part[:3]) for w, part in carrying])
+    return total, weight, max(part[4] for _, part in carrying)
+
+
 def zero_targets(X):
     return ZERO_TARGETS
 
@@ -256,8 +290,17 @@ def raise_if_nonfinite(X: Shards):
     X.client.gather(X.client.map(_raise_if_nonfinite, X.futures, X.starts, pure=False))
 
 
+def _largest_row_norm(shard, std, mean_weight):
+    X, _, sample_weight = shard
+    return _driver.largest_row_norm(X, sample_weight, std, mean_weight)
+
+
 def largest_row_curvature(X: Shards, sample_weight, std, loss, l2):
-    raise ValueError(MINI_BATCHES)
+    """_driver.largest_row_curvature over the shards: the largest of their largest rows."""
+    _held(X, X, sample_weight)
+    mean_weight = sum(X.map(_weight)) / X.shape[0]
+    largest = max(X.map(_largest_row_norm, std=std, mean_weight=mean_weight))
+    return 2.0 * _driver.CURVATURE_FACTOR[loss.name] * largest + l2
 
 
 def _target_sums(shard, loss, k):

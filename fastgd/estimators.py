@@ -327,11 +327,9 @@ class _GDEstimator(BaseEstimator):
         return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
 
     def _validate_dask(self, X, y, sample_weight, reset, client, **encoding):
-        for name, supported in (("engine", "cython"), ("batch_size", None)):
-            if getattr(self, name) != supported:
-                raise ValueError(f"On Dask arrays fastgd trains full-batch with the compiled "
-                                 f"engine so far: {name} must be {supported!r}, got "
-                                 f"{getattr(self, name)!r}")
+        if self.engine != "cython":
+            raise ValueError(f"On Dask arrays fastgd trains with the compiled engine: engine "
+                             f"must be 'cython', got {self.engine!r}")
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}")
         if X.dtype not in (np.float32, np.float64):

@@ -180,20 +180,6 @@ def test_nonfinite_data_is_reported_with_its_row(client):
     shards.release()
 
 
-def test_mini_batches_are_refused_for_now(client):
-    from fastgd import _driver
-
-    X, y, _ = make_problem(300, 3)
-    shards = sharded(X, y, None, client, rows=(100, 200))
-    with pytest.raises(ValueError, match="only full-batch training"):
-        _driver.train(_dask, shards, shards, None, coef=np.zeros((1, 3)),
-                      intercept=np.zeros(1), loss=Loss("squared"), optimizer="sgd",
-                      hyper=HYPER, learning_rate=0.1, schedule=SCHEDULE,
-                      batch_size=32, shuffle_seed=None, max_epochs=2, tol=None,
-                      standardize=False, n_threads=1)
-    shards.release()
-
-
 def _tasks_on_scheduler(client, wait=10.0):
     """The tasks the scheduler still holds, once it has had `wait` seconds to forget the
     released ones (releasing is asynchronous)."""
@@ -253,16 +239,13 @@ def test_classifier_fit_and_predict_on_dask_arrays(client, labels):
             np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"batch_size": 32}, "batch_size must be None"),
-    ({"engine": "numpy"}, "engine must be 'cython'"),
-])
-def test_what_dask_arrays_do_not_support_yet(client, setting, message):
+def test_the_numpy_engine_is_for_memory(client):
     from fastgd import GDRegressor
 
     X, y, _ = make_problem(100, 3)
-    with pytest.raises(ValueError, match=message):
-        GDRegressor(**setting).fit(da.from_array(X, chunks=50), da.from_array(y, chunks=50))
+    with pytest.raises(ValueError, match="engine must be 'cython'"):
+        GDRegressor(engine="numpy").fit(da.from_array(X, chunks=50),
+                                        da.from_array(y, chunks=50))
 
 
 def test_bad_targets_are_refused_on_the_workers(client):
@@ -334,3 +317,41 @@ def test_a_fit_that_fails_leaves_nothing_on_the_cluster(client):
         GDRegressor().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100),
                           coef_init=np.zeros(7))
     assert _tasks_on_scheduler(client) == 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_mini_batches_on_one_shard_are_the_in_memory_epochs(client):
+    """A local epoch is the compiled epoch on the shard: with one shard and the rows in
+    order, mini-batch training on the cluster is the in-memory training."""
+    from fastgd import GDRegressor
+
+    X, y, sw = make_problem(2000, 4, weights=True)
+    params = dict(batch_size=64, shuffle=False, optimizer="adam", learning_rate=0.01,
+                  max_epochs=5)
+    on_cluster = GDRegressor(**params).fit(da.from_array(X, chunks=(2000, 4)),
+                                           da.from_array(y, chunks=2000),
+                                           sample_weight=da.from_array(sw, chunks=2000))
+    in_memory = GDRegressor(**params).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(on_cluster.coef_, in_memory.coef_, rtol=1e-12)
+    np.testing.assert_allclose(on_cluster.history_["loss"], in_memory.history_["loss"],
+                               rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_mini_batches_across_shards_reach_the_optimum(client, optimizer):
+    """Local epochs averaged over 4 shards converge to the least-squares optimum, as
+    in-memory mini-batch training does, and run for run they are the same bits."""
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(8000, 5, noise=0.01)
+    optimum = np.linalg.lstsq(np.column_stack([X, np.ones(len(X))]), y, rcond=None)[0]
+    Xd, yd = da.from_array(X, chunks=(2000, 5)), da.from_array(y, chunks=2000)
+    params = dict(batch_size=32, optimizer=optimizer, max_epochs=60, tol=1e-9,
+                  random_state=0, schedule="cosine",
+                  learning_rate="auto" if optimizer == "sgd" else 0.01)
+    model = GDRegressor(**params).fit(Xd, yd)
+    again = GDRegressor(**params).fit(Xd, yd)
+    np.testing.assert_array_equal(model.coef_, again.coef_)
+    np.testing.assert_allclose(model.coef_, optimum[:-1], rtol=1e-3, atol=1e-4)
+    assert model.intercept_ == pytest.approx(optimum[-1], rel=1e-3, abs=1e-4)
