@@ -8,7 +8,13 @@ processes (one thread each) on 127.0.0.1. A step is what the optimizer needs: th
 its gradient at given parameters. In process it is one fastgd.loss_and_grad; on the
 cluster it is fastgd._dask.grad_pass, which sends the parameters to every shard, runs the
 kernel there and adds the partial sums in shard order. Issue 7's bound: the cluster step
-<= 1.5 x the in-process step + 15 ms. Prints a Markdown table for benchmarks/README.md.
+<= 1.5 x the in-process step + 15 ms.
+
+Then, where dask-ml is installed (--no-peers to skip), whole fits on the same cluster:
+fastgd's GDRegressor epoch (a step with the update, from the estimator; (21 - 1 epochs) /
+20), dask-ml's LinearRegression(solver="gradient_descent") iteration ((3 - 1) / 2), and
+the time and final MSE (relative to the least-squares optimum's) of fastgd's default fit
+and of dask-ml's lbfgs. Prints Markdown tables for benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 import numpy as np
 
 import fastgd
-from fastgd import _dask
+from fastgd import GDRegressor, _dask
 from fastgd._validation import Loss
 from fastgd.bench import machine
 
@@ -45,6 +51,7 @@ def main(argv=None):
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--no-peers", action="store_true", help="skip the whole fits")
     args = parser.parse_args(argv)
     n, d = args.rows, args.features
     rows = -(-n // args.blocks)
@@ -69,6 +76,7 @@ def main(argv=None):
                                                             Loss("squared"), None),
                                     args.repeats)
         shards.release()
+        fits = None if args.no_peers else whole_fits(X, y)
     bound = 1.5 * in_process + 0.015
     print(f"Machine: {machine()['cpu']}; {args.workers} workers of 1 thread on 127.0.0.1\n")
     print(f"{n:,} x {d} float64 in {args.blocks} row blocks; median of {args.repeats} steps\n")
@@ -79,6 +87,57 @@ def main(argv=None):
           f"{on_cluster / in_process:.2f} |")
     print(f"\nBound 1.5 x in process + 15 ms = {bound:.4f} s: "
           f"{'met' if on_cluster <= bound else 'MISSED'}")
+    if fits:
+        epoch, gd_iteration, timed = fits
+        print("\n| per step | seconds | / fastgd |")
+        print("|---|---|---|")
+        print(f"| fastgd GDRegressor epoch (full batch) | {epoch:.3f} | 1.0 |")
+        print(f"| dask-ml LinearRegression gradient_descent iteration | {gd_iteration:.3f} | "
+              f"{gd_iteration / epoch:.1f} |")
+        print("\n| whole fit | seconds | MSE / optimum's MSE - 1 |")
+        print("|---|---|---|")
+        for name, (seconds, gap) in timed.items():
+            print(f"| {name} | {seconds:.2f} | {gap:.1e} |")
+
+
+def seconds_of(fit):
+    started = time.perf_counter()
+    result = fit()
+    return time.perf_counter() - started, result
+
+
+def whole_fits(X, y):
+    """fastgd and dask-ml on the cluster's X and y (see the module's docstring)."""
+    import warnings
+
+    try:
+        from dask_ml.linear_model import LinearRegression
+    except ImportError:
+        return None
+    X, y = X.persist(), y.persist()
+    X_local, y_local = X.compute(), y.compute()
+    ones = np.ones((len(X_local), 1))
+    optimum = np.linalg.lstsq(np.hstack([X_local, ones]), y_local, rcond=None)[0]
+    best = float(np.mean((X_local @ optimum[:-1] + optimum[-1] - y_local) ** 2))
+
+    def gap(coef, intercept):
+        return float(np.mean((X_local @ coef + intercept - y_local) ** 2)) / best - 1
+
+    warnings.simplefilter("ignore")
+    one, _ = seconds_of(lambda: GDRegressor(max_epochs=1, tol=None).fit(X, y))
+    many, _ = seconds_of(lambda: GDRegressor(max_epochs=21, tol=None).fit(X, y))
+    epoch = (many - one) / 20
+    one, _ = seconds_of(lambda: LinearRegression(solver="gradient_descent", max_iter=1).fit(X, y))
+    three, _ = seconds_of(lambda: LinearRegression(solver="gradient_descent",
+                                                   max_iter=3).fit(X, y))
+    gd_iteration = (three - one) / 2
+    timed = {}
+    seconds, model = seconds_of(lambda: GDRegressor().fit(X, y))
+    timed["fastgd GDRegressor() (defaults)"] = (seconds, gap(model.coef_, model.intercept_))
+    seconds, model = seconds_of(lambda: LinearRegression(solver="lbfgs").fit(X, y))
+    timed["dask-ml LinearRegression(solver='lbfgs')"] = (seconds,
+                                                         gap(model.coef_, model.intercept_))
+    return epoch, gd_iteration, timed
 
 
 if __name__ == "__main__":

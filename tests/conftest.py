@@ -1,3 +1,6 @@
+import logging
+import os
+
 import numpy as np
 import pytest
 
@@ -28,3 +31,26 @@ def assert_same_fit(a, b):
 @pytest.fixture
 def problem():
     return make_problem
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real Dask cluster for the session: two worker processes of one thread each, bound
+    to 127.0.0.1, started on first use and closed at the end; no worker may outlive it."""
+    distributed = pytest.importorskip("distributed")
+    psutil = pytest.importorskip("psutil")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0", memory_limit="2GiB", silence_logs=logging.ERROR)
+    client = distributed.Client(cluster)
+    pids = list(client.run(os.getpid).values())
+    assert len(pids) == 2 and os.getpid() not in pids
+    yield client
+    client.close()
+    cluster.close()
+    for pid in pids:
+        try:
+            psutil.Process(pid).wait(timeout=30)
+        except psutil.NoSuchProcess:
+            pass
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"

@@ -1,8 +1,6 @@
 """Passes over data held by a real Dask cluster (worker processes on 127.0.0.1, started and
 stopped here) equal the in-memory passes."""
 
-import logging
-import os
 import subprocess
 import sys
 
@@ -12,32 +10,11 @@ from conftest import make_problem
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
-psutil = pytest.importorskip("psutil")
 
 from fastgd import _dask, kernels  # noqa: E402
 from fastgd._validation import Loss  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two worker processes of one thread each, bound to 127.0.0.1; none may outlive it."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0", memory_limit="2GiB", silence_logs=logging.ERROR)
-    client = distributed.Client(cluster)
-    pids = list(client.run(os.getpid).values())
-    assert len(pids) == 2 and os.getpid() not in pids
-    yield client
-    client.close()
-    cluster.close()
-    for pid in pids:
-        try:
-            psutil.Process(pid).wait(timeout=30)
-        except psutil.NoSuchProcess:
-            pass
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
 
 
 def sharded(X, y, sw, client, rows=(700, 1300, 1000), cols=None):
