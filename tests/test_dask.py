@@ -123,7 +123,7 @@ def train(engine, X, Y, sw, optimizer, loss, k, learning_rate="auto", tol=1e-6):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                                        "adam", "adamw"])
-@pytest.mark.parametrize("loss", ["squared", "log", "multinomial"])
+@pytest.mark.parametrize("loss", ["squared", "huber", "log", "multinomial"])
 def test_full_batch_training_equals_in_memory(client, optimizer, loss):
     """The driver's loop on shards (standardization, the automatic step, tol's scale, the
     updates) ends where the in-memory fit does."""
@@ -131,7 +131,7 @@ def test_full_batch_training_equals_in_memory(client, optimizer, loss):
 
     X, y, sw = make_problem(3000, 6, weights=True)
     k = 3 if loss == "multinomial" else 1
-    if loss == "squared":
+    if loss in ("squared", "huber"):
         Y = y.reshape(-1, 1)
     else:  # classes by quantiles of y: 2 for the log loss, k for the multinomial
         cuts = np.quantile(y, np.linspace(0, 1, max(k, 2) + 1)[1:-1])
@@ -332,3 +332,17 @@ def test_mini_batches_across_shards_reach_the_optimum(client, optimizer):
     np.testing.assert_array_equal(model.coef_, again.coef_)
     np.testing.assert_allclose(model.coef_, optimum[:-1], rtol=1e-3, atol=1e-4)
     assert model.intercept_ == pytest.approx(optimum[-1], rel=1e-3, abs=1e-4)
+
+
+def test_partial_fit_and_progress_on_dask_arrays(client, capsys):
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(2000, 3)
+    Xd, yd = da.from_array(X, chunks=(500, 3)), da.from_array(y, chunks=500)
+    on_cluster, in_memory = GDRegressor(verbose=2), GDRegressor()
+    for _ in range(3):
+        on_cluster.partial_fit(Xd, yd)
+        in_memory.partial_fit(X, y)
+    assert on_cluster.n_iter_ == in_memory.n_iter_ == 3
+    np.testing.assert_allclose(on_cluster.coef_, in_memory.coef_, rtol=1e-9)
+    assert "loss" in capsys.readouterr().err  # verbose progress, as in memory
