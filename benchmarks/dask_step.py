@@ -28,17 +28,8 @@ import numpy as np
 import fastgd
 from fastgd import GDRegressor, _dask
 from fastgd._validation import Loss
+from fastgd.cli import median_seconds
 from fastgd.bench import machine
-
-
-def median_seconds(step, repeats):
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
 
 
 def main(argv=None):
