@@ -12,7 +12,8 @@ kernel there and adds the partial sums in shard order. Issue 7's bound: the clus
 
 Then, where dask-ml is installed (--no-peers to skip), whole fits on the same cluster:
 fastgd's GDRegressor epoch (a step with the update, from the estimator; (21 - 1 epochs) /
-20), dask-ml's LinearRegression(solver="gradient_descent") iteration ((3 - 1) / 2), and
+20), dask-ml's LinearRegression(solver="gradient_descent") iteration ((3 - 1) / 2), each
+the median of 3 such differences, and
 the time and final MSE (relative to the least-squares optimum's) of fastgd's default fit
 and of dask-ml's lbfgs. Prints Markdown tables for benchmarks/README.md.
 """
@@ -114,14 +115,16 @@ def whole_fits(X, y):
     def gap(coef, intercept):
         return float(np.mean((X_local @ coef + intercept - y_local) ** 2)) / best - 1
 
+    def per_step(fit, few, many, rounds=3):
+        """Seconds per step: the median over rounds of (many steps - few) / (many - few)."""
+        return float(np.median([(seconds_of(lambda: fit(many))[0]
+                                 - seconds_of(lambda: fit(few))[0]) / (many - few)
+                                for _ in range(rounds)]))
+
     warnings.simplefilter("ignore")
-    one, _ = seconds_of(lambda: GDRegressor(max_epochs=1, tol=None).fit(X, y))
-    many, _ = seconds_of(lambda: GDRegressor(max_epochs=21, tol=None).fit(X, y))
-    epoch = (many - one) / 20
-    one, _ = seconds_of(lambda: LinearRegression(solver="gradient_descent", max_iter=1).fit(X, y))
-    three, _ = seconds_of(lambda: LinearRegression(solver="gradient_descent",
-                                                   max_iter=3).fit(X, y))
-    gd_iteration = (three - one) / 2
+    epoch = per_step(lambda k: GDRegressor(max_epochs=k, tol=None).fit(X, y), 1, 21)
+    gd_iteration = per_step(lambda k: LinearRegression(solver="gradient_descent",
+                                                       max_iter=k).fit(X, y), 1, 3)
     timed = {}
     seconds, model = seconds_of(lambda: GDRegressor().fit(X, y))
     timed["fastgd GDRegressor() (defaults)"] = (seconds, gap(model.coef_, model.intercept_))

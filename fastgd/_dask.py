@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -45,13 +46,16 @@ def _known_rows(array):
     return array.compute_chunk_sizes() if any(np.isnan(array.chunks[0])) else array
 
 
-def _pack(X, Y, sample_weight):
-    """One shard, on its worker: arrays the kernels read in place, y and the weights checked
-    as in memory (X, as in memory, only if a loss comes out non-finite)."""
+def _pack(X, Y, sample_weight, k):
+    """One shard, on its worker: (X, Y, sample_weight, their weight), arrays the kernels read
+    in place, y and the weights checked as in memory (X, as in memory, only if a loss comes
+    out non-finite)."""
     X = as_matrix(np.asarray(X))
-    Y = np.asarray(Y)
-    Y = as_targets(Y, len(X), Y.shape[1], X.dtype)
-    return X, Y, as_sample_weight(sample_weight, len(X), X.dtype, shard=True)
+    Y = as_targets(np.asarray(Y), len(X), k, X.dtype)
+    sample_weight = as_sample_weight(sample_weight, len(X), X.dtype, shard=True)
+    weight = float(len(X)) if sample_weight is None else float(
+        sample_weight.sum(dtype=np.float64))
+    return X, Y, sample_weight, weight
 
 
 def is_dask_array(a) -> bool:
@@ -81,15 +85,14 @@ def _worker_threads(n_threads):
 
 
 def _weight(shard) -> float:
-    X, _, sample_weight = shard
-    return float(len(X)) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
+    return shard[3]
 
 
 def _grad_pass(shard, coef, intercept, loss, n_threads, zero_targets=False):
     weight = _weight(shard)
     if weight == 0.0:  # carries no gradient (and its mean would be 0 / 0)
         return weight, None
-    X, Y, sample_weight = shard
+    X, Y, sample_weight, _ = shard
     if zero_targets:
         Y = np.zeros((len(X), 1), dtype=X.dtype)
     return weight, kernels.grad_pass(X, Y, sample_weight, coef, intercept, loss,
@@ -100,7 +103,7 @@ def _column_stats(shard, n_threads):
     weight = _weight(shard)
     if weight == 0.0:
         return weight, None
-    X, _, sample_weight = shard
+    X, _, sample_weight, _ = shard
     return weight, kernels.column_stats(X, sample_weight, _worker_threads(n_threads))
 
 
@@ -112,7 +115,6 @@ class Shards:
     futures: list
     rows: list  # of each shard, in order
     n_features: int
-    dtype: np.dtype
 
     @property
     def shape(self):
@@ -133,27 +135,38 @@ class Shards:
         client = _client(client)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}")
-        X = _known_rows(X).rechunk({1: -1})
+        with client.as_current():  # row counts, if unknown, are counted on this cluster
+            X = _known_rows(X).rechunk({1: -1})
+            Y = _known_rows(da.asarray(Y))
+            if sample_weight is not None:
+                sample_weight = _known_rows(da.asarray(sample_weight))
+        if Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs) "
+                             f"for X's {X.shape[0]} rows, got {Y.shape}")
         row_chunks = X.chunks[0]
-        Y = _known_rows(da.asarray(Y))
-        if Y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}")
-        Y = Y.reshape(X.shape[0], -1).rechunk((row_chunks, -1))
-        parts = [X.to_delayed().ravel(), Y.to_delayed().ravel()]
+        k = 1 if Y.ndim == 1 else Y.shape[1]
+        parts = [X.to_delayed().ravel(),
+                 Y.reshape(X.shape[0], k).rechunk((row_chunks, -1)).to_delayed().ravel()]
         if sample_weight is not None:
-            sample_weight = _known_rows(da.asarray(sample_weight)).rechunk((row_chunks,))
-            parts.append(sample_weight.to_delayed().ravel())
-        blocks = [dask.delayed(_pack)(x, y, w[0] if w else None)
-                  for x, y, *w in zip(*parts, strict=True)]
-        futures = client.compute(blocks)
-        return cls(client, futures, list(row_chunks), X.shape[1], np.dtype(X.dtype))
+            parts.append(sample_weight.rechunk((row_chunks,)).to_delayed().ravel())
+        # Empty blocks (a filter leaves them) are left out; they hold nothing to train on.
+        blocks = [dask.delayed(_pack)(x, y, w[0] if w else None, k)
+                  for rows, (x, y, *w) in zip(row_chunks, zip(*parts, strict=True),
+                                              strict=True) if rows > 0]
+        if not blocks:
+            raise ValueError("X has 0 rows: at least one sample is required")
+        return cls(client, client.compute(blocks), [r for r in row_chunks if r > 0],
+                   X.shape[1])
 
-    def map(self, function, rows=None, **arguments) -> list:
-        """function(shard, **arguments) on every shard (or the shards numbered `rows`) where
-        it lies, results in shard order."""
-        futures = self.futures if rows is None else [self.futures[i] for i in rows]
-        return self.client.gather(self.client.map(function, futures, pure=False,
-                                                  **arguments))
+    def map(self, function, rows=None, per_shard=None, **arguments) -> list:
+        """function(shard, [per_shard[i],] **arguments) on every shard i (or the shards
+        numbered `rows`) where it lies; the results in shard order."""
+        numbers = range(len(self.futures)) if rows is None else [int(i) for i in rows]
+        extra = [] if per_shard is None else [[per_shard[i] for i in numbers]]
+        # partial: the arguments cannot collide with client.map's own (batch_size, key, ...)
+        return self.client.gather(self.client.map(
+            partial(function, **arguments), [self.futures[i] for i in numbers], *extra,
+            pure=False))
 
     def release(self):
         self.client.cancel(self.futures)
@@ -246,8 +259,8 @@ def run_epoch(X: Shards, Y, sample_weight, theta, m, v, step, mean, scale, optim
 
 
 def _local_epoch(shard, number, theta, m, v, step, mean, scale, optimizer, hyper,
-                 learning_rate, rows_per_batch, shuffle_keys, loss, n_threads):
-    X, Y, sample_weight = shard
+                 learning_rate, batch_size, shuffle_keys, loss, n_threads):
+    X, Y, sample_weight, _ = shard
     if _weight(shard) == 0.0:  # no rows, or none with weight: nothing to learn here
         return 0.0, None
     theta, m, v = theta.copy(), m.copy(), v.copy()
@@ -255,27 +268,24 @@ def _local_epoch(shard, number, theta, m, v, step, mean, scale, optimizer, hyper
         shuffle_keys = tuple(_driver.splitmix64(key ^ number) for key in shuffle_keys)
     total, weight, steps = kernels.run_epoch(
         X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper, learning_rate,
-        min(rows_per_batch, len(X)), shuffle_keys, loss, _worker_threads(n_threads))
+        min(batch_size, len(X)), shuffle_keys, loss, _worker_threads(n_threads))
     return weight, (theta, m, v, total, steps)
 
 
 def _local_epochs(X, theta, m, v, step, mean, scale, optimizer, hyper, learning_rate,
                   batch_size, shuffle_keys, loss, n_threads, rows):
-    numbers = range(len(X.futures)) if rows is None else rows
-    futures = [X.futures[i] for i in numbers]
-    # (client.map's own batch_size argument is why the batch size goes by another name)
-    results = X.client.gather(X.client.map(
-        _local_epoch, futures, numbers, pure=False, theta=theta, m=m, v=v, step=step,
-        mean=mean, scale=scale, optimizer=optimizer, hyper=hyper,
-        learning_rate=learning_rate, rows_per_batch=batch_size, shuffle_keys=shuffle_keys,
-        loss=loss, n_threads=n_threads))
+    results = X.map(_local_epoch, rows, range(len(X.futures)), theta=theta, m=m, v=v,
+                    step=step, mean=mean, scale=scale, optimizer=optimizer, hyper=hyper,
+                    learning_rate=learning_rate, batch_size=batch_size,
+                    shuffle_keys=shuffle_keys, loss=loss, n_threads=n_threads)
     carrying = [(w, part) for w, part in results if part is not None]
     total = sum(part[3] for _, part in carrying)
     weight = sum(w for w, _ in carrying)
-    if not np.isfinite(total):
-        return total, weight, 0
+    steps = max((part[4] for _, part in carrying), default=0)
+    if not np.isfinite(total):  # the driver tells divergence from bad data by the steps
+        return total, weight, steps
     theta[:], m[:], v[:] = _weighted_sum([(w, part[:3]) for w, part in carrying])
-    return total, weight, max(part[4] for _, part in carrying)
+    return total, weight, steps
 
 
 def zero_targets(X):
@@ -287,11 +297,11 @@ def _raise_if_nonfinite(shard, start):
 
 
 def raise_if_nonfinite(X: Shards):
-    X.client.gather(X.client.map(_raise_if_nonfinite, X.futures, X.starts, pure=False))
+    X.map(_raise_if_nonfinite, None, X.starts)
 
 
 def _largest_row_norm(shard, std, mean_weight):
-    X, _, sample_weight = shard
+    X, _, sample_weight, _ = shard
     return _driver.largest_row_norm(X, sample_weight, std, mean_weight)
 
 
@@ -304,12 +314,12 @@ def largest_row_curvature(X: Shards, sample_weight, std, loss, l2):
 
 
 def _target_sums(shard, loss, k):
-    _, Y, sample_weight = shard
+    _, Y, sample_weight, _ = shard
     return _driver.target_sums(Y, sample_weight, loss, k)
 
 
 def _constant_loss_sum(shard, z, loss):
-    _, Y, sample_weight = shard
+    _, Y, sample_weight, _ = shard
     return _driver.constant_loss_sum(Y, sample_weight, z, loss)
 
 

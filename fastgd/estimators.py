@@ -332,7 +332,7 @@ class _GDEstimator(BaseEstimator):
                              f"must be 'cython', got {self.engine!r}")
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}")
-        if X.dtype not in (np.float32, np.float64):
+        if X.dtype.kind in "iub":  # as in memory; other non-float dtypes fail on the workers
             X = X.astype(np.float64)
         if reset:
             self.n_features_in_ = X.shape[1]
@@ -341,7 +341,11 @@ class _GDEstimator(BaseEstimator):
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
-        Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset, **encoding)
+        client = _dask._client(client)
+        y = y if _dask.is_dask_array(y) else np.asarray(y)
+        with client.as_current():  # what encoding computes (the labels), on this cluster
+            Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset,
+                                                     **encoding)
         shards = _dask.Shards.of(X, Y, sample_weight, client=client)
         return shards, shards, None, loss, k
 
@@ -737,6 +741,11 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
                              "sample_weight")
         import dask.array as da
 
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        elif y.ndim != 1:
+            raise ValueError(f"y must be 1-D for GDClassifier, got a Dask array of shape "
+                             f"{y.shape}")
         labels = np.asarray(da.unique(y).compute())
         _, _, loss, k = self._encode(labels, dtype, None, reset, classes)
         index = y.map_blocks(partial(np.searchsorted, self.classes_), dtype=np.intp)

@@ -98,7 +98,7 @@ def test_classification_losses_equal_in_memory(client, loss, k):
 
 def test_rows_of_y_must_match(client):
     X, y, _ = make_problem(100, 3)
-    with pytest.raises(ValueError, match="X has 100 rows but y has 99"):
+    with pytest.raises(ValueError, match=r"y must have shape \(100,\) .* got \(99,\)"):
         _dask.Shards.of(da.from_array(X, chunks=50), da.from_array(y[:99], chunks=50),
                         client=client)
 
@@ -346,3 +346,56 @@ def test_partial_fit_and_progress_on_dask_arrays(client, capsys):
     assert on_cluster.n_iter_ == in_memory.n_iter_ == 3
     np.testing.assert_allclose(on_cluster.coef_, in_memory.coef_, rtol=1e-9)
     assert "loss" in capsys.readouterr().err  # verbose progress, as in memory
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_early_stopping_with_shuffled_mini_batches(client):
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(4000, 4)
+    model = GDRegressor(early_stopping=True, batch_size=32, random_state=0, max_epochs=30,
+                        optimizer="adam", learning_rate=0.01)
+    model.fit(da.from_array(X, chunks=(500, 4)), da.from_array(y, chunks=500))
+    assert len(model.history_["val_loss"]) == model.n_iter_ and model.score(X, y) > 0.99
+
+
+def test_empty_blocks_are_left_out(client):
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(3000, 3)
+    Xd, yd = da.from_array(X, chunks=(1000, 3)), da.from_array(y, chunks=1000)
+    keep = da.from_array(np.arange(3000) >= 1000, chunks=1000)  # the first block empties
+    model = GDRegressor(max_epochs=40, tol=None).fit(Xd[keep], yd[keep])
+    in_memory = GDRegressor(max_epochs=40, tol=None).fit(X[1000:], y[1000:])
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-9)
+    nothing = da.from_array(np.zeros(3000, dtype=bool), chunks=1000)
+    with pytest.raises(ValueError, match="X has 0 rows"):
+        GDRegressor().fit(Xd[nothing], yd[nothing])
+
+
+def test_divergence_in_mini_batches_is_a_divergence_error(client):
+    from fastgd import DivergenceError, GDRegressor
+
+    X, y, _ = make_problem(2000, 3)
+    params = dict(batch_size=32, learning_rate=1e30, standardize=False, max_epochs=3)
+    with pytest.raises(DivergenceError, match="diverged at epoch 1"):
+        GDRegressor(**params).fit(da.from_array(X, chunks=500), da.from_array(y, chunks=500))
+    with pytest.raises(DivergenceError, match="diverged at epoch 1"):
+        GDRegressor(**params).fit(X, y)
+
+
+def test_float32_and_classifier_checks_on_dask(client):
+    from fastgd import GDClassifier, GDRegressor
+
+    X, y, _ = make_problem(2000, 3, dtype=np.float32)
+    Xd = da.from_array(X, chunks=500)
+    model = GDRegressor(max_epochs=10, tol=None).fit(Xd, da.from_array(y, chunks=500))
+    in_memory = GDRegressor(max_epochs=10, tol=None).fit(X, y)
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-5)
+    assert model.predict(Xd).dtype == np.float32
+    labels = np.where(y > 0, "a", "b")
+    with pytest.raises(ValueError, match="y must be 1-D for GDClassifier"):
+        GDClassifier().fit(Xd, da.from_array(np.column_stack([labels, labels]), chunks=500))
+    clf = GDClassifier().partial_fit(Xd, da.from_array(labels, chunks=500), classes=["a", "b"])
+    with pytest.raises(ValueError, match="not among classes_"):
+        clf.partial_fit(Xd, da.from_array(np.where(y > 0, "a", "c"), chunks=500))
