@@ -115,6 +115,7 @@ class Shards:
     futures: list
     rows: list  # of each shard, in order
     n_features: int
+    _holders: list | None = None  # the worker of each shard, once asked
 
     @property
     def shape(self):
@@ -160,17 +161,42 @@ class Shards:
 
     def map(self, function, rows=None, per_shard=None, **arguments) -> list:
         """function(shard, [per_shard[i],] **arguments) on every shard i (or the shards
-        numbered `rows`) where it lies; the results in shard order."""
+        numbered `rows`) where it lies; the results in shard order. One task a worker, over
+        its shards: a task's trip through the scheduler costs more than a pass over a
+        shard of a few hundred MB."""
         numbers = range(len(self.futures)) if rows is None else [int(i) for i in rows]
-        extra = [] if per_shard is None else [[per_shard[i] for i in numbers]]
-        # partial: the arguments cannot collide with client.map's own (batch_size, key, ...)
-        return self.client.gather(self.client.map(
-            partial(function, **arguments), [self.futures[i] for i in numbers], *extra,
-            pure=False))
+        extra = (lambda i: ()) if per_shard is None else (lambda i: (per_shard[i],))
+        task = partial(_on_shards, partial(function, **arguments))
+        groups = self._by_worker(numbers)
+        tasks = [self.client.submit(task, [(self.futures[i], *extra(i)) for i in group],
+                                    workers=worker and [worker],
+                                    allow_other_workers=bool(worker), pure=False)
+                 for worker, group in groups.items()]
+        results = dict(zip((i for group in groups.values() for i in group),
+                           (r for rs in self.client.gather(tasks) for r in rs), strict=True))
+        return [results[i] for i in numbers]
+
+    def _by_worker(self, numbers) -> dict:
+        """The shard numbers grouped by a worker that holds them."""
+        if self._holders is None:
+            from distributed import wait
+
+            wait(self.futures)
+            held = self.client.who_has(self.futures)
+            self._holders = [(held.get(f.key) or [None])[0] for f in self.futures]
+        groups = {}
+        for i in numbers:
+            groups.setdefault(self._holders[i], []).append(i)
+        return groups
 
     def release(self):
         self.client.cancel(self.futures)
         self.futures = []
+
+
+def _on_shards(function, items):
+    """function(shard, *extra) for each (shard, *extra) of one worker's shards."""
+    return [function(shard, *extra) for shard, *extra in items]
 
 
 @contextmanager
