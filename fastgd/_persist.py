@@ -32,10 +32,11 @@ import json
 import math
 import numbers
 import os
-import secrets
 import zipfile
 
 import numpy as np
+
+from fastgd._files import atomic_write
 
 FORMAT = "fastgd-model"
 VERSION = 1
@@ -73,33 +74,12 @@ def save(estimator, path) -> None:
         raise ValueError(f"cannot save this model: {error}; parameters must be None, numbers "
                          f"or strings to be saved (set {', '.join(bad) or 'them'} so)"
                          ) from None
-    path = os.path.realpath(os.fspath(path))  # through a symlink: replace what it points to
-    directory = os.path.dirname(path)
-    temporary = os.path.join(directory, f".fastgd-{secrets.token_hex(8)}.tmp")
-    # O_EXCL: never write through a file or link someone else put there; 0o666 & ~umask.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666)
-    try:
-        try:  # a model saved over another keeps that file's permissions
-            os.chmod(temporary, os.stat(path).st_mode & 0o7777)
-        except FileNotFoundError:
-            pass
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr(META, meta)
-                for name, a in arrays.items():
-                    with archive.open(f"{name}.npy", "w") as member:
-                        np.lib.format.write_array(member, a, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
+    with atomic_write(path) as f:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr(META, meta)
+            for name, a in arrays.items():
+                with archive.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, a, allow_pickle=False)
 
 
 def load(path):
@@ -267,17 +247,6 @@ def _json_number(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (POSIX; Windows has no directory handles for this)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fastgd_version() -> str:
