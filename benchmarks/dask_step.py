@@ -29,8 +29,7 @@ import numpy as np
 import fastgd
 from fastgd import GDRegressor, _dask
 from fastgd._validation import Loss
-from fastgd.cli import median_seconds
-from fastgd.bench import machine
+from fastgd.bench import machine, median_seconds
 
 
 def main(argv=None):

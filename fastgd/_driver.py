@@ -505,7 +505,8 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
                 return result(last_good, DivergenceError(
                     f"Training diverged at epoch {epoch + 1}: the training loss {what}. The "
                     f"parameters of the last epoch with a finite loss were kept. Try a smaller "
-                    f"learning_rate (now {learning_rate:g}) or standardize=True.", epoch + 1))
+                    f"learning_rate (now {learning_rate:g})"
+                    f"{'' if std else ' or standardize=True'}.", epoch + 1))
             figures = {"loss": float(epoch_loss), "learning_rate": rate, "seconds": seconds}
             if early_stopping:
                 w, b = in_original_units(std, theta, d)

@@ -71,6 +71,18 @@ class Timings:
         return min(self.rounds[a]) / min(self.rounds[b])
 
 
+def median_seconds(fn, repeats: int) -> float:
+    """The median of `repeats` timed calls of fn, after one call to warm up (page X in,
+    start the thread pools)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def block_medians(candidates: dict, repeats: int, rounds: int = ROUNDS,
                   warmup: float = 0.2) -> Timings:
     """Each callable's median time in each of `rounds` rounds of `repeats` runs.

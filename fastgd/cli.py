@@ -1,102 +1,479 @@
-"""The `fastgd` command line (also `python -m fastgd`)."""
+"""The `fastgd` command line (also `python -m fastgd`).
+
+Each command is a function of its parsed arguments. A problem the user can fix (a missing
+file, an unknown column, a bad learning rate, a diverging run) is one line on stderr and
+exit status 2, never a traceback: see `main`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 import time
+import warnings
 
 import numpy as np
 
 import fastgd
-from fastgd import reference
-from fastgd._validation import effective_n_threads
 
-SEED_X = np.array([[1.0], [2.0], [3.0]])
-SEED_Y = np.array([2.0, 4.0, 6.0])
-
-
-def seed_walkthrough(epochs: int = 10, learning_rate: float = 0.1):
-    """The seed articles' loop by hand: forward pass, loss, gradient, update.
-
-    Returns one row per epoch: (epoch, loss, dL/dw, dL/db, w, b), the loss and gradients
-    at the parameters before the update and w, b after it.
-    """
-    w, b = np.zeros(1), 0.0
-    rows = []
-    for epoch in range(1, epochs + 1):
-        loss, grad_w, grad_b = fastgd.loss_and_grad(SEED_X, SEED_Y, w, b)
-        w, b = w - learning_rate * grad_w, b - learning_rate * grad_b
-        rows.append((epoch, loss, float(grad_w[0]), grad_b, float(w[0]), b))
-    return rows
+TASKS = ("regression", "classification")
+METRICS = {  # key in --json: label printed
+    "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R²"},
+    "classification": {"accuracy": "accuracy", "f1_macro": "F1 (macro)",
+                       "log_loss": "log-loss"},
+}
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm up: page in X, start the thread pools
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def demo(args) -> None:
+    from fastgd._demo import demo
+
+    demo(args.out, args.rows, args.features)
 
 
-def speed_comparison(n_rows: int, n_features: int, repeats: int = 5) -> dict:
-    """Seconds for one gradient pass: fastgd, the NumPy reference, and one X @ w."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n_rows, n_features))
-    y = X @ rng.standard_normal(n_features) + rng.standard_normal(n_rows)
-    coef = np.zeros(n_features)
-    return {
-        "fastgd": median_seconds(lambda: fastgd.loss_and_grad(X, y, coef, 0.0), repeats),
-        "reference": median_seconds(lambda: reference.loss_and_grad(X, y, coef, 0.0), repeats),
-        "gemv": median_seconds(lambda: X @ coef, repeats),
-    }
+def train(args) -> None:
+    from fastgd import _plots, _tables
+
+    targets, features = _names(args.target, "--target"), _names(args.features, "--features")
+    if len(targets) > 1 and args.task == "classification":
+        raise ValueError(f"classification takes one --target column, got {len(targets)}")
+    for path in (args.output, args.json, args.plot):  # fail now, not after the training
+        _check_writable(path)
+    if args.plot:
+        _plots.check_output(args.plot)
+
+    table = _read(args.data, None if features is None else features + targets)
+    features = features or [c for c in table.columns if c not in targets]
+    _check_columns(table, features, targets)
+    task, why = _task(table, targets, args.task)
+    print(f"task: {task} ({why})")
+    X = _tables.numeric(table, features, "feature")
+    y = _targets(table, targets, task)
+    X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
+    print(f"features: {len(features)} column{'s' if len(features) > 1 else ''} "
+          f"({_shorten(features)})")
+    print(f"rows: {len(X_train):,} to train on, {len(X_test):,} to test on "
+          f"(--test-fraction {args.test_fraction}, --seed {args.seed})")
+
+    model = _estimator(task, args)
+    start = time.perf_counter()
+    model.fit(_frame(X_train, features), y_train)
+    seconds = time.perf_counter() - start
+    epochs = model.n_iter_
+    print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
+          f"{seconds:.2f} s ({len(X_train) * epochs / max(seconds, 1e-9) / 1e6:.3g} M rows/s), "
+          f"final training loss {model.history_['loss'][-1]:.6g}")
+
+    if len(X_test):
+        scores = _scores(model, _frame(X_test, features), y_test, task)
+        _print_scores(scores, task, f"test metrics ({len(X_test):,} rows)")
+    else:
+        scores = _scores(model, _frame(X_train, features), y_train, task)
+        _print_scores(scores, task, "training metrics (--test-fraction 0: no test rows)")
+    if args.json:
+        _write_json(args.json, {"task": task, "epochs": epochs, "seconds": seconds,
+                                "rows_train": len(X_train), "rows_test": len(X_test),
+                                "metrics": scores})
+    if args.plot:
+        curves = {"training loss": model.history_["loss"]}
+        if "val_loss" in model.history_:
+            curves["validation loss"] = model.history_["val_loss"]
+        _plots.loss_curves(args.plot, curves, title=f"{_describe(model)} on "
+                           f"{os.path.basename(args.data)}")
+        print(f"loss curve written to {args.plot}")
+    if args.output:
+        model.save(args.output)
+        print(f"model written to {args.output} (then: fastgd predict {args.output} DATA "
+              f"-o predictions.csv)")
+    else:
+        print("model not saved (give -o MODEL to keep it)")
 
 
-def demo(args) -> int:
-    print("fastgd demo: training is a loop of four steps, repeated: forward pass")
-    print("(y_hat = w x + b), loss (mean squared error), gradient, update")
-    print("(parameter -= learning rate * gradient).")
-    print("Seed data: x = 1, 2, 3; y = 2, 4, 6; start at w = b = 0; learning rate 0.1.\n")
-    print(f"{'epoch':>5} {'loss':>10} {'dL/dw':>10} {'dL/db':>10} {'w':>9} {'b':>9}")
-    for epoch, loss, gw, gb, w, b in seed_walkthrough():
-        print(f"{epoch:>5} {loss:>10.4f} {gw:>10.4f} {gb:>10.4f} {w:>9.4f} {b:>9.4f}")
-    print("\n(loss and gradients at the parameters before each update; w and b after it.)")
-    print("The source article prints loss 0.34, w 1.681 and b 0.627 for epoch 2: arithmetic")
-    print("slips. The correct values are loss 0.2963, w 1.6711, b 0.6933, as above.\n")
+def predict(args) -> None:
+    from fastgd import _tables
 
-    n, d = args.rows, args.features
-    t = speed_comparison(n, d)
-    print(f"One gradient pass on {n:,} x {d} float64 ({effective_n_threads(None)} thread(s)): "
-          f"fastgd {t['fastgd'] * 1e3:.1f} ms, NumPy reference {t['reference'] * 1e3:.1f} ms "
-          f"-> {t['reference'] / t['fastgd']:.1f}x faster "
-          f"({n / t['fastgd'] / 1e6:.0f}M rows/s; one X @ w alone takes {t['gemv'] * 1e3:.1f} ms).")
-    return 0
+    keep = _names(args.keep, "--keep") or []
+    _check_writable(args.output)
+    model = _load(args.model)
+    if args.proba and not hasattr(model, "predict_proba"):
+        raise ValueError("--proba needs a classifier; this model is a regressor")
+    table, X = _model_input(model, args.data, keep, exclude=[], log=sys.stderr)
+    frame = table[keep].copy() if keep else _pandas().DataFrame(index=table.index)
+    predictions = model.predict(X)
+    if predictions.ndim == 1:
+        frame["prediction"] = predictions
+    else:
+        for j in range(predictions.shape[1]):
+            frame[f"prediction_{j}"] = predictions[:, j]
+    if args.proba:
+        probabilities = model.predict_proba(X)
+        for j, label in enumerate(model.classes_):
+            frame[f"proba_{label}"] = probabilities[:, j]
+    _tables.write_table(args.output, frame)
+    if args.output != "-":
+        print(f"{len(frame):,} predictions written to {args.output}", file=sys.stderr)
 
 
-def info(args) -> int:
+def evaluate(args) -> None:
+    targets = _names(args.target, "--target")
+    _check_writable(args.json)
+    model = _load(args.model)
+    task = "classification" if hasattr(model, "classes_") else "regression"
+    table, X = _model_input(model, args.data, targets, exclude=targets)
+    y = _targets(table, targets, task)
+    if task == "classification":
+        unknown = sorted(set(np.unique(y).tolist()) - set(model.classes_.tolist()), key=str)
+        if unknown:
+            raise ValueError(f"target column {targets[0]!r} holds labels the model was not "
+                             f"trained on: {_shorten(unknown)}")
+    outputs = 1 if np.ndim(model.coef_) == 1 or task == "classification" else len(model.coef_)
+    if task == "regression" and len(targets) != outputs:
+        raise ValueError(f"the model predicts {outputs} target{'s' if outputs > 1 else ''}; "
+                         f"--target names {len(targets)}")
+    scores = _scores(model, X, y, task)
+    _print_scores(scores, task, f"{_describe(model)} on {len(X):,} rows of {args.data}")
+    if args.json:
+        _write_json(args.json, {"task": task, "rows": len(X), "metrics": scores})
+
+
+def info(args) -> None:
     fastgd.show_config()
-    return 0
+
+
+def _read(path, columns=None, log=sys.stdout):
+    from fastgd._tables import read_table
+
+    start = time.perf_counter()
+    table = read_table(path, "data", columns)
+    print(f"read {path}: {table.shape[0]:,} rows, {table.shape[1]} columns in "
+          f"{time.perf_counter() - start:.2f} s", file=log)
+    return table
+
+
+def _model_input(model, data, keep, exclude, log=sys.stdout):
+    """DATA's table and the features the model takes from it: the columns it was trained on,
+    by name (a DataFrame), or for a model fitted on unnamed arrays all columns but `exclude`
+    (an array, as many columns as the model takes)."""
+    from fastgd._tables import numeric
+
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        table = _read(data, log=log)
+        features = [c for c in table.columns if c not in exclude]
+        if len(features) != model.n_features_in_:
+            raise ValueError(f"the model takes {model.n_features_in_} features (it was trained "
+                             f"without column names) but {data} has {len(features)} columns "
+                             f"besides the target")
+    else:
+        features = list(names)
+        table = _read(data, list(dict.fromkeys(features + list(keep))), log)
+        return table, _frame(numeric(table, features, "feature"), features)
+    return table, numeric(table, features, "feature")
+
+
+def _task(table, targets, asked):
+    """The task asked for, or else the one the target's values suggest, and why."""
+    from fastgd._tables import is_numeric
+
+    if asked:
+        return asked, "as --task asks"
+    column = targets[0]
+    if len(targets) > 1:
+        return "regression", f"{len(targets)} target columns"
+    if not is_numeric(table, column) or table[column].dtype.kind == "b":
+        return "classification", f"target {column!r} holds labels, not numbers; --task to choose"
+    if table[column].nunique() <= 2:
+        return "classification", (f"target {column!r} has {table[column].nunique()} distinct "
+                                   f"values; --task to choose")
+    return "regression", (f"target {column!r} is numeric; --task classification if its values "
+                          f"are class labels")
+
+
+def _targets(table, targets, task):
+    from fastgd._tables import labels, numeric
+
+    if task == "classification":
+        if len(targets) > 1:
+            raise ValueError(f"a classifier predicts one --target column, got {len(targets)}")
+        return labels(table, targets[0])
+    y = numeric(table, targets, "target")
+    return y[:, 0] if len(targets) == 1 else y
+
+
+def _split(X, y, task, fraction, seed):
+    if fraction == 0:
+        return X, X[:0], y, y[:0]
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        stratify = y if counts.min() >= 2 else None  # every class on both sides
+    try:
+        return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError as error:  # e.g. too few rows for the fraction asked
+        raise ValueError(f"cannot split {len(X)} rows with --test-fraction {fraction}: "
+                         f"{error}") from None
+
+
+def _estimator(task, args):
+    params = dict(optimizer=args.optimizer, learning_rate=args.learning_rate,
+                  batch_size=args.batch_size, max_epochs=args.epochs,
+                  early_stopping=args.early_stopping, random_state=args.seed,
+                  n_threads=args.threads, verbose=0 if args.quiet else 2)
+    if args.validation_fraction is not None:
+        params["validation_fraction"] = args.validation_fraction
+    if args.loss is not None:
+        params["loss"] = args.loss
+    if args.alpha is not None:
+        params["alpha"] = args.alpha
+    estimator = fastgd.GDClassifier if task == "classification" else fastgd.GDRegressor
+    return estimator(**params)
+
+
+def _scores(model, X, y, task) -> dict:
+    from sklearn import metrics
+
+    predicted = model.predict(X)
+    if task == "regression":
+        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
+                "mae": float(metrics.mean_absolute_error(y, predicted)),
+                "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else float("nan")}
+    return {"accuracy": float(metrics.accuracy_score(y, predicted)),
+            "f1_macro": float(metrics.f1_score(y, predicted, average="macro",
+                                               zero_division=0)),
+            "log_loss": float(metrics.log_loss(y, model.predict_proba(X),
+                                               labels=model.classes_))}
+
+
+def _print_scores(scores, task, title):
+    print(f"{title}:")
+    for key, label in METRICS[task].items():
+        print(f"  {label:<11} {scores[key]:.6g}")
+
+
+def _describe(model) -> str:
+    rate = model.learning_rate
+    rate = f"auto = {model.learning_rate_:.3g}" if rate == "auto" else f"{rate:g}"
+    batch = "full batch" if model.batch_size is None else f"batch {model.batch_size}"
+    return f"{type(model).__name__}({model.optimizer}, learning rate {rate}, {batch})"
+
+
+def _frame(X, names):
+    """X as a DataFrame with these column names (no copy), which fit records and predict
+    checks, as scikit-learn does."""
+    return _pandas().DataFrame(X, columns=list(names), copy=False)
+
+
+def _load(path):
+    if not os.path.exists(path):
+        raise ValueError(f"model file {path!r} does not exist")
+    return fastgd.load(path)
+
+
+def _check_writable(path):
+    """An output path whose directory exists (checked before any long work)."""
+    if path in (None, "-"):
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write {path!r}: it is a directory")
+
+
+def _write_json(path, document):
+    from fastgd._files import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2)
+        f.write("\n")
+
+
+def _names(text, option):
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ValueError(f"{option} takes column names separated by commas, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def _check_columns(table, features, targets):
+    if not features:
+        raise ValueError(f"{table.attrs['name']} has no columns besides the target to use as "
+                         f"features")
+    both = [c for c in features if c in targets]
+    if both:
+        raise ValueError(f"column {both[0]!r} is both a feature and the target")
+
+
+def _shorten(names, limit=8):
+    shown = ", ".join(str(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _pandas():
+    from fastgd._tables import _pandas
+
+    return _pandas()
+
+
+def _count(text):
+    """argparse type: a whole number > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number > 0, got {text!r}")
+    return value
+
+
+def _batch_size(text):
+    """argparse type: a whole number > 0, or "full" (the whole training set)."""
+    return None if text == "full" else _count(text)
+
+
+def _rate(text):
+    """argparse type: a number > 0, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"takes a number > 0 or auto, got {text!r}")
+    return value
+
+
+def _fraction(text):
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"takes a number in [0, 1), got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fastgd import bench
+
+    parser = argparse.ArgumentParser(prog="fastgd", description=fastgd.__doc__, epilog=(
+        "Start with `fastgd demo`; `fastgd COMMAND --help` shows each command with an "
+        "example."))
+    parser.add_argument("--version", action="version", version=f"fastgd {fastgd.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, run, help, description, example):
+        p = commands.add_parser(name, help=help, description=description,
+                                epilog=f"example:\n  {example}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("demo", demo, "what training is, then fastgd's speed on a million rows",
+                "The seed walkthrough by hand (forward pass, loss, gradient, update), the "
+                "learning rate's lesson, an animation of the line moving to the points and "
+                "the loss curves (matplotlib), then the same loop on many rows against the "
+                "NumPy reference.", "fastgd demo --out pictures")
+    p.add_argument("--out", default="fastgd-demo", metavar="DIR",
+                   help="directory for the pictures (default: %(default)s)")
+    p.add_argument("--rows", type=_count, default=1_000_000, help="rows of the speed problem")
+    p.add_argument("--features", type=_count, default=100, help="features of the speed problem")
+
+    p = command("train", train, "train a model on a data file and report its test metrics",
+                "Read DATA (.csv, .tsv, .parquet, .npy, .npz), split off test rows, train "
+                "GDRegressor or GDClassifier on the rest, print test metrics and save the "
+                "model.", "fastgd train houses.csv --target price -o price.fastgd "
+                "--plot loss.png")
+    p.add_argument("data", metavar="DATA", help="the data file, with a header for CSV")
+    p.add_argument("--target", required=True, metavar="COL",
+                   help="the column to predict (regression: several, comma-separated)")
+    p.add_argument("--features", metavar="COLS",
+                   help="comma-separated feature columns (default: all other columns)")
+    p.add_argument("--task", choices=TASKS, help="default: classification if the target "
+                   "holds text, booleans or two distinct values, else regression")
+    p.add_argument("--optimizer", default="nesterov", choices=tuple(fastgd.reference.OPTIMIZERS))
+    p.add_argument("--learning-rate", type=_rate, default="auto", metavar="RATE",
+                   help="a number, or auto (default: worked out from the data)")
+    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",
+                   help="rows per update (default: full, the whole training set)")
+    p.add_argument("--epochs", type=_count, default=1000, metavar="N",
+                   help="most epochs to run (default: %(default)s; stops sooner on "
+                   "convergence)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="stop when the loss on held-out validation rows stops improving")
+    p.add_argument("--validation-fraction", type=_fraction, metavar="F",
+                   help="of the training rows, for --early-stopping (default: 0.1)")
+    p.add_argument("--loss", help="regression: squared (default) or huber")
+    p.add_argument("--alpha", type=float, help="L2 penalty strength (default: 0 for "
+                   "regression, 1e-3 for classification)")
+    p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F",
+                   help="rows held out to test on (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="for the split and the shuffling "
+                   "(default: %(default)s)")
+    p.add_argument("--threads", type=_count, metavar="N", help="default: all cores")
+    p.add_argument("-o", "--output", metavar="MODEL", help="save the model to this file")
+    p.add_argument("--plot", metavar="CURVE.png", help="save the loss curve as a picture")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = command("predict", predict, "predict with a saved model",
+                "Read DATA, take the columns the model was trained on, and write one "
+                "prediction per row (in DATA's order) to OUT (.csv, .tsv, .parquet, .npy; "
+                "- for stdout).", "fastgd predict price.fastgd new_houses.csv -o "
+                "predictions.csv --keep id")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("-o", "--output", default="-", metavar="OUT",
+                   help="default: CSV on stdout")
+    p.add_argument("--keep", metavar="COLS", help="columns of DATA to copy into OUT (ids)")
+    p.add_argument("--proba", action="store_true", help="classifiers: add each class's "
+                   "probability")
+
+    p = command("evaluate", evaluate, "a saved model's metrics on a data file",
+                "Regression: RMSE, MAE, R². Classification: accuracy, macro F1, log-loss.",
+                "fastgd evaluate price.fastgd houses_2025.csv --target price")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--target", required=True, metavar="COL", help="the true values' column")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+
+    p = command("info", info, "how fastgd was built and how it runs here",
+                "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "
+                "threads, NumPy's BLAS, versions.", "fastgd info")
+    p = command("bench", bench.bench, "fastgd's speed on this machine, against NumPy",
+                bench.__doc__.splitlines()[0], "fastgd bench --quick")
+    bench.add_arguments(p)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fastgd", description=fastgd.__doc__)
-    parser.add_argument("--version", action="version", version=f"fastgd {fastgd.__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("demo", help="the seed walkthrough and a speed comparison")
-    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the speed problem")
-    p.add_argument("--features", type=int, default=100, help="features of the speed problem")
-    p.set_defaults(run=demo)
-    from fastgd import bench
+    args = _parser().parse_args(argv)
+    prog = f"fastgd {args.command}"
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_: print(
+            f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+        try:
+            args.run(args)
+        except BrokenPipeError:  # e.g. `fastgd predict ... | head`: the reader has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except (ValueError, OSError, ImportError) as error:  # DivergenceError is a ValueError
+            print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+    return 0
 
-    p = commands.add_parser("bench", help="fastgd's speed on this machine, against NumPy",
-                            description=bench.__doc__.splitlines()[0])
-    bench.add_arguments(p)
-    p.set_defaults(run=bench.bench)
-    p = commands.add_parser("info", help="how fastgd was built and how it runs here",
-                            description="OpenMP on or off and its runtime, the SIMD build, "
-                            "bounds checking, default threads, NumPy's BLAS, versions. "
-                            "Example: fastgd info")
-    p.set_defaults(run=info)
-    args = parser.parse_args(argv)
-    return args.run(args)
+
+def _one_line(error) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.strerror}: {error.filename!r}"
+    return " ".join(str(error).split())

@@ -1,29 +1,402 @@
-"""`fastgd demo` (what `make demo` runs) and the entry points."""
+"""The `fastgd` command line: the demo, train / predict / evaluate on real files, errors."""
 
+import io
+import json
+import pathlib
 import subprocess
 import sys
 
-from fastgd.cli import main, seed_walkthrough
+import numpy as np
+import pytest
+
+import fastgd
+from fastgd import _plots
+from fastgd._demo import seed_walkthrough
+from fastgd.cli import main
+
+pd = pytest.importorskip("pandas")
+metrics = pytest.importorskip("sklearn.metrics")
 
 
-def test_seed_walkthrough_table():
-    rows = seed_walkthrough(epochs=2)
-    (e1, loss1, gw1, gb1, w1, b1), (e2, loss2, gw2, gb2, w2, b2) = rows
-    assert (e1, e2) == (1, 2)
-    assert [round(v, 3) for v in (loss1, gw1, gb1, w1, b1)] == [18.667, -18.667, -8.0, 1.867, 0.8]
+def houses(n=2000, seed=1):
+    """A small table: three numeric features, a text column, a price and a text label."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({"size": rng.uniform(30, 200, n), "rooms": rng.integers(1, 6, n),
+                          "age": rng.uniform(0, 80, n), "city": rng.choice(["a", "b"], n)})
+    table["price"] = (3 * table["size"] + 10 * table["rooms"] - 0.5 * table["age"]
+                      + rng.normal(0, 5, n))
+    table["expensive"] = np.where(table["price"] > table["price"].median(), "yes", "no")
+    return table
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    houses().to_csv("houses.csv", index=False)
+    return tmp_path
+
+
+def run(capsys, *argv):
+    """main(argv) in this process: (exit status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# ---- fastgd demo ------------------------------------------------------------------------
+
+def test_seed_walkthrough_is_plain_gradient_descent():
+    """Every number of the 10-iteration table, against the loop written out in NumPy."""
+    x, y, w, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0]), 0.0, 0.0
+    for iteration, loss, gw, gb, w_after, b_after in seed_walkthrough():  # noqa: B007
+        error = w * x + b - y
+        grad_w, grad_b = 2 * np.mean(error * x), 2 * np.mean(error)
+        w, b = w - 0.1 * grad_w, b - 0.1 * grad_b
+        np.testing.assert_allclose([loss, gw, gb, w_after, b_after],
+                                   [np.mean(error**2), grad_w, grad_b, w, b], rtol=1e-12)
+    assert iteration == 10
+    (_, loss2, gw2, gb2, w2, b2) = seed_walkthrough(epochs=2)[1]
     assert [round(v, 4) for v in (loss2, gw2, gb2, w2, b2)] == [0.2963, 1.9556, 1.0667, 1.6711,
                                                                 0.6933]
 
 
-def test_demo_prints_walkthrough_and_speed(capsys):
-    assert main(["demo", "--rows", "20000", "--features", "10"]) == 0
-    out = capsys.readouterr().out
-    assert "    2     0.2963     1.9556     1.0667    1.6711    0.6933" in out
-    assert "arithmetic" in out and "0.34" in out
-    assert "One gradient pass on 20,000 x 10 float64" in out and "faster" in out
+def test_demo(tmp_path, capsys):
+    from PIL import Image
+
+    status, out, _ = run(capsys, "demo", "--rows", 20000, "--features", 10, "--out", tmp_path)
+    assert status == 0
+    # iteration 2 by hand: the forward pass at w = 1.8667, b = 0.8, then the update
+    assert "Iteration 2, from w = 1.8667, b = 0.8000" in out
+    assert "   1    2         2.6667         0.6667" in out
+    assert "w ← w − η·∂L/∂w = 1.8667 − 0.1·(1.9556) = 1.6711" in out
+    assert "        2     0.2963     1.9556     1.0667    1.6711    0.6933" in out
+    assert "       10     0.0503    -0.0626     0.1424    1.7458    0.5779" in out
+    assert "arithmetic slips" in out and "0.34" in out
+    # the learning-rate lesson: slow, and a divergence reported by fastgd itself
+    assert "loss is still 2.3139" in out
+    assert "DivergenceError: Training diverged at epoch 15" in out
+    assert "stable below η = 2/λ = 0.180" in out
+    # the throughput case: both engines, the same coefficients
+    assert "20,000 rows × 10 features" in out and "fastgd is" in out
+    for gap in out.split("coefficients differ by at most ")[1:]:
+        assert float(gap.split()[0]) < 1e-9
+    # the pictures
+    with Image.open(tmp_path / "seed_walkthrough.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 11
+        frames = []
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            frames.append(np.asarray(gif.convert("RGB")))
+        assert all(not np.array_equal(a, b) for a, b in zip(frames[:-1], frames[1:], strict=True))
+    with Image.open(tmp_path / "loss_curves.png") as png:
+        assert png.format == "PNG" and png.size[0] > 300
 
 
-def test_python_dash_m_entry_point():
-    out = subprocess.run([sys.executable, "-m", "fastgd", "--version"], capture_output=True,
-                         text=True, check=True).stdout
-    assert out.startswith("fastgd ")
+def test_demo_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_plots, "available", lambda: False)
+    status, out, _ = run(capsys, "demo", "--rows", 1000, "--features", 3, "--out",
+                         tmp_path / "pictures")
+    assert status == 0
+    assert "No pictures: they need matplotlib. pip install 'fastgd[cli]'" in out
+    assert not (tmp_path / "pictures").exists()
+    assert "fastgd is" in out  # the rest of the demo ran
+
+
+# ---- fastgd train / predict / evaluate ----------------------------------------------------
+
+def test_train_regression_reports_true_test_metrics(data, capsys):
+    status, out, err = run(capsys, "train", "houses.csv", "--target", "price", "--features",
+                           "size,rooms,age", "-o", "price.fastgd", "--json", "metrics.json",
+                           "--plot", "loss.png")
+    assert status == 0, err
+    assert "task: regression" in out and "rows: 1,600 to train on, 400 to test on" in out
+    model = fastgd.load("price.fastgd")
+    assert list(model.feature_names_in_) == ["size", "rooms", "age"]
+    # the same split by hand, and the metrics of the saved model on it
+    from sklearn.model_selection import train_test_split
+
+    table = houses()
+    X = table[["size", "rooms", "age"]].to_numpy(float)
+    _, X_test, _, y_test = train_test_split(X, table["price"].to_numpy(), test_size=0.2,
+                                            random_state=0)
+    predicted = model.predict(pd.DataFrame(X_test, columns=model.feature_names_in_))
+    reported = json.loads(open("metrics.json").read())
+    assert reported["rows_test"] == 400 and reported["epochs"] == model.n_iter_
+    np.testing.assert_allclose(
+        [reported["metrics"][k] for k in ("rmse", "mae", "r2")],
+        [metrics.root_mean_squared_error(y_test, predicted),
+         metrics.mean_absolute_error(y_test, predicted), metrics.r2_score(y_test, predicted)],
+        rtol=1e-12)
+    assert reported["metrics"]["r2"] > 0.99
+    assert f"  R²          {reported['metrics']['r2']:.6g}" in out
+    # the same fit as the estimator's on the same rows
+    X_train, _, y_train, _ = train_test_split(X, table["price"].to_numpy(), test_size=0.2,
+                                              random_state=0)
+    direct = fastgd.GDRegressor(random_state=0).fit(X_train, y_train)
+    np.testing.assert_array_equal(model.coef_, direct.coef_)
+    from PIL import Image
+
+    with Image.open("loss.png") as png:
+        assert png.format == "PNG"
+
+
+def test_train_shows_progress_unless_quiet(data, capsys):
+    _, _, err = run(capsys, "train", "houses.csv", "--target", "price", "--features", "size")
+    assert "fastgd" in err and "epoch" in err and "loss=" in err  # tqdm's bar
+    _, out, err = run(capsys, "train", "houses.csv", "--target", "price", "--features",
+                      "size", "-q")
+    assert err == "" and "model not saved (give -o MODEL to keep it)" in out
+
+
+def test_train_classification_predict_and_evaluate(data, capsys):
+    status, out, err = run(capsys, "train", "houses.csv", "--target", "expensive",
+                           "--features", "size,rooms,age", "-o", "cls.fastgd", "-q",
+                           "--optimizer", "adam", "--batch-size", "64", "--epochs", "30",
+                           "--learning-rate", "0.01", "--early-stopping")
+    assert status == 0, err
+    assert "task: classification (target 'expensive' holds labels" in out
+    model = fastgd.load("cls.fastgd")
+    assert list(model.classes_) == ["no", "yes"] and model.early_stopping
+    assert (model.optimizer, model.batch_size, model.learning_rate) == ("adam", 64, 0.01)
+    assert "  accuracy    " in out and "  F1 (macro)  " in out and "  log-loss    " in out
+
+    status, _, err = run(capsys, "predict", "cls.fastgd", "houses.csv", "-o", "out.csv",
+                         "--proba", "--keep", "city")
+    assert status == 0 and "2,000 predictions written to out.csv" in err
+    written = pd.read_csv("out.csv")
+    assert list(written.columns) == ["city", "prediction", "proba_no", "proba_yes"]
+    table = houses()
+    features = table[["size", "rooms", "age"]].astype(float)
+    assert (written["prediction"] == model.predict(features)).all()
+    np.testing.assert_allclose(written[["proba_no", "proba_yes"]],
+                               model.predict_proba(features), rtol=1e-15)
+    assert (written["city"] == table["city"]).all()
+
+    status, out, _ = run(capsys, "evaluate", "cls.fastgd", "houses.csv", "--target",
+                         "expensive", "--json", "eval.json")
+    assert status == 0
+    reported = json.loads(open("eval.json").read())["metrics"]
+    assert reported["accuracy"] == metrics.accuracy_score(table["expensive"],
+                                                          model.predict(features))
+    assert reported["log_loss"] == pytest.approx(
+        metrics.log_loss(table["expensive"], model.predict_proba(features)), rel=1e-12)
+    assert f"  accuracy    {reported['accuracy']:.6g}" in out
+
+
+@pytest.mark.parametrize("output", ["out.csv", "out.tsv", "out.csv.gz", "out.parquet",
+                                    "out.npy", "-"])
+def test_predict_writes_every_format(data, capsys, output):
+    if output.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    run(capsys, "train", "houses.csv", "--target", "price", "--features", "size,age",
+        "-o", "m.fastgd", "-q")
+    status, out, _ = run(capsys, "predict", "m.fastgd", "houses.csv", "-o", output)
+    assert status == 0
+    if output == "-":
+        written = pd.read_csv(io.StringIO(out))["prediction"]
+    elif output.endswith(".npy"):
+        written = np.load(output, allow_pickle=False)["prediction"]
+    else:
+        from fastgd._tables import read_table
+
+        written = read_table(output)["prediction"]
+    expected = fastgd.load("m.fastgd").predict(houses()[["size", "age"]])
+    np.testing.assert_array_equal(np.asarray(written), expected)  # the digits round-trip
+
+
+def test_multi_output_regression(data, capsys):
+    table = houses()
+    table["tax"] = 0.01 * table["price"] + 1
+    table.to_csv("houses.csv", index=False)
+    assert run(capsys, "train", "houses.csv", "--target", "price,tax", "--features",
+               "size,rooms,age", "-o", "two.fastgd", "-q")[0] == 0
+    assert fastgd.load("two.fastgd").coef_.shape == (2, 3)
+    status, out, _ = run(capsys, "predict", "two.fastgd", "houses.csv")
+    assert out.splitlines()[0] == "prediction_0,prediction_1"
+    status, out, _ = run(capsys, "evaluate", "two.fastgd", "houses.csv", "--target",
+                         "price,tax")
+    assert status == 0 and "R²" in out
+
+
+@pytest.mark.parametrize("name", ["houses.tsv", "houses.csv.gz", "houses.parquet",
+                                  "houses.npz"])
+def test_every_input_format_trains_the_same_model(data, capsys, name):
+    if name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    table = houses()[["size", "rooms", "age", "price"]]
+    if name.endswith(".npz"):
+        np.savez(name, X=table[["size", "rooms", "age"]].to_numpy(float),
+                 y=table["price"].to_numpy())
+        target, features = "y", "X.0,X.1,X.2"
+    else:
+        from fastgd._tables import write_table
+
+        write_table(name, table)
+        target, features = "price", "size,rooms,age"
+    run(capsys, "train", "houses.csv", "--target", "price", "--features", "size,rooms,age",
+        "-o", "csv.fastgd", "-q")
+    status, _, err = run(capsys, "train", name, "--target", target, "--features", features,
+                         "-o", "other.fastgd", "-q")
+    assert status == 0, err
+    np.testing.assert_array_equal(fastgd.load("other.fastgd").coef_,
+                                  fastgd.load("csv.fastgd").coef_)
+
+
+def test_npy_columns_are_numbered_and_unnamed_models_take_all_columns(data, capsys):
+    """A model fitted in Python on an unnamed array predicts from a file's columns in order."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    np.save("X.npy", X)
+    np.save("Xy.npy", np.column_stack([X, X @ [1.0, 2.0, 3.0]]))
+    model = fastgd.GDRegressor().fit(X, X @ [1.0, 2.0, 3.0])
+    model.save("plain.fastgd")
+    status, out, _ = run(capsys, "predict", "plain.fastgd", "X.npy")
+    assert status == 0
+    np.testing.assert_allclose(pd.read_csv(io.StringIO(out))["prediction"], model.predict(X),
+                               rtol=1e-12)
+    status, out, _ = run(capsys, "evaluate", "plain.fastgd", "Xy.npy", "--target", "3")
+    assert status == 0
+    assert f"R²          {metrics.r2_score(X @ [1.0, 2.0, 3.0], model.predict(X)):.6g}" in out
+    status, _, err = run(capsys, "predict", "plain.fastgd", "Xy.npy")
+    assert status == 2 and "the model takes 3 features" in err and "has 4 columns" in err
+
+
+@pytest.mark.parametrize("values, task", [
+    (["x", "y", "z"], "classification (target 't' holds labels"),
+    ([True, False, True], "classification (target 't' holds labels"),
+    ([0, 1, 1], "classification (target 't' has 2 distinct values"),
+    ([0.5, 1.5, 7.0], "regression (target 't' is numeric"),
+])
+def test_task_follows_the_target(data, capsys, values, task):
+    pd.DataFrame({"a": np.arange(60.0), "t": values * 20}).to_csv("t.csv", index=False)
+    status, out, err = run(capsys, "train", "t.csv", "--target", "t", "-q", "--epochs", "5")
+    assert status == 0, err
+    assert f"task: {task}" in out
+
+
+def test_help_of_every_command_has_an_example(capsys):
+    for command in ("demo", "train", "predict", "evaluate", "info", "bench"):
+        with pytest.raises(SystemExit) as exit:
+            main([command, "--help"])
+        assert exit.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: fastgd {command}" in out and f"example:\n  fastgd {command}" in out
+
+
+# ---- errors: one sentence on stderr, exit status 2 ------------------------------------
+
+ERRORS = [
+    (["train", "missing.csv", "--target", "price"],
+     "data file 'missing.csv' does not exist"),
+    (["train", "houses.csv", "--target", "cost"],
+     "data file 'houses.csv' has no column 'cost' (its columns: 'size', 'rooms'"),
+    (["train", "houses.csv", "--target", "price", "--features", "size,colour"],
+     "data file 'houses.csv' has no column 'colour'"),
+    (["train", "houses.csv", "--target", "price"],
+     "feature column 'city' of data file 'houses.csv' is not numeric (it holds values such "
+     "as "),
+    (["train", "houses.csv", "--target", "expensive", "--task", "regression",
+      "--features", "size"],
+     "target column 'expensive' of data file 'houses.csv' is not numeric"),
+    (["train", "empty.csv", "--target", "price"], "data file 'empty.csv' is empty"),
+    (["train", "header.csv", "--target", "price"], "data file 'header.csv' has no rows"),
+    (["train", "holes.csv", "--target", "price"],
+     "column 'size' of data file 'holes.csv' has 2 missing values (the first in data row 3)"),
+    (["train", "houses.txt", "--target", "price"], "has an unknown format"),
+    (["train", ".", "--target", "price"], "data file '.' is a directory"),
+    (["train", "houses.csv", "--target", "price", "--features", "size,price"],
+     "column 'price' is both a feature and the target"),
+    (["train", "houses.csv", "--target", "price", "--features", "size", "--optimizer", "sgd",
+      "--learning-rate", "100"], "Training diverged at epoch"),
+    (["train", "houses.csv", "--target", "price", "--features", "size", "--plot", "c.gif"],
+     "picture file 'c.gif': give it one of the suffixes .png"),
+    (["train", "houses.csv", "--target", "price", "--features", "size", "-o",
+      "nowhere/m.fastgd"], "cannot write 'nowhere/m.fastgd': directory"),
+    (["predict", "houses.csv", "houses.csv"],
+     "houses.csv is not a fastgd model this version can read"),
+    (["predict", "missing.fastgd", "houses.csv"], "model file 'missing.fastgd' does not exist"),
+    (["predict", "m.fastgd", "houses.csv", "-o", "out.json"],
+     "output file 'out.json' has an unknown format"),
+    (["predict", "m.fastgd", "houses.csv", "--proba"],
+     "--proba needs a classifier; this model is a regressor"),
+    (["predict", "m.fastgd", "other.csv"], "data file 'other.csv' has no column 'size'"),
+    (["evaluate", "m.fastgd", "houses.csv", "--target", "city"],
+     "target column 'city' of data file 'houses.csv' is not numeric"),
+    (["evaluate", "m.fastgd", "houses.csv", "--target", "price,age"],
+     "the model predicts 1 target; --target names 2"),
+    (["evaluate", "c.fastgd", "houses.csv", "--target", "city"],
+     "target column 'city' holds labels the model was not trained on: a, b"),
+    (["train", "objects.npy", "--target", "0"],
+     "holds Python objects, which fastgd does not unpickle"),
+]
+
+
+@pytest.fixture
+def bad_files(data, capsys):
+    open("empty.csv", "w").close()
+    open("houses.txt", "w").write("size,price\n1,2\n")
+    open("header.csv", "w").write("size,price\n")
+    open("holes.csv", "w").write("size,price\n1,2\n2,3\n,4\n5,6\n,7\n")
+    open("other.csv", "w").write("width,price\n1,2\n")
+    np.save("objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    assert run(capsys, "train", "houses.csv", "--target", "price", "--features", "size,age",
+               "-o", "m.fastgd", "-q")[0] == 0
+    assert run(capsys, "train", "houses.csv", "--target", "expensive", "--features",
+               "size,age", "-o", "c.fastgd", "-q")[0] == 0
+
+
+@pytest.mark.parametrize("argv, message", ERRORS, ids=[m[:40] for _, m in ERRORS])
+def test_errors_are_one_sentence_and_exit_2(bad_files, capsys, argv, message):
+    before = files()
+    status, _, err = run(capsys, *argv, *(["-q"] if argv[0] == "train" else []))
+    assert status == 2
+    lines = [line for line in err.splitlines() if not line.startswith("read ")]
+    assert lines == [lines[0]] and lines[0].startswith(f"fastgd {argv[0]}: error: ")
+    assert message in lines[0]
+    assert files() == before  # a failed command writes nothing and changes nothing
+
+
+def files():
+    return {p.name: p.read_bytes() for p in pathlib.Path().iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "houses.csv", "--target", "price", "--epochs", "0"],
+     "argument --epochs: takes a whole number > 0, got '0'"),
+    (["train", "houses.csv", "--target", "price", "--batch-size", "many"],
+     "argument --batch-size: takes a whole number > 0, got 'many'"),
+    (["train", "houses.csv", "--target", "price", "--learning-rate", "-1"],
+     "argument --learning-rate: takes a number > 0 or auto, got '-1'"),
+    (["train", "houses.csv", "--target", "price", "--test-fraction", "1"],
+     "argument --test-fraction: takes a number in [0, 1), got '1'"),
+    (["train", "houses.csv"], "the following arguments are required: --target"),
+    (["fit"], "invalid choice: 'fit'"),
+])
+def test_bad_options_are_usage_errors(data, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fastgd") and message in err and "Traceback" not in err
+
+
+def test_a_real_process(data):
+    """`python -m fastgd` end to end: exit statuses, no traceback, a closed pipe."""
+    def fastgd_(*argv, **kw):
+        return subprocess.run([sys.executable, "-m", "fastgd", *argv], capture_output=True,
+                              text=True, **kw)
+
+    assert fastgd_("--version").stdout.startswith("fastgd ")
+    done = fastgd_("train", "houses.csv", "--target", "price", "-q")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("encode this one as numbers first")
+    houses(40_000).to_csv("big.csv", index=False)
+    assert fastgd_("train", "big.csv", "--target", "price", "--features", "size", "-q",
+                   "-o", "m.fastgd").returncode == 0
+    # `fastgd predict ... | head -1`: the reader goes away; exit 1 quietly, as Python advises
+    reader = subprocess.Popen([sys.executable, "-m", "fastgd", "predict", "m.fastgd",
+                               "big.csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.readline() == b"prediction\n"
+    reader.stdout.close()
+    assert reader.wait(timeout=60) == 1
+    assert b"Traceback" not in reader.stderr.read()

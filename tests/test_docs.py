@@ -30,3 +30,28 @@ def test_readme_examples_run(tmp_path, monkeypatch):
         exec(compile(block, str(readme), "exec"), namespace)
     assert namespace["clf"].classes_.tolist() == ["barbera", "barolo", "grignolino"]
     assert namespace["clf"].score(namespace["X_test"], namespace["y_test"]) > 0.9
+
+
+def test_readme_command_line_session(tmp_path):
+    """README's ```console session runs, and prints what README shows (timings aside)."""
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    readme = pathlib.Path(__file__).parents[1] / "README.md"
+    (session,) = re.findall(r"```console\n(.*?)```", readme.read_text(), flags=re.S)
+    timing = re.compile(r"\d+(\.\d+)? s\b|[\d.]+ M rows/s")
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}"
+           f"{os.environ['PATH']}"}  # `python` and `fastgd` of this environment
+    commands = re.split(r"^\$ ", session, flags=re.M)[1:]
+    assert len(commands) >= 6
+    for command in commands:
+        line, *shown = command.splitlines()
+        done = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, (line, done.stderr)
+        printed = {timing.sub("T", out) for out in (done.stdout + done.stderr).splitlines()}
+        for out in shown:
+            assert timing.sub("T", out) in printed, (line, out)
