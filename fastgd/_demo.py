@@ -54,6 +54,10 @@ def seed_frames(rows):
 
 
 def demo(out: str, rows: int, features: int) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):  # found now, not after three sections
+        raise ValueError(f"--out {out!r} is a file; give a directory for the pictures")
+    if rows < 100:
+        raise ValueError(f"--rows must be at least 100, got {rows}")
     walkthrough = seed_walkthrough()
     _by_hand(walkthrough)
     curves = _learning_rates()

@@ -41,8 +41,8 @@ def check_output(path, formats=FORMATS) -> str:
 def loss_curves(path, curves: dict, *, title: str, xlabel: str = "epoch",
                 ylabel: str = "loss") -> None:
     """One line per curve (label -> values per epoch), on a log scale when all are > 0."""
-    figure = _figure(6.4, 4.0)
-    axes = figure.add_subplot()
+    fig = figure(6.4, 4.0)
+    axes = fig.add_subplot()
     for label, values in curves.items():
         values = np.asarray(values, dtype=float)
         axes.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3,
@@ -52,9 +52,14 @@ def loss_curves(path, curves: dict, *, title: str, xlabel: str = "epoch",
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(True, alpha=0.3)
     axes.legend()
-    figure.tight_layout()
+    fig.tight_layout()
+    save(fig, path)
+
+
+def save(fig, path) -> None:
+    """Write a figure to `path`, in the format of its suffix, atomically."""
     with atomic_write(path) as f:
-        figure.savefig(f, format=check_output(path), dpi=100)
+        fig.savefig(f, format=check_output(path), dpi=100)
 
 
 def seed_animation(path, x, y, frames, *, seconds_per_frame: float = 0.7) -> None:
@@ -65,8 +70,8 @@ def seed_animation(path, x, y, frames, *, seconds_per_frame: float = 0.7) -> Non
     images = []
     xs = np.array([0.0, x.max() + 1.0])
     for iteration, w, b, loss in frames:
-        figure = _figure(5.0, 3.75)
-        axes = figure.add_subplot()
+        fig = figure(5.0, 3.75)
+        axes = fig.add_subplot()
         y_hat = w * x + b
         axes.vlines(x, np.minimum(y, y_hat), np.maximum(y, y_hat), colors="tab:red",
                     linestyles="dashed", label="error ŷ − y")
@@ -77,9 +82,9 @@ def seed_animation(path, x, y, frames, *, seconds_per_frame: float = 0.7) -> Non
                  title=f"iteration {iteration}: mean squared error {loss:.4f}")
         axes.grid(True, alpha=0.3)
         axes.legend(loc="upper left")
-        figure.tight_layout()
-        figure.canvas.draw()
-        images.append(Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB"))
+        fig.tight_layout()
+        fig.canvas.draw()
+        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
     durations = [int(seconds_per_frame * 1000)] * len(images)
     durations[-1] *= 3  # rest on the fitted line before the loop starts again
     with atomic_write(path) as f:
@@ -87,10 +92,11 @@ def seed_animation(path, x, y, frames, *, seconds_per_frame: float = 0.7) -> Non
                        duration=durations, loop=0)
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height))
-    FigureCanvasAgg(figure)
-    return figure
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig

@@ -28,7 +28,7 @@ def read_table(path, role: str = "data", columns=None):
     their names. .npz: a 1-D entry is one column named by its key, a 2-D entry "X" of m
     columns becomes columns "X.0" ... "X.<m-1>".
     """
-    pd = _pandas()
+    pd = pandas()
     name = f"{role} file {os.fspath(path)!r}"
     kind = _kind(path)
     try:
@@ -40,15 +40,14 @@ def read_table(path, role: str = "data", columns=None):
             raise _Problem(f"has an unknown format (fastgd reads {READS})")
         if os.path.getsize(path) == 0:
             raise _Problem("is empty")
+        if kind == "parquet" and not _has_pyarrow():
+            raise _Problem("is Parquet, which needs pyarrow: pip install pyarrow")
+        if columns is not None and kind in ("csv", "parquet"):  # a clear message up front
+            check_present(_column_names(path, kind, pd), columns, name)
         if kind == "csv":
-            if columns is not None:  # the header first: a clear message for a missing name
-                header = pd.read_csv(path, sep=_separator(path), nrows=0)
-                _check_present(header, columns, name)
             table = pd.read_csv(path, sep=_separator(path), usecols=columns,
                                 engine="pyarrow" if _has_pyarrow() else "c")
         elif kind == "parquet":
-            if not _has_pyarrow():
-                raise _Problem("is Parquet, which needs pyarrow: pip install pyarrow")
             table = pd.read_parquet(path, columns=columns)
         else:
             table = _read_numpy(path, pd)
@@ -58,9 +57,9 @@ def read_table(path, role: str = "data", columns=None):
         raise ValueError(f"{name} {problem}") from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{name} is empty") from None
+    except ColumnError:
+        raise
     except (ValueError, pd.errors.ParserError, OSError, EOFError, KeyError) as error:
-        if str(error).startswith(name):  # _check_present's message
-            raise
         raise ValueError(f"{name} cannot be read as {kind}: {_first_line(error)}") from None
     table.attrs["name"] = name
     return table
@@ -68,8 +67,9 @@ def read_table(path, role: str = "data", columns=None):
 
 def numeric(table, columns, what: str) -> np.ndarray:
     """The named columns as one array of shape (n_rows, len(columns)), float32 if they all
-    are, else float64; a ValueError for a column that is not numbers or misses values."""
-    _check_present(table, columns)
+    are, else float64; a ValueError for a column that is not numbers, or misses values, or
+    holds infinities."""
+    check_present(table, columns)
     for column in columns:
         series = table[column]
         if not _is_numeric(series):
@@ -80,21 +80,21 @@ def numeric(table, columns, what: str) -> np.ndarray:
     dtype = (np.float32 if all(table[c].dtype == np.float32 for c in columns)
              else np.float64)
     values = table[list(columns)].to_numpy(dtype=dtype)
-    _check_complete(table, columns, np.isnan(values))
+    _check_complete(table, columns, ~np.isfinite(values), "missing or infinite")
     return values
 
 
 def labels(table, column) -> np.ndarray:
     """One column of class labels (numbers, strings or booleans), without missing values."""
-    _check_present(table, [column])
+    check_present(table, [column])
     series = table[column]
-    _check_complete(table, [column], series.isna().to_numpy()[:, None])
+    _check_complete(table, [column], series.isna().to_numpy()[:, None], "missing")
     values = series.to_numpy()
     return values.astype(object) if values.dtype.kind in "OUT" else values
 
 
 def is_numeric(table, column) -> bool:
-    _check_present(table, [column])
+    check_present(table, [column])
     return _is_numeric(table[column])
 
 
@@ -114,8 +114,11 @@ def write_table(path, table) -> None:
             table.to_csv(f, index=False, sep=_separator(path), compression=_compression(path))
         elif kind == "parquet":
             table.to_parquet(f, index=False)
-        else:  # a structured array: the column names survive
-            np.save(f, table.to_records(index=False), allow_pickle=False)
+        else:  # a structured array: the column names survive; text as fixed-width unicode
+            np.save(f, np.rec.fromarrays(
+                [np.asarray(table[c], dtype=str if table[c].dtype.kind in "OT" else None)
+                 for c in table.columns], names=[str(c) for c in table.columns]),
+                allow_pickle=False)
 
 
 def _read_numpy(path, pd):
@@ -128,6 +131,8 @@ def _read_numpy(path, pd):
         else:
             with loaded:
                 entries = {key: loaded[key] for key in loaded.files}
+            if not all(isinstance(a, np.ndarray) for a in entries.values()):
+                raise _Problem("holds entries that are not NumPy arrays")
     except ValueError as error:
         if "allow_pickle" in str(error):
             raise _Problem("holds Python objects, which fastgd does not unpickle") from None
@@ -150,22 +155,32 @@ def _read_numpy(path, pd):
     return pd.DataFrame(columns, copy=False)
 
 
-def _check_present(table, columns, name=None):
-    missing = [c for c in columns if c not in table.columns]
+def _column_names(path, kind, pd) -> list:
+    if kind == "csv":
+        return list(pd.read_csv(path, sep=_separator(path), nrows=0).columns)
+    import pyarrow.parquet
+
+    return pyarrow.parquet.read_schema(path).names
+
+
+def check_present(table_or_names, columns, name=None):
+    """A ColumnError naming the file (`name`, or the table's) and its columns if any of
+    `columns` is not among them."""
+    names = list(getattr(table_or_names, "columns", table_or_names))
+    missing = [c for c in columns if c not in names]
     if missing:
-        shown = ", ".join(repr(c) for c in list(table.columns)[:20])
-        more = ", ..." if table.shape[1] > 20 else ""
-        raise ValueError(f"{name or table.attrs['name']} has no column {missing[0]!r} (its "
-                         f"columns: {shown}{more})")
+        shown = ", ".join(repr(c) for c in names[:20]) + (", ..." if len(names) > 20 else "")
+        raise ColumnError(f"{name or table_or_names.attrs['name']} has no column "
+                          f"{missing[0]!r} (its columns: {shown})")
 
 
-def _check_complete(table, columns, missing):
-    """A clear error for missing values: which column, how many, the first row."""
-    if missing.any():
-        rows, cols = np.nonzero(missing)
+def _check_complete(table, columns, bad, what):
+    """A clear error for bad values: which column, how many, the first data row."""
+    if bad.any():
+        rows, cols = np.nonzero(bad)
         j = cols[np.argmin(rows)]
-        count = int(missing[:, j].sum())
-        raise ValueError(f"column {columns[j]!r} of {table.attrs['name']} has {count} missing "
+        count = int(bad[:, j].sum())
+        raise ValueError(f"column {columns[j]!r} of {table.attrs['name']} has {count} {what} "
                          f"value{'s' if count > 1 else ''} (the first in data row "
                          f"{rows.min() + 1}); fill or drop them first")
 
@@ -185,7 +200,10 @@ def _kind(path):
 
 
 def _separator(path) -> str:
-    return "\t" if _kind(path) == "csv" and ".tsv" in os.fspath(path).lower() else ","
+    name = os.path.basename(os.fspath(path)).lower()
+    if _compression(name):
+        name = name.rsplit(".", 1)[0]
+    return "\t" if name.endswith(".tsv") else ","
 
 
 def _compression(path):
@@ -193,9 +211,11 @@ def _compression(path):
     return COMPRESSIONS.get(os.fspath(path).lower().rsplit(".", 1)[-1])
 
 
-def _first_line(error) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+def _first_line(error, limit: int = 200) -> str:
+    """The start of an error's message, printable (a binary file's bytes are not)."""
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _has_pyarrow() -> bool:
@@ -206,7 +226,7 @@ def _has_pyarrow() -> bool:
     return True
 
 
-def _pandas():
+def pandas():
     try:
         import pandas
     except ImportError:
@@ -217,6 +237,10 @@ def _pandas():
 
 class _Problem(ValueError):
     """What is wrong with a file, to follow its name in the message."""
+
+
+class ColumnError(ValueError):
+    """A column asked for is not in the file (the message names both)."""
 
 
 _NON_NUMERIC_HINT = {

@@ -18,7 +18,6 @@ both). Never run as a timed test: tests/test_bench.py only checks that it runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -29,6 +28,8 @@ from contextlib import nullcontext
 import numpy as np
 
 import fastgd
+from fastgd import _plots
+from fastgd._files import atomic_write
 from fastgd import _compiled, _driver, reference
 from fastgd._config import config, describe_blas
 from fastgd._validation import Loss, effective_n_threads
@@ -327,15 +328,11 @@ def thread_scaling(grid) -> list:
 
 
 def plot(results: dict, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = results["grid"]
     labels = [f"{r['n']:,}x{r['d']} {r['dtype'][5:]} {r['order']} {r['threads']}T"
               for r in grid]
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.35 * len(grid)), 8), sharex=True)
+    fig = _plots.figure(max(8, 0.35 * len(grid)), 8)
+    axes = fig.subplots(2, 1, sharex=True)
     for ax, key, bound, title in (
             (axes[0], "vs_reference", BOUND_REFERENCE, "fastgd / NumPy reference"),
             (axes[1], "vs_gemv", BOUND_FLOOR, "fastgd / one X @ w (memory floor)")):
@@ -347,8 +344,7 @@ def plot(results: dict, path) -> None:
     fig.suptitle(f"fastgd bench: {results['machine']['cpu']}, "
                  f"{results['machine']['threads']} threads (lower is faster)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plots.save(fig, path)
 
 
 class Progress:
@@ -401,37 +397,38 @@ def run(quick: bool = False, repeats: int | None = None, peers: bool = True,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fastgd bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return bench(parser.parse_args(argv))
+    from fastgd.cli import main
+
+    return main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 def add_arguments(parser):
+    from fastgd.cli import positive_int
+
     parser.add_argument("--quick", action="store_true",
                         help="small shapes and fewer runs: under a minute")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--plot", metavar="FILE", help="write a PNG chart (needs matplotlib)")
-    parser.add_argument("--repeats", type=int, help="runs per timing block")
+    parser.add_argument("--plot", metavar="FILE", help="write a chart (.png, .svg or .pdf; "
+                        "needs matplotlib)")
+    parser.add_argument("--repeats", type=positive_int, help="runs per timing block")
     parser.add_argument("--no-peers", action="store_true",
                         help="skip scikit-learn and PyTorch")
 
 
-def bench(args) -> int:
+def bench(args) -> None:
+    from fastgd._files import check_output_path
+
+    for path in (args.json, args.plot):  # before the minutes of timing, not after
+        check_output_path(path)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("fastgd bench: --plot needs matplotlib (pip install matplotlib)",
-                  file=sys.stderr)
-            return 2
+        _plots.check_output(args.plot, ("png", "svg", "pdf"))
     results = run(quick=args.quick, repeats=args.repeats, peers=not args.no_peers)
     print(report(results))
     if args.json:
-        with open(args.json, "w") as f:
+        with atomic_write(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
     if args.plot:
         plot(results, args.plot)
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -19,6 +20,9 @@ import numpy as np
 import fastgd
 
 TASKS = ("regression", "classification")
+OPTIONS = {"learning_rate": "--learning-rate", "max_epochs": "--epochs",  # estimator: CLI
+           "batch_size": "--batch-size", "validation_fraction": "--validation-fraction",
+           "n_threads": "--threads", "random_state": "--seed"}
 METRICS = {  # key in --json: label printed
     "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R²"},
     "classification": {"accuracy": "accuracy", "f1_macro": "F1 (macro)",
@@ -36,10 +40,7 @@ def train(args) -> None:
     from fastgd import _plots, _tables
 
     targets, features = _names(args.target, "--target"), _names(args.features, "--features")
-    if len(targets) > 1 and args.task == "classification":
-        raise ValueError(f"classification takes one --target column, got {len(targets)}")
-    for path in (args.output, args.json, args.plot):  # fail now, not after the training
-        _check_writable(path)
+    _check_outputs({"-o": args.output, "--json": args.json, "--plot": args.plot}, [args.data])
     if args.plot:
         _plots.check_output(args.plot)
 
@@ -50,13 +51,17 @@ def train(args) -> None:
     print(f"task: {task} ({why})")
     X = _tables.numeric(table, features, "feature")
     y = _targets(table, targets, task)
+    del table  # the data are in X and y now: free the parsed table before the split copies
     X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
+    del X, y
     print(f"features: {len(features)} column{'s' if len(features) > 1 else ''} "
           f"({_shorten(features)})")
-    print(f"rows: {len(X_train):,} to train on, {len(X_test):,} to test on "
+    model = _estimator(task, args)
+    validating = (f" ({model.validation_fraction:g} of them held out to validate on for "
+                  f"--early-stopping)" if model.early_stopping else "")
+    print(f"rows: {len(X_train):,} to train on{validating}, {len(X_test):,} to test on "
           f"(--test-fraction {args.test_fraction}, --seed {args.seed})")
 
-    model = _estimator(task, args)
     start = time.perf_counter()
     model.fit(_frame(X_train, features), y_train)
     seconds = time.perf_counter() - start
@@ -64,6 +69,12 @@ def train(args) -> None:
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
           f"{seconds:.2f} s ({len(X_train) * epochs / max(seconds, 1e-9) / 1e6:.3g} M rows/s), "
           f"final training loss {model.history_['loss'][-1]:.6g}")
+    if args.output:  # first: whatever happens next, the training is not lost
+        model.save(args.output)
+        print(f"model written to {args.output} (then: fastgd predict {args.output} DATA "
+              f"-o predictions.csv)")
+    else:
+        print("model not saved (give -o MODEL to keep it)")
 
     if len(X_test):
         scores = _scores(model, _frame(X_test, features), y_test, task)
@@ -82,24 +93,19 @@ def train(args) -> None:
         _plots.loss_curves(args.plot, curves, title=f"{_describe(model)} on "
                            f"{os.path.basename(args.data)}")
         print(f"loss curve written to {args.plot}")
-    if args.output:
-        model.save(args.output)
-        print(f"model written to {args.output} (then: fastgd predict {args.output} DATA "
-              f"-o predictions.csv)")
-    else:
-        print("model not saved (give -o MODEL to keep it)")
 
 
 def predict(args) -> None:
     from fastgd import _tables
 
     keep = _names(args.keep, "--keep") or []
-    _check_writable(args.output)
+    _check_outputs({"-o": args.output}, [args.model, args.data])
     model = _load(args.model)
     if args.proba and not hasattr(model, "predict_proba"):
         raise ValueError("--proba needs a classifier; this model is a regressor")
-    table, X = _model_input(model, args.data, keep, exclude=[], log=sys.stderr)
-    frame = table[keep].copy() if keep else _pandas().DataFrame(index=table.index)
+    table, X = _model_input(model, args.data, keep, log=sys.stderr)
+    _tables.check_present(table, keep)
+    frame = table[keep].copy() if keep else _tables.pandas().DataFrame(index=table.index)
     predictions = model.predict(X)
     if predictions.ndim == 1:
         frame["prediction"] = predictions
@@ -117,17 +123,17 @@ def predict(args) -> None:
 
 def evaluate(args) -> None:
     targets = _names(args.target, "--target")
-    _check_writable(args.json)
+    _check_outputs({"--json": args.json}, [args.model, args.data])
     model = _load(args.model)
     task = "classification" if hasattr(model, "classes_") else "regression"
-    table, X = _model_input(model, args.data, targets, exclude=targets)
+    table, X = _model_input(model, args.data, targets)
     y = _targets(table, targets, task)
     if task == "classification":
         unknown = sorted(set(np.unique(y).tolist()) - set(model.classes_.tolist()), key=str)
         if unknown:
             raise ValueError(f"target column {targets[0]!r} holds labels the model was not "
                              f"trained on: {_shorten(unknown)}")
-    outputs = 1 if np.ndim(model.coef_) == 1 or task == "classification" else len(model.coef_)
+    outputs = len(model.coef_) if task == "regression" and np.ndim(model.coef_) == 2 else 1
     if task == "regression" and len(targets) != outputs:
         raise ValueError(f"the model predicts {outputs} target{'s' if outputs > 1 else ''}; "
                          f"--target names {len(targets)}")
@@ -151,23 +157,25 @@ def _read(path, columns=None, log=sys.stdout):
     return table
 
 
-def _model_input(model, data, keep, exclude, log=sys.stdout):
+def _model_input(model, data, other, log=sys.stdout):
     """DATA's table and the features the model takes from it: the columns it was trained on,
-    by name (a DataFrame), or for a model fitted on unnamed arrays all columns but `exclude`
-    (an array, as many columns as the model takes)."""
+    by name (a DataFrame), or for a model fitted on unnamed arrays all columns but the
+    `other` ones (targets, --keep) in order (an array, as many columns as the model takes).
+    """
     from fastgd._tables import numeric
 
     names = getattr(model, "feature_names_in_", None)
     if names is None:
         table = _read(data, log=log)
-        features = [c for c in table.columns if c not in exclude]
+        features = [c for c in table.columns if c not in other]
         if len(features) != model.n_features_in_:
+            besides = f" besides {_shorten(other)}" if other else ""
             raise ValueError(f"the model takes {model.n_features_in_} features (it was trained "
-                             f"without column names) but {data} has {len(features)} columns "
-                             f"besides the target")
+                             f"without column names) but {data} has {len(features)} "
+                             f"columns{besides}")
     else:
         features = list(names)
-        table = _read(data, list(dict.fromkeys(features + list(keep))), log)
+        table = _read(data, list(dict.fromkeys(features + list(other))), log)
         return table, _frame(numeric(table, features, "feature"), features)
     return table, numeric(table, features, "feature")
 
@@ -208,8 +216,12 @@ def _split(X, y, task, fraction, seed):
 
     stratify = None
     if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
+        classes, counts = np.unique(y, return_counts=True)
         stratify = y if counts.min() >= 2 else None  # every class on both sides
+        if stratify is None:
+            warnings.warn(f"class {classes[np.argmin(counts)]!r} has a single row, so the "
+                          f"test rows are drawn without stratifying", UserWarning,
+                          stacklevel=2)
     try:
         return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError as error:  # e.g. too few rows for the fraction asked
@@ -239,18 +251,20 @@ def _scores(model, X, y, task) -> dict:
     if task == "regression":
         return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
                 "mae": float(metrics.mean_absolute_error(y, predicted)),
-                "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else float("nan")}
+                "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else None}
+    seen = np.isin(y, model.classes_).all()  # else the log-loss is infinite
     return {"accuracy": float(metrics.accuracy_score(y, predicted)),
             "f1_macro": float(metrics.f1_score(y, predicted, average="macro",
                                                zero_division=0)),
             "log_loss": float(metrics.log_loss(y, model.predict_proba(X),
-                                               labels=model.classes_))}
+                                               labels=model.classes_)) if seen else None}
 
 
 def _print_scores(scores, task, title):
     print(f"{title}:")
     for key, label in METRICS[task].items():
-        print(f"  {label:<11} {scores[key]:.6g}")
+        value = "undefined" if scores[key] is None else f"{scores[key]:.6g}"
+        print(f"  {label:<11} {value}")
 
 
 def _describe(model) -> str:
@@ -263,24 +277,30 @@ def _describe(model) -> str:
 def _frame(X, names):
     """X as a DataFrame with these column names (no copy), which fit records and predict
     checks, as scikit-learn does."""
-    return _pandas().DataFrame(X, columns=list(names), copy=False)
+    from fastgd._tables import pandas
+
+    return pandas().DataFrame(X, columns=list(names), copy=False)
 
 
 def _load(path):
     if not os.path.exists(path):
         raise ValueError(f"model file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"model file {path!r} is a directory")
     return fastgd.load(path)
 
 
-def _check_writable(path):
-    """An output path whose directory exists (checked before any long work)."""
-    if path in (None, "-"):
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"cannot write {path!r}: it is a directory")
+def _check_outputs(outputs: dict, inputs) -> None:
+    """Before any long work: each output (option -> path) can be written, is none of the
+    input files, and no two options name the same file."""
+    from fastgd._files import check_output_path
+
+    given = {option: path for option, path in outputs.items() if path not in (None, "-")}
+    for path in given.values():
+        check_output_path(path, inputs)
+    paths = [os.path.abspath(p) for p in given.values()]
+    if len(set(paths)) < len(paths):
+        raise ValueError(f"{' and '.join(given)} name the same file")
 
 
 def _write_json(path, document):
@@ -300,6 +320,13 @@ def _names(text, option):
     return list(dict.fromkeys(names))
 
 
+def _in_options(message: str) -> str:
+    """An estimator's message with its parameter names as the command line's options."""
+    for name, option in OPTIONS.items():
+        message = re.sub(rf"\b{name}\b", option, message)
+    return re.sub(r"^(loss|alpha) must", r"--\1 must", message)
+
+
 def _check_columns(table, features, targets):
     if not features:
         raise ValueError(f"{table.attrs['name']} has no columns besides the target to use as "
@@ -314,13 +341,7 @@ def _shorten(names, limit=8):
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _pandas():
-    from fastgd._tables import _pandas
-
-    return _pandas()
-
-
-def _count(text):
+def positive_int(text):
     """argparse type: a whole number > 0."""
     try:
         value = int(text)
@@ -333,7 +354,7 @@ def _count(text):
 
 def _batch_size(text):
     """argparse type: a whole number > 0, or "full" (the whole training set)."""
-    return None if text == "full" else _count(text)
+    return None if text == "full" else positive_int(text)
 
 
 def _rate(text):
@@ -346,6 +367,29 @@ def _rate(text):
         value = -1.0
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"takes a number > 0 or auto, got {text!r}")
+    return value
+
+
+def _seed(text):
+    """argparse type: a whole number in [0, 2**32), as NumPy's seeds."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"takes a whole number from 0 to 2**32 - 1, got "
+                                         f"{text!r}")
+    return value
+
+
+def _penalty(text):
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"takes a number >= 0, got {text!r}")
     return value
 
 
@@ -383,8 +427,10 @@ def _parser() -> argparse.ArgumentParser:
                 "NumPy reference.", "fastgd demo --out pictures")
     p.add_argument("--out", default="fastgd-demo", metavar="DIR",
                    help="directory for the pictures (default: %(default)s)")
-    p.add_argument("--rows", type=_count, default=1_000_000, help="rows of the speed problem")
-    p.add_argument("--features", type=_count, default=100, help="features of the speed problem")
+    p.add_argument("--rows", type=positive_int, default=1_000_000,
+                   help="rows of the speed problem")
+    p.add_argument("--features", type=positive_int, default=100,
+                   help="features of the speed problem")
 
     p = command("train", train, "train a model on a data file and report its test metrics",
                 "Read DATA (.csv, .tsv, .parquet, .npy, .npz), split off test rows, train "
@@ -403,21 +449,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="a number, or auto (default: worked out from the data)")
     p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",
                    help="rows per update (default: full, the whole training set)")
-    p.add_argument("--epochs", type=_count, default=1000, metavar="N",
+    p.add_argument("--epochs", type=positive_int, default=1000, metavar="N",
                    help="most epochs to run (default: %(default)s; stops sooner on "
                    "convergence)")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop when the loss on held-out validation rows stops improving")
     p.add_argument("--validation-fraction", type=_fraction, metavar="F",
                    help="of the training rows, for --early-stopping (default: 0.1)")
-    p.add_argument("--loss", help="regression: squared (default) or huber")
-    p.add_argument("--alpha", type=float, help="L2 penalty strength (default: 0 for "
+    p.add_argument("--loss", choices=("squared", "huber", "log"),
+                   help="regression: squared (default) or huber; classification: log")
+    p.add_argument("--alpha", type=_penalty, help="L2 penalty strength (default: 0 for "
                    "regression, 1e-3 for classification)")
     p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F",
                    help="rows held out to test on (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="for the split and the shuffling "
+    p.add_argument("--seed", type=_seed, default=0, help="for the split and the shuffling "
                    "(default: %(default)s)")
-    p.add_argument("--threads", type=_count, metavar="N", help="default: all cores")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="default: all cores")
     p.add_argument("-o", "--output", metavar="MODEL", help="save the model to this file")
     p.add_argument("--plot", metavar="CURVE.png", help="save the loss curve as a picture")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
@@ -460,7 +507,7 @@ def main(argv=None) -> int:
         warnings.showwarning = lambda message, *_: print(
             f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
         try:
-            args.run(args)
+            status = args.run(args)
         except BrokenPipeError:  # e.g. `fastgd predict ... | head`: the reader has gone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
@@ -470,10 +517,12 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
-    return 0
+    return status or 0
 
 
 def _one_line(error) -> str:
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.strerror}: {error.filename!r}"
-    return " ".join(str(error).split())
+    if isinstance(error, ModuleNotFoundError):
+        return f"{error}; the command line needs pip install 'fastgd[cli]'"
+    return _in_options(" ".join(str(error).split()))
