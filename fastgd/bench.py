@@ -75,13 +75,7 @@ class Timings:
 def median_seconds(fn, repeats: int) -> float:
     """The median of `repeats` timed calls of fn, after one call to warm up (page X in,
     start the thread pools)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return block_medians({"fn": fn}, repeats, rounds=1, warmup=0.0)["fn"]
 
 
 def block_medians(candidates: dict, repeats: int, rounds: int = ROUNDS,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -341,67 +342,28 @@ def _shorten(names, limit=8):
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def positive_int(text):
-    """argparse type: a whole number > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"takes a whole number > 0, got {text!r}")
-    return value
+def _number(accepts: str, ok, convert=float, words=None):
+    """An argparse type: a number (`convert`) for which ok(value) holds, or one of the
+    `words` (text -> value); else the usage error "takes <accepts>, got ..."."""
+    def parse(text):
+        if words and text in words:
+            return words[text]
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"takes {accepts}, got {text!r}")
+        return value
+    return parse
 
 
-def _batch_size(text):
-    """argparse type: a whole number > 0, or "full" (the whole training set)."""
-    return None if text == "full" else positive_int(text)
-
-
-def _rate(text):
-    """argparse type: a number > 0, or "auto"."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"takes a number > 0 or auto, got {text!r}")
-    return value
-
-
-def _seed(text):
-    """argparse type: a whole number in [0, 2**32), as NumPy's seeds."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"takes a whole number from 0 to 2**32 - 1, got "
-                                         f"{text!r}")
-    return value
-
-
-def _penalty(text):
-    """argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"takes a number >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"takes a number in [0, 1), got {text!r}")
-    return value
+positive_int = _number("a whole number > 0", lambda v: v > 0, int)
+_batch_size = _number("a whole number > 0 or full", lambda v: v > 0, int, {"full": None})
+_seed = _number("a whole number from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32, int)
+_rate = _number("a number > 0 or auto", lambda v: 0 < v < math.inf, words={"auto": "auto"})
+_penalty = _number("a number >= 0", lambda v: 0 <= v < math.inf)
+_fraction = _number("a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def _parser() -> argparse.ArgumentParser:

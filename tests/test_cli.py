@@ -410,7 +410,7 @@ def files():
     (["train", "houses.csv", "--target", "price", "--epochs", "0"],
      "argument --epochs: takes a whole number > 0, got '0'"),
     (["train", "houses.csv", "--target", "price", "--batch-size", "many"],
-     "argument --batch-size: takes a whole number > 0, got 'many'"),
+     "argument --batch-size: takes a whole number > 0 or full, got 'many'"),
     (["train", "houses.csv", "--target", "price", "--learning-rate", "-1"],
      "argument --learning-rate: takes a number > 0 or auto, got '-1'"),
     (["train", "houses.csv", "--target", "price", "--test-fraction", "1"],
