@@ -351,6 +351,22 @@ class TrainState:
     optimizer: str
 
 
+@dataclass
+class Checkpoint:
+    """Everything the epoch loop carries from one epoch to the next: the TrainState, the
+    history, and the bookkeeping of divergence (last_good), Ctrl-C (best, best_loss) and
+    early stopping (best_val, best_val_params, stale). Training resumed from it goes on bit
+    for bit as if it had never stopped."""
+    state: TrainState
+    history: dict
+    last_good: np.ndarray
+    best: np.ndarray
+    best_loss: float
+    best_val: float = math.inf
+    best_val_params: np.ndarray | None = None
+    stale: int = 0
+
+
 def go_on_with(state: TrainState, optimizer: str, learning_rate) -> TrainState:
     """The state to go on from under (possibly changed) settings: a new optimizer starts
     with a fresh state of its own (and, under "auto", its own learning rate), a new
@@ -416,7 +432,8 @@ def stops(answer) -> bool:
 def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hyper,
           learning_rate, schedule, batch_size, shuffle_seed, max_epochs, tol, standardize,
           n_threads, callbacks=(), verbose=0, state=None, horizon=None,
-          early_stopping: EarlyStopping | None = None) -> FitResult:
+          early_stopping: EarlyStopping | None = None, resume: Checkpoint | None = None,
+          checkpoint=None, checkpoint_every: int = 1) -> FitResult:
     """Gradient descent from (coef (k, d), intercept (k,)) on X and Y (see the engine
     interface above); parameters in and out in original units.
 
@@ -433,7 +450,10 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     With a `state` (a previous result's), training goes on from it: (coef, intercept),
     standardize and learning_rate are then ignored, and epochs are numbered on, for the
     schedule (whose horizon, the cosine's T_max, is `horizon`, by default max_epochs) and
-    the row orders.
+    the row orders. With `resume` (a Checkpoint), training goes on from it with its history
+    and bookkeeping too, for max_epochs more epochs. Every `checkpoint_every` epochs (at
+    epoch numbers that are multiples of it) `checkpoint` gets a Checkpoint of the epoch's
+    end.
 
     tol is relative: training has converged when an epoch improves the loss by at most
     tol times constant_loss (or, if that is 0, the first epoch's loss). With
@@ -441,6 +461,8 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     applies to it (see EarlyStopping), and the result has the best parameters on it.
     """
     d = X.shape[1]
+    if resume is not None:
+        state = resume.state
     train_rows = early_stopping.train_rows if early_stopping else None
     n = early_stopping.n_train if early_stopping else X.shape[0]  # rows trained on
     batch_size = n if batch_size is None else min(batch_size, n)
@@ -459,14 +481,19 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
     theta, m, v = state.theta.copy(), state.m.copy(), state.v.copy()  # updated in place
     steps, first_epoch = state.steps, state.epochs
     horizon = max_epochs if horizon is None else horizon
-    history = {"loss": [], "learning_rate": [], "seconds": []}
     tol_scale = None if tol is None else engine.constant_loss(Y, sample_weight, loss,
                                                               len(theta) // (d + 1))
+    start = resume or Checkpoint(state, {"loss": [], "learning_rate": [], "seconds": [],
+                                         **({"val_loss": []} if early_stopping else {})},
+                                 last_good=theta, best=theta, best_loss=math.inf,
+                                 best_val_params=theta if early_stopping else None)
+    history = {key: list(values) for key, values in start.history.items()}
+    # last_good: the parameters at the start of the last epoch with a finite loss; best,
+    # best_loss: where the lowest training loss was seen
+    last_good, best, best_loss = start.last_good.copy(), start.best.copy(), start.best_loss
     if early_stopping:
-        history["val_loss"] = []
-        best_val, best_val_params, stale = math.inf, theta.copy(), 0
-    last_good = theta.copy()  # parameters at the start of the last epoch with a finite loss
-    best, best_loss = theta.copy(), math.inf  # where the lowest training loss was seen
+        best_val, best_val_params, stale = (start.best_val, start.best_val_params.copy(),
+                                            start.stale)
     progress = Progress(verbose, max_epochs, n)
 
     def result(params, error=None, resumable=True):
@@ -534,12 +561,17 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
             elif (tol is not None and len(history["loss"]) > 1
                     and 0 <= history["loss"][-2] - epoch_loss <= threshold):
                 break
+            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                checkpoint(Checkpoint(
+                    TrainState(theta, m, v, steps, epoch + 1, std, learning_rate, optimizer),
+                    history, last_good, best, best_loss,
+                    *((best_val, best_val_params, stale) if early_stopping else ())))
         else:
             if tol is not None:
                 warnings.warn(
-                    f"fastgd stopped after max_epochs={max_epochs} epochs without converging "
-                    f"(the loss still improved by more than tol={tol} relative per epoch); raise "
-                    "max_epochs or learning_rate.", ConvergenceWarning, stacklevel=5)
+                    f"fastgd stopped after max_epochs={first_epoch + max_epochs} epochs without "
+                    f"converging (the loss still improved by more than tol={tol} relative per "
+                    f"epoch); raise max_epochs or learning_rate.", ConvergenceWarning, stacklevel=5)
     except KeyboardInterrupt:
         done = min(len(values) for values in history.values())
         for values in history.values():

@@ -18,6 +18,12 @@ The format (version 1) is a ZIP archive whose entries are stored uncompressed:
     ``classes_``, ...) in NumPy's ``.npy`` format, numbers or strings only: object arrays
     are neither written nor read.
 
+A training checkpoint (``checkpoint=PATH``) is such a model file, the model as it stood at
+the end of an epoch, with one more entry in ``fastgd.json``, ``"training": {"values":
+{...}, "arrays": {...}}``, and its arrays as ``training.<name>.npy``: what
+``fit(..., resume=PATH)`` needs to go on (fastgd/_checkpoint.py). ``load`` reads it as the
+model it holds.
+
 A model is written to a temporary file in the same directory, flushed to disk, and renamed
 over the target: a crash or a full disk leaves either the old file or the new one, never a
 half-written one. Loading parses JSON and ``.npy`` data only (no pickle, no code), checks
@@ -45,8 +51,9 @@ MAX_META_BYTES = 1 << 20
 NPY_HEADER_BYTES = 1 << 16  # a .npy header is far smaller; its data is checked exactly
 
 
-def save(estimator, path) -> None:
-    """Write a fitted estimator to `path` atomically (see the module docstring)."""
+def save(estimator, path, training: dict | None = None) -> None:
+    """Write a fitted estimator to `path` atomically (see the module docstring), with a
+    checkpoint's `training` {"values": JSON values, "arrays": numeric arrays} if given."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator)
@@ -61,14 +68,16 @@ def save(estimator, path) -> None:
                if isinstance(value, np.ndarray) and value.dtype.hasobject}
     arrays = {name: _storable(name, value) for name, value in fitted.items()
               if isinstance(value, np.ndarray)}
+    document = {
+        "format": FORMAT, "version": VERSION, "estimator": type(estimator).__name__,
+        "fastgd_version": _fastgd_version(), "params": params, "values": values,
+        "arrays": {name: _describe(a, name in objects) for name, a in arrays.items()}}
+    if training is not None:
+        document["training"] = {"values": training["values"], "arrays": {
+            name: _describe(a) for name, a in training["arrays"].items()}}
+        arrays.update({f"training.{name}": a for name, a in training["arrays"].items()})
     try:
-        meta = json.dumps({
-            "format": FORMAT, "version": VERSION, "estimator": type(estimator).__name__,
-            "fastgd_version": _fastgd_version(), "params": params, "values": values,
-            "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape),
-                              "strings": name in objects}
-                       for name, a in arrays.items()},
-        }, allow_nan=False, default=_json_number)
+        meta = json.dumps(document, allow_nan=False, default=_json_number)
     except (TypeError, ValueError) as error:
         bad = [name for name, value in params.items() if not _is_json(value)]
         raise ValueError(f"cannot save this model: {error}; parameters must be None, numbers "
@@ -84,6 +93,12 @@ def save(estimator, path) -> None:
 
 def load(path):
     """The estimator saved at `path` by ``save`` (a ValueError for anything else)."""
+    return load_training(path)[0]
+
+
+def load_training(path):
+    """(estimator, training values, training arrays) from a file ``save`` wrote: the
+    training part is (None, None) for a plain model file."""
     from fastgd.estimators import ESTIMATORS
 
     path = os.fspath(path)
@@ -107,14 +122,23 @@ def load(path):
                     raise ValueError(f"unexpected attribute {name!r}")
                 setattr(estimator, name, value)
             declared = _checked(meta, "arrays", dict)
+            training = meta.get("training")
+            if training is not None:
+                values = _checked(training, "values", dict)
+                training_arrays = _checked(training, "arrays", dict)
+            else:
+                values, training_arrays = None, {}
             names = set(archive.namelist()) - {META}
-            if names != {f"{name}.npy" for name in declared}:
+            if names != ({f"{name}.npy" for name in declared}
+                         | {f"training.{name}.npy" for name in training_arrays}):
                 raise ValueError("its entries do not match its table of contents")
             for name, spec in declared.items():
                 if name not in cls._saved:
                     raise ValueError(f"unexpected array {name!r}")
                 setattr(estimator, name, _read_array(archive, name, spec))
             estimator._check_loaded()
+            arrays = {name: _read_array(archive, f"training.{name}", spec)
+                      for name, spec in training_arrays.items()} if training else None
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise  # the file cannot be opened: not a question of its contents
     except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile,
@@ -122,7 +146,7 @@ def load(path):
             MemoryError) as error:
         raise ValueError(f"{path} is not a fastgd model this version can read: {error}"
                          ) from None
-    return estimator
+    return estimator, values, arrays
 
 
 def check_array(estimator, name: str, dtype, shape: tuple, *, optional=False) -> None:
@@ -205,6 +229,10 @@ def _read_array(archive: zipfile.ZipFile, name: str, spec) -> np.ndarray:
     return array
 
 
+def _describe(array: np.ndarray, strings: bool = False) -> dict:
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "strings": strings}
+
+
 def _storable(name: str, value) -> np.ndarray:
     """An attribute as an array of numbers or fixed-width strings (never objects)."""
     array = np.asarray(value)
@@ -220,6 +248,8 @@ def _param_to_json(value):
     keys are strings only, and a class label 0 must come back as 0, not "0"."""
     if isinstance(value, dict):
         return {"pairs": [[key, item] for key, item in value.items()]}
+    if isinstance(value, os.PathLike):  # checkpoint=Path(...)
+        return os.fspath(value)
     return value
 
 

@@ -7,7 +7,9 @@ y into the engines' targets (_encode) and their result into its attributes (_sto
 
 from __future__ import annotations
 
+import copy
 import numbers
+import os
 from functools import partial
 
 import numpy as np
@@ -19,7 +21,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fastgd import _dask, _driver, _persist, reference
+from fastgd import _checkpoint, _dask, _driver, _persist, reference
+from fastgd._files import check_output_path
 from fastgd._compiled import kernels
 from fastgd._validation import (
     Loss,
@@ -152,6 +155,16 @@ COMMON_PARAMETERS = '''
         Called after every epoch with ``{"epoch": k (1-based), "loss", "learning_rate",
         "seconds"}`` (and ``"val_loss"`` with early stopping); a callback returning True
         stops training there (the model keeps the parameters reached).
+    checkpoint : str, path or None, default=None
+        Where ``fit`` saves the whole training state every ``checkpoint_every`` epochs
+        (parameters, optimizer state, schedule position, random state, history), written
+        atomically: a crash, even a SIGKILL, leaves the previous checkpoint or the new one.
+        The file is also the model as of that epoch (``fastgd.load`` reads it). Resume with
+        ``fit(X, y, resume=PATH)``. ``partial_fit`` writes none.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints (at epochs k, 2k, ...): a resumed fit repeats at most
+        this many. Each checkpoint writes a file of O(n_features) bytes and flushes it to
+        disk: with epochs of milliseconds, checkpoint less often.
     verbose : {0, 1, 2}, default=0
         Progress on stderr (tqdm's bar if tqdm is installed, else a line an epoch) with
         the loss and rows per second: 1 once a fit has run for two seconds, 2 from the
@@ -233,6 +246,10 @@ class _GDEstimator(BaseEstimator):
         for name in ("standardize", "shuffle", "warm_start", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (self.checkpoint is None or isinstance(self.checkpoint, (str, os.PathLike))):
+            raise TypeError(f"checkpoint must be a path or None, got {self.checkpoint!r}")
+        check_output_path(self.checkpoint)  # now, not at the first checkpoint
+        check_number("checkpoint_every", self.checkpoint_every, integer=True)
         if check_number("verbose", self.verbose, integer=True, allow_zero=True) > 2:
             raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
         self._callbacks()
@@ -247,7 +264,7 @@ class _GDEstimator(BaseEstimator):
                             f"{self.callbacks!r}")
         return callbacks
 
-    def _fit(self, X, y, sample_weight, coef_init, intercept_init, client):
+    def _fit(self, X, y, sample_weight, coef_init, intercept_init, client, resume=None):
         n_threads = self._check_params()
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
         previous = self._parameters() if warm else None
@@ -276,13 +293,36 @@ class _GDEstimator(BaseEstimator):
                          if intercept_init is not None
                          else previous[1] if previous is not None else np.zeros(k))
             random_state = check_random_state(self.random_state)
+            data = (_checkpoint.fingerprint(X, Y, sample_weight)
+                    if self.checkpoint is not None or resume is not None else None)
+            loop = None
+            if resume is not None:  # the draws below then repeat those of the first fit
+                loop, drawn_from = _checkpoint.read(resume, self, data)
+                random_state = np.random.RandomState()
+                random_state.set_state(drawn_from)
+            drawn_from = random_state.get_state()
             self._shuffle_seed = int(random_state.randint(2**62))
             holdout = self._holdout(Y, random_state) if self.early_stopping else None
+            done = loop.state.epochs if loop else 0
             result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
-                                 intercept=intercept, max_epochs=self.max_epochs, tol=self.tol,
-                                 early_stopping=holdout)
+                                 intercept=intercept, max_epochs=self.max_epochs - done,
+                                 tol=self.tol, early_stopping=holdout, resume=loop,
+                                 checkpoint=None if self.checkpoint is None else partial(
+                                     self._write_checkpoint, drawn_from=drawn_from, data=data))
             self.history_ = result.history
             return self._keep(result, result.n_iter)
+
+    def _write_checkpoint(self, loop: _driver.Checkpoint, drawn_from, data):
+        """Save the model as of `loop` (an epoch's end) with the state to resume from."""
+        snapshot = copy.copy(self)  # the parameters and what the data fixed
+        coef, intercept = _driver.in_original_units(loop.state.std, loop.state.theta,
+                                                    self.n_features_in_)
+        snapshot.coef_, snapshot.intercept_ = self._shaped(coef), self._shaped(intercept)
+        snapshot.n_iter_, snapshot.history_ = len(loop.history["loss"]), loop.history
+        snapshot.learning_rate_ = loop.state.learning_rate
+        std = loop.state.std
+        snapshot.mean_, snapshot.scale_ = (std.mean, std.scale) if std else (None, None)
+        _checkpoint.write(self.checkpoint, snapshot, loop, drawn_from, data)
 
     def _partial_fit(self, X, y, sample_weight, client, **encoding):
         n_threads = self._check_params()
@@ -388,7 +428,7 @@ class _GDEstimator(BaseEstimator):
         return random_state.permutation(len(Y))[:n_val]
 
     def _train(self, X, Y, sample_weight, loss, n_threads, *, coef, intercept, max_epochs,
-               tol, state=None, early_stopping=None):
+               tol, state=None, early_stopping=None, resume=None, checkpoint=None):
         on_cluster = isinstance(X, _dask.Shards)
         return _driver.train(
             _dask if on_cluster else ENGINES[self.engine], X, Y, sample_weight,
@@ -403,7 +443,8 @@ class _GDEstimator(BaseEstimator):
             # on a cluster, n_threads is resolved on each worker, for its cores
             n_threads=self.n_threads if on_cluster else n_threads,
             callbacks=self._callbacks(), verbose=int(self.verbose),
-            state=state, horizon=self.max_epochs, early_stopping=early_stopping)
+            state=state, horizon=self.max_epochs, early_stopping=early_stopping,
+            resume=resume, checkpoint=checkpoint, checkpoint_every=int(self.checkpoint_every))
 
     def _learning_rate(self):
         """A number, or "auto" for the driver to compute 1 / L (see learning_rate)."""
@@ -497,11 +538,12 @@ class GDRegressor(RegressorMixin, _GDEstimator):
                  clip_norm=None, batch_size=None, shuffle=True, random_state=None,
                  max_epochs=1000, tol=1e-6, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, standardize=True, warm_start=False,
-                 callbacks=None, verbose=0, n_threads=None, engine="cython"):
+                 callbacks=None, checkpoint=None, checkpoint_every=1, verbose=0,
+                 n_threads=None, engine="cython"):
         _store(self, locals())
 
     def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None,
-            client=None):
+            client=None, resume=None):
         """Train on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs);
         returns self.
 
@@ -514,8 +556,14 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         `client` (default: the active ``distributed.Client``), each worker runs the kernel
         on its row blocks and the result equals the in-memory fit (README: "Scaling out
         with Dask").
+
+        With ``resume=PATH`` (a file written by a fit with ``checkpoint=PATH``) training
+        goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
+        very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
+        estimator's settings must be those of that fit (checked: a ValueError otherwise),
+        except max_epochs, n_threads, verbose, callbacks and the checkpoint settings.
         """
-        return self._fit(X, y, sample_weight, coef_init, intercept_init, client)
+        return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
 
     def partial_fit(self, X, y, sample_weight=None, *, client=None):
         """One epoch on X and y, going on from where the last fit or partial_fit stopped.
@@ -627,12 +675,12 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
                  l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
                  random_state=None, max_epochs=1000, tol=1e-6, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, standardize=True,
-                 warm_start=False, callbacks=None, verbose=0, n_threads=None,
-                 engine="cython"):
+                 warm_start=False, callbacks=None, checkpoint=None, checkpoint_every=1,
+                 verbose=0, n_threads=None, engine="cython"):
         _store(self, locals())
 
     def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None,
-            client=None):
+            client=None, resume=None):
         """Train on X (n_samples, n_features) and labels y (n_samples,); returns self.
 
         The classes are y's distinct labels (``classes_``, sorted). Training starts from
@@ -643,8 +691,14 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         `client` (default: the active ``distributed.Client``), each worker runs the kernel
         on its row blocks and the result equals the in-memory fit (README: "Scaling out
         with Dask").
+
+        With ``resume=PATH`` (a file written by a fit with ``checkpoint=PATH``) training
+        goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
+        very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
+        estimator's settings must be those of that fit (checked: a ValueError otherwise),
+        except max_epochs, n_threads, verbose, callbacks and the checkpoint settings.
         """
-        return self._fit(X, y, sample_weight, coef_init, intercept_init, client)
+        return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
 
     def _check_params(self):
         weights = self.class_weight

@@ -1,0 +1,148 @@
+"""Training checkpoints: the whole state of a fit, written every k epochs, to resume from.
+
+A checkpoint file is a model file (fastgd/_persist.py): the model as it stood at the end of
+an epoch, which ``fastgd.load`` reads. Beside it the file holds the state of the epoch loop
+(fastgd._driver.Checkpoint: parameters, optimizer state, step and epoch counts, history,
+early stopping's bookkeeping), the random state the fit drew its row orders and validation
+rows from, and a fingerprint of the data. ``fit(X, y, resume=PATH)`` goes on from there and
+ends with the very bits of a fit that never stopped; it refuses a checkpoint written for
+other data or other settings. Files are written atomically, like every model file, so a
+crash (even SIGKILL) leaves the previous checkpoint or the new one, never a broken one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+
+import numpy as np
+
+from fastgd import _driver, _persist
+
+# Settings that do not change the arithmetic, so they may differ when resuming (max_epochs:
+# to train longer; n_threads: the bits are the same for any thread count).
+FREE = ("max_epochs", "n_threads", "verbose", "callbacks", "checkpoint", "checkpoint_every",
+        "warm_start")
+SAMPLED_ROWS = 64
+
+
+def fingerprint(X, Y, sample_weight) -> dict:
+    """The data's shape and dtype and a hash of SAMPLED_ROWS rows spread over it (rows of
+    X, Y and the weights): cheap, and enough to tell one data set from another."""
+    if not isinstance(X, np.ndarray):  # Dask shards: the shape only
+        return {"rows": int(sum(X.rows)), "features": int(X.shape[1]), "hash": None}
+    n = X.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
+    digest = hashlib.sha256()
+    for part in (X, Y, sample_weight):
+        if part is not None:
+            digest.update(np.ascontiguousarray(part[rows]).tobytes())
+    return {"rows": int(n), "features": int(X.shape[1]), "dtype": X.dtype.str,
+            "hash": digest.hexdigest()}
+
+
+def write(path, snapshot, loop: _driver.Checkpoint, random_state: tuple, data: dict) -> None:
+    """Save `snapshot` (the estimator fitted as of `loop`) with the loop's state."""
+    state = loop.state
+    kind, keys, position, has_gauss, gaussian = random_state
+    values = {"epochs": state.epochs, "steps": state.steps, "optimizer": state.optimizer,
+              "learning_rate": state.learning_rate, "standardized": state.std is not None,
+              "best_loss": _finite_or_none(loop.best_loss),
+              "best_val": _finite_or_none(loop.best_val), "stale": loop.stale,
+              "random_state": [kind, position, has_gauss, gaussian], "data": data}
+    arrays = {"theta": state.theta, "m": state.m, "v": state.v, "last_good": loop.last_good,
+              "best": loop.best, "random_keys": np.asarray(keys, dtype=np.uint32)}
+    if loop.best_val_params is not None:
+        arrays["best_val_params"] = loop.best_val_params
+    _persist.save(snapshot, path, {"values": values, "arrays": arrays})
+
+
+def read(path, estimator, data: dict):
+    """(the driver's Checkpoint, the random state) from the checkpoint at `path`, after
+    checking it was written by a fit of this estimator's kind and settings on this data."""
+    loaded, values, arrays = _persist.load_training(path)
+    name = f"resume={str(path)!r}"
+    if values is None:
+        raise ValueError(f"{name} is a model file without training state (a checkpoint is "
+                         f"written by fit with checkpoint=PATH)")
+    if type(loaded) is not type(estimator):
+        raise ValueError(f"{name} was written by a {type(loaded).__name__} fit, not a "
+                         f"{type(estimator).__name__} one")
+    ours = estimator.get_params(deep=False)
+    for key, value in loaded.get_params(deep=False).items():
+        if key not in FREE and not _same(value, ours[key]):
+            raise ValueError(f"{name} was written by a fit with {key}={value!r}; this "
+                             f"estimator has {key}={ours[key]!r} (only {', '.join(FREE)} "
+                             f"may change)")
+    if values.get("data") != data:
+        raise ValueError(f"{name} was written for other data ({_data(values.get('data'))}); "
+                         f"this fit has {_data(data)}")
+    if hasattr(estimator, "classes_") and not np.array_equal(loaded.classes_,
+                                                             estimator.classes_):
+        raise ValueError(f"{name} was written for the classes {loaded.classes_.tolist()}; "
+                         f"y has {estimator.classes_.tolist()}")
+    try:
+        return _loop(loaded, values, arrays), _random_state(values, arrays)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{name} has a malformed training state: {error}") from None
+
+
+def _loop(loaded, values, arrays) -> _driver.Checkpoint:
+    size = np.size(loaded.coef_) + np.size(loaded.intercept_)  # k (d + 1) parameters
+    vectors = {key: arrays[key] for key in ("theta", "m", "v", "last_good", "best")}
+    if "best_val_params" in arrays:
+        vectors["best_val_params"] = arrays["best_val_params"]
+    for key, vector in vectors.items():
+        if vector.shape != (size,) or vector.dtype != np.float64:
+            raise ValueError(f"{key} is not {size} float64 numbers")
+    history = loaded.history_
+    epochs, steps = values["epochs"], values["steps"]
+    if not (_count(epochs) and _count(steps) and epochs == len(history["loss"])
+            and _count(values["stale"])):
+        raise ValueError("its epoch, step or stale counts are wrong")
+    rate = values["learning_rate"]
+    if not (isinstance(rate, numbers.Real) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"its learning rate {rate!r} is not a number > 0")
+    std = (_driver.Standardization(loaded.mean_, loaded.scale_) if values["standardized"]
+           else None)
+    state = _driver.TrainState(vectors["theta"], vectors["m"], vectors["v"], steps, epochs,
+                               std, float(rate), values["optimizer"])
+    return _driver.Checkpoint(state, history, vectors["last_good"], vectors["best"],
+                              _inf_if_none(values["best_loss"]),
+                              _inf_if_none(values["best_val"]),
+                              vectors.get("best_val_params"), values["stale"])
+
+
+def _random_state(values, arrays) -> tuple:
+    kind, position, has_gauss, gaussian = values["random_state"]
+    keys = arrays["random_keys"]
+    if kind != "MT19937" or keys.shape != (624,) or keys.dtype != np.uint32:
+        raise ValueError("its random state is not NumPy's MT19937")
+    return kind, keys, int(position), int(has_gauss), float(gaussian)
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b) or (a != a and b != b)  # NaN settings are equal too
+    except (TypeError, ValueError):
+        return False
+
+
+def _data(data) -> str:
+    if not isinstance(data, dict):
+        return "unknown data"
+    return f"{data.get('rows')} rows x {data.get('features')} features" + (
+        f", sampled rows hashing to {str(data['hash'])[:12]}" if data.get("hash") else "")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _finite_or_none(value: float):
+    return float(value) if math.isfinite(value) else None
+
+
+def _inf_if_none(value) -> float:
+    return math.inf if value is None else float(value)

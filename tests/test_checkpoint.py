@@ -1,0 +1,181 @@
+"""Checkpoints: fit(checkpoint=PATH) saves the whole training state, fit(resume=PATH) goes
+on bit for bit, and a process killed with SIGKILL always leaves a loadable checkpoint."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from conftest import assert_same_fit, make_problem
+
+import fastgd
+from fastgd import GDClassifier, GDRegressor
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+
+
+def interrupted_then_resumed(make, X, y, path, stop_at, sample_weight=None, **resume_kw):
+    """Fit with checkpoints until a callback stops the fit after epoch `stop_at`, then
+    resume from the checkpoint in a new estimator; returns the resumed one."""
+    make(checkpoint=path, callbacks=lambda e: e["epoch"] == stop_at).fit(
+        X, y, sample_weight=sample_weight)
+    return make(checkpoint=path, **resume_kw).fit(X, y, sample_weight=sample_weight,
+                                                    resume=path)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("batch_size", [None, 50])
+def test_resume_is_bit_identical(tmp_path, optimizer, batch_size):
+    X, y, sw = make_problem(600, 7, weights=True)
+    settings = dict(optimizer=optimizer, batch_size=batch_size, learning_rate=0.01,
+                    max_epochs=9, tol=None, random_state=3, alpha=0.01,
+                    schedule="cosine", warmup_epochs=2)
+    uninterrupted = GDRegressor(**settings).fit(X, y, sample_weight=sw)
+    # stopped after epoch 5: the last checkpoint is epoch 4's (every 2); resumed on 1 thread
+    resumed = interrupted_then_resumed(
+        lambda **kw: GDRegressor(**settings, checkpoint_every=2, **kw), X, y,
+        tmp_path / "fit.ckpt", stop_at=5, sample_weight=sw, n_threads=1)
+    assert_same_fit(resumed, uninterrupted)
+    assert resumed.history_["seconds"][:4] == fastgd.load(tmp_path / "fit.ckpt").history_[
+        "seconds"][:4]  # the first four epochs were not run again
+
+
+def test_resume_with_early_stopping_and_unseeded_shuffles(tmp_path):
+    """random_state=None: the checkpoint holds the random state the row orders and the
+    validation rows were drawn from."""
+    X, y, _ = make_problem(800, 5)
+    path, copy = tmp_path / "fit.ckpt", tmp_path / "epoch4.ckpt"
+
+    def keep_epoch_4(e):  # epoch 5's callback runs before epoch 5's checkpoint
+        if e["epoch"] == 5:
+            shutil.copy(path, copy)
+
+    settings = dict(batch_size=32, learning_rate=1e-3, early_stopping=True, max_epochs=30,
+                    n_iter_no_change=3, tol=1e-4)
+    uninterrupted = GDRegressor(**settings, checkpoint=path, callbacks=keep_epoch_4).fit(X, y)
+    assert uninterrupted.n_iter_ > 5
+    resumed = GDRegressor(**settings).fit(X, y, resume=copy)
+    assert_same_fit(resumed, uninterrupted)
+
+
+def test_classifier_resume(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((900, 4))
+    y = np.array(["ant", "bee", "cat"])[np.argmax(X[:, :3] + 0.5 * rng.standard_normal(
+        (900, 3)), axis=1)]
+    settings = dict(optimizer="adam", batch_size=64, learning_rate=0.01, max_epochs=8,
+                    tol=None, random_state=0, class_weight="balanced")
+    uninterrupted = GDClassifier(**settings).fit(X, y)
+    resumed = interrupted_then_resumed(lambda **kw: GDClassifier(**settings, **kw), X, y,
+                                       tmp_path / "c.ckpt", stop_at=3)
+    assert_same_fit(resumed, uninterrupted)
+    assert list(resumed.classes_) == ["ant", "bee", "cat"]
+
+
+def test_a_checkpoint_is_the_model_at_its_epoch(tmp_path):
+    X, y, _ = make_problem(500, 6)
+    GDRegressor(max_epochs=10, tol=None, checkpoint=tmp_path / "m.ckpt",
+                checkpoint_every=4).fit(X, y)
+    at_8 = fastgd.load(tmp_path / "m.ckpt")  # epochs 4 and 8 were written; 8 is left
+    eight = GDRegressor(max_epochs=8, tol=None).fit(X, y)
+    assert at_8.n_iter_ == 8
+    np.testing.assert_array_equal(at_8.coef_, eight.coef_)
+    np.testing.assert_array_equal(at_8.predict(X), eight.predict(X))
+
+
+def test_resume_may_train_longer(tmp_path):
+    X, y, _ = make_problem(400, 3)
+    path = tmp_path / "m.ckpt"
+    GDRegressor(max_epochs=6, tol=None, optimizer="adam", learning_rate=0.01,
+                checkpoint=path).fit(X, y)
+    longer = GDRegressor(max_epochs=15, tol=None, optimizer="adam", learning_rate=0.01)
+    longer.fit(X, y, resume=path)
+    assert_same_fit(longer, GDRegressor(max_epochs=15, tol=None, optimizer="adam",
+                                        learning_rate=0.01).fit(X, y))
+
+
+def test_resume_refuses_other_data_settings_and_files(tmp_path):
+    X, y, _ = make_problem(300, 4)
+    path = tmp_path / "m.ckpt"
+    GDRegressor(max_epochs=3, tol=None, checkpoint=path).fit(X, y)
+    other = X.copy()
+    other[0, 0] += 1.0
+    with pytest.raises(ValueError, match="was written for other data"):
+        GDRegressor(max_epochs=3, tol=None).fit(other, y, resume=path)
+    with pytest.raises(ValueError, match="300 rows x 4 features.*this fit has 299 rows"):
+        GDRegressor(max_epochs=3, tol=None).fit(X[1:], y[1:], resume=path)
+    with pytest.raises(ValueError, match="written by a fit with optimizer='nesterov'; this "
+                                         "estimator has optimizer='adam'"):
+        GDRegressor(max_epochs=3, tol=None, optimizer="adam").fit(X, y, resume=path)
+    with pytest.raises(ValueError, match="written by a GDRegressor fit, not a GDClassifier"):
+        GDClassifier(max_epochs=3, tol=None).fit(X, y > 0, resume=path)
+    GDRegressor(max_epochs=3, tol=None).fit(X, y).save(tmp_path / "plain.fastgd")
+    with pytest.raises(ValueError, match="is a model file without training state"):
+        GDRegressor(max_epochs=3).fit(X, y, resume=tmp_path / "plain.fastgd")
+    (tmp_path / "junk").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(ValueError, match="is not a fastgd model"):
+        GDRegressor().fit(X, y, resume=tmp_path / "junk")
+    with pytest.raises(FileNotFoundError):
+        GDRegressor().fit(X, y, resume=tmp_path / "missing")
+
+
+@pytest.mark.parametrize("params, error, message", [
+    (dict(checkpoint=5), TypeError, "checkpoint must be a path or None, got 5"),
+    (dict(checkpoint="no/such/dir/m.ckpt"), ValueError, "directory .* does not exist"),
+    (dict(checkpoint="m.ckpt", checkpoint_every=0), ValueError, "checkpoint_every must be"),
+])
+def test_bad_checkpoint_settings(tmp_path, monkeypatch, params, error, message):
+    monkeypatch.chdir(tmp_path)
+    X, y, _ = make_problem(50, 2)
+    with pytest.raises(error, match=message):
+        GDRegressor(**params).fit(X, y)
+    assert not os.path.exists("m.ckpt")
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from fastgd import GDRegressor
+    sys.path.insert(0, {tests!r})
+    from conftest import make_problem
+
+    X, y, _ = make_problem(200, 20_000, seed=1)  # a 1 MB state: kills land mid-write too
+    def say(e):
+        print(e["epoch"], flush=True)
+    GDRegressor(**{settings!r}, checkpoint={path!r}, callbacks=say).fit(X, y,
+        **({{"resume": {path!r}}} if {resume!r} else {{}}))
+""")
+
+
+def test_sigkill_leaves_a_loadable_checkpoint_and_resume_ends_the_same(tmp_path):
+    """A training process killed with SIGKILL at random moments, several times over: each
+    time the checkpoint loads and lost at most checkpoint_every (1) epochs, and resuming
+    after the last kill ends with the bits of a run that was never killed."""
+    from conftest import make_problem as problem
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    settings = dict(optimizer="adam", learning_rate=1e-3, batch_size=50, max_epochs=400,
+                    tol=None, random_state=0)
+    path = str(tmp_path / "run.ckpt")
+    rng = np.random.default_rng(0)
+    for kill in range(4):
+        code = CHILD.format(tests=tests, settings=settings, path=path, resume=kill > 0)
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                 text=True)
+        seen = int(child.stdout.readline())  # training runs (and has checkpointed before)
+        time.sleep(rng.uniform(0.05, 0.6))
+        child.send_signal(signal.SIGKILL)
+        for line in child.stdout:
+            seen = int(line)  # the last epoch the child reported before it died
+        child.wait(timeout=60)
+        assert child.returncode == -signal.SIGKILL, "the run ended before it was killed"
+        saved = fastgd.load(path)  # never a broken file
+        assert seen - 1 <= saved.n_iter_ <= seen
+    X, y, _ = problem(200, 20_000, seed=1)
+    resumed = GDRegressor(**settings).fit(X, y, resume=path)
+    assert_same_fit(resumed, GDRegressor(**settings).fit(X, y))
