@@ -148,7 +148,12 @@ def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
         if std:  # the gradient in the standardized parameters
             grad_w = (grad_w - std.mean * grad_b) / std.scale
         hv = np.append(factor * grad_w + l2 * v[:d], factor * grad_b)
-        curvature = float(np.linalg.norm(hv))
+        with np.errstate(over="ignore"):
+            curvature = float(np.linalg.norm(hv))
+        if not math.isfinite(curvature):  # X^T X overflows: no step size is meaningful
+            engine.raise_if_nonfinite(X)  # a NaN or inf in X: say where
+            raise ValueError("X holds values too large for float64 arithmetic: the loss's "
+                             "curvature (X^T X) overflows; rescale X.")
         if curvature == 0.0:
             break
         v = hv / curvature

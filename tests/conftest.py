@@ -3,6 +3,16 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property and fuzz tests: a fixed, quick set of examples in `make test`; `make fuzz` runs
+# the same tests with --hypothesis-profile=fuzz, many random examples, for a bounded time.
+QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("default", max_examples=25, deadline=None, derandomize=True,
+                          suppress_health_check=QUIET, print_blob=True)
+settings.register_profile("fuzz", max_examples=1500, deadline=None,
+                          suppress_health_check=QUIET, print_blob=True)
+settings.load_profile("default")
 
 
 def make_problem(n, d, *, dtype=np.float64, order="C", seed=0, noise=0.1, weights=False):

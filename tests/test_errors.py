@@ -113,10 +113,18 @@ def test_estimator_rejects_bad_data(args, kwargs, message):
         GDRegressor().fit(*args, **kwargs)
 
 
-def test_huge_values_overflow_is_reported():
+@pytest.mark.filterwarnings("error")  # and no RuntimeWarning on the way
+@pytest.mark.parametrize("scale_y", [1.0, 1e160])
+def test_huge_values_overflow_is_reported(scale_y):
     big = X * 1e160
-    with pytest.raises(ValueError, match="overflows at the initial parameters"):
-        GDRegressor(standardize=False).fit(big, Y * 1e160)
+    with pytest.raises(ValueError, match="the loss's curvature .* overflows; rescale X"):
+        GDRegressor(standardize=False).fit(big, Y * scale_y)
+    first_loss = ("overflows at the initial parameters" if scale_y > 1
+                  else "Training diverged at epoch 2: the training loss became non-finite")
+    with pytest.raises(ValueError, match=first_loss):
+        GDRegressor(standardize=False, learning_rate=0.1).fit(big, Y * scale_y)
+    with pytest.raises(ValueError, match="too large to standardize"):
+        GDRegressor().fit(big, Y * scale_y)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

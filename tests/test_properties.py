@@ -1,0 +1,174 @@
+"""Property tests (hypothesis): over random shapes (1 row, 1 feature, row counts at chunk
+boundaries), dtypes, layouts, strides, weights, thread counts, batch sizes and optimizers,
+the compiled engine equals the NumPy reference, gives the same bits on any thread count,
+and training has the invariances its mathematics has.
+
+The number of examples is the profile's (tests/conftest.py): a few dozen in `make test`,
+thousands under `make fuzz`.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastgd
+from fastgd import GDClassifier, GDRegressor, reference
+from fastgd._compiled import kernels
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+@st.composite
+def shapes(draw, max_rows=3000, max_features=40):
+    """(n, d): small, large, or a row or two either side of a chunk boundary."""
+    d = draw(st.integers(1, max_features))
+    n = draw(st.one_of(st.integers(1, 8), st.integers(1, 40), st.integers(1, max_rows)))
+    if draw(st.booleans()):  # at a boundary of the chunks the kernel cuts n rows into
+        rows = kernels.chunk_rows(max(n, 64), d)
+        n = max(1, draw(st.integers(1, max(1, max_rows // rows))) * rows
+                + draw(st.integers(-1, 1)))
+    return n, d
+
+
+@st.composite
+def arrays(draw, n, d, k=1, y_kind="real"):
+    """X in a random dtype and layout (C, F, or strided, a view that is neither), y of the
+    loss's kind, maybe sample weights (some zero), from one random seed."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    layout = draw(st.sampled_from(["C", "F", "strided"]))
+    scale = rng.uniform(0.1, 10, d) * 10.0 ** rng.integers(-3, 4)
+    X = rng.standard_normal((n, 2 * d if layout == "strided" else d)) * np.tile(
+        scale, 2 if layout == "strided" else 1) + rng.uniform(-2, 2)
+    X = X[:, ::2] if layout == "strided" else np.asarray(X, order=layout)
+    X = X.astype(dtype, copy=False) if layout == "strided" else np.asarray(X, dtype, order=layout)
+    if y_kind == "real":
+        y = X.astype(np.float64) @ rng.standard_normal((d, k)) + rng.standard_normal((n, k))
+    elif y_kind == "binary":
+        y = rng.integers(0, 2, (n, k)).astype(np.float64)
+    else:  # class indices
+        y = rng.integers(0, k, n).astype(np.float64)
+    y = (y[:, 0] if y.ndim == 2 and k == 1 else y).astype(dtype)
+    weights = None
+    if draw(st.booleans()):
+        weights = rng.uniform(0, 2, n).astype(dtype)
+        weights[rng.random(n) < 0.2] = 0.0
+        weights[0] = 1.0  # not all zero
+    return X, y, weights, rng
+
+
+LOSSES = [("squared", "real", 1), ("squared", "real", 3), ("huber", "real", 1),
+          ("log", "binary", 1), ("multinomial", "classes", 4)]
+
+
+@given(shape=shapes(), loss=st.sampled_from(LOSSES), data=st.data())
+def test_compiled_equals_reference_and_threads_give_the_same_bits(shape, loss, data):
+    (n, d), (name, y_kind, k) = shape, loss
+    X, y, weights, rng = data.draw(arrays(n, d, k, y_kind))
+    coef = rng.standard_normal((k, d) if k > 1 else d) / np.sqrt(d) / (1 + np.abs(X).max())
+    intercept = rng.standard_normal(k) if k > 1 else float(rng.standard_normal())
+    args = (X, y, coef, intercept)
+    one = fastgd.loss_and_grad(*args, loss=name, sample_weight=weights, n_threads=1)
+    two = fastgd.loss_and_grad(*args, loss=name, sample_weight=weights, n_threads=2)
+    for a, b in zip(one, two, strict=True):
+        assert_array_equal(a, b)
+    expected = reference.loss_and_grad(*args, loss=name, sample_weight=weights)
+    rtol = RTOL[X.dtype.type]
+    for got, want in zip(one, expected, strict=True):
+        assert_allclose(got, want, rtol=rtol, atol=rtol * np.max(np.abs(want), initial=1.0))
+
+
+@given(shape=shapes(max_rows=1500, max_features=12), data=st.data(),
+       optimizer=st.sampled_from(OPTIMIZERS),
+       batch_size=st.one_of(st.none(), st.integers(1, 300)),
+       shuffle=st.booleans(), standardize=st.booleans())
+def test_training_engines_agree(shape, data, optimizer, batch_size, shuffle, standardize):
+    n, d = shape
+    X, y, weights, _ = data.draw(arrays(n, d))
+    settings = dict(optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
+                    standardize=standardize, max_epochs=3, tol=None,
+                    random_state=0)
+    compiled = GDRegressor(**settings).fit(X, y, sample_weight=weights)
+    numpy = GDRegressor(**settings, engine="numpy").fit(X, y, sample_weight=weights)
+    rtol = 1e-9 if X.dtype == np.float64 else 1e-4
+    scale = max(np.max(np.abs(numpy.coef_)), abs(numpy.intercept_), 1.0)
+    assert_allclose(compiled.coef_, numpy.coef_, rtol=rtol, atol=rtol * scale)
+    assert_allclose(compiled.intercept_, numpy.intercept_, rtol=rtol, atol=rtol * scale)
+    assert_allclose(compiled.history_["loss"], numpy.history_["loss"], rtol=rtol)
+    again = GDRegressor(**settings, n_threads=1).fit(X, y, sample_weight=weights)
+    assert_array_equal(again.coef_, compiled.coef_)  # any thread count: the same bits
+
+
+FULL_BATCH = dict(optimizer="nesterov", max_epochs=15, tol=None, shuffle=False)
+
+
+def close(a, b):
+    scale = max(np.max(np.abs(b)), 1.0)
+    assert_allclose(a, b, rtol=1e-9, atol=1e-9 * scale)
+
+
+@given(shape=shapes(max_rows=800, max_features=10), seed=st.integers(0, 2**32 - 1))
+def test_row_order_does_not_matter_to_a_full_batch(shape, seed):
+    n, d = shape
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * rng.uniform(0.5, 3, d)
+    y = X @ rng.standard_normal(d) + rng.standard_normal(n)
+    order = rng.permutation(n)
+    a = GDRegressor(**FULL_BATCH).fit(X, y)
+    b = GDRegressor(**FULL_BATCH).fit(X[order], y[order])
+    close(b.coef_, a.coef_)
+    close(b.intercept_, a.intercept_)
+
+
+@given(shape=shapes(max_rows=800, max_features=10), seed=st.integers(0, 2**32 - 1),
+       classifier=st.booleans())
+def test_a_duplicated_row_is_a_row_of_weight_two(shape, seed, classifier):
+    n, d = shape
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = X @ rng.standard_normal(d) + rng.standard_normal(n)
+    if classifier:
+        y = (y > np.median(y)).astype(int)
+        if len(set(y)) < 2:
+            y[0] = 1 - y[0]
+    twice = rng.random(n) < 0.3
+    weights = np.where(twice, 2.0, 1.0)
+    estimator = GDClassifier if classifier else GDRegressor
+    weighted = estimator(**FULL_BATCH).fit(X, y, sample_weight=weights)
+    duplicated = estimator(**FULL_BATCH).fit(np.vstack([X, X[twice]]),
+                                             np.concatenate([y, y[twice]]))
+    close(duplicated.coef_, weighted.coef_)
+    close(duplicated.intercept_, weighted.intercept_)
+
+
+@given(shape=shapes(max_rows=800, max_features=10), seed=st.integers(0, 2**32 - 1),
+       factor=st.floats(1e-3, 1e3), optimizer=st.sampled_from(["sgd", "momentum",
+                                                               "nesterov"]))
+def test_scaling_y_scales_the_solution(shape, seed, factor, optimizer):
+    """Gradient descent on the squared loss is linear in y (the learning rate comes from X
+    alone). Fixed epochs: a stop by tol could fall on the other side of its threshold by a
+    rounding error."""
+    n, d = shape
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) + rng.uniform(-1, 1, d)
+    y = X @ rng.standard_normal(d) + 2.0 + rng.standard_normal(n)
+    settings = dict(FULL_BATCH, optimizer=optimizer, max_epochs=30)
+    a = GDRegressor(**settings).fit(X, y)
+    b = GDRegressor(**settings).fit(X, factor * y)
+    close(b.coef_, factor * a.coef_)
+    close(b.intercept_, factor * a.intercept_)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_single_row(n):
+    """One or two rows: trains, predicts finite values, both engines alike."""
+    X, y = np.arange(1.0, 1.0 + 3 * n).reshape(n, 3), np.arange(n, dtype=float)
+    for batch_size in (None, 1):
+        settings = dict(batch_size=batch_size, max_epochs=5, tol=None, random_state=0)
+        a = GDRegressor(**settings).fit(X, y)
+        b = GDRegressor(**settings, engine="numpy").fit(X, y)
+        assert np.isfinite(a.coef_).all()
+        assert_allclose(a.coef_, b.coef_, rtol=1e-10, atol=1e-12)
