@@ -1,5 +1,7 @@
 """Fitting reads X in place: C or F order, float32 or float64, read-only, memory-mapped."""
 
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -43,3 +45,76 @@ def test_a_memory_mapped_x_trains_in_place(tmp_path):
     labels = (y > np.median(y)).astype(int)
     peak = peak_allocation(lambda: GDClassifier(**kw).fit(mapped, labels))
     assert peak < 0.1 * X.nbytes
+
+
+def test_a_thousand_fits_and_predicts_keep_memory_flat():
+    """No leak: 1,000 fits and predicts (both estimators, both batch kinds, loss_and_grad)
+    leave the process's memory where 100 of them left it."""
+    import gc
+
+    import psutil
+
+    import fastgd
+
+    X, y, _ = make_problem(1000, 20)
+    labels = (y > np.median(y)).astype(int)
+
+    def rounds(count):
+        for i in range(count):
+            GDRegressor(max_epochs=2, tol=None, batch_size=(None, 64)[i % 2],
+                        random_state=0).fit(X, y).predict(X)
+            GDClassifier(max_epochs=2, tol=None).fit(X, labels).predict_proba(X)
+            fastgd.loss_and_grad(X, y, np.zeros(20), 0.0)
+        gc.collect()
+
+    process = psutil.Process()
+    rounds(100)
+    before = process.memory_info().rss
+    rounds(1000)
+    growth = process.memory_info().rss - before
+    assert growth < 2_000_000  # C allocations too: a leak of 2 kB a round would show
+    tracemalloc.start()
+    rounds(100)
+    assert tracemalloc.get_traced_memory()[0] < 100_000  # Python objects, NumPy arrays
+    tracemalloc.stop()
+
+
+PEAK = """
+import sys
+import numpy as np
+from fastgd import GDClassifier, GDRegressor
+
+def status(field):  # kB, from the kernel's account of this process
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+
+order, dtype, batch, kind = sys.argv[1:]
+n, d = 120_000, 100
+X = np.empty((n, d), dtype=dtype, order=order)
+rng = np.random.default_rng(0)
+for j in range(d):
+    X[:, j] = rng.standard_normal(n)
+y = X[:, 0] - X[:, 1] > 0 if kind == "classifier" else X[:, 0] + 0.5 * X[:, 1]
+estimator = GDClassifier if kind == "classifier" else GDRegressor
+estimator(max_epochs=1, tol=None).fit(X[:1000], y[:1000])  # imports, thread pools
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from the present size (VmRSS)
+before = status("VmRSS:")
+estimator(max_epochs=3, tol=None, batch_size=None if batch == "full" else int(batch),
+          random_state=0).fit(X, y)
+print((status("VmHWM:") - before) / X.nbytes)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc/self/status")
+@pytest.mark.parametrize("order, dtype, batch, kind", [
+    ("C", "float64", "full", "regressor"), ("F", "float64", "256", "regressor"),
+    ("C", "float32", "64", "regressor"), ("F", "float32", "full", "regressor"),
+    ("C", "float64", "128", "classifier"), ("F", "float32", "full", "classifier")])
+def test_peak_memory_of_a_fit_is_a_few_percent_of_x(order, dtype, batch, kind):
+    """The whole process's peak, C allocations included, in a fresh process: fitting adds
+    less than 5 % of X.nbytes to what X and y already take, at 100 features (what a fit
+    allocates is vectors of n: the targets as float64, weights, labels; and of d)."""
+    ratio = float(subprocess.run([sys.executable, "-c", PEAK, order, dtype, batch, kind],
+                                 capture_output=True, text=True, check=True).stdout)
+    assert ratio < 0.05

@@ -134,3 +134,62 @@ def test_beside_scikit_learn_openmp_in_one_process():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "'openmp'" in done.stdout and done.stdout.strip().endswith("True")
+
+
+def test_python_threads_fit_at_once_as_one_after_another():
+    """Fits in several Python threads at once give the bits of the same fits in turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problems = [make_problem(3000, 8, seed=s, weights=s % 2 == 1) for s in range(6)]
+    settings = [dict(optimizer=o, batch_size=b, max_epochs=6, tol=None, random_state=0)
+                for o, b in zip(("sgd", "adam", "nesterov", "adagrad", "adamw", "rmsprop"),
+                                (None, 32, 64, None, 17, 256), strict=True)]
+
+    def fit(i):
+        X, y, sw = problems[i]
+        return GDRegressor(**settings[i]).fit(X, y, sample_weight=sw)
+
+    in_turn = [fit(i) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        at_once = list(pool.map(fit, range(6)))
+    for a, b in zip(at_once, in_turn, strict=True):
+        assert_same_fit(a, b)
+
+
+def test_the_gil_is_released_while_an_epoch_runs():
+    """While a fit's epoch runs in one thread, Python code runs in another: a thread that
+    counts gets to count in the middle of the epochs (it could not, were the GIL held)."""
+    import threading
+    import time
+
+    X, y, _ = make_problem(400_000, 20)
+    ends, ticks, done = [], [], threading.Event()
+
+    def count():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        ends.append(time.perf_counter())
+        GDRegressor(batch_size=64, max_epochs=4, tol=None, n_threads=1,
+                    callbacks=lambda e: ends.append(time.perf_counter())).fit(X, y)
+    finally:
+        done.set()
+        counter.join()
+    ticks = np.array(ticks)
+    for start, end in zip(ends[1:-1], ends[2:], strict=True):  # whole epochs, no set-up
+        middle = (ticks > start + 0.25 * (end - start)) & (ticks < end - 0.25 * (end - start))
+        assert middle.sum() > 100, "the other thread did not run during the epoch"
+
+
+def test_joblib_workers_get_a_share_of_the_cores():
+    """Under joblib's process workers (loky), each worker's fastgd uses the threads joblib
+    leaves it (cores / workers), not every core: no oversubscription."""
+    from joblib import Parallel, delayed
+
+    cores = effective_n_threads(None)
+    seen = Parallel(n_jobs=2, backend="loky")(
+        delayed(effective_n_threads)(None) for _ in range(4))
+    assert all(threads == max(1, cores // 2) for threads in seen)
