@@ -3,7 +3,9 @@
 Metadata lives in pyproject.toml; this file only declares the Cython extension and picks
 OpenMP flags for the compiler at hand. A compiler without OpenMP (or FASTGD_NO_OPENMP=1)
 gives a serial build with a warning, never a failed build. FASTGD_DEBUG=1 turns Cython's
-bounds checking back on (fastgd.show_config() reports both).
+bounds checking back on (fastgd.show_config() reports both). FASTGD_SANITIZE=1 (gcc or
+clang) instruments the C with AddressSanitizer and UndefinedBehaviorSanitizer, for
+`make sanitize`.
 """
 
 import os
@@ -91,10 +93,13 @@ class BuildExt(build_ext):
             # The AVX2 build needs gcc/clang target flags on x86-64; elsewhere only the
             # portable build is made, and fastgd/_compiled.py uses it.
             self.extensions = [e for e in self.extensions if e.name not in SIMD_FLAGS]
+        # Any sanitizer finding aborts (-fno-sanitize-recover): a test cannot pass over it.
+        sanitize = (["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                     "-fno-omit-frame-pointer", "-g"] if _flag("FASTGD_SANITIZE") else [])
         for ext in self.extensions:
             simd = SIMD_FLAGS.get(ext.name, [])
-            ext.extra_compile_args = base + simd + (openmp[0] if openmp else [])
-            ext.extra_link_args = openmp[1] if openmp else []
+            ext.extra_compile_args = base + simd + sanitize + (openmp[0] if openmp else [])
+            ext.extra_link_args = sanitize[:1] + (openmp[1] if openmp else [])
             if openmp and sys.platform.startswith("linux"):
                 ext.libraries = ["dl"]  # dladdr (fastgd.show_config) before glibc 2.34
         super().build_extensions()
