@@ -399,3 +399,23 @@ def test_float32_and_classifier_checks_on_dask(client):
     clf = GDClassifier().partial_fit(Xd, da.from_array(labels, chunks=500), classes=["a", "b"])
     with pytest.raises(ValueError, match="not among classes_"):
         clf.partial_fit(Xd, da.from_array(np.where(y > 0, "a", "c"), chunks=500))
+
+
+def test_checkpoint_and_resume_on_a_cluster(client, tmp_path):
+    """Checkpoints are the driver's, so a fit on a cluster resumes bit for bit too."""
+    from conftest import assert_same_fit
+
+    from fastgd import GDRegressor
+
+    X, y, _ = make_problem(3000, 5)
+    Xd, yd = da.from_array(X, chunks=(1000, 5)), da.from_array(y, chunks=1000)
+    settings = dict(optimizer="adam", learning_rate=0.05, max_epochs=8, tol=None,
+                    n_threads=1)
+    path = tmp_path / "cluster.ckpt"
+    uninterrupted = GDRegressor(**settings).fit(Xd, yd, client=client)
+    GDRegressor(**settings, checkpoint=path,
+                callbacks=lambda e: e["epoch"] == 5).fit(Xd, yd, client=client)
+    resumed = GDRegressor(**settings).fit(Xd, yd, client=client, resume=path)
+    assert_same_fit(resumed, uninterrupted)
+    with pytest.raises(ValueError, match="was written for other data"):
+        GDRegressor(**settings).fit(Xd[:2000], yd[:2000], client=client, resume=path)
