@@ -41,9 +41,13 @@ def train(args) -> None:
     from fastgd import _plots, _tables
 
     targets, features = _names(args.target, "--target"), _names(args.features, "--features")
-    _check_outputs({"-o": args.output, "--json": args.json, "--plot": args.plot}, [args.data])
+    _check_outputs({"-o": args.output, "--json": args.json, "--plot": args.plot,
+                    "--checkpoint": args.checkpoint}, [args.data])
     if args.plot:
         _plots.check_output(args.plot)
+    if args.resume and not (args.checkpoint and os.path.exists(args.checkpoint)):
+        raise ValueError("--resume goes on from --checkpoint FILE, which must exist"
+                         + (f": {args.checkpoint!r} does not" if args.checkpoint else ""))
 
     table = _read(args.data, None if features is None else features + targets)
     features = features or [c for c in table.columns if c not in targets]
@@ -64,7 +68,8 @@ def train(args) -> None:
           f"(--test-fraction {args.test_fraction}, --seed {args.seed})")
 
     start = time.perf_counter()
-    model.fit(_frame(X_train, features), y_train)
+    model.fit(_frame(X_train, features), y_train,
+              resume=args.checkpoint if args.resume else None)
     seconds = time.perf_counter() - start
     epochs = model.n_iter_
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
@@ -234,7 +239,8 @@ def _estimator(task, args):
     params = dict(optimizer=args.optimizer, learning_rate=args.learning_rate,
                   batch_size=args.batch_size, max_epochs=args.epochs,
                   early_stopping=args.early_stopping, random_state=args.seed,
-                  n_threads=args.threads, verbose=0 if args.quiet else 2)
+                  n_threads=args.threads, verbose=0 if args.quiet else 2,
+                  checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
     if args.validation_fraction is not None:
         params["validation_fraction"] = args.validation_fraction
     if args.loss is not None:
@@ -427,6 +433,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="for the split and the shuffling "
                    "(default: %(default)s)")
     p.add_argument("--threads", type=positive_int, metavar="N", help="default: all cores")
+    p.add_argument("--checkpoint", metavar="FILE", help="save the training state to FILE "
+                   "every --checkpoint-every epochs (a long run can then be resumed)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="N",
+                   help="(default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="go on from --checkpoint FILE, "
+                   "with the same data and options: ends as if never stopped")
     p.add_argument("-o", "--output", metavar="MODEL", help="save the model to this file")
     p.add_argument("--plot", metavar="CURVE.png", help="save the loss curve as a picture")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")

@@ -502,3 +502,24 @@ def test_missing_extras_are_named(data, capsys, monkeypatch):
                          "size", "-q")
     assert status == 2
     assert err.splitlines()[-1].endswith("the command line needs pip install 'fastgd[cli]'")
+
+
+def test_train_checkpoints_and_resumes(data, capsys):
+    """A run stopped after its epoch-4 checkpoint, resumed with the same command line plus
+    --resume, ends with the model of a run never stopped."""
+    houses(3000).to_csv("houses.csv", index=False)
+    common = ["train", "houses.csv", "--target", "price", "--features", "size,rooms,age",
+              "--optimizer", "adam", "--batch-size", "64", "--learning-rate", "0.01",
+              "--epochs", "12", "-q"]
+    assert run(capsys, *common, "-o", "whole.fastgd")[0] == 0
+    assert run(capsys, *common, "--epochs", "4", "--checkpoint", "run.ckpt",
+               "--checkpoint-every", "2")[0] == 0
+    assert fastgd.load("run.ckpt").n_iter_ == 4
+    status, out, err = run(capsys, *common, "--checkpoint", "run.ckpt", "--resume", "-o",
+                           "resumed.fastgd")
+    assert status == 0, err
+    resumed, whole = fastgd.load("resumed.fastgd"), fastgd.load("whole.fastgd")
+    np.testing.assert_array_equal(resumed.coef_, whole.coef_)
+    assert resumed.n_iter_ == 12
+    status, _, err = run(capsys, *common, "--resume")
+    assert status == 2 and "--resume goes on from --checkpoint FILE, which must exist" in err
