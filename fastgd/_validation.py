@@ -114,9 +114,9 @@ def as_matrix(X, name: str = "X") -> np.ndarray:
     if d == 0:
         raise ValueError(f"{name} has 0 columns: at least one feature is required")
     if X.dtype not in (np.float32, np.float64):
-        return np.ascontiguousarray(X, dtype=np.float64)
+        return kernel_array(X, np.float64)
     if not X.dtype.isnative:
-        return np.ascontiguousarray(X, dtype=X.dtype.newbyteorder("="))
+        return kernel_array(X, X.dtype.newbyteorder("="))
     item = X.itemsize
     whole = X.flags.aligned and all(s % item == 0 for s in X.strides)  # e.g. not a record field
     rows_ok = X.strides[1] == item and X.strides[0] >= d * item
@@ -124,7 +124,15 @@ def as_matrix(X, name: str = "X") -> np.ndarray:
     if whole and (rows_ok or cols_ok or (n == 1 and X.strides[1] == item)
                   or (d == 1 and X.strides[0] == item)):
         return X
-    return np.ascontiguousarray(X)
+    return kernel_array(X, X.dtype)
+
+
+def kernel_array(a, dtype) -> np.ndarray:
+    """a as a C-contiguous, aligned array of dtype (a copy only if it is not one already).
+    Aligned: a float read at an address that is not a multiple of its size is undefined
+    behaviour in C (vectorized loops may assume it); np.frombuffer at an offset, record
+    fields and some unpickled buffers (Dask's) are unaligned."""
+    return np.require(a, dtype=dtype, requirements=("C", "A"))
 
 
 def real_array(value, name: str) -> np.ndarray:
@@ -150,7 +158,7 @@ def as_vector(v, name: str, n: int, dtype) -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D array, got shape {v.shape}")
     if v.shape[0] != n:
         raise ValueError(f"{name} has {v.shape[0]} entries but X has {n} rows")
-    return finite(np.ascontiguousarray(v, dtype=dtype), name)
+    return finite(kernel_array(v, dtype), name)
 
 
 def as_sample_weight(sample_weight, n: int, dtype, shard=False) -> np.ndarray | None:
@@ -180,7 +188,7 @@ def as_targets(y, n: int, k: int, dtype, name: str = "y") -> np.ndarray:
         raise ValueError(f"{name} must have shape {want} for {k} output(s), got {y.shape}")
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} entries but X has {n} rows")
-    return finite(np.ascontiguousarray(y, dtype=dtype), name)
+    return finite(kernel_array(y, dtype), name)
 
 
 def as_coef(coef, shape: tuple, name: str = "coef") -> np.ndarray:
@@ -190,7 +198,7 @@ def as_coef(coef, shape: tuple, name: str = "coef") -> np.ndarray:
         raise ValueError(f"{name} must have shape {shape} to match X's {shape[-1]} columns"
                          f"{'' if len(shape) == 1 else f' and {shape[0]} outputs'}, got "
                          f"{coef.shape}")
-    return finite(np.ascontiguousarray(coef, dtype=np.float64), name)
+    return finite(kernel_array(coef, np.float64), name)
 
 
 def as_intercept(intercept, k: int | None = None, name: str = "intercept"):

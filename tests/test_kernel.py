@@ -228,3 +228,31 @@ def test_strides_not_a_multiple_of_the_item_size():
         assert_allclose(got[1], want[1], rtol=1e-12)
     with pytest.raises(ValueError, match="strides"):
         _kernels.grad_pass(X, y[:, None], None, np.ones((1, 3)), np.zeros(1), Loss("squared"), 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unaligned_inputs_are_read_through_aligned_copies(dtype):
+    """An array at an odd address (np.frombuffer at an offset, a record field, some
+    unpickled buffers) is copied once: reading floats there is undefined behaviour in C
+    (UBSan reported it from a Dask worker under make sanitize)."""
+    from fastgd._validation import as_matrix, as_targets, as_vector
+
+    def unaligned(a):
+        raw = np.zeros(a.nbytes + 1, dtype=np.uint8)
+        out = np.frombuffer(raw[1:].data, dtype=a.dtype).reshape(a.shape)
+        out[...] = a
+        assert not out.flags.aligned
+        return out
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 7)).astype(dtype)
+    y, sw = rng.standard_normal(300).astype(dtype), rng.uniform(0, 2, 300).astype(dtype)
+    coef = rng.standard_normal(7)
+    assert as_matrix(unaligned(X)).flags.aligned
+    assert as_targets(unaligned(y), 300, 1, dtype).flags.aligned
+    assert as_vector(unaligned(sw), "sample_weight", 300, dtype).flags.aligned
+    expected = fastgd.loss_and_grad(X, y, coef, 0.5, sample_weight=sw)
+    got = fastgd.loss_and_grad(unaligned(X), unaligned(y), unaligned(coef), 0.5,
+                               sample_weight=unaligned(sw))
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
