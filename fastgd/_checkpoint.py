@@ -53,6 +53,8 @@ def write(path, snapshot, loop: _driver.Checkpoint, random_state: tuple, data: d
               "random_state": [kind, position, has_gauss, gaussian], "data": data}
     arrays = {"theta": state.theta, "m": state.m, "v": state.v, "last_good": loop.last_good,
               "best": loop.best, "random_keys": np.asarray(keys, dtype=np.uint32)}
+    if state.std is not None:  # its mean and scale are the model's mean_ and scale_
+        arrays["divisor"] = state.std.divisor
     if loop.best_val_params is not None:
         arrays["best_val_params"] = loop.best_val_params
     _persist.save(snapshot, path, {"values": values, "arrays": arrays})
@@ -104,8 +106,12 @@ def _loop(loaded, values, arrays) -> _driver.Checkpoint:
     rate = values["learning_rate"]
     if not (isinstance(rate, numbers.Real) and math.isfinite(rate) and rate > 0):
         raise ValueError(f"its learning rate {rate!r} is not a number > 0")
-    std = (_driver.Standardization(loaded.mean_, loaded.scale_) if values["standardized"]
-           else None)
+    std = None
+    if values["standardized"]:
+        divisor = arrays["divisor"]
+        if divisor.shape != loaded.scale_.shape or np.isnan(divisor).any():
+            raise ValueError("its standardization is malformed")
+        std = _driver.Standardization(loaded.mean_, loaded.scale_, divisor)
     state = _driver.TrainState(vectors["theta"], vectors["m"], vectors["v"], steps, epochs,
                                std, float(rate), values["optimizer"])
     return _driver.Checkpoint(state, history, vectors["last_good"], vectors["best"],

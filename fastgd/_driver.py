@@ -71,13 +71,20 @@ class Standardization:
     """Implicit standardization: train on (X - mean) / scale without materializing it.
 
     The trained parameters (w_s, b_s) act on standardized features; in original units
-    w = w_s / scale and b = b_s - mean . w, and the gradient for w_s is
-    (X^T r - mean * sum(r)) / scale (the engines' run_epoch applies it per batch). All O(d):
-    the pass over X is unchanged.
+    w = w_s / divisor and b = b_s - mean . w, and the gradient for w_s is
+    (X^T r - mean * sum(r)) / divisor (the engines' run_epoch applies it per batch). All
+    O(d): the pass over X is unchanged.
+
+    `scale` is the features' standard deviation, 1 for a constant feature (as scikit-learn's
+    StandardScaler reports it); `divisor` is the scale but inf for a constant feature. A
+    constant feature standardizes to 0 everywhere: with the divisor its weight has no effect
+    and its gradient is exactly 0, not the rounding error of X^T r - mean * sum(r), which
+    Adagrad or Adam would divide by its own tiny size and blow up to 1e-8.
     """
 
     mean: np.ndarray
     scale: np.ndarray
+    divisor: np.ndarray
 
     @classmethod
     def fit(cls, engine, X, sample_weight, n_threads) -> Standardization:
@@ -85,10 +92,12 @@ class Standardization:
         if not (np.isfinite(mean).all() and np.isfinite(var).all()):
             engine.raise_if_nonfinite(X)
             raise ValueError("X has values too large to standardize (the variance overflows)")
-        return cls(mean, scale_from_variance(mean, var, X.shape[0]))
+        constant = constant_features(mean, var, X.shape[0])
+        scale = np.sqrt(var)
+        return cls(mean, np.where(constant, 1.0, scale), np.where(constant, np.inf, scale))
 
     def to_original(self, w_s, b_s):
-        w = w_s / self.scale
+        w = w_s / self.divisor
         return w, b_s - w @ self.mean
 
     def from_original(self, w, b):
@@ -107,12 +116,10 @@ def in_original_units(std: Standardization | None, theta, d: int):
     return std.to_original(coef, intercept) if std else (coef, intercept)
 
 
-def scale_from_variance(mean, var, n_samples):
-    """Standard deviations, with 1 for constant features (as scikit-learn's StandardScaler):
-    a variance within rounding error of zero means the feature is constant."""
+def constant_features(mean, var, n_samples):
+    """Which features are constant: a variance within rounding error of zero."""
     eps = np.finfo(np.float64).eps
-    constant = var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
-    return np.where(constant, 1.0, np.sqrt(var))
+    return var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
 
 
 POWER_ITERATIONS = 12
@@ -146,7 +153,7 @@ def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
         _, grad_w, grad_b = engine.grad_pass(X, zeros, sample_weight, w, b, SQUARED,
                                              n_threads)
         if std:  # the gradient in the standardized parameters
-            grad_w = (grad_w - std.mean * grad_b) / std.scale
+            grad_w = (grad_w - std.mean * grad_b) / std.divisor
         hv = np.append(factor * grad_w + l2 * v[:d], factor * grad_b)
         with np.errstate(over="ignore"):
             curvature = float(np.linalg.norm(hv))
@@ -182,7 +189,7 @@ def largest_row_norm(X, sample_weight, std, mean_weight) -> float:
         rows = X[lo:lo + block].astype(np.float64)
         if std:
             rows -= std.mean
-            rows /= std.scale
+            rows /= std.divisor
         norms = np.einsum("ij,ij->i", rows, rows) + 1.0
         if sample_weight is not None:
             norms *= sample_weight[lo:lo + block] / mean_weight
@@ -516,7 +523,7 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
             started = time.perf_counter()
             total, weight, epoch_steps = engine.run_epoch(
                 X, Y, sample_weight, theta, m, v, steps,
-                *((std.mean, std.scale) if std else (None, None)),
+                *((std.mean, std.divisor) if std else (None, None)),
                 optimizer, hyper, rate, batch_size,
                 shuffle_keys(shuffle_seed, epoch) if shuffled else None, loss, n_threads,
                 train_rows)

@@ -9,7 +9,7 @@ thousands under `make fuzz`.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
@@ -97,7 +97,8 @@ def test_training_engines_agree(shape, data, optimizer, batch_size, shuffle, sta
     scale = max(np.max(np.abs(numpy.coef_)), abs(numpy.intercept_), 1.0)
     assert_allclose(compiled.coef_, numpy.coef_, rtol=rtol, atol=rtol * scale)
     assert_allclose(compiled.intercept_, numpy.intercept_, rtol=rtol, atol=rtol * scale)
-    assert_allclose(compiled.history_["loss"], numpy.history_["loss"], rtol=rtol)
+    assert_allclose(compiled.history_["loss"], numpy.history_["loss"], rtol=rtol,
+                    atol=rtol * numpy.history_["loss"][0])  # a loss of 1e-31 against 0
     again = GDRegressor(**settings, n_threads=1).fit(X, y, sample_weight=weights)
     assert_array_equal(again.coef_, compiled.coef_)  # any thread count: the same bits
 
@@ -127,6 +128,7 @@ def test_row_order_does_not_matter_to_a_full_batch(shape, seed):
        classifier=st.booleans())
 def test_a_duplicated_row_is_a_row_of_weight_two(shape, seed, classifier):
     n, d = shape
+    assume(n >= 2 or not classifier)  # two classes need two rows
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     y = X @ rng.standard_normal(d) + rng.standard_normal(n)
