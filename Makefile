@@ -8,7 +8,9 @@
 #   make test-debug   the build with Cython bounds checking (FASTGD_DEBUG=1), tested alike
 #   make sanitize     the debug build also under AddressSanitizer and UndefinedBehavior-
 #                     Sanitizer (gcc or clang, Linux), tested alike: any out-of-bounds
-#                     access, use after free or undefined behaviour aborts the run
+#                     access, use after free or undefined behaviour aborts the run (the
+#                     tests that measure the process's memory are left out: the sanitizer's
+#                     allocator keeps freed memory in quarantine)
 #   make fuzz         the property and hostile-input tests with many random examples
 PYTHON ?= python3
 VENV   ?= .venv
@@ -46,6 +48,7 @@ wheel: install
 # Each other kind of build gets a venv of its own and a regular (not editable) install, and
 # the tests run from outside the source tree, so they import the installed build. The
 # variable stays set for the tests too: tests/test_config.py checks the build is that kind.
+MARKS = not packaging
 test-serial: export FASTGD_NO_OPENMP = 1
 test-serial: OTHER_VENV = .venv-serial
 test-debug: export FASTGD_DEBUG = 1
@@ -56,6 +59,7 @@ test-debug: OTHER_VENV = .venv-debug
 sanitize: export FASTGD_DEBUG = 1
 sanitize: export FASTGD_SANITIZE = 1
 sanitize: OTHER_VENV = .venv-sanitize
+sanitize: MARKS = not packaging and not process_memory
 sanitize: RUN = env LD_PRELOAD="$$($${CC:-cc} -print-file-name=libasan.so) $$($${CC:-cc} \
   -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1 PYTHONMALLOC=malloc
@@ -64,7 +68,7 @@ test-serial test-debug sanitize:
 	$(OTHER_VENV)/bin/python -m pip install --quiet "setuptools>=77" "Cython>=3.1" "numpy>=2.0" wheel
 	$(OTHER_VENV)/bin/python -m pip install --quiet --no-build-isolation ".[test]"
 	cd $$(mktemp -d) && $(RUN) $(CURDIR)/$(OTHER_VENV)/bin/python -m fastgd info \
-	  && $(RUN) $(CURDIR)/$(OTHER_VENV)/bin/python -m pytest $(CURDIR)/tests -m "not packaging"
+	  && $(RUN) $(CURDIR)/$(OTHER_VENV)/bin/python -m pytest $(CURDIR)/tests -m "$(MARKS)"
 
 # The same property and hostile-input tests as make test, with thousands of random
 # examples each instead of a fixed few dozen (hypothesis' "fuzz" profile, tests/conftest.py).

@@ -47,6 +47,7 @@ def test_a_memory_mapped_x_trains_in_place(tmp_path):
     assert peak < 0.1 * X.nbytes
 
 
+@pytest.mark.process_memory
 def test_a_thousand_fits_and_predicts_keep_memory_flat():
     """No leak: 1,000 fits and predicts (both estimators, both batch kinds, loss_and_grad)
     leave the process's memory where 100 of them left it."""
@@ -106,6 +107,7 @@ print((status("VmHWM:") - before) / X.nbytes)
 """
 
 
+@pytest.mark.process_memory
 @pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc/self/status")
 @pytest.mark.parametrize("order, dtype, batch, kind", [
     ("C", "float64", "full", "regressor"), ("F", "float64", "256", "regressor"),
