@@ -7,7 +7,7 @@
 #   make test-serial  the build without OpenMP (FASTGD_NO_OPENMP=1), tested as installed
 #   make test-debug   the build with Cython bounds checking (FASTGD_DEBUG=1), tested alike
 #   make sanitize     the debug build also under AddressSanitizer and UndefinedBehavior-
-#                     Sanitizer (gcc or clang, Linux), tested alike: any out-of-bounds
+#                     Sanitizer (gcc, Linux), tested alike: any out-of-bounds
 #                     access, use after free or undefined behaviour aborts the run (the
 #                     tests that measure the process's memory are left out: the sanitizer's
 #                     allocator keeps freed memory in quarantine)

@@ -3,9 +3,9 @@
 Metadata lives in pyproject.toml; this file only declares the Cython extension and picks
 OpenMP flags for the compiler at hand. A compiler without OpenMP (or FASTGD_NO_OPENMP=1)
 gives a serial build with a warning, never a failed build. FASTGD_DEBUG=1 turns Cython's
-bounds checking back on (fastgd.show_config() reports both). FASTGD_SANITIZE=1 (gcc or
-clang) instruments the C with AddressSanitizer and UndefinedBehaviorSanitizer, for
-`make sanitize`.
+bounds checking back on (fastgd.show_config() reports both). FASTGD_SANITIZE=1 instruments
+the C with AddressSanitizer and UndefinedBehaviorSanitizer (gcc or clang; `make sanitize`
+preloads gcc's runtime).
 """
 
 import os

@@ -27,18 +27,23 @@ FREE = ("max_epochs", "n_threads", "verbose", "callbacks", "checkpoint", "checkp
 SAMPLED_ROWS = 64
 
 
-def fingerprint(X, Y, sample_weight) -> dict:
-    """The data's shape and dtype and a hash of SAMPLED_ROWS rows spread over it (rows of
-    X, Y and the weights): cheap, and enough to tell one data set from another."""
-    if not isinstance(X, np.ndarray):  # Dask shards: the shape only
-        return {"rows": int(sum(X.rows)), "features": int(X.shape[1]), "hash": None}
+def fingerprint(engine, X, Y, sample_weight, loss, k, n_threads) -> dict:
+    """What tells one data set from another, cheaply: the shape, the bits of every column's
+    weighted mean and variance (one fused pass over X) and of the best constant loss (over
+    y), and in memory a hash of SAMPLED_ROWS whole rows of X, y and the weights; on a
+    cluster the row blocks (mini-batch epochs run block by block)."""
+    mean, var = engine.column_stats(X, sample_weight, n_threads)
+    digest = hashlib.sha256(np.concatenate([mean, var, [engine.constant_loss(
+        Y, sample_weight, loss, k)]]).tobytes())
     n = X.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
-    digest = hashlib.sha256()
-    for part in (X, Y, sample_weight):
-        if part is not None:
-            digest.update(np.ascontiguousarray(part[rows]).tobytes())
-    return {"rows": int(n), "features": int(X.shape[1]), "dtype": X.dtype.str,
+    if isinstance(X, np.ndarray):
+        rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
+        for part in (X, Y, sample_weight):
+            if part is not None:
+                digest.update(np.ascontiguousarray(part[rows]).tobytes())
+    return {"rows": int(n), "features": int(X.shape[1]),
+            "dtype": X.dtype.str if isinstance(X, np.ndarray) else None,
+            "blocks": None if isinstance(X, np.ndarray) else [int(r) for r in X.rows],
             "hash": digest.hexdigest()}
 
 
@@ -73,10 +78,15 @@ def read(path, estimator, data: dict):
                          f"{type(estimator).__name__} one")
     ours = estimator.get_params(deep=False)
     for key, value in loaded.get_params(deep=False).items():
-        if key not in FREE and not _same(value, ours[key]):
+        free = key in FREE and not (key == "max_epochs" and ours["schedule"] == "cosine")
+        if not free and not _same(value, ours[key]):
             raise ValueError(f"{name} was written by a fit with {key}={value!r}; this "
                              f"estimator has {key}={ours[key]!r} (only {', '.join(FREE)} "
-                             f"may change)")
+                             f"may change, and max_epochs not with the cosine schedule, "
+                             f"whose length it is)")
+    if loaded.n_iter_ > ours["max_epochs"]:
+        raise ValueError(f"{name} is at epoch {loaded.n_iter_}, past this estimator's "
+                         f"max_epochs={ours['max_epochs']}")
     if values.get("data") != data:
         raise ValueError(f"{name} was written for other data ({_data(values.get('data'))}); "
                          f"this fit has {_data(data)}")
@@ -86,19 +96,21 @@ def read(path, estimator, data: dict):
                          f"y has {estimator.classes_.tolist()}")
     try:
         return _loop(loaded, values, arrays), _random_state(values, arrays)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{name} has a malformed training state: {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{name} has a malformed training state: {error!r}") from None
 
 
 def _loop(loaded, values, arrays) -> _driver.Checkpoint:
     size = np.size(loaded.coef_) + np.size(loaded.intercept_)  # k (d + 1) parameters
     vectors = {key: arrays[key] for key in ("theta", "m", "v", "last_good", "best")}
-    if "best_val_params" in arrays:
+    history = loaded.history_
+    if loaded.early_stopping:  # the validation bookkeeping is there, or the file is broken
+        if "val_loss" not in history:
+            raise ValueError("its history has no validation losses")
         vectors["best_val_params"] = arrays["best_val_params"]
     for key, vector in vectors.items():
         if vector.shape != (size,) or vector.dtype != np.float64:
             raise ValueError(f"{key} is not {size} float64 numbers")
-    history = loaded.history_
     epochs, steps = values["epochs"], values["steps"]
     if not (_count(epochs) and _count(steps) and epochs == len(history["loss"])
             and _count(values["stale"])):
@@ -109,7 +121,8 @@ def _loop(loaded, values, arrays) -> _driver.Checkpoint:
     std = None
     if values["standardized"]:
         divisor = arrays["divisor"]
-        if divisor.shape != loaded.scale_.shape or np.isnan(divisor).any():
+        if (loaded.mean_ is None or loaded.scale_ is None
+                or divisor.shape != loaded.scale_.shape or not (divisor > 0).all()):
             raise ValueError("its standardization is malformed")
         std = _driver.Standardization(loaded.mean_, loaded.scale_, divisor)
     state = _driver.TrainState(vectors["theta"], vectors["m"], vectors["v"], steps, epochs,

@@ -157,8 +157,12 @@ def largest_curvature(engine, X, sample_weight, std, loss, l2, n_threads,
         hv = np.append(factor * grad_w + l2 * v[:d], factor * grad_b)
         with np.errstate(over="ignore"):
             curvature = float(np.linalg.norm(hv))
-        if not math.isfinite(curvature):  # X^T X overflows: no step size is meaningful
+        if not math.isfinite(curvature):  # no step size is meaningful
             engine.raise_if_nonfinite(X)  # a NaN or inf in X: say where
+            if np.isfinite(grad_w).all() and np.isfinite(grad_b):
+                raise ValueError(f"alpha is too large for float64 arithmetic: the loss's "
+                                 f"curvature (its L2 part) overflows; lower alpha (now {l2:g} "
+                                 f"in the L2 part).")
             raise ValueError("X holds values too large for float64 arithmetic: the loss's "
                              "curvature (X^T X) overflows; rescale X.")
         if curvature == 0.0:
@@ -510,9 +514,9 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
 
     def result(params, error=None, resumable=True):
         coef_o, intercept_o = in_original_units(std, params, d)
-        done = len(history["loss"])
-        after = TrainState(params, m, v, steps, first_epoch + done, std, learning_rate,
-                           optimizer) if resumable and error is None else None
+        done = len(history["loss"])  # the restored epochs of a resumed fit included
+        after = TrainState(params, m, v, steps, first_epoch + done - len(start.history["loss"]),
+                           std, learning_rate, optimizer) if resumable and error is None else None
         return FitResult(coef_o.copy(), intercept_o.copy(), done, history, std,
                          learning_rate, error, after)
 
@@ -557,27 +561,31 @@ def train(engine, X, Y, sample_weight, *, coef, intercept, loss, optimizer, hype
             if epoch_loss < best_loss:
                 best, best_loss = epoch_start, epoch_loss
             progress.update(epoch - first_epoch, epoch_loss, rate, seconds)
-            if any([stops(callback({"epoch": epoch + 1, **figures}))
-                    for callback in callbacks]):
-                break
+            asked_to_stop = any([stops(callback({"epoch": epoch + 1, **figures}))
+                                 for callback in callbacks])
             threshold = (tol or 0.0) * (tol_scale or history["loss"][0])
             if early_stopping:  # improved on the best by more than tol, or not (a NaN: not)
                 if figures["val_loss"] < best_val - threshold:
                     best_val, best_val_params, stale = figures["val_loss"], theta.copy(), 0
                 else:
                     stale += 1
-                if stale >= early_stopping.patience:
-                    break
-            # Converged: the loss went down by tol or less. A rising loss is not convergence:
-            # training goes on, and a run that keeps rising is caught as divergence.
-            elif (tol is not None and len(history["loss"]) > 1
-                    and 0 <= history["loss"][-2] - epoch_loss <= threshold):
-                break
-            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                finished = stale >= early_stopping.patience
+            else:
+                # Converged: the loss went down by tol or less. A rising loss is not
+                # convergence: training goes on, and a run that keeps rising is caught as
+                # divergence.
+                finished = (tol is not None and len(history["loss"]) > 1
+                            and 0 <= history["loss"][-2] - epoch_loss <= threshold)
+            # A run stopped by a callback (a time budget, say) is checkpointed where it
+            # stopped, to go on from there; a finished one has nothing left to resume.
+            if checkpoint is not None and not finished and (
+                    asked_to_stop or (epoch + 1) % checkpoint_every == 0):
                 checkpoint(Checkpoint(
                     TrainState(theta, m, v, steps, epoch + 1, std, learning_rate, optimizer),
                     history, last_good, best, best_loss,
                     *((best_val, best_val_params, stale) if early_stopping else ())))
+            if asked_to_stop or finished:
+                break
         else:
             if tol is not None:
                 warnings.warn(

@@ -19,7 +19,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastgd import _checkpoint, _dask, _driver, _persist, reference
 from fastgd._files import check_output_path
@@ -248,7 +248,6 @@ class _GDEstimator(BaseEstimator):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (self.checkpoint is None or isinstance(self.checkpoint, (str, os.PathLike))):
             raise TypeError(f"checkpoint must be a path or None, got {self.checkpoint!r}")
-        check_output_path(self.checkpoint)  # now, not at the first checkpoint
         check_number("checkpoint_every", self.checkpoint_every, integer=True)
         if check_number("verbose", self.verbose, integer=True, allow_zero=True) > 2:
             raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
@@ -257,33 +256,42 @@ class _GDEstimator(BaseEstimator):
 
     def _callbacks(self) -> tuple:
         callbacks = self.callbacks
-        callbacks = () if callbacks is None else (
-            (callbacks,) if callable(callbacks) else tuple(callbacks))
-        if not all(callable(c) for c in callbacks):
+        if callbacks is None:
+            callbacks = ()
+        elif callable(callbacks):
+            callbacks = (callbacks,)
+        elif isinstance(callbacks, (list, tuple)):
+            callbacks = tuple(callbacks)
+        if not (isinstance(callbacks, tuple) and all(callable(c) for c in callbacks)):
             raise TypeError(f"callbacks must be a callable or a list of callables, got "
                             f"{self.callbacks!r}")
         return callbacks
 
     def _fit(self, X, y, sample_weight, coef_init, intercept_init, client, resume=None):
         n_threads = self._check_params()
+        self._check_checkpointing(resume, coef_init, intercept_init)
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
         previous = self._parameters() if warm else None
         shaped_by_data = {name: getattr(self, name, None)
                           for name in ("n_features_in_", "feature_names_in_", "classes_")}
+
+        def refuse(error):  # the fitted model stays usable, as it was before this fit
+            for name, value in shaped_by_data.items():
+                if value is not None:
+                    setattr(self, name, value)
+                elif hasattr(self, name):
+                    delattr(self, name)
+            raise error
+
         X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True,
                                                       client=client)
         with _dask.released(X):  # a cluster keeps nothing, however the fit ends
             shape = (k, X.shape[1])
             if previous is not None and previous[0].shape != shape:
-                for name, value in shaped_by_data.items():  # the fitted model stays usable
-                    if value is not None:
-                        setattr(self, name, value)
-                    elif hasattr(self, name):
-                        delattr(self, name)
-                raise ValueError(f"warm_start=True: X and y make a model of {shape[0]} output(s) "
-                                 f"and {shape[1]} features, the previous fit had "
-                                 f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
-                                 "coef_init or refit cold")
+                refuse(ValueError(f"warm_start=True: X and y make a model of {shape[0]} "
+                                  f"output(s) and {shape[1]} features, the previous fit had "
+                                  f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
+                                  "coef_init or refit cold"))
             if coef_init is not None:
                 expected = np.shape(self._shaped(np.zeros(shape)))
                 coef = as_coef(coef_init, expected, "coef_init").reshape(shape)
@@ -293,11 +301,15 @@ class _GDEstimator(BaseEstimator):
                          if intercept_init is not None
                          else previous[1] if previous is not None else np.zeros(k))
             random_state = check_random_state(self.random_state)
-            data = (_checkpoint.fingerprint(X, Y, sample_weight)
+            engine = _dask if isinstance(X, _dask.Shards) else ENGINES[self.engine]
+            data = (_checkpoint.fingerprint(engine, X, Y, sample_weight, loss, k, n_threads)
                     if self.checkpoint is not None or resume is not None else None)
             loop = None
             if resume is not None:  # the draws below then repeat those of the first fit
-                loop, drawn_from = _checkpoint.read(resume, self, data)
+                try:
+                    loop, drawn_from = _checkpoint.read(resume, self, data)
+                except (ValueError, OSError) as error:
+                    refuse(error)
                 random_state = np.random.RandomState()
                 random_state.set_state(drawn_from)
             drawn_from = random_state.get_state()
@@ -312,16 +324,32 @@ class _GDEstimator(BaseEstimator):
             self.history_ = result.history
             return self._keep(result, result.n_iter)
 
+    def _check_checkpointing(self, resume, coef_init, intercept_init):
+        """Refuse, before any work, what would lose a checkpoint or fail at the first one."""
+        if resume is not None and (coef_init is not None or intercept_init is not None):
+            raise ValueError("resume= goes on from the checkpoint's parameters: coef_init and "
+                             "intercept_init cannot be given with it")
+        if self.checkpoint is None:
+            return
+        check_output_path(self.checkpoint)
+        if isinstance(self.random_state, np.random.RandomState):
+            raise ValueError("checkpoint= needs random_state to be None or an int (a "
+                             "RandomState instance cannot be saved in a checkpoint)")
+        ours = resume is not None and os.path.exists(resume) and os.path.exists(
+            self.checkpoint) and os.path.samefile(resume, self.checkpoint)
+        if os.path.exists(self.checkpoint) and not ours:
+            raise ValueError(f"checkpoint={os.fspath(self.checkpoint)!r} exists: a new fit "
+                             f"would overwrite it. Go on from it with fit(..., resume="
+                             f"{os.fspath(self.checkpoint)!r}), or delete it or choose another "
+                             f"path")
+
     def _write_checkpoint(self, loop: _driver.Checkpoint, drawn_from, data):
         """Save the model as of `loop` (an epoch's end) with the state to resume from."""
         snapshot = copy.copy(self)  # the parameters and what the data fixed
         coef, intercept = _driver.in_original_units(loop.state.std, loop.state.theta,
                                                     self.n_features_in_)
-        snapshot.coef_, snapshot.intercept_ = self._shaped(coef), self._shaped(intercept)
-        snapshot.n_iter_, snapshot.history_ = len(loop.history["loss"]), loop.history
-        snapshot.learning_rate_ = loop.state.learning_rate
-        std = loop.state.std
-        snapshot.mean_, snapshot.scale_ = (std.mean, std.scale) if std else (None, None)
+        snapshot._set_fitted(coef, intercept, len(loop.history["loss"]), loop.history,
+                             loop.state.learning_rate, loop.state.std)
         _checkpoint.write(self.checkpoint, snapshot, loop, drawn_from, data)
 
     def _partial_fit(self, X, y, sample_weight, client, **encoding):
@@ -360,8 +388,11 @@ class _GDEstimator(BaseEstimator):
             return self._validate_dask(X, y, sample_weight, reset, client, **encoding)
         if client is not None:
             raise ValueError("client= is for training on Dask arrays; X is not one")
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
-                             ensure_all_finite=False, reset=reset, **self._y_checks)
+        try:
+            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
+                                 ensure_all_finite=False, reset=reset, **self._y_checks)
+        except (ValueError, TypeError) as error:  # scikit-learn's words, with the culprit
+            raise type(error)(f"{_culprit(X, error)}: {error}") from None
         X = as_matrix(X)
         sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
         return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
@@ -454,15 +485,17 @@ class _GDEstimator(BaseEstimator):
 
     def _keep(self, result, n_iter):
         """Store a training result as the fitted attributes; raise its divergence."""
-        self.coef_, self.intercept_ = self._shaped(result.coef), self._shaped(result.intercept)
-        self.n_iter_ = n_iter
-        self.learning_rate_ = result.learning_rate
-        std = result.standardization
-        self.mean_, self.scale_ = (std.mean, std.scale) if std else (None, None)
+        self._set_fitted(result.coef, result.intercept, n_iter, self.history_,
+                         result.learning_rate, result.standardization)
         self._state = result.state
         if result.error is not None:
             raise result.error
         return self
+
+    def _set_fitted(self, coef, intercept, n_iter, history, learning_rate, std):
+        self.coef_, self.intercept_ = self._shaped(coef), self._shaped(intercept)
+        self.n_iter_, self.history_, self.learning_rate_ = n_iter, history, learning_rate
+        self.mean_, self.scale_ = (std.mean, std.scale) if std else (None, None)
 
     def _hyperparameters(self) -> dict:
         eps = DEFAULT_EPSILON.get(self.optimizer, 1e-8) if self.epsilon is None else self.epsilon
@@ -520,6 +553,18 @@ class _GDEstimator(BaseEstimator):
         return tags
 
 
+def _culprit(X, error) -> str:
+    """Which argument scikit-learn's validation of X and y refused: X if X alone fails its
+    checks, both if their lengths differ, else y."""
+    if "inconsistent numbers of samples" in str(error):
+        return "X and y"
+    try:
+        check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=False)
+    except (ValueError, TypeError):
+        return "X"
+    return "y"
+
+
 def _store(estimator, params: dict) -> None:
     """__init__'s work: keep each parameter as it was given (scikit-learn's convention)."""
     for name, value in params.items():
@@ -561,7 +606,8 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
         very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
         estimator's settings must be those of that fit (checked: a ValueError otherwise),
-        except max_epochs, n_threads, verbose, callbacks and the checkpoint settings.
+        except n_threads, verbose, callbacks, warm_start, the checkpoint settings and
+        max_epochs (to train longer; not with schedule="cosine", whose length it is).
         """
         return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
 
@@ -696,7 +742,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
         very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
         estimator's settings must be those of that fit (checked: a ValueError otherwise),
-        except max_epochs, n_threads, verbose, callbacks and the checkpoint settings.
+        except n_threads, verbose, callbacks, warm_start, the checkpoint settings and
+        max_epochs (to train longer; not with schedule="cosine", whose length it is).
         """
         return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
 
@@ -765,8 +812,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         if reset:
             labels = np.unique(y if classes is None else np.asarray(classes))
             if len(labels) < 2:
-                raise ValueError(f"GDClassifier needs samples of at least 2 classes, got one "
-                                 f"class: {labels.tolist()}")
+                raise ValueError(f"y has one class only, {labels.tolist()}: GDClassifier "
+                                 f"needs samples of at least 2 classes")
             self.classes_ = labels
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"classes={classes!r} differs from the classes the model was "

@@ -21,11 +21,17 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 
 def interrupted_then_resumed(make, X, y, path, stop_at, sample_weight=None, **resume_kw):
     """Fit with checkpoints until a callback stops the fit after epoch `stop_at`, then
-    resume from the checkpoint in a new estimator; returns the resumed one."""
-    make(checkpoint=path, callbacks=lambda e: e["epoch"] == stop_at).fit(
+    resume from the checkpoint in a new estimator; returns the resumed one, after checking
+    that it ran only the epochs after `stop_at` and kept the first ones' records."""
+    first = make(checkpoint=path, callbacks=lambda e: e["epoch"] == stop_at).fit(
         X, y, sample_weight=sample_weight)
-    return make(checkpoint=path, **resume_kw).fit(X, y, sample_weight=sample_weight,
-                                                    resume=path)
+    assert fastgd.load(path).n_iter_ == stop_at  # a stop asked for is checkpointed
+    ran = []
+    resumed = make(checkpoint=path, callbacks=lambda e: ran.append(e["epoch"]),
+                   **resume_kw).fit(X, y, sample_weight=sample_weight, resume=path)
+    assert ran == list(range(stop_at + 1, resumed.n_iter_ + 1))
+    assert resumed.history_["seconds"][:stop_at] == first.history_["seconds"]
+    return resumed
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -36,13 +42,12 @@ def test_resume_is_bit_identical(tmp_path, optimizer, batch_size):
                     max_epochs=9, tol=None, random_state=3, alpha=0.01,
                     schedule="cosine", warmup_epochs=2)
     uninterrupted = GDRegressor(**settings).fit(X, y, sample_weight=sw)
-    # stopped after epoch 5: the last checkpoint is epoch 4's (every 2); resumed on 1 thread
+    # stopped by a callback after epoch 5 (checkpoints every 2, and where it stopped);
+    # resumed on 1 thread
     resumed = interrupted_then_resumed(
         lambda **kw: GDRegressor(**settings, checkpoint_every=2, **kw), X, y,
         tmp_path / "fit.ckpt", stop_at=5, sample_weight=sw, n_threads=1)
     assert_same_fit(resumed, uninterrupted)
-    assert resumed.history_["seconds"][:4] == fastgd.load(tmp_path / "fit.ckpt").history_[
-        "seconds"][:4]  # the first four epochs were not run again
 
 
 def test_resume_with_early_stopping_and_unseeded_shuffles(tmp_path):
@@ -99,14 +104,32 @@ def test_resume_may_train_longer(tmp_path):
                                         learning_rate=0.01).fit(X, y))
 
 
+def test_partial_fit_after_a_resumed_fit(tmp_path):
+    """The state a resumed fit leaves counts its epochs once: partial_fit then goes on
+    with the schedule and row orders of a fit that never stopped."""
+    X, y, _ = make_problem(400, 3)
+    settings = dict(optimizer="momentum", learning_rate=0.01, batch_size=40, max_epochs=6,
+                    tol=None, random_state=0, schedule="exponential", gamma=0.8)
+    whole = GDRegressor(**settings).fit(X, y)
+    resumed = interrupted_then_resumed(lambda **kw: GDRegressor(**settings, **kw), X, y,
+                                       tmp_path / "p.ckpt", stop_at=2)
+    for _ in range(3):
+        whole.partial_fit(X, y)
+        resumed.partial_fit(X, y)
+    assert_same_fit(resumed, whole)
+
+
 def test_resume_refuses_other_data_settings_and_files(tmp_path):
     X, y, _ = make_problem(300, 4)
     path = tmp_path / "m.ckpt"
     GDRegressor(max_epochs=3, tol=None, checkpoint=path).fit(X, y)
-    other = X.copy()
-    other[0, 0] += 1.0
+    for row in (0, 1, 150):  # sampled or not, a changed value is other data
+        other = X.copy()
+        other[row, 2] += 1e-3
+        with pytest.raises(ValueError, match="was written for other data"):
+            GDRegressor(max_epochs=3, tol=None).fit(other, y, resume=path)
     with pytest.raises(ValueError, match="was written for other data"):
-        GDRegressor(max_epochs=3, tol=None).fit(other, y, resume=path)
+        GDRegressor(max_epochs=3, tol=None).fit(X, y + 1e-6, resume=path)
     with pytest.raises(ValueError, match="300 rows x 4 features.*this fit has 299 rows"):
         GDRegressor(max_epochs=3, tol=None).fit(X[1:], y[1:], resume=path)
     with pytest.raises(ValueError, match="written by a fit with optimizer='nesterov'; this "
@@ -122,12 +145,96 @@ def test_resume_refuses_other_data_settings_and_files(tmp_path):
         GDRegressor().fit(X, y, resume=tmp_path / "junk")
     with pytest.raises(FileNotFoundError):
         GDRegressor().fit(X, y, resume=tmp_path / "missing")
+    with pytest.raises(ValueError, match="is at epoch 3, past this estimator's max_epochs=2"):
+        GDRegressor(max_epochs=2, tol=None).fit(X, y, resume=path)
+    cosine = tmp_path / "cosine.ckpt"
+    GDRegressor(max_epochs=3, tol=None, schedule="cosine", checkpoint=cosine).fit(X, y)
+    with pytest.raises(ValueError, match="max_epochs=3; this estimator has max_epochs=9"):
+        GDRegressor(max_epochs=9, tol=None, schedule="cosine").fit(X, y, resume=cosine)
+    with pytest.raises(ValueError, match="coef_init and intercept_init cannot be given"):
+        GDRegressor(max_epochs=3, tol=None).fit(X, y, resume=path, coef_init=np.zeros(4))
+
+
+def test_a_refused_resume_leaves_a_fitted_model_as_it_was(tmp_path):
+    X, y, _ = make_problem(300, 4)
+    path = tmp_path / "m.ckpt"
+    GDRegressor(max_epochs=3, tol=None, checkpoint=path).fit(X, y)
+    model = GDRegressor(max_epochs=3, tol=None).fit(X, y)
+    before = model.predict(X)
+    with pytest.raises(ValueError, match="other data"):
+        model.fit(np.hstack([X, X]), y, resume=path)
+    assert model.n_features_in_ == 4
+    np.testing.assert_array_equal(model.predict(X), before)
+
+
+def test_a_checkpoint_is_never_overwritten_by_another_fit(tmp_path):
+    """A fit that is not resuming from a checkpoint does not replace it: a long run's
+    checkpoint is not lost to a clone, a rerun, or a loaded model's refit."""
+    X, y, _ = make_problem(200, 3)
+    path = tmp_path / "long.ckpt"
+    GDRegressor(max_epochs=4, tol=None, checkpoint=path).fit(X, y)
+    saved = path.read_bytes()
+    for fit in (lambda: GDRegressor(max_epochs=4, tol=None, checkpoint=path).fit(X, y),
+                lambda: fastgd.load(path).fit(X[:100], y[:100])):
+        with pytest.raises(ValueError, match="exists: a new fit would overwrite it. Go on "
+                                             "from it with fit"):
+            fit()
+    assert path.read_bytes() == saved
+
+
+def test_checkpoints_load_and_resume_from_anywhere(tmp_path, monkeypatch):
+    """A checkpoint names its own path among its settings; loading or resuming it from
+    another directory (where that path means nothing) still works."""
+    X, y, _ = make_problem(200, 3)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings = dict(max_epochs=6, tol=None, optimizer="adam", learning_rate=0.01)
+    GDRegressor(**settings, checkpoint="runs/a.ckpt",
+                callbacks=lambda e: e["epoch"] == 3).fit(X, y)
+    monkeypatch.chdir(tmp_path / "runs")
+    assert fastgd.load("a.ckpt").n_iter_ == 3
+    resumed = GDRegressor(**settings).fit(X, y, resume="a.ckpt")
+    assert_same_fit(resumed, GDRegressor(**settings).fit(X, y))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda meta: meta["training"]["arrays"].pop("best_val_params"), "malformed"),
+    (lambda meta: meta["values"]["history_"].pop("val_loss"), "history_ is malformed|no "
+                                                              "validation losses"),
+    (lambda meta: meta["training"]["values"].update(epochs=-1), "malformed"),
+    (lambda meta: meta["training"]["values"].update(learning_rate="fast"), "malformed"),
+    (lambda meta: meta["training"]["values"].update(random_state=[1, 2]), "malformed"),
+    (lambda meta: meta["training"]["values"].pop("steps"), "malformed"),
+])
+def test_damaged_training_state_is_a_value_error(tmp_path, damage, message):
+    import json
+    import zipfile
+
+    X, y, _ = make_problem(200, 3)
+    settings = dict(max_epochs=6, tol=None, early_stopping=True, random_state=0)
+    path = tmp_path / "es.ckpt"
+    GDRegressor(**settings, checkpoint=path, callbacks=lambda e: e["epoch"] == 3).fit(X, y)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(entries["fastgd.json"])
+    damage(meta)
+    entries["fastgd.json"] = json.dumps(meta).encode()
+    for name in list(entries):  # an array the table no longer lists goes too
+        if name.startswith("training.") and name[9:-4] not in meta["training"]["arrays"]:
+            del entries[name]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match=message):
+        GDRegressor(**settings).fit(X, y, resume=path)
 
 
 @pytest.mark.parametrize("params, error, message", [
     (dict(checkpoint=5), TypeError, "checkpoint must be a path or None, got 5"),
     (dict(checkpoint="no/such/dir/m.ckpt"), ValueError, "directory .* does not exist"),
     (dict(checkpoint="m.ckpt", checkpoint_every=0), ValueError, "checkpoint_every must be"),
+    (dict(checkpoint="m.ckpt", random_state=np.random.RandomState(0)), ValueError,
+     "checkpoint= needs random_state to be None or an int"),
 ])
 def test_bad_checkpoint_settings(tmp_path, monkeypatch, params, error, message):
     monkeypatch.chdir(tmp_path)
@@ -167,7 +274,9 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_ends_the_same(tmp_path)
         code = CHILD.format(tests=tests, settings=settings, path=path, resume=kill > 0)
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                  text=True)
-        seen = int(child.stdout.readline())  # training runs (and has checkpointed before)
+        seen = int(child.stdout.readline())  # training runs
+        while not os.path.exists(path):  # and has written its first checkpoint
+            time.sleep(0.01)
         time.sleep(rng.uniform(0.05, 0.6))
         child.send_signal(signal.SIGKILL)
         for line in child.stdout:

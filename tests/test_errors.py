@@ -113,6 +113,12 @@ def test_estimator_rejects_bad_data(args, kwargs, message):
         GDRegressor().fit(*args, **kwargs)
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_huge_alpha_is_named():
+    with pytest.raises(ValueError, match="alpha is too large for float64 arithmetic"):
+        GDRegressor(alpha=1e308).fit(X, Y)
+
+
 @pytest.mark.filterwarnings("error")  # and no RuntimeWarning on the way
 @pytest.mark.parametrize("scale_y", [1.0, 1e160])
 def test_huge_values_overflow_is_reported(scale_y):
