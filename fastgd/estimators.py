@@ -177,6 +177,21 @@ COMMON_PARAMETERS = '''
         NumPy definition of the mathematics: the baseline and the check.
 '''
 
+# How both estimators' fit take Dask arrays and resume from checkpoints.
+FIT_DATA = '''
+        X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
+        `client` (default: the active ``distributed.Client``), each worker runs the kernel
+        on its row blocks and the result equals the in-memory fit (README: "Scaling out
+        with Dask").
+
+        With ``resume=PATH`` (a file written by a fit with ``checkpoint=PATH``) training
+        goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
+        very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
+        estimator's settings must be those of that fit (checked: a ValueError otherwise),
+        except n_threads, verbose, callbacks, warm_start, the checkpoint settings and
+        max_epochs (to train longer; not with schedule="cosine", whose length it is).
+        '''
+
 COMMON_ATTRIBUTES = '''
     n_iter_ : int
         Epochs run.
@@ -596,20 +611,10 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         ``intercept_``) when given, else (with ``warm_start=True``) from the previous fit's
         ``coef_`` and ``intercept_``, else from zeros. The optimizer state and the
         schedule start afresh.
-
-        X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
-        `client` (default: the active ``distributed.Client``), each worker runs the kernel
-        on its row blocks and the result equals the in-memory fit (README: "Scaling out
-        with Dask").
-
-        With ``resume=PATH`` (a file written by a fit with ``checkpoint=PATH``) training
-        goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
-        very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
-        estimator's settings must be those of that fit (checked: a ValueError otherwise),
-        except n_threads, verbose, callbacks, warm_start, the checkpoint settings and
-        max_epochs (to train longer; not with schedule="cosine", whose length it is).
         """
         return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
+
+    fit.__doc__ += FIT_DATA
 
     def partial_fit(self, X, y, sample_weight=None, *, client=None):
         """One epoch on X and y, going on from where the last fit or partial_fit stopped.
@@ -732,20 +737,10 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         The classes are y's distinct labels (``classes_``, sorted). Training starts from
         `coef_init` and `intercept_init` (shaped as ``coef_`` and ``intercept_``) when
         given, else (with ``warm_start=True``) from the previous fit's, else from zeros.
-
-        X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
-        `client` (default: the active ``distributed.Client``), each worker runs the kernel
-        on its row blocks and the result equals the in-memory fit (README: "Scaling out
-        with Dask").
-
-        With ``resume=PATH`` (a file written by a fit with ``checkpoint=PATH``) training
-        goes on from that checkpoint, up to ``max_epochs`` epochs in all, and ends with the
-        very bits of the fit that wrote it had it not stopped. X, y, sample_weight and the
-        estimator's settings must be those of that fit (checked: a ValueError otherwise),
-        except n_threads, verbose, callbacks, warm_start, the checkpoint settings and
-        max_epochs (to train longer; not with schedule="cosine", whose length it is).
         """
         return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
+
+    fit.__doc__ += FIT_DATA
 
     def _check_params(self):
         weights = self.class_weight
