@@ -152,7 +152,7 @@ def _data(data) -> str:
     if not isinstance(data, dict):
         return "unknown data"
     return f"{data.get('rows')} rows x {data.get('features')} features" + (
-        f", sampled rows hashing to {str(data['hash'])[:12]}" if data.get("hash") else "")
+        f", fingerprint {str(data['hash'])[:12]}" if data.get("hash") else "")
 
 
 def _count(value) -> bool:

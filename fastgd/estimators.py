@@ -160,7 +160,10 @@ COMMON_PARAMETERS = '''
         (parameters, optimizer state, schedule position, random state, history), written
         atomically: a crash, even a SIGKILL, leaves the previous checkpoint or the new one.
         The file is also the model as of that epoch (``fastgd.load`` reads it). Resume with
-        ``fit(X, y, resume=PATH)``. ``partial_fit`` writes none.
+        ``fit(X, y, resume=PATH)``; a fit that is not resuming from PATH refuses to
+        overwrite it. A fit stopped by a callback writes one where it stopped. Checking the
+        data (a fingerprint of every value) costs one more pass over X a fit.
+        ``partial_fit`` writes none.
     checkpoint_every : int, default=1
         Epochs between checkpoints (at epochs k, 2k, ...): a resumed fit repeats at most
         this many. Each checkpoint writes a file of O(n_features) bytes and flushes it to
