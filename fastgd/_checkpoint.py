@@ -27,7 +27,7 @@ FREE = ("max_epochs", "n_threads", "verbose", "callbacks", "checkpoint", "checkp
 SAMPLED_ROWS = 64
 
 
-def fingerprint(engine, X, Y, sample_weight, loss, k, n_threads) -> dict:
+def fingerprint(engine, n_threads, X, Y, sample_weight, loss, k) -> dict:
     """What tells one data set from another, cheaply: the shape, the bits of every column's
     weighted mean and variance (one fused pass over X) and of the best constant loss (over
     y), and in memory a hash of SAMPLED_ROWS whole rows of X, y and the weights; on a

@@ -319,8 +319,8 @@ class _GDEstimator(BaseEstimator):
                          if intercept_init is not None
                          else previous[1] if previous is not None else np.zeros(k))
             random_state = check_random_state(self.random_state)
-            engine = _dask if isinstance(X, _dask.Shards) else ENGINES[self.engine]
-            data = (_checkpoint.fingerprint(engine, X, Y, sample_weight, loss, k, n_threads)
+            data = (_checkpoint.fingerprint(*self._engine(X, n_threads), X, Y, sample_weight,
+                                            loss, k)
                     if self.checkpoint is not None or resume is not None else None)
             loop = None
             if resume is not None:  # the draws below then repeat those of the first fit
@@ -476,11 +476,18 @@ class _GDEstimator(BaseEstimator):
     def _validation_rows(self, Y, n_val, random_state):
         return random_state.permutation(len(Y))[:n_val]
 
+    def _engine(self, X, n_threads):
+        """The engine for X and its n_threads: on a cluster, n_threads is resolved on each
+        worker, for its cores."""
+        if isinstance(X, _dask.Shards):
+            return _dask, self.n_threads
+        return ENGINES[self.engine], n_threads
+
     def _train(self, X, Y, sample_weight, loss, n_threads, *, coef, intercept, max_epochs,
                tol, state=None, early_stopping=None, resume=None, checkpoint=None):
-        on_cluster = isinstance(X, _dask.Shards)
+        engine, n_threads = self._engine(X, n_threads)
         return _driver.train(
-            _dask if on_cluster else ENGINES[self.engine], X, Y, sample_weight,
+            engine, X, Y, sample_weight,
             coef=coef, intercept=intercept, loss=loss,
             optimizer=self.optimizer,
             hyper=self._hyperparameters(),
@@ -489,8 +496,7 @@ class _GDEstimator(BaseEstimator):
             batch_size=self.batch_size,
             shuffle_seed=self._shuffle_seed if self.shuffle else None,
             max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
-            # on a cluster, n_threads is resolved on each worker, for its cores
-            n_threads=self.n_threads if on_cluster else n_threads,
+            n_threads=n_threads,
             callbacks=self._callbacks(), verbose=int(self.verbose),
             state=state, horizon=self.max_epochs, early_stopping=early_stopping,
             resume=resume, checkpoint=checkpoint, checkpoint_every=int(self.checkpoint_every))
