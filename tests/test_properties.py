@@ -41,10 +41,10 @@ def arrays(draw, n, d, k=1, y_kind="real"):
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     layout = draw(st.sampled_from(["C", "F", "strided"]))
     scale = rng.uniform(0.1, 10, d) * 10.0 ** rng.integers(-3, 4)
-    X = rng.standard_normal((n, 2 * d if layout == "strided" else d)) * np.tile(
-        scale, 2 if layout == "strided" else 1) + rng.uniform(-2, 2)
-    X = X[:, ::2] if layout == "strided" else np.asarray(X, order=layout)
-    X = X.astype(dtype, copy=False) if layout == "strided" else np.asarray(X, dtype, order=layout)
+    strided = layout == "strided"  # every other column of a wider array: neither C nor F
+    X = (rng.standard_normal((n, 2 * d if strided else d)) * np.tile(scale, 2 if strided else 1)
+         + rng.uniform(-2, 2)).astype(dtype)
+    X = X[:, ::2] if strided else np.asarray(X, order=layout)
     if y_kind == "real":
         y = X.astype(np.float64) @ rng.standard_normal((d, k)) + rng.standard_normal((n, k))
     elif y_kind == "binary":
