@@ -8,6 +8,7 @@ the C with AddressSanitizer and UndefinedBehaviorSanitizer (gcc or clang; `make 
 preloads gcc's runtime).
 """
 
+import glob
 import os
 import platform
 import sys
@@ -122,8 +123,8 @@ extensions = [
     Extension(
         name,
         [name.replace(".", "/") + ".pyx"],
-        depends=["fastgd/_kernels.pxi", "fastgd/_losses.pxd", "fastgd/_optim.pxd",
-                 "fastgd/_openmp.pxd", "fastgd/_simd.h"],
+        depends=sorted(glob.glob("fastgd/*.pxi") + glob.glob("fastgd/*.pxd"))
+        + ["fastgd/_simd.h"],
         include_dirs=[np.get_include(), "fastgd"],
         # The oldest NumPy the built module runs with (pyproject.toml: numpy>=1.25).
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),

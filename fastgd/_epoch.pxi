@@ -1,0 +1,274 @@
+# The mini-batch epoch: every batch's pass and optimizer update in one nogil call, the
+# threads working through the batches together. Included by fastgd/_kernels.pxi.
+
+cdef enum:
+    LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
+                              # if also 1 % of its barriers or more (a busy partner makes
+                              # nearly all waits long; this VM's hiccups, a few an epoch)
+
+
+cdef inline void to_original(const double* theta, const double* mean, const double* inv_scale,
+                             Py_ssize_t d, Py_ssize_t k, double* params) noexcept nogil:
+    """Trained parameters (W_s, b_s) in original units into `params`: W = W_s / scale (per
+    column), b = b_s - W mean (a copy of theta without standardization, mean = NULL)."""
+    cdef Py_ssize_t j, o
+    if mean == NULL:
+        memcpy(params, theta, k * (d + 1) * sizeof(double))
+        return
+    for o in range(k):
+        for j in range(d):
+            params[o * d + j] = theta[o * d + j] * inv_scale[j]
+        params[k * d + o] = theta[k * d + o] - dot1[double](mean, params + o * d, d)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad": ADAGRAD,
+              "rmsprop": RMSPROP, "adam": ADAM, "adamw": ADAMW}
+
+
+cdef struct Epoch:
+    # What every thread of an epoch reads (set up by run_epoch)
+    Py_ssize_t n, d, batch_size
+    Layout lay
+    Loss loss
+    const Order* order         # NULL: positions are rows
+    OptimConfig config
+    double l2, l1, max_norm, learning_rate
+    long step                  # updates made before this epoch
+    const double* mean         # NULL: no standardization
+    const double* inv_scale
+    Py_ssize_t max_chunks      # chunks of a batch at most (the first or the last batch)
+    double* partial            # 2 x max_chunks rows of partial sums (whole_lines(width) apart):
+                               # batches alternate halves
+    unsigned* arrived          # the batch each thread has summed (fastgd_team_wait)
+    long long* solo            # votes to go on on one thread, by batch parity (epoch_worker)
+    # What the epoch did (written by thread 0)
+    double loss_total, weight_total
+    long steps
+
+
+cdef inline Py_ssize_t batch_chunks(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
+                                    Py_ssize_t d, Py_ssize_t k, bint by_columns,
+                                    Py_ssize_t* rows) noexcept nogil:
+    """Chunks of the batch starting at position lo (rows per chunk into `rows`)."""
+    cdef Py_ssize_t size = min(batch_size, n - lo)
+    rows[0] = chunk_rows(size, d, k, by_columns)
+    return (size + rows[0] - 1) // rows[0]
+
+
+cdef inline Py_ssize_t thread_start(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
+                                    Py_ssize_t d, Py_ssize_t k, bint by_columns, int tid,
+                                    int n_team) noexcept nogil:
+    """Thread tid's first position in the batch starting at lo (-1: none)."""
+    cdef Py_ssize_t rows, n_chunks
+    if lo >= n:
+        return -1
+    n_chunks = batch_chunks(lo, n, batch_size, d, k, by_columns, &rows)
+    if first_chunk(n_chunks, tid, n_team) == first_chunk(n_chunks, tid + 1, n_team):
+        return -1
+    return lo + first_chunk(n_chunks, tid, n_team) * rows
+
+
+cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
+                       floating* scratch, Epoch* e, double* own, int tid,
+                       int n_team) noexcept nogil:
+    """Thread `tid` of `n_team` running a whole epoch.
+
+    Each batch's chunks are shared out in runs (first_chunk). After a barrier
+    (fastgd_team_wait), every thread adds all the partial sums in chunk order and makes the
+    same update to its own copy of the parameters, `own` = (theta, m, v, params, grad,
+    sums, and its workspace for the passes): bit-identical copies for the price of one
+    barrier per batch. Consecutive batches put their partial sums in alternate halves of
+    e.partial, so a thread that has updated can fill in the next batch while the others
+    still read this one.
+
+    A barrier per batch is only cheap while every thread has a core. When the cores are
+    shared with other work, a thread waits a whole time slice for a partner that is not
+    running, at every batch (measured: 13-40 x slower than one thread). So a thread whose
+    waits were long LONG_WAITS_TO_SOLO times, and at 1 % of the barriers or more, votes, and
+    at the next barrier every thread reads the vote and thread 0 goes on alone: the chunks,
+    and so the result, stay the same. (Three long waits were enough at first: on this VM
+    that dissolved the team in about half of the uncontended epochs.)
+    Votes are written for barrier k + 1 into the other parity's slot of e.solo than the
+    one read at barrier k, so all threads read the same value.
+    """
+    cdef Py_ssize_t n = e.n, d = e.d, k = e.loss.k, nw = e.loss.k * e.d
+    cdef Py_ssize_t n_params = nw + k, width = sums_width(d, k), slot = whole_lines(width)
+    cdef bint by_columns = not e.lay.rows and e.order == NULL
+    cdef double* theta = own
+    cdef double* m = own + slot
+    cdef double* v = own + 2 * slot
+    cdef double* params = own + 3 * slot     # the parameters in original units, per batch
+    cdef double* grad = own + 4 * slot
+    cdef double* sums = own + 5 * slot
+    cdef double* work = own + 6 * slot       # the passes' workspace (work_size)
+    cdef const double* mu = e.mean
+    cdef const double* inv_sd = e.inv_scale
+    cdef double* partial
+    cdef floating* my_scratch = (NULL if scratch == NULL
+                                 else scratch + tid * scratch_size(d, e.loss.ky))
+    cdef Py_ssize_t lo = 0, hi, rows, n_chunks, first, last, c, start, stop, next_start, j, o
+    cdef long batch = 0, steps = 0, long_waits = 0
+    cdef double weight, loss_total = 0.0, weight_total = 0.0
+    cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
+    while lo < n:
+        hi = min(lo + e.batch_size, n)
+        n_chunks = batch_chunks(lo, n, e.batch_size, d, k, by_columns, &rows)
+        partial = e.partial + (batch % 2) * e.max_chunks * slot
+        batch += 1
+        to_original(theta, mu, inv_sd, d, k, params)
+        first = first_chunk(n_chunks, tid, n_team)
+        last = first_chunk(n_chunks, tid + 1, n_team)
+        for c in range(first, last):
+            start = lo + c * rows
+            stop = min(start + rows, hi)
+            if c + 1 < last:
+                next_start = stop
+            else:  # this thread's first position in the next batch (for prefetching)
+                next_start = thread_start(hi, n, e.batch_size, d, k, by_columns, tid, n_team)
+            chunk_sums(X, e.lay, d, y, sw, params, &e.loss, e.order, start, stop, next_start,
+                       partial + c * slot, my_scratch, work)
+        if n_team > 1:
+            if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
+                long_waits += 1
+                if long_waits >= LONG_WAITS_TO_SOLO and long_waits * 100 >= batch:  # a vote
+                    # for after the next barrier
+                    e.solo[(batch + 1) % 2 * FASTGD_LINE] = 1
+            if e.solo[batch % 2 * FASTGD_LINE]:  # every thread reads the same vote here
+                if tid != 0:
+                    break
+                n_team = 1
+        add_chunks(partial, n_chunks, width, sums)
+        lo = hi
+        weight = sums[n_params + SUM_W]
+        if weight == 0.0:
+            continue  # zero-weight rows carry no gradient
+        loss_total += sums[n_params + SUM_LOSS]
+        weight_total += weight
+        if not isfinite(sums[n_params + SUM_LOSS]):
+            break
+        # Gradient in the trained parameters: (X^T r - mean sum r) / scale, and sum r.
+        for o in range(k):
+            grad[nw + o] = sums[nw + o] / weight
+            for j in range(d):
+                grad[o * d + j] = sums[o * d + j] / weight
+                if mu != NULL:
+                    grad[o * d + j] = (grad[o * d + j] - mu[j] * grad[nw + o]) * inv_sd[j]
+        steps += 1
+        if e.l2 > 0.0:
+            add_l2(grad, theta, nw, e.l2)
+        if e.max_norm > 0.0:
+            clip_norm(grad, n_params, e.max_norm)
+        beta1_t *= e.config.beta1
+        beta2_t *= e.config.beta2
+        optim_step(&e.config, theta, grad, m, v, n_params, nw, beta1_t, beta2_t,
+                   e.learning_rate)
+        if e.l1 > 0.0:
+            prox_l1(&e.config, theta, v, nw, e.learning_rate, e.l1, beta2_t)
+    if tid == 0:
+        e.loss_total = loss_total
+        e.weight_total = weight_total
+        e.steps = steps
+
+
+def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
+              const floating[::1] sample_weight, double[::1] theta, double[::1] m,
+              double[::1] v, long step, const double[::1] mean, const double[::1] scale,
+              str optimizer, dict hyper, double learning_rate, Py_ssize_t batch_size,
+              tuple shuffle_keys, loss, int n_threads, const Py_ssize_t[::1] rows=None):
+    """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
+
+    theta = (W, b) are the trained parameters of a model of k outputs (k (d + 1) values:
+    W (k, d) row by row, then b; acting on standardized features when mean and scale are
+    given); theta, m and v (the optimizer state) are updated in place; `step` is the number
+    of updates made before this epoch. Y is (n, k), or (n, 1) class indices for the
+    multinomial loss. Batches are consecutive positions, the last one partial; with
+    shuffle_keys (three 64-bit keys, new each epoch) position p reads row shuffled_row(p);
+    with `rows`, only those rows are trained on (positions index them; see Order). A batch
+    with a non-finite loss stops the epoch before its update. The threads work through the
+    epoch together (see epoch_worker).
+
+    Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
+    """
+    cdef Py_ssize_t d = X.shape[1], k = theta.shape[0] // (d + 1), n_params = theta.shape[0]
+    if n_params != k * (d + 1) or m.shape[0] != n_params or v.shape[0] != n_params:
+        raise ValueError(f"theta, m and v must have k ({d} + 1) entries for {d} features")
+    if mean is not None and (mean.shape[0] != d or scale is None or scale.shape[0] != d):
+        raise ValueError(f"mean and scale must have {d} entries")
+    cdef Py_ssize_t width = sums_width(d, k)
+    cdef Epoch e
+    cdef Order order = make_order(shuffle_keys, rows, X.shape[0])
+    cdef Py_ssize_t n = order.n, chunk
+    if n == 0:
+        raise ValueError("no rows to train on")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    e.n = n
+    e.d = d
+    e.batch_size = batch_size
+    e.lay = layout_of(X)
+    e.loss = loss_of(loss, k, X, Y, sample_weight)
+    e.config.kind = OPTIMIZERS[optimizer]
+    e.config.momentum = hyper["momentum"]
+    e.config.beta1 = hyper["beta1"]
+    e.config.beta2 = hyper["beta2"]
+    e.config.rho = hyper["rho"]
+    e.config.eps = hyper["eps"]
+    e.config.weight_decay = hyper["weight_decay"]
+    e.l2 = hyper["l2"]
+    e.l1 = hyper["l1"]
+    e.max_norm = hyper["clip_norm"]
+    e.learning_rate = learning_rate
+    e.step = step
+    e.order = NULL if shuffle_keys is None and rows is None else &order
+    # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
+    # own rows in flight) or when it is large; a small batch in order runs fastest on one
+    # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
+    # Full batches all have the same chunks, but the last partial batch can have more:
+    # chunk_rows caps the chunk count, so smaller batches can get smaller chunks.
+    cdef bint by_columns = not e.lay.rows and e.order == NULL
+    e.max_chunks = max(batch_chunks(0, n, batch_size, d, k, by_columns, &chunk),
+                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d, k,
+                                    by_columns, &chunk))
+    cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
+    if not order.shuffled and min(batch_size, n) * d * k < PARALLEL_MIN_ELEMS:
+        threads = 1
+    cdef floating[::1] scratch = None
+    cdef floating* scratch_ptr = NULL
+    if e.order != NULL and not e.lay.rows:  # F order gathers ordered rows: a block each
+        scratch = np.empty(threads * scratch_size(d, e.loss.ky),
+                           dtype=np.float32 if floating is float else np.float64)
+        scratch_ptr = &scratch[0]
+    cdef double[:, :, ::1] partial = aligned_array((2, e.max_chunks, whole_lines(width)))
+    e.partial = &partial[0, 0, 0]
+    cdef unsigned[:, ::1] arrived = np.zeros((threads, FASTGD_LINE), dtype=np.uintc)
+    cdef long long[:, ::1] solo = np.zeros((2, FASTGD_LINE), dtype=np.longlong)
+    e.arrived = &arrived[0, 0]
+    e.solo = &solo[0, 0]
+    # Multiplying by 1/scale: a division per entry and batch cost more than the batch itself.
+    cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
+    e.mean = NULL if mean is None else &mean[0]
+    e.inv_scale = NULL if scale is None else &inv_scale[0]
+    # Each thread's parameters, optimizer state and per-batch buffers (6 slots of `width`),
+    # and its workspace, each starting a cache line.
+    cdef Py_ssize_t slot = whole_lines(width)
+    cdef Py_ssize_t own_size = 6 * slot + whole_lines(work_size(d, k))
+    cdef double[:, ::1] own = aligned_array((threads, own_size))
+    for j, state in enumerate((theta, m, v)):
+        own.base[:, j * slot:j * slot + n_params] = state
+    cdef double* own_ptr = &own[0, 0]
+    cdef const floating* Xp = &X[0, 0]
+    cdef const floating* yp = &Y[0, 0]
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef int tid
+    with nogil:
+        if threads > 1:
+            with parallel(num_threads=threads):
+                tid = omp_get_thread_num()
+                epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr + tid * own_size, tid,
+                             omp_get_num_threads())
+        else:
+            epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr, 0, 1)
+    theta[:] = own[0, :n_params]
+    m[:] = own[0, slot:slot + n_params]
+    v[:] = own[0, 2 * slot:2 * slot + n_params]
+    return e.loss_total, e.weight_total, e.steps
