@@ -27,9 +27,10 @@ import time
 import numpy as np
 
 import fastgd
-from fastgd import GDRegressor, _dask
-from fastgd._validation import Loss
-from fastgd.bench import machine, median_seconds
+from fastgd import GDRegressor, _dask, losses
+from fastgd._problem import Problem
+from fastgd._timing import median_seconds
+from fastgd.bench import machine
 
 
 def main(argv=None):
@@ -63,9 +64,8 @@ def main(argv=None):
         y = X @ np.ones(d) + 0.1 * rng.standard_normal(n, chunks=rows)
         shards = _dask.Shards.of(X, y, client=client)
         W, b = coef[None, :], np.array([intercept])
-        on_cluster = median_seconds(lambda: _dask.grad_pass(shards, shards, None, W, b,
-                                                            Loss("squared"), None),
-                                    args.repeats)
+        problem, engine = Problem(shards, shards, None, losses.Squared()), _dask.DaskEngine()
+        on_cluster = median_seconds(lambda: engine.loss_and_grad(problem, W, b), args.repeats)
         shards.release()
         fits = None if args.no_peers else whole_fits(X, y)
     bound = 1.5 * in_process + 0.015

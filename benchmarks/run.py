@@ -16,10 +16,11 @@ from functools import partial
 import numpy as np
 
 import fastgd
-from fastgd import _compiled, reference
-from fastgd._validation import effective_n_threads
+from fastgd import _compiled, losses, reference
+from fastgd._problem import Problem
+from fastgd._threads import effective_n_threads
+from fastgd._timing import block_medians as block_medians_of
 from fastgd.bench import describe, fastgd_epoch, machine, problem, torch_epoch
-from fastgd.bench import block_medians as block_medians_of
 
 
 ROUNDS = 7  # this shared VM has slow phases lasting seconds: 3 rounds left ratios +-15 %
@@ -113,8 +114,6 @@ def core_rows(X, y, repeats):
 
 def output_rows(X, y, repeats):
     """Issue 4: models of k outputs (softmax classes, several targets), one pass over X."""
-    from fastgd._validation import Loss
-
     engine = _compiled.kernels
     n, d = X.shape
     threads = effective_n_threads(None)
@@ -122,18 +121,18 @@ def output_rows(X, y, repeats):
     Y3 = np.column_stack([y, -y, 2 * y])
 
     def pass_of(module, Y, k, loss):
-        coef, intercept = np.zeros((k, d)), np.zeros(k)
-        return lambda: module.grad_pass(X, Y, None, coef, intercept, loss, threads)
+        coef, intercept, data = np.zeros((k, d)), np.zeros(k), Problem(X, Y, None, loss, k)
+        return lambda: module.grad_pass(data, coef, intercept, n_threads=threads)
 
     t = block_medians({
         "gemv": lambda: X @ np.zeros(d),
         "gemm10": lambda: X @ np.zeros((d, 10)),
-        "softmax10": pass_of(engine, classes, 10, Loss("multinomial")),
-        "squared1": pass_of(engine, y[:, None], 1, Loss("squared")),
-        "squared3": pass_of(engine, Y3, 3, Loss("squared")),
+        "softmax10": pass_of(engine, classes, 10, losses.Multinomial()),
+        "squared1": pass_of(engine, y[:, None], 1, losses.Squared()),
+        "squared3": pass_of(engine, Y3, 3, losses.Squared()),
     }, repeats)
     t.update(block_medians({"softmax10_numpy": pass_of(reference, classes, 10,
-                                                       Loss("multinomial"))}, 1, rounds=3))
+                                                       losses.Multinomial())}, 1, rounds=3))
     rows = [
         ("softmax, 10 classes, gradient pass / GEMM `X @ W` (10 columns)", "softmax10",
          "gemm10", ""),

@@ -3,14 +3,27 @@
 from fastgd import reference
 from fastgd._api import make_loss_and_grad
 from fastgd._compiled import kernels
-from fastgd._driver import DivergenceError
-from fastgd._persist import load
-
-__version__ = "0.1.0.dev0"
-
-from fastgd._config import show_config  # noqa: E402 (reads __version__)
+from fastgd._config import show_config
+from fastgd._errors import ConvergenceWarning, DivergenceError
+from fastgd._persist import read as _read
+from fastgd._version import __version__
+from fastgd.model import LinearModel
 
 loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
+
+
+def load(path):
+    """The model saved at `path` by ``save`` (a checkpoint's model too): the estimator
+    (GDRegressor or GDClassifier) where scikit-learn is installed, else a
+    fastgd.LinearModel, which predicts the same (``LinearModel.load`` always gives one).
+    Anything but a fastgd model file is a ValueError; the file is never unpickled."""
+    try:
+        from fastgd.estimators import from_saved
+    except ImportError as error:
+        if error.name is None or not error.name.startswith(("sklearn", "scipy")):
+            raise
+        return LinearModel.load(path)
+    return _read(path, from_saved)[0]
 
 
 def __getattr__(name):
@@ -27,5 +40,6 @@ def __getattr__(name):
         return getattr(estimators, name)
     raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
 
-__all__ = ["DivergenceError", "GDClassifier", "GDRegressor", "__version__", "load", "loss_and_grad",
-           "reference", "show_config"]
+
+__all__ = ["ConvergenceWarning", "DivergenceError", "GDClassifier", "GDRegressor",
+           "LinearModel", "__version__", "load", "loss_and_grad", "reference", "show_config"]

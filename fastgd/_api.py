@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
 
-from fastgd._validation import check_loss_and_grad_args, raise_if_nonfinite
+from fastgd import losses
+from fastgd._problem import Problem
+from fastgd._threads import effective_n_threads
+from fastgd._validation import (as_coef, as_intercept, as_matrix, as_sample_weight, as_targets,
+                                as_vector, check_number, raise_if_nonfinite)
 
 LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass over X.
 
@@ -18,15 +23,7 @@ LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass
         dL/dw  = sum_i w_i l'(z_i, y_i) x_i / sum_i w_i
         dL/db  = sum_i w_i l'(z_i, y_i) / sum_i w_i
 
-    ``loss="squared"`` (torch's ``MSELoss``): l = (z - y)^2, l' = 2 (z - y).
-    ``loss="huber"`` (torch's ``HuberLoss``): with r = z - y, l = r^2 / 2 where
-    ``|r| <= delta``, else delta (|r| - delta / 2); l' = r clipped to [-delta, delta].
-    ``loss="log"`` (torch's ``BCEWithLogitsLoss``; z is a logit, y in [0, 1]):
-    l = log(1 + e^z) - y z, l' = sigmoid(z) - y, computed without overflow.
-    With k outputs these are summed over a row's outputs (y of shape (n_samples, k)).
-    ``loss="multinomial"`` (torch's ``CrossEntropyLoss``; k >= 2 logits per row, y the
-    class index 0..k-1): l = log(sum_o e^z_o) - z_y, l' = softmax(z) - onehot(y),
-    computed with the largest logit subtracted, so no exp overflows.
+{losses}
 
     Parameters
     ----------
@@ -36,10 +33,8 @@ LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass
     y : array of shape (n_samples,) or (n_samples, k)
     coef : array of shape (n_features,) or (k, n_features)
     intercept : float, or array of shape (k,)
-    loss : {"squared", "huber", "log", "multinomial"}
-    delta : float, default=1.0
-        Huber's threshold (scikit-learn's SGDRegressor calls it epsilon).
-    sample_weight : array of shape (n_samples,), optional
+    loss : {loss_names}
+{loss_params}    sample_weight : array of shape (n_samples,), optional
         Non-negative, not all zero.
     n_threads : int, optional
         None: as many threads as OpenMP allows (OMP_NUM_THREADS, threadpoolctl limits),
@@ -61,23 +56,71 @@ LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass
     """
 
 
-def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
-    """The public ``loss_and_grad`` on top of an engine's ``grad_pass``."""
+def loss_doc(indent: str = "    ") -> str:
+    """Each loss of the registry and its formula, for docstrings."""
+    lines = [f'``loss="{name}"``: {cls.summary}' for name, cls in losses.LOSSES.items()]
+    lines.append("With k outputs the per-output losses (all but the multinomial) are summed "
+                 "over a row's outputs (y of shape (n_samples, k)).")
+    return "\n".join(textwrap.fill(line, 88, initial_indent=indent, subsequent_indent=indent)
+                     for line in lines)
 
-    def loss_and_grad(X, y, coef, intercept, *, loss: str = "squared", delta: float = 1.0,
-                      sample_weight=None, n_threads: int | None = None):
-        args = check_loss_and_grad_args(X, y, coef, intercept, loss, delta, sample_weight,
-                                        n_threads)
-        value, grad_coef, grad_intercept = grad_pass(*args)
+
+def loss_params_doc(indent: str = "    ") -> str:
+    """The losses' parameters, for docstrings."""
+    return "".join(f"{indent}{key} : float, default={default}\n"
+                   f"{indent}    {cls.params_doc[key]}\n"
+                   for cls in losses.LOSSES.values() for key, default in cls.params.items())
+
+
+def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
+    """The public ``loss_and_grad`` on top of an engine's ``grad_pass`` (a function of
+    (problem, coef, intercept, n_threads)), with the same checks for every engine."""
+
+    def loss_and_grad(X, y, coef, intercept, *, loss: str = "squared", sample_weight=None,
+                      n_threads: int | None = None, **loss_params):
+        one_output = np.ndim(coef) == 1
+        problem, coef, intercept = checked_problem(X, y, coef, intercept, loss, loss_params,
+                                                   sample_weight)
+        value, grad_coef, grad_intercept = grad_pass(problem, coef, intercept,
+                                                     n_threads=effective_n_threads(n_threads))
         if not (np.isfinite(value) and np.isfinite(grad_intercept).all()
                 and np.isfinite(grad_coef).all()):
-            raise_if_nonfinite(args[0])
+            raise_if_nonfinite(problem.X)
             raise ValueError("The loss or its gradient overflows float64 at these parameters: "
                              "X, y or coef hold values too large; rescale them.")
-        if np.ndim(coef) == 1:  # one output: shapes as given
+        if one_output:  # shapes as given
             return float(value), grad_coef[0], float(grad_intercept[0])
         return float(value), grad_coef, grad_intercept
 
     loss_and_grad.__module__ = module
-    loss_and_grad.__doc__ = LOSS_AND_GRAD_DOC.replace("{module}", module)
+    loss_and_grad.__doc__ = LOSS_AND_GRAD_DOC.replace("{module}", module).format(
+        losses=loss_doc(), loss_names="{" + ", ".join(f'"{n}"' for n in losses.LOSSES) + "}",
+        loss_params=loss_params_doc())
     return loss_and_grad
+
+
+def checked_problem(X, y, coef, intercept, loss, loss_params, sample_weight):
+    """The public loss_and_grad's arguments, validated, as (Problem, coef (k, d),
+    intercept (k,))."""
+    X = as_matrix(X)
+    n, d = X.shape
+    known = {key for cls in losses.LOSSES.values() for key in cls.params}
+    for key, value in loss_params.items():
+        if key not in known:
+            raise TypeError(f"loss_and_grad() got an unexpected keyword argument {key!r}")
+        check_number(key, value)
+    spec = losses.get(loss, **loss_params)
+    coef = np.asarray(coef)
+    k = max(coef.shape[0], 1) if coef.ndim == 2 else 1  # (0, d) is refused: no outputs
+    coef = as_coef(coef, (k, d) if coef.ndim == 2 else (d,))
+    if spec.class_indices:
+        if coef.ndim != 2 or k < spec.min_outputs:
+            raise ValueError(f"coef must have shape (n_classes, {d}) with "
+                             f"{spec.min_outputs} classes or more for loss={loss!r}, got "
+                             f"{coef.shape}")
+        Y = as_vector(y, "y", n, X.dtype)[:, None]
+    else:
+        Y = as_targets(y, n, k, X.dtype)
+    spec.check_targets(Y, k)
+    problem = Problem(X, Y, as_sample_weight(sample_weight, n, X.dtype), spec, k)
+    return problem, coef.reshape(k, d), as_intercept(intercept, k)

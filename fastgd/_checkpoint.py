@@ -2,11 +2,11 @@
 
 A checkpoint file is a model file (fastgd/_persist.py): the model as it stood at the end of
 an epoch, which ``fastgd.load`` reads. Beside it the file holds the state of the epoch loop
-(fastgd._driver.Checkpoint: parameters, optimizer state, step and epoch counts, history,
-early stopping's bookkeeping), the random state the fit drew its row orders and validation
-rows from, and a fingerprint of the data. ``fit(X, y, resume=PATH)`` goes on from there and
-ends with the very bits of a fit that never stopped; it refuses a checkpoint written for
-other data or other settings. Files are written atomically, like every model file, so a
+(fastgd._training.LoopState: parameters, the solver's named state, step and epoch counts,
+history, early stopping's bookkeeping), the random state the fit drew its row orders and
+validation rows from, and a fingerprint of the data. ``fit(X, y, resume=PATH)`` goes on
+from there and ends with the very bits of a fit that never stopped; it refuses a checkpoint
+written for other data or other settings. Files are written atomically, like every model file, so a
 crash (even SIGKILL) leaves the previous checkpoint or the new one, never a broken one.
 """
 
@@ -18,57 +18,56 @@ import numbers
 
 import numpy as np
 
-from fastgd import _driver, _persist
+from fastgd import _persist
+from fastgd._state import Standardization, TrainState
+from fastgd._training import LoopState
 
 # Settings that do not change the arithmetic, so they may differ when resuming (max_epochs:
 # to train longer; n_threads: the bits are the same for any thread count).
 FREE = ("max_epochs", "n_threads", "verbose", "callbacks", "checkpoint", "checkpoint_every",
         "warm_start")
-SAMPLED_ROWS = 64
+# Format version 1 kept two state vectors for every optimizer: where each named slot was.
+V1_SLOTS = {"momentum_buffer": "m", "sum": "v", "square_avg": "v", "exp_avg": "m",
+            "exp_avg_sq": "v"}
 
 
-def fingerprint(engine, n_threads, X, Y, sample_weight, loss, k) -> dict:
+def fingerprint(engine, problem) -> dict:
     """What tells one data set from another, cheaply: the shape, the bits of every column's
     weighted mean and variance (one fused pass over X) and of the best constant loss (over
-    y), and in memory a hash of SAMPLED_ROWS whole rows of X, y and the weights; on a
-    cluster the row blocks (mini-batch epochs run block by block)."""
-    mean, var = engine.column_stats(X, sample_weight, n_threads)
-    digest = hashlib.sha256(np.concatenate([mean, var, [engine.constant_loss(
-        Y, sample_weight, loss, k)]]).tobytes())
-    n = X.shape[0]
-    if isinstance(X, np.ndarray):
-        rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
-        for part in (X, Y, sample_weight):
-            if part is not None:
-                digest.update(np.ascontiguousarray(part[rows]).tobytes())
-    return {"rows": int(n), "features": int(X.shape[1]),
-            "dtype": X.dtype.str if isinstance(X, np.ndarray) else None,
-            "blocks": None if isinstance(X, np.ndarray) else [int(r) for r in X.rows],
-            "hash": digest.hexdigest()}
+    y), and what the engine adds (in memory a hash of 64 whole rows of X, y and the
+    weights; on a cluster the row blocks, as mini-batch epochs run block by block)."""
+    mean, var = engine.column_stats(problem)
+    digest = hashlib.sha256(np.concatenate([mean, var, [engine.constant_loss(problem)]])
+                            .tobytes())
+    own = engine.fingerprint(problem, digest)
+    return {"rows": int(engine.n_rows(problem)), "features": int(problem.n_features),
+            "dtype": own["dtype"], "blocks": own["blocks"], "hash": digest.hexdigest()}
 
 
-def write(path, snapshot, loop: _driver.Checkpoint, random_state: tuple, data: dict) -> None:
+def write(path, snapshot, loop: LoopState, random_state: tuple, data: dict) -> None:
     """Save `snapshot` (the estimator fitted as of `loop`) with the loop's state."""
     state = loop.state
     kind, keys, position, has_gauss, gaussian = random_state
     values = {"epochs": state.epochs, "steps": state.steps, "optimizer": state.optimizer,
               "learning_rate": state.learning_rate, "standardized": state.std is not None,
-              "best_loss": _finite_or_none(loop.best_loss),
+              "slots": list(state.slots), "best_loss": _finite_or_none(loop.best_loss),
               "best_val": _finite_or_none(loop.best_val), "stale": loop.stale,
               "random_state": [kind, position, has_gauss, gaussian], "data": data}
-    arrays = {"theta": state.theta, "m": state.m, "v": state.v, "last_good": loop.last_good,
-              "best": loop.best, "random_keys": np.asarray(keys, dtype=np.uint32)}
+    arrays = {"theta": state.theta, "last_good": loop.last_good, "best": loop.best,
+              "random_keys": np.asarray(keys, dtype=np.uint32),
+              **{f"state.{name}": value for name, value in state.slots.items()}}
     if state.std is not None:  # its mean and scale are the model's mean_ and scale_
         arrays["divisor"] = state.std.divisor
     if loop.best_val_params is not None:
         arrays["best_val_params"] = loop.best_val_params
-    _persist.save(snapshot, path, {"values": values, "arrays": arrays})
+    snapshot._save(path, {"values": values, "arrays": arrays})
 
 
 def read(path, estimator, data: dict):
-    """(the driver's Checkpoint, the random state) from the checkpoint at `path`, after
+    """(the loop's LoopState, the random state) from the checkpoint at `path`, after
     checking it was written by a fit of this estimator's kind and settings on this data."""
-    loaded, values, arrays = _persist.load_training(path)
+    loaded, saved = _persist.read(path, type(estimator)._from_saved)
+    values, arrays = saved.training_values, saved.training_arrays
     name = f"resume={str(path)!r}"
     if values is None:
         raise ValueError(f"{name} is a model file without training state (a checkpoint is "
@@ -95,14 +94,27 @@ def read(path, estimator, data: dict):
         raise ValueError(f"{name} was written for the classes {loaded.classes_.tolist()}; "
                          f"y has {estimator.classes_.tolist()}")
     try:
-        return _loop(loaded, values, arrays), _random_state(values, arrays)
+        return _loop(loaded, values, arrays, saved.version), _random_state(values, arrays)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"{name} has a malformed training state: {error!r}") from None
 
 
-def _loop(loaded, values, arrays) -> _driver.Checkpoint:
+def _slots(values, arrays, version: int, optimizer) -> dict:
+    """The solver's named state: by name since version 2; in version 1 every optimizer
+    kept two vectors, m and v, and its slots were among them (V1_SLOTS)."""
+    if version == 1:
+        return {slot: arrays[V1_SLOTS[slot]] for slot in optimizer.slots}
+    names = values["slots"]
+    if not isinstance(names, list) or set(names) != set(optimizer.slots):
+        raise ValueError(f"its state {names!r} is not the {optimizer.name} optimizer's")
+    return {slot: arrays[f"state.{slot}"] for slot in names}
+
+
+def _loop(loaded, values, arrays, version: int) -> LoopState:
     size = np.size(loaded.coef_) + np.size(loaded.intercept_)  # k (d + 1) parameters
-    vectors = {key: arrays[key] for key in ("theta", "m", "v", "last_good", "best")}
+    vectors = {key: arrays[key] for key in ("theta", "last_good", "best")}
+    slots = _slots(values, arrays, version, loaded._optimizer())
+    vectors.update(slots)
     history = loaded.history_
     if loaded.early_stopping:  # the validation bookkeeping is there, or the file is broken
         if "val_loss" not in history:
@@ -124,13 +136,12 @@ def _loop(loaded, values, arrays) -> _driver.Checkpoint:
         if (loaded.mean_ is None or loaded.scale_ is None
                 or divisor.shape != loaded.scale_.shape or not (divisor > 0).all()):
             raise ValueError("its standardization is malformed")
-        std = _driver.Standardization(loaded.mean_, loaded.scale_, divisor)
-    state = _driver.TrainState(vectors["theta"], vectors["m"], vectors["v"], steps, epochs,
-                               std, float(rate), values["optimizer"])
-    return _driver.Checkpoint(state, history, vectors["last_good"], vectors["best"],
-                              _inf_if_none(values["best_loss"]),
-                              _inf_if_none(values["best_val"]),
-                              vectors.get("best_val_params"), values["stale"])
+        std = Standardization(loaded.mean_, loaded.scale_, divisor)
+    state = TrainState(vectors["theta"], slots, steps, epochs, std, float(rate),
+                       values["optimizer"])
+    return LoopState(state, history, vectors["last_good"], vectors["best"],
+                     _inf_if_none(values["best_loss"]), _inf_if_none(values["best_val"]),
+                     vectors.get("best_val_params"), values["stale"])
 
 
 def _random_state(values, arrays) -> tuple:

@@ -11,9 +11,9 @@ from importlib import metadata
 
 import numpy as np
 
-import fastgd
 from fastgd import _compiled
-from fastgd._validation import _physical_cores, effective_n_threads
+from fastgd._threads import effective_n_threads, physical_cores
+from fastgd._version import __version__
 
 OPTIONAL = ("scikit-learn", "scipy", "threadpoolctl", "tqdm", "matplotlib", "pandas", "torch",
             "dask", "distributed")
@@ -41,7 +41,7 @@ def config() -> dict:
     kernels = _compiled.kernels
     library = kernels.openmp_library()
     return {
-        "fastgd": {"version": fastgd.__version__, "path": os.path.dirname(__file__)},
+        "fastgd": {"version": __version__, "path": os.path.dirname(__file__)},
         "build": {"openmp": kernels.openmp_enabled(),
                   "openmp_library": os.path.normpath(library) if library else None,
                   "simd": _compiled.SIMD,
@@ -49,7 +49,7 @@ def config() -> dict:
                   "bounds_checking": kernels.bounds_checked()},
         "threads": {"default": effective_n_threads(None),
                     "openmp_max": kernels.openmp_max_threads(),
-                    "physical_cores": _physical_cores(), "cpus": os.cpu_count(),
+                    "physical_cores": physical_cores(), "cpus": os.cpu_count(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "python": {"version": platform.python_version(),
                    "implementation": platform.python_implementation(),

@@ -6,9 +6,9 @@ sends only the parameters: every shard runs the compiled kernel where it lies an
 d-sized partial results, which the client adds in shard order. So a distributed pass is
 deterministic and equals the in-memory one up to the rounding of that sum.
 
-The module is an engine of fastgd/_driver.py (X and Y a Shards), so the driver's whole loop
-(standardization, the automatic step, tol, the optimizers) runs on a cluster unchanged;
-training is full-batch so far.
+DaskEngine implements the engine interface of fastgd/_problem.py on a Shards, so the whole
+training loop (standardization, the automatic step, tol, the solvers) runs on a cluster
+unchanged; mini-batches are local epochs averaged once an epoch.
 
 Dask is optional (`pip install "fastgd[dask]"`): this module imports it when first used.
 """
@@ -16,14 +16,16 @@ Dask is optional (`pip install "fastgd[dask]"`): this module imports it when fir
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
 
-from fastgd import _driver, _validation, reference
+from fastgd import _validation, reference
 from fastgd._compiled import kernels
+from fastgd._problem import Problem, splitmix64
 from fastgd._validation import as_matrix, as_sample_weight, as_targets
+from fastgd.losses import constant_loss_sum
 
 
 def _client(client):
@@ -88,15 +90,15 @@ def _weight(shard) -> float:
     return shard[3]
 
 
-def _grad_pass(shard, coef, intercept, loss, n_threads, zero_targets=False):
+def _grad_pass(shard, coef, intercept, loss, k, n_threads, zero_targets=False):
     weight = _weight(shard)
     if weight == 0.0:  # carries no gradient (and its mean would be 0 / 0)
         return weight, None
     X, Y, sample_weight, _ = shard
     if zero_targets:
         Y = np.zeros((len(X), 1), dtype=X.dtype)
-    return weight, kernels.grad_pass(X, Y, sample_weight, coef, intercept, loss,
-                                     _worker_threads(n_threads))
+    return weight, kernels.grad_pass(Problem(X, Y, sample_weight, loss, k), coef, intercept,
+                                     n_threads=_worker_threads(n_threads))
 
 
 def _column_stats(shard, n_threads):
@@ -104,7 +106,8 @@ def _column_stats(shard, n_threads):
     if weight == 0.0:
         return weight, None
     X, _, sample_weight, _ = shard
-    return weight, kernels.column_stats(X, sample_weight, _worker_threads(n_threads))
+    return weight, kernels.column_stats(Problem(X, None, sample_weight, None),
+                                        n_threads=_worker_threads(n_threads))
 
 
 @dataclass
@@ -224,138 +227,143 @@ def _weighted_sum(results):
     return combined
 
 
-# The engine interface of fastgd/_driver.py, with X a Shards, which also holds the targets
-# and the sample weights: Y is that same Shards (or ZERO_TARGETS), sample_weight is None,
-# and `rows` are the numbers of the shards to use.
+# The engine interface (fastgd/_problem.py) with X a Shards, which also holds the targets and
+# the sample weights: a Problem's Y is that same Shards (None: zero targets), its
+# sample_weight None, and its `rows` the numbers of the shards to use.
 
-ZERO_TARGETS = "zero targets"  # Y for the curvature's passes
+class DaskEngine:
+    """Passes over the shards of a cluster, each summed where it lies and added in shard
+    order; n_threads as the estimators take it, resolved on each worker (_worker_threads)."""
+
+    def __init__(self, n_threads=None):
+        self.n_threads = n_threads
+
+    def n_rows(self, problem) -> int:
+        shards = problem.X
+        return shards.shape[0] if problem.rows is None else sum(shards.rows[i]
+                                                                 for i in problem.rows)
+
+    def loss_and_grad(self, problem, coef, intercept):
+        """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) over the shards."""
+        value, grad_coef, grad_intercept = _weighted_sum(self._grad_passes(problem, coef,
+                                                                           intercept))
+        return float(value), grad_coef, grad_intercept
+
+    def _grad_passes(self, problem, coef, intercept) -> list:
+        _held(problem)
+        return problem.X.map(_grad_pass, problem.rows, coef=coef, intercept=intercept,
+                             loss=problem.loss, k=problem.k, n_threads=self.n_threads,
+                             zero_targets=problem.Y is None)
+
+    def column_stats(self, problem):
+        """Weighted per-column mean and population variance over all shards (Chan et al.'s
+        pairwise combination: within-shard variance plus the spread of the shard means)."""
+        _held(problem)
+        results = [(w, part) for w, part in problem.X.map(_column_stats,
+                                                          n_threads=self.n_threads)
+                   if part is not None]
+        (mean, _) = _weighted_sum(results)
+        (variance,) = _weighted_sum([(w, (var + (m - mean) ** 2,)) for w, (m, var) in results])
+        return mean, variance
+
+    def run_epoch(self, problem, theta, state, plan):
+        """One epoch. Full batch: the gradient summed over the shards and one step on the
+        client (its state is d-sized), as fastgd.reference.run_epoch takes it. Mini-batches:
+        every shard runs a local epoch of the compiled kernel from the same parameters and
+        optimizer state (its batches drawn within the shard, in its own order), and the
+        client averages the shards' parameters and states by their weight (local SGD with
+        averaging once an epoch; the step count goes on by the largest shard's)."""
+        _held(problem)
+        if plan.batch_size < self.n_rows(problem):
+            return self._local_epochs(problem, theta, state, plan)
+        d = problem.n_features
+        W, b = reference.original_parameters(theta, len(theta) // (d + 1), d, plan.std)
+        results = self._grad_passes(problem, W, b)
+        weight = sum(w for w, part in results if part is not None)
+        value, grad_W, grad_b = _weighted_sum(results)
+        if not np.isfinite(value):
+            return weight * value, weight, 0
+        reference.take_step(theta, state, grad_W, grad_b, plan, plan.step + 1)
+        return weight * value, weight, 1
+
+    def _local_epochs(self, problem, theta, state, plan):
+        shards = problem.X
+        results = shards.map(_local_epoch, problem.rows, range(len(shards.futures)),
+                             theta=theta, state=state, plan=plan, loss=problem.loss,
+                             k=problem.k, n_threads=self.n_threads)
+        carrying = [(w, part) for w, part in results if part is not None]
+        total = sum(part[2] for _, part in carrying)
+        weight = sum(w for w, _ in carrying)
+        steps = max((part[3] for _, part in carrying), default=0)
+        if not np.isfinite(total):  # the loop tells divergence from bad data by the steps
+            return total, weight, steps
+        names = tuple(state)
+        averaged = _weighted_sum([(w, (part[0], *(part[1][name] for name in names)))
+                                  for w, part in carrying])
+        theta[:] = averaged[0]
+        for name, value in zip(names, averaged[1:], strict=True):
+            state[name][:] = value
+        return total, weight, steps
+
+    def raise_if_nonfinite(self, problem) -> None:
+        problem.X.map(_raise_if_nonfinite, None, problem.X.starts)
+
+    def largest_row_norm(self, problem, std) -> float:
+        """The largest of the shards' largest rows."""
+        _held(problem)
+        shards = problem.X
+        mean_weight = sum(shards.map(_weight)) / shards.shape[0]
+        return max(shards.map(_largest_row_norm, std=std, mean_weight=mean_weight))
+
+    def constant_loss(self, problem) -> float:
+        """Loss.constant_loss over the shards: each shard's sums, added in shard order."""
+        _held(problem)
+        shards, loss = problem.X, problem.loss
+        total = sums = 0.0
+        for shard_total, shard_sums in shards.map(_target_sums, loss=loss, k=problem.k):
+            total, sums = total + shard_total, sums + shard_sums
+        return loss.constant_loss(total, sums, lambda z: sum(
+            shards.map(_constant_loss_sum, z=z, loss=loss)))
+
+    def fingerprint(self, problem, digest) -> dict:
+        """The row blocks (mini-batch epochs run block by block); no rows are hashed."""
+        return {"dtype": None, "blocks": [int(r) for r in problem.X.rows]}
 
 
-def _held(X, Y, sample_weight):
-    if not (Y is X or Y is ZERO_TARGETS) or sample_weight is not None:
-        raise ValueError("the targets and sample weights are held in the shards: pass Y=X "
-                         "and sample_weight=None")
+def _held(problem):
+    if not (problem.Y is problem.X or problem.Y is None) or problem.sample_weight is not None:
+        raise ValueError("the targets and sample weights are held in the shards: a Problem "
+                         "on shards has Y=X (or None) and sample_weight=None")
 
 
-def grad_pass(X: Shards, Y, sample_weight, coef, intercept, loss, n_threads, rows=None):
-    """(mean loss, gradient in coef (k, d), gradient in intercept (k,)) over the shards."""
-    _held(X, Y, sample_weight)
-    value, grad_coef, grad_intercept = _weighted_sum(X.map(
-        _grad_pass, rows, coef=coef, intercept=intercept, loss=loss, n_threads=n_threads,
-        zero_targets=Y is ZERO_TARGETS))
-    return float(value), grad_coef, grad_intercept
-
-
-def column_stats(X: Shards, sample_weight, n_threads):
-    """Weighted per-column mean and population variance over all shards (Chan et al.'s
-    pairwise combination: within-shard variance plus the spread of the shard means)."""
-    _held(X, X, sample_weight)
-    results = [(w, part) for w, part in X.map(_column_stats, n_threads=n_threads)
-               if part is not None]
-    (mean, _) = _weighted_sum(results)
-    (variance,) = _weighted_sum([(w, (var + (m - mean) ** 2,)) for w, (m, var) in results])
-    return mean, variance
-
-
-def run_epoch(X: Shards, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper,
-              learning_rate, batch_size, shuffle_keys, loss, n_threads, rows=None):
-    """One epoch. Full batch: the gradient summed over the shards and one step on the
-    client (its state is d-sized), as fastgd.reference.run_epoch takes it. Mini-batches:
-    every shard runs a local epoch of the compiled kernel from the same parameters and
-    optimizer state (its batches drawn within the shard, in its own order), and the client
-    averages the shards' parameters and states by their weight (local SGD with averaging
-    once an epoch; the step count goes on by the largest shard's)."""
-    _held(X, Y, sample_weight)
-    n = X.shape[0] if rows is None else sum(X.rows[i] for i in rows)
-    if batch_size < n:
-        return _local_epochs(X, theta, m, v, step, mean, scale, optimizer, hyper,
-                             learning_rate, batch_size, shuffle_keys, loss, n_threads, rows)
-    d = X.n_features
-    k = len(theta) // (d + 1)
-    inv_scale = None if scale is None else 1.0 / scale
-    W, b = reference.original_parameters(theta, k, d, mean, inv_scale)
-    results = X.map(_grad_pass, rows, coef=W, intercept=b, loss=loss, n_threads=n_threads)
-    weight = sum(w for w, part in results if part is not None)
-    value, grad_W, grad_b = _weighted_sum(results)
-    if not np.isfinite(value):
-        return weight * value, weight, 0
-    reference.take_step(theta, m, v, grad_W, grad_b, step + 1, mean, inv_scale, optimizer,
-                        hyper, learning_rate)
-    return weight * value, weight, 1
-
-
-def _local_epoch(shard, number, theta, m, v, step, mean, scale, optimizer, hyper,
-                 learning_rate, batch_size, shuffle_keys, loss, n_threads):
+def _local_epoch(shard, number, theta, state, plan, loss, k, n_threads):
     X, Y, sample_weight, _ = shard
     if _weight(shard) == 0.0:  # no rows, or none with weight: nothing to learn here
         return 0.0, None
-    theta, m, v = theta.copy(), m.copy(), v.copy()
-    if shuffle_keys is not None:  # each shard its own order
-        shuffle_keys = tuple(_driver.splitmix64(key ^ number) for key in shuffle_keys)
-    total, weight, steps = kernels.run_epoch(
-        X, Y, sample_weight, theta, m, v, step, mean, scale, optimizer, hyper, learning_rate,
-        min(batch_size, len(X)), shuffle_keys, loss, _worker_threads(n_threads))
-    return weight, (theta, m, v, total, steps)
-
-
-def _local_epochs(X, theta, m, v, step, mean, scale, optimizer, hyper, learning_rate,
-                  batch_size, shuffle_keys, loss, n_threads, rows):
-    results = X.map(_local_epoch, rows, range(len(X.futures)), theta=theta, m=m, v=v,
-                    step=step, mean=mean, scale=scale, optimizer=optimizer, hyper=hyper,
-                    learning_rate=learning_rate, batch_size=batch_size,
-                    shuffle_keys=shuffle_keys, loss=loss, n_threads=n_threads)
-    carrying = [(w, part) for w, part in results if part is not None]
-    total = sum(part[3] for _, part in carrying)
-    weight = sum(w for w, _ in carrying)
-    steps = max((part[4] for _, part in carrying), default=0)
-    if not np.isfinite(total):  # the driver tells divergence from bad data by the steps
-        return total, weight, steps
-    theta[:], m[:], v[:] = _weighted_sum([(w, part[:3]) for w, part in carrying])
-    return total, weight, steps
-
-
-def zero_targets(X):
-    return ZERO_TARGETS
+    theta, state = theta.copy(), {name: value.copy() for name, value in state.items()}
+    keys = plan.shuffle_keys
+    if keys is not None:  # each shard its own order
+        keys = tuple(splitmix64(key ^ number) for key in keys)
+    plan = replace(plan, batch_size=min(plan.batch_size, len(X)), shuffle_keys=keys)
+    total, weight, steps = kernels.run_epoch(Problem(X, Y, sample_weight, loss, k), theta,
+                                             state, plan, n_threads=_worker_threads(n_threads))
+    return weight, (theta, state, total, steps)
 
 
 def _raise_if_nonfinite(shard, start):
     _validation.raise_if_nonfinite(shard[0], row_offset=start)
 
 
-def raise_if_nonfinite(X: Shards):
-    X.map(_raise_if_nonfinite, None, X.starts)
-
-
 def _largest_row_norm(shard, std, mean_weight):
     X, _, sample_weight, _ = shard
-    return _driver.largest_row_norm(X, sample_weight, std, mean_weight)
-
-
-def largest_row_curvature(X: Shards, sample_weight, std, loss, l2):
-    """_driver.largest_row_curvature over the shards: the largest of their largest rows."""
-    _held(X, X, sample_weight)
-    mean_weight = sum(X.map(_weight)) / X.shape[0]
-    largest = max(X.map(_largest_row_norm, std=std, mean_weight=mean_weight))
-    return 2.0 * _driver.CURVATURE_FACTOR[loss.name] * largest + l2
+    return reference.largest_row_norm(X, sample_weight, std, mean_weight)
 
 
 def _target_sums(shard, loss, k):
     _, Y, sample_weight, _ = shard
-    return _driver.target_sums(Y, sample_weight, loss, k)
+    return loss.target_sums(Y, sample_weight, k)
 
 
 def _constant_loss_sum(shard, z, loss):
     _, Y, sample_weight, _ = shard
-    return _driver.constant_loss_sum(Y, sample_weight, z, loss)
-
-
-def constant_loss(Y: Shards, sample_weight, loss, k):
-    """_driver.constant_loss over the shards: each shard's sums, added in shard order."""
-    _held(Y, Y, sample_weight)
-    total = sums = 0.0
-    for shard_total, shard_sums in Y.map(_target_sums, loss=loss, k=k):
-        total, sums = total + shard_total, sums + shard_sums
-    z = _driver.best_constant(total, sums, loss)
-    if loss.name == "multinomial":
-        return z
-    return float(sum(Y.map(_constant_loss_sum, z=z, loss=loss)) / total)
+    return constant_loss_sum(loss, Y, sample_weight, z)

@@ -18,8 +18,8 @@ import numpy as np
 
 import fastgd
 from fastgd import _plots
-from fastgd.bench import median_seconds
-from fastgd._validation import effective_n_threads
+from fastgd._timing import median_seconds
+from fastgd._threads import effective_n_threads
 
 SEED_X = np.array([[1.0], [2.0], [3.0]])
 SEED_Y = np.array([2.0, 4.0, 6.0])

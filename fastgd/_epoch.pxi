@@ -21,10 +21,6 @@ cdef inline void to_original(const double* theta, const double* mean, const doub
         params[k * d + o] = theta[k * d + o] - dot1[double](mean, params + o * d, d)
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad": ADAGRAD,
-              "rmsprop": RMSPROP, "adam": ADAM, "adamw": ADAMW}
-
-
 cdef struct Epoch:
     # What every thread of an epoch reads (set up by run_epoch)
     Py_ssize_t n, d, batch_size
@@ -75,11 +71,11 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
 
     Each batch's chunks are shared out in runs (first_chunk). After a barrier
     (fastgd_team_wait), every thread adds all the partial sums in chunk order and makes the
-    same update to its own copy of the parameters, `own` = (theta, m, v, params, grad,
-    sums, and its workspace for the passes): bit-identical copies for the price of one
-    barrier per batch. Consecutive batches put their partial sums in alternate halves of
-    e.partial, so a thread that has updated can fill in the next batch while the others
-    still read this one.
+    same update to its own copy of the parameters, `own` = (theta, the optimizer state,
+    params, grad, sums, and its workspace for the passes): bit-identical copies for the
+    price of one barrier per batch. Consecutive batches put their partial sums in
+    alternate halves of e.partial, so a thread that has updated can fill in the next batch
+    while the others still read this one.
 
     A barrier per batch is only cheap while every thread has a core. When the cores are
     shared with other work, a thread waits a whole time slice for a partner that is not
@@ -95,12 +91,11 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef Py_ssize_t n_params = nw + k, width = sums_width(d, k), slot = whole_lines(width)
     cdef bint by_columns = not e.lay.rows and e.order == NULL
     cdef double* theta = own
-    cdef double* m = own + slot
-    cdef double* v = own + 2 * slot
-    cdef double* params = own + 3 * slot     # the parameters in original units, per batch
-    cdef double* grad = own + 4 * slot
-    cdef double* sums = own + 5 * slot
-    cdef double* work = own + 6 * slot       # the passes' workspace (work_size)
+    cdef double* state = own + slot          # the optimizer's: OPTIM_SLOTS vectors, slot apart
+    cdef double* params = own + (1 + OPTIM_SLOTS) * slot  # in original units, per batch
+    cdef double* grad = own + (2 + OPTIM_SLOTS) * slot
+    cdef double* sums = own + (3 + OPTIM_SLOTS) * slot
+    cdef double* work = own + (4 + OPTIM_SLOTS) * slot    # the passes' workspace (work_size)
     cdef const double* mu = e.mean
     cdef const double* inv_sd = e.inv_scale
     cdef double* partial
@@ -160,40 +155,55 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
             clip_norm(grad, n_params, e.max_norm)
         beta1_t *= e.config.beta1
         beta2_t *= e.config.beta2
-        optim_step(&e.config, theta, grad, m, v, n_params, nw, beta1_t, beta2_t,
+        optim_step(&e.config, theta, grad, state, slot, n_params, nw, beta1_t, beta2_t,
                    e.learning_rate)
         if e.l1 > 0.0:
-            prox_l1(&e.config, theta, v, nw, e.learning_rate, e.l1, beta2_t)
+            prox_l1(&e.config, theta, state, slot, nw, e.learning_rate, e.l1, beta2_t)
     if tid == 0:
         e.loss_total = loss_total
         e.weight_total = weight_total
         e.steps = steps
 
 
-def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
-              const floating[::1] sample_weight, double[::1] theta, double[::1] m,
-              double[::1] v, long step, const double[::1] mean, const double[::1] scale,
-              str optimizer, dict hyper, double learning_rate, Py_ssize_t batch_size,
-              tuple shuffle_keys, loss, int n_threads, const Py_ssize_t[::1] rows=None):
+def run_epoch(problem, double[::1] theta, dict state, plan, int n_threads):
     """One epoch, every batch in one nogil call: forward pass, loss, gradient, update.
 
     theta = (W, b) are the trained parameters of a model of k outputs (k (d + 1) values:
-    W (k, d) row by row, then b; acting on standardized features when mean and scale are
-    given); theta, m and v (the optimizer state) are updated in place; `step` is the number
-    of updates made before this epoch. Y is (n, k), or (n, 1) class indices for the
-    multinomial loss. Batches are consecutive positions, the last one partial; with
-    shuffle_keys (three 64-bit keys, new each epoch) position p reads row shuffled_row(p);
-    with `rows`, only those rows are trained on (positions index them; see Order). A batch
-    with a non-finite loss stops the epoch before its update. The threads work through the
-    epoch together (see epoch_worker).
+    W (k, d) row by row, then b; acting on standardized features when plan.std is given);
+    theta and `state` (the optimizer's named state vectors) are updated in place. `plan`
+    (fastgd._problem.EpochPlan) holds the optimizer, the learning rate, the penalty,
+    clipping, batch size, the number of updates made before this epoch and the epoch's
+    shuffle keys. problem.Y is (n, ky) as problem.loss.targets_per_row(k). Batches are
+    consecutive positions, the last one partial; with shuffle keys (three 64-bit keys, new
+    each epoch) position p reads row shuffled_row(p); with problem.rows, only those rows are
+    trained on (positions index them; see Order). A batch with a non-finite loss stops the
+    epoch before its update. The threads work through the epoch together (see
+    epoch_worker).
 
     Returns (sum of w_i * loss_i over the batches run, sum of their weights, updates made).
     """
+    return _run_epoch(problem.X, problem.Y, problem.sample_weight, problem.rows, problem.loss,
+                      theta, state, plan, n_threads)
+
+
+def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
+               const floating[::1] sample_weight, const Py_ssize_t[::1] rows, loss,
+               double[::1] theta, dict state, plan, int n_threads):
     cdef Py_ssize_t d = X.shape[1], k = theta.shape[0] // (d + 1), n_params = theta.shape[0]
-    if n_params != k * (d + 1) or m.shape[0] != n_params or v.shape[0] != n_params:
-        raise ValueError(f"theta, m and v must have k ({d} + 1) entries for {d} features")
-    if mean is not None and (mean.shape[0] != d or scale is None or scale.shape[0] != d):
+    slots = plan.optimizer.slots
+    if n_params != k * (d + 1) or set(state) != set(slots) or any(
+            state[name].shape != (n_params,) for name in slots):
+        raise ValueError(f"theta and the optimizer state {tuple(slots)} must have k ({d} + 1) "
+                         f"entries for {d} features")
+    if len(slots) > OPTIM_SLOTS:
+        raise ValueError(f"the kernels keep {OPTIM_SLOTS} state vectors at most")
+    std = plan.std
+    cdef const double[::1] mean = None if std is None else std.mean
+    cdef const double[::1] scale = None if std is None else std.divisor
+    if mean is not None and (mean.shape[0] != d or scale.shape[0] != d):
         raise ValueError(f"mean and scale must have {d} entries")
+    cdef Py_ssize_t batch_size = plan.batch_size
+    shuffle_keys = plan.shuffle_keys
     cdef Py_ssize_t width = sums_width(d, k)
     cdef Epoch e
     cdef Order order = make_order(shuffle_keys, rows, X.shape[0])
@@ -206,19 +216,13 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     e.d = d
     e.batch_size = batch_size
     e.lay = layout_of(X)
-    e.loss = loss_of(loss, k, X, Y, sample_weight)
-    e.config.kind = OPTIMIZERS[optimizer]
-    e.config.momentum = hyper["momentum"]
-    e.config.beta1 = hyper["beta1"]
-    e.config.beta2 = hyper["beta2"]
-    e.config.rho = hyper["rho"]
-    e.config.eps = hyper["eps"]
-    e.config.weight_decay = hyper["weight_decay"]
-    e.l2 = hyper["l2"]
-    e.l1 = hyper["l1"]
-    e.max_norm = hyper["clip_norm"]
-    e.learning_rate = learning_rate
-    e.step = step
+    e.loss = checked_loss(loss, k, X, Y, sample_weight)
+    e.config = config_of(plan.optimizer)
+    e.l2 = plan.l2
+    e.l1 = plan.l1
+    e.max_norm = plan.clip_norm
+    e.learning_rate = plan.learning_rate
+    e.step = plan.step
     e.order = NULL if shuffle_keys is None and rows is None else &order
     # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
     # own rows in flight) or when it is large; a small batch in order runs fastest on one
@@ -248,13 +252,14 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     cdef double[::1] inv_scale = None if scale is None else 1.0 / np.asarray(scale)
     e.mean = NULL if mean is None else &mean[0]
     e.inv_scale = NULL if scale is None else &inv_scale[0]
-    # Each thread's parameters, optimizer state and per-batch buffers (6 slots of `width`),
-    # and its workspace, each starting a cache line.
+    # Each thread's parameters, optimizer state (OPTIM_SLOTS vectors) and per-batch buffers
+    # (6 slots of `width` in all), and its workspace, each starting a cache line.
     cdef Py_ssize_t slot = whole_lines(width)
-    cdef Py_ssize_t own_size = 6 * slot + whole_lines(work_size(d, k))
+    cdef Py_ssize_t own_size = (4 + OPTIM_SLOTS) * slot + whole_lines(work_size(d, k))
     cdef double[:, ::1] own = aligned_array((threads, own_size))
-    for j, state in enumerate((theta, m, v)):
-        own.base[:, j * slot:j * slot + n_params] = state
+    own.base[:, :n_params] = theta
+    for j, name in enumerate(slots):
+        own.base[:, (1 + j) * slot:(1 + j) * slot + n_params] = state[name]
     cdef double* own_ptr = &own[0, 0]
     cdef const floating* Xp = &X[0, 0]
     cdef const floating* yp = &Y[0, 0]
@@ -269,6 +274,6 @@ def run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
         else:
             epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr, 0, 1)
     theta[:] = own[0, :n_params]
-    m[:] = own[0, slot:slot + n_params]
-    v[:] = own[0, 2 * slot:2 * slot + n_params]
+    for j, name in enumerate(slots):
+        state[name][:] = own.base[0, (1 + j) * slot:(1 + j) * slot + n_params]
     return e.loss_total, e.weight_total, e.steps

@@ -14,9 +14,11 @@
 # k > 1: several targets, or the classes of a softmax): its parameters are laid out
 # (W, b), W of shape (k, d) row by row, then b (k), and so are the gradient sums.
 #
-# This module implements the engine interface shared with fastgd/reference.py (see
-# fastgd/_driver.py). Arguments are validated by the caller (fastgd/_validation.py); what
-# memory safety needs (shapes, class indices) is checked here too.
+# This module is the compiled half of the in-memory engine (fastgd/_engines.py): grad_pass,
+# column_stats and run_epoch take a fastgd._problem.Problem, as fastgd/reference.py's
+# twins do. Arguments are validated by the caller (fastgd/_validation.py); what memory
+# safety needs (shapes, class indices) is checked here too. Losses and optimizers are
+# those of fastgd/_losses.pxd and fastgd/_optim.pxd, read from the registries' objects.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -27,10 +29,10 @@ import numpy as np
 
 from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_openmp_library, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
-from fastgd._losses cimport (HUBER, LOG, Loss, LossKind, MULTINOMIAL, SQUARED, elementwise_loss,
-                             row_loss)
-from fastgd._optim cimport (OptimConfig, optim_step, add_l2, clip_norm, prox_l1, SGD,
-                            MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
+from fastgd._losses cimport (MULTINOMIAL, Loss, elementwise_d2loss, elementwise_loss,
+                             elementwise_run, loss_of, row_loss)
+from fastgd._optim cimport (OPTIM_SLOTS, OptimConfig, add_l2, clip_norm, config_of, optim_step,
+                            prox_l1)
 
 cdef extern from *:
     """
@@ -76,6 +78,32 @@ def bounds_checked():
 def openmp_max_threads():
     """omp_get_max_threads(): honours OMP_NUM_THREADS and threadpoolctl limits."""
     return omp_get_max_threads()
+
+
+def loss_terms(loss, const double[:, ::1] Z, const double[:, ::1] Y):
+    """Each row's loss (n,) and its first and second derivatives in z (n, k) at predictions
+    Z (n, k), by the C formulas of fastgd/_losses.pxd (for the multinomial loss, the
+    diagonal of each row's Hessian diag(p) - p p^T): what tests compare with the registry's
+    NumPy formulas."""
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], i, o
+    cdef Loss spec = loss_of(loss, k)
+    if Y.shape[0] != n or Y.shape[1] != spec.ky:
+        raise ValueError(f"Y must have shape ({n}, {spec.ky})")
+    values, first, second = np.empty(n), np.array(Z), np.empty((n, k))
+    cdef double[::1] value = values
+    cdef double[:, ::1] dz = first
+    cdef double[:, ::1] d2z = second
+    for i in range(n):
+        if spec.kind == MULTINOMIAL and not (0 <= Y[i, 0] < k):
+            raise ValueError(f"y must hold class indices 0 to {k - 1}")
+        value[i] = row_loss(&spec, k, &dz[i, 0], &Y[i, 0])
+        for o in range(k):
+            if spec.kind == MULTINOMIAL:  # p_o (1 - p_o), from the derivative p - onehot
+                d2z[i, o] = (dz[i, o] + (o == <Py_ssize_t>Y[i, 0])) * (
+                    1.0 - dz[i, o] - (o == <Py_ssize_t>Y[i, 0]))
+            else:
+                d2z[i, o] = elementwise_d2loss(&spec, Z[i, o], Y[i, o])
+    return values, first, second
 
 
 # The rest, by concern (textual includes: one module, compiled twice).

@@ -1,11 +1,13 @@
-# Per-row losses: the value and its derivative with respect to the prediction z,
-# as tiny inline nogil functions, so the hot loop never calls into Python.
-# Keep each formula next to its name, and in step with fastgd/reference.py (LOSSES).
+# Per-row losses in C: each loss's value, its derivative and its second derivative in the
+# prediction z, as tiny inline nogil functions, so the hot loop never calls into Python.
+# Each loss here is one entry of the registry in fastgd/losses.py, which holds everything
+# else about it (its NumPy formulas, target domain, best constant, link) and whose `code`
+# is the LossKind below. Adding a loss: docs/architecture.md.
 
 from cython cimport floating
 from libc.math cimport exp, fabs, log, log1p
 
-cdef enum LossKind:
+cdef enum LossKind:      # the `code` of each fastgd.losses class
     SQUARED = 0
     HUBER = 1
     LOG = 2
@@ -13,21 +15,37 @@ cdef enum LossKind:
 
 ctypedef struct Loss:
     LossKind kind
-    double delta      # huber: where the loss turns from quadratic to linear
+    double param      # the loss's parameter (fastgd.losses: Loss.param): Huber's delta
     Py_ssize_t k      # predictions per row (outputs, or classes for the multinomial loss)
     Py_ssize_t ky     # targets per row: k, or 1 (the class index) for the multinomial loss
 
 
-# squared error (torch's MSELoss): (z - y)^2, d/dz = 2 (z - y)
+cdef inline Loss loss_of(object loss, Py_ssize_t k) except *:
+    """The kernels' view of a fastgd.losses.Loss for a model of k outputs."""
+    cdef Loss spec
+    spec.kind = <LossKind><int>loss.code
+    spec.param = loss.param
+    spec.k = k
+    spec.ky = loss.targets_per_row(k)
+    if k < loss.min_outputs:  # (one output has loops for elementwise losses only)
+        raise ValueError(f"the {loss.name} loss needs {loss.min_outputs} outputs or more, "
+                         f"got {k}")
+    return spec
+
+
+# squared error (torch's MSELoss): (z - y)^2, d/dz = 2 (z - y), d2/dz2 = 2
 cdef inline double squared_loss(double z, double y) noexcept nogil:
     return (z - y) * (z - y)
 
 cdef inline double squared_dloss(double z, double y) noexcept nogil:
     return 2.0 * (z - y)
 
+cdef inline double squared_d2loss(double z, double y) noexcept nogil:
+    return 2.0
+
 
 # Huber (torch's HuberLoss): r = z - y; r^2 / 2 where |r| <= delta, else
-# delta (|r| - delta / 2); d/dz = r clipped to [-delta, delta]
+# delta (|r| - delta / 2); d/dz = r clipped to [-delta, delta]; d2/dz2 = [|r| <= delta]
 cdef inline double huber_loss(double z, double y, double delta) noexcept nogil:
     cdef double r = fabs(z - y)
     return 0.5 * r * r if r <= delta else delta * (r - 0.5 * delta)
@@ -36,19 +54,28 @@ cdef inline double huber_dloss(double z, double y, double delta) noexcept nogil:
     cdef double r = z - y
     return delta if r > delta else (-delta if r < -delta else r)
 
+cdef inline double huber_d2loss(double z, double y, double delta) noexcept nogil:
+    return 1.0 if fabs(z - y) <= delta else 0.0
+
 
 # log loss of a logit z against a target y in [0, 1] (torch's BCEWithLogitsLoss):
 # log(1 + e^z) - y z, written max(z, 0) - y z + log1p(e^-|z|) so that no exp overflows;
-# d/dz = sigmoid(z) - y, from the same exp of a non-positive number (one exp a row, not two)
+# d/dz = sigmoid(z) - y, from the same exp of a non-positive number (one exp a row, not two);
+# d2/dz2 = sigmoid(z) (1 - sigmoid(z)) = e^-|z| / (1 + e^-|z|)^2
 cdef inline double log_loss(double z, double y, double* dz) noexcept nogil:
     cdef double e = exp(-fabs(z))
     dz[0] = (1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)) - y
     return (z if z > 0.0 else 0.0) - y * z + log1p(e)
 
+cdef inline double log_d2loss(double z, double y) noexcept nogil:
+    cdef double e = exp(-fabs(z))
+    return e / ((1.0 + e) * (1.0 + e))
+
 
 # multinomial log loss (torch's CrossEntropyLoss) of k logits z against the class c:
 # log(sum_o e^z_o) - z_c, computed with the largest logit subtracted so that no exp
-# overflows; d/dz_o = softmax(z)_o - [o == c]. z becomes the derivative.
+# overflows; d/dz_o = softmax(z)_o - [o == c]. z becomes the derivative. Its Hessian in z is
+# diag(p) - p p^T (p = softmax(z)), whose diagonal is p_o (1 - p_o).
 cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept nogil:
     cdef Py_ssize_t o
     cdef double top = z[0], zc = z[c], total = 0.0
@@ -64,6 +91,8 @@ cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept 
     return log(total) - (zc - top)
 
 
+# What a pass asks of a loss: the dispatch by kind.
+
 cdef inline double elementwise_loss(const Loss* loss, double z, double y,
                                    double* dz) noexcept nogil:
     """The loss of one prediction z against y; its derivative in z into *dz."""
@@ -71,9 +100,18 @@ cdef inline double elementwise_loss(const Loss* loss, double z, double y,
         dz[0] = squared_dloss(z, y)
         return squared_loss(z, y)
     if loss.kind == HUBER:
-        dz[0] = huber_dloss(z, y, loss.delta)
-        return huber_loss(z, y, loss.delta)
+        dz[0] = huber_dloss(z, y, loss.param)
+        return huber_loss(z, y, loss.param)
     return log_loss(z, y, dz)
+
+
+cdef inline double elementwise_d2loss(const Loss* loss, double z, double y) noexcept nogil:
+    """The second derivative in z of the loss of one prediction z against y."""
+    if loss.kind == SQUARED:
+        return squared_d2loss(z, y)
+    if loss.kind == HUBER:
+        return huber_d2loss(z, y, loss.param)
+    return log_d2loss(z, y)
 
 
 cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
@@ -87,3 +125,46 @@ cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
     for o in range(k):
         total += elementwise_loss(loss, z[o], y[o], &z[o])
     return total
+
+
+cdef inline void elementwise_run(const Loss* loss, double* z, const floating* y,
+                                 const floating* sw, Py_ssize_t m, double* losses,
+                                 double* weights) noexcept nogil:
+    """For a run of m rows of a one-output model (an elementwise loss): z[i] becomes the
+    residual w_i dloss/dz of row i, losses[i] its weighted loss and weights[i] its weight
+    (given sw; NULL: weights of 1). One copy of the loop for each loss kind and weighting,
+    the kind a constant in each, so that the compiler vectorizes it (a call per row cost
+    more than the pass over X at d = 10)."""
+    cdef const floating* no_sw = NULL
+    if sw == NULL:
+        if loss.kind == SQUARED:
+            residuals_of(SQUARED, 0.0, z, y, no_sw, m, losses, weights)
+        elif loss.kind == HUBER:
+            residuals_of(HUBER, loss.param, z, y, no_sw, m, losses, weights)
+        else:
+            residuals_of(LOG, 0.0, z, y, no_sw, m, losses, weights)
+    elif loss.kind == SQUARED:
+        residuals_of(SQUARED, 0.0, z, y, sw, m, losses, weights)
+    elif loss.kind == HUBER:
+        residuals_of(HUBER, loss.param, z, y, sw, m, losses, weights)
+    else:
+        residuals_of(LOG, 0.0, z, y, sw, m, losses, weights)
+
+
+cdef inline void residuals_of(LossKind kind, double param, double* z, const floating* y,
+                              const floating* sw, Py_ssize_t m, double* losses,
+                              double* weights) noexcept nogil:
+    """elementwise_run for one loss kind (a constant where it is inlined)."""
+    cdef Loss spec
+    cdef double wi, dz
+    cdef Py_ssize_t i
+    spec.kind = kind
+    spec.param = param
+    spec.k = 1
+    spec.ky = 1
+    for i in range(m):
+        wi = 1.0 if sw == NULL else <double>sw[i]
+        losses[i] = wi * elementwise_loss(&spec, z[i], <double>y[i], &dz)
+        z[i] = wi * dz
+        if sw != NULL:
+            weights[i] = wi

@@ -1,15 +1,19 @@
-# Optimizer update rules, as in torch.optim, on the parameter vector theta = (w, b): the
+# Optimizer update rules in C, as in torch.optim, on the parameter vector theta = (w, b): the
 # intercept b = theta[n_weights] is a parameter like the weights (it is only exempt from
-# AdamW's decoupled weight decay). g is the gradient, lr the learning rate of this step; m and
-# v are the optimizer's state vectors (zero at start); beta1_t and beta2_t are beta1^t and
-# beta2^t at the 1-based step number t, for Adam's bias corrections. The epoch loop keeps
-# them as running products from pow at the epoch's start (two pow calls per batch were
-# measurable): equal to pow up to rounding, about 1e-16 relative per step.
-# Keep each rule in step with fastgd/reference.py (OPTIMIZERS) and the estimator docs.
+# AdamW's decoupled weight decay). Each rule here is one entry of the registry in
+# fastgd/optimizers.py (its `code` is the OptimKind below), which holds the same rule in
+# NumPy, its hyperparameters and defaults, and the names of its state vectors.
+#
+# g is the gradient, lr the learning rate of this step. The optimizer's state is its named
+# vectors (zero at start) in the order of the registry's `slots`, `stride` doubles apart from
+# `state`: s(0) = state, s(1) = state + stride. beta1_t and beta2_t are beta1^t and beta2^t
+# at the 1-based step number t, for Adam's bias corrections. The epoch loop keeps them as
+# running products from pow at the epoch's start (two pow calls per batch were measurable):
+# equal to pow up to rounding, about 1e-16 relative per step.
 
 from libc.math cimport sqrt
 
-cdef enum OptimKind:
+cdef enum OptimKind:      # the `code` of each fastgd.optimizers class
     SGD = 0
     MOMENTUM = 1
     NESTEROV = 2
@@ -18,43 +22,64 @@ cdef enum OptimKind:
     ADAM = 5
     ADAMW = 6
 
+cdef enum:
+    OPTIM_SLOTS = 2       # state vectors an optimizer keeps at most (the kernels' buffers)
+
 ctypedef struct OptimConfig:
     OptimKind kind
     double momentum       # momentum, nesterov
     double beta1, beta2   # adam, adamw
     double rho            # rmsprop's decay (torch's alpha)
-    double eps            # adagrad, rmsprop, adam, adamw
+    double eps            # adagrad, rmsprop, adam, adamw (the estimators' epsilon)
     double weight_decay   # adamw (decoupled)
 
 
-cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g, double* m,
-                            double* v, Py_ssize_t n_params, Py_ssize_t n_weights,
-                            double beta1_t, double beta2_t, double lr) noexcept nogil:
-    # Hyperparameters are read into locals: through the pointer, every store to theta, m or v
-    # could alias them, which forces reloads and keeps the loops from vectorizing.
+cdef inline OptimConfig config_of(object optimizer) except *:
+    """The kernels' view of a fastgd.optimizers.Optimizer (hyperparameters it does not have
+    are 0)."""
+    cdef OptimConfig c
+    hyper = optimizer.hyper
+    c.kind = <OptimKind><int>optimizer.code
+    c.momentum = hyper.get("momentum", 0.0)
+    c.beta1 = hyper.get("beta1", 0.0)
+    c.beta2 = hyper.get("beta2", 0.0)
+    c.rho = hyper.get("rho", 0.0)
+    c.eps = hyper.get("epsilon", 0.0)
+    c.weight_decay = hyper.get("weight_decay", 0.0)
+    return c
+
+
+cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g,
+                            double* state, Py_ssize_t stride, Py_ssize_t n_params,
+                            Py_ssize_t n_weights, double beta1_t, double beta2_t,
+                            double lr) noexcept nogil:
+    # Hyperparameters are read into locals: through the pointer, every store to theta or the
+    # state could alias them, which forces reloads and keeps the loops from vectorizing.
     cdef Py_ssize_t k
     cdef double mu = c.momentum, rho = c.rho, eps = c.eps, b1 = c.beta1, b2 = c.beta2
     cdef double step_size, inv_bc2_sqrt
+    cdef double* s0 = state
+    cdef double* s1 = state + stride
     if c.kind == SGD:                  # theta -= lr g
         for k in range(n_params):
             theta[k] -= lr * g[k]
-    elif c.kind == MOMENTUM:           # m = mu m + g;  theta -= lr m
+    elif c.kind == MOMENTUM:           # buf = mu buf + g;  theta -= lr buf
         for k in range(n_params):
-            m[k] = mu * m[k] + g[k]
-            theta[k] -= lr * m[k]
-    elif c.kind == NESTEROV:           # m = mu m + g;  theta -= lr (g + mu m)
+            s0[k] = mu * s0[k] + g[k]
+            theta[k] -= lr * s0[k]
+    elif c.kind == NESTEROV:           # buf = mu buf + g;  theta -= lr (g + mu buf)
         for k in range(n_params):
-            m[k] = mu * m[k] + g[k]
-            theta[k] -= lr * (g[k] + mu * m[k])
-    elif c.kind == ADAGRAD:            # v += g^2;  theta -= lr g / (sqrt(v) + eps)
+            s0[k] = mu * s0[k] + g[k]
+            theta[k] -= lr * (g[k] + mu * s0[k])
+    elif c.kind == ADAGRAD:            # sum += g^2;  theta -= lr g / (sqrt(sum) + eps)
         for k in range(n_params):
-            v[k] += g[k] * g[k]
-            theta[k] -= lr * g[k] / (sqrt(v[k]) + eps)
-    elif c.kind == RMSPROP:            # v = rho v + (1 - rho) g^2;  theta -= lr g / (sqrt(v) + eps)
+            s0[k] += g[k] * g[k]
+            theta[k] -= lr * g[k] / (sqrt(s0[k]) + eps)
+    elif c.kind == RMSPROP:            # sq = rho sq + (1 - rho) g^2;  theta -= lr g / (sqrt(sq) + eps)
         for k in range(n_params):
-            v[k] = rho * v[k] + (1.0 - rho) * g[k] * g[k]
-            theta[k] -= lr * g[k] / (sqrt(v[k]) + eps)
-    else:                              # ADAM, ADAMW
+            s0[k] = rho * s0[k] + (1.0 - rho) * g[k] * g[k]
+            theta[k] -= lr * g[k] / (sqrt(s0[k]) + eps)
+    else:                              # ADAM, ADAMW: s0 = m (exp_avg), s1 = v (exp_avg_sq)
         if c.kind == ADAMW:            # decoupled decay first: w *= 1 - lr wd (not b)
             step_size = 1.0 - lr * c.weight_decay
             for k in range(n_weights):
@@ -65,9 +90,9 @@ cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g
         step_size = lr / (1.0 - beta1_t)
         inv_bc2_sqrt = 1.0 / sqrt(1.0 - beta2_t)
         for k in range(n_params):
-            m[k] += (1.0 - b1) * (g[k] - m[k])
-            v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k]
-            theta[k] -= step_size * m[k] / (sqrt(v[k]) * inv_bc2_sqrt + eps)
+            s0[k] += (1.0 - b1) * (g[k] - s0[k])
+            s1[k] = b2 * s1[k] + (1.0 - b2) * g[k] * g[k]
+            theta[k] -= step_size * s0[k] / (sqrt(s1[k]) * inv_bc2_sqrt + eps)
 
 
 # Around the update: the elastic-net penalty on the weights (never the intercept) and
@@ -94,17 +119,19 @@ cdef inline void clip_norm(double* g, Py_ssize_t n_params, double max_norm) noex
             g[k] *= factor
 
 
-cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* v,
-                         Py_ssize_t n_weights, double lr, double l1,
+cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* state,
+                         Py_ssize_t stride, Py_ssize_t n_weights, double lr, double l1,
                          double beta2_t) noexcept nogil:
     """The proximal step of l1 |w|_1: w = sign(w) max(|w| - t, 0), with t = l1 times the
     step the optimizer makes per unit of a gradient that has settled, so that training
     settles at the penalized optimum: lr for SGD; lr / (1 - momentum) with momentum (m
-    grows to g / (1 - momentum)); per weight lr / (sqrt(v) + eps) for Adagrad and RMSProp,
-    lr / (sqrt(v) / sqrt(1 - beta2^t) + eps) for Adam and AdamW. (A threshold of lr l1
-    with momentum 0.9 settles where the penalty is ten times weaker.)"""
+    grows to g / (1 - momentum)); per weight lr / (sqrt(v) + eps) for Adagrad and RMSProp
+    (v their sum or average of g^2), lr / (sqrt(v) / sqrt(1 - beta2^t) + eps) for Adam and
+    AdamW. (A threshold of lr l1 with momentum 0.9 settles where the penalty is ten times
+    weaker.)"""
     cdef Py_ssize_t k
     cdef double t = lr * l1, unbias = 1.0
+    cdef const double* v = state   # the second moment: Adagrad's and RMSProp's only vector
     if c.kind == MOMENTUM or c.kind == NESTEROV:
         t = t / (1.0 - c.momentum)
     if c.kind == SGD or c.kind == MOMENTUM or c.kind == NESTEROV:
@@ -113,6 +140,7 @@ cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* v,
         return
     if c.kind == ADAM or c.kind == ADAMW:
         unbias = 1.0 / sqrt(1.0 - beta2_t)
+        v = state + stride         # Adam's second vector
     for k in range(n_weights):
         theta[k] = soft_threshold(theta[k], t / (sqrt(v[k]) * unbias + c.eps))
 

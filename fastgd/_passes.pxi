@@ -2,30 +2,6 @@
 # (rows or columns contiguous), the chunks run by the threads, and grad_pass. Included by
 # fastgd/_kernels.pxi.
 
-LOSSES = {"squared": SQUARED, "huber": HUBER, "log": LOG, "multinomial": MULTINOMIAL}
-
-
-cdef Loss loss_of(loss, Py_ssize_t k, X, Y, sample_weight) except *:
-    """The kernel's view of a fastgd._validation.Loss (name, delta) for a model of k
-    outputs, once the shapes agree: Y is (n, k), or (n, 1) class indices in [0, k) for the
-    multinomial loss (k >= 2, as the public functions require); sample_weight (n,)."""
-    cdef Loss spec
-    spec.kind = LOSSES[loss.name]
-    spec.delta = loss.delta
-    spec.k = k
-    spec.ky = 1 if spec.kind == MULTINOMIAL else k
-    n = X.shape[0]
-    if spec.kind == MULTINOMIAL and k < 2:  # (one output has loops for elementwise losses)
-        raise ValueError(f"the multinomial loss needs 2 outputs or more, got {k}")
-    if k < 1 or Y.shape[0] != n or Y.shape[1] != spec.ky:
-        raise ValueError(f"y must have shape ({n}, {spec.ky}) for {k} outputs, got {Y.shape}")
-    if sample_weight is not None and sample_weight.shape[0] != n:
-        raise ValueError(f"sample_weight must have {n} entries, got {sample_weight.shape[0]}")
-    if spec.kind == MULTINOMIAL:  # an index out of range would write outside the buffers
-        from fastgd._validation import check_class_indices  # (imports this module)
-        check_class_indices(np.asarray(Y), k)
-    return spec
-
 cdef enum:
     SCRATCH_ROWS = 64    # shuffled rows indexed (and, for F order, gathered) at a time
     PREFETCH_AHEAD = 16     # rows requested from memory into L2 ahead of the one summed
@@ -59,36 +35,24 @@ cdef inline void run_residuals(const Loss* loss, double* z, const floating* y,
                                const floating* sw, Py_ssize_t m, double* sums) noexcept nogil:
     """row_residuals and add_residuals for a run of m consecutive rows of a one-output
     model (an elementwise loss): predictions z[0:m], targets y[0:m], weights sw[0:m] (NULL:
-    1). RESIDUAL_RUN rows at a time, an elementwise loop for each loss kind and weighting
-    (residuals_of, which the compiler vectorizes), then the residuals, losses and weights
+    1). RESIDUAL_RUN rows at a time, their residuals and losses by the loss's vectorized
+    loop (elementwise_run, fastgd/_losses.pxd), then the residuals, losses and weights
     summed in LANES partial sums, added in a fixed order into sums[0], sums[1 + SUM_LOSS]
-    and sums[1 + SUM_W]. (A call per row cost more than the pass over X at d = 10.)"""
+    and sums[1 + SUM_W]."""
     cdef double r[LANES]
     cdef double a[LANES]
     cdef double w[LANES]
     cdef double losses[RESIDUAL_RUN]
     cdef double weights[RESIDUAL_RUN]
     cdef Py_ssize_t i = 0, l, run
-    cdef const floating* no_sw = NULL
     for l in range(LANES):
         r[l] = 0.0
         a[l] = 0.0
         w[l] = 0.0
     while i < m:
         run = min(<Py_ssize_t>RESIDUAL_RUN, m - i)
-        if sw == NULL:
-            if loss.kind == SQUARED:
-                residuals_of(SQUARED, 0.0, z + i, y + i, no_sw, run, losses, weights)
-            elif loss.kind == HUBER:
-                residuals_of(HUBER, loss.delta, z + i, y + i, no_sw, run, losses, weights)
-            else:
-                residuals_of(LOG, 0.0, z + i, y + i, no_sw, run, losses, weights)
-        elif loss.kind == SQUARED:
-            residuals_of(SQUARED, 0.0, z + i, y + i, sw + i, run, losses, weights)
-        elif loss.kind == HUBER:
-            residuals_of(HUBER, loss.delta, z + i, y + i, sw + i, run, losses, weights)
-        else:
-            residuals_of(LOG, 0.0, z + i, y + i, sw + i, run, losses, weights)
+        elementwise_run(loss, z + i, y + i, NULL if sw == NULL else sw + i, run, losses,
+                        weights)
         add_lanes(r, z + i, run)
         add_lanes(a, losses, run)
         if sw == NULL:  # unit weights: their sum is exact in any order
@@ -99,26 +63,6 @@ cdef inline void run_residuals(const Loss* loss, double* z, const floating* y,
     sums[0] += lanes_sum(r)
     sums[1 + SUM_LOSS] += lanes_sum(a)
     sums[1 + SUM_W] += lanes_sum(w)
-
-
-cdef inline void residuals_of(LossKind kind, double delta, double* z, const floating* y,
-                              const floating* sw, Py_ssize_t m, double* losses,
-                              double* weights) noexcept nogil:
-    """For one loss kind (a constant where it is inlined): z[i] becomes the residual of
-    row i, losses[i] its weighted loss and weights[i] its weight (given sw), for i < m."""
-    cdef Loss spec
-    cdef double wi, dz
-    cdef Py_ssize_t i
-    spec.kind = kind
-    spec.delta = delta
-    spec.k = 1
-    spec.ky = 1
-    for i in range(m):
-        wi = 1.0 if sw == NULL else <double>sw[i]
-        losses[i] = wi * elementwise_loss(&spec, z[i], <double>y[i], &dz)
-        z[i] = wi * dz
-        if sw != NULL:
-            weights[i] = wi
 
 
 cdef inline void add_residuals(const double* z, Py_ssize_t k, Py_ssize_t rows,
@@ -465,22 +409,47 @@ cdef void chunk_sums(const floating* X, Layout lay, Py_ssize_t d, const floating
         i = i + m
 
 
-def grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
-              const floating[::1] sample_weight, const double[:, ::1] coef,
-              const double[::1] intercept, loss, int n_threads,
-              const Py_ssize_t[::1] rows=None):
-    """Mean loss, its gradient in coef and in intercept, in one pass over X (over X[rows]
-    only, given row indices: read in place, not copied), for a model of k outputs:
-    coef (k, d), intercept (k,), Y (n, k) or, for the multinomial loss, (n, 1).
+def grad_pass(problem, coef, intercept, int n_threads):
+    """Mean loss, its gradient in coef and in intercept, in one pass over problem.X (over
+    X[rows] only, given problem.rows: read in place, not copied), for a model of k outputs:
+    coef (k, d), intercept (k,); problem.Y (n, ky) as problem.loss.targets_per_row(k).
 
     Returns (loss, grad_coef (k, d), grad_intercept (k,)), all means weighted by
-    sample_weight.
+    problem.sample_weight.
     """
+    return _grad_pass(problem.X, problem.Y, problem.sample_weight, coef, intercept,
+                      problem.loss, n_threads, problem.rows)
+
+
+cdef Loss checked_loss(loss, Py_ssize_t k, const floating[:, :] X, const floating[:, ::1] Y,
+                       const floating[::1] sample_weight) except *:
+    """The kernels' Loss for k outputs, once the shapes agree: Y is (n, ky), sample_weight
+    (n,), and class indices are within [0, k) (one outside would write outside the
+    buffers)."""
+    cdef Loss spec = loss_of(loss, k)
+    cdef Py_ssize_t n = X.shape[0], i
+    if k < 1 or Y.shape[0] != n or Y.shape[1] != spec.ky:
+        raise ValueError(f"y must have shape ({n}, {spec.ky}) for {k} outputs, got "
+                         f"{tuple(Y.shape)[:2]}")
+    if sample_weight is not None and sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have {n} entries, got {sample_weight.shape[0]}")
+    if loss.class_indices:
+        for i in range(n):
+            if not (0 <= Y[i, 0] < k and <double><Py_ssize_t>Y[i, 0] == Y[i, 0]):
+                raise ValueError(f"y must hold class indices 0 to {k - 1} for "
+                                 f"loss={loss.name!r}")
+    return spec
+
+
+def _grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
+               const floating[::1] sample_weight, const double[:, ::1] coef,
+               const double[::1] intercept, loss, int n_threads,
+               const Py_ssize_t[::1] rows=None):
     cdef Py_ssize_t d = X.shape[1], k = coef.shape[0]
     if coef.shape[1] != d or intercept.shape[0] != k:
         raise ValueError(f"coef must have shape ({k}, {d}) and intercept ({k},)")
     cdef Layout lay = layout_of(X)
-    cdef Loss spec = loss_of(loss, k, X, Y, sample_weight)
+    cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
     cdef Order order = make_order(None, rows, X.shape[0])
     cdef const Order* order_ptr = NULL if rows is None else &order
     cdef Py_ssize_t width = sums_width(d, k)

@@ -1,9 +1,12 @@
-"""Saving fitted estimators to a file and loading them back, without pickle.
+"""The model file: fitted models written to a file and read back, without pickle.
 
-The format (version 1) is a ZIP archive whose entries are stored uncompressed:
+This module knows the format only (it needs NumPy alone): the estimators save through it and
+build themselves from what it reads, and so does fastgd.LinearModel, without scikit-learn.
+The format (version 2; version 1 files are read too) is a ZIP archive whose entries are
+stored uncompressed:
 
 ``fastgd.json``
-    ``{"format": "fastgd-model", "version": 1, "estimator": "GDRegressor",
+    ``{"format": "fastgd-model", "version": 2, "estimator": "GDRegressor",
     "fastgd_version": "...", "params": {...}, "values": {...}, "arrays": {...}}``:
     the estimator ("GDRegressor" or "GDClassifier"), its constructor parameters
     (``get_params()``; a mapping such as ``class_weight`` as ``{"pairs": [[label,
@@ -22,7 +25,8 @@ A training checkpoint (``checkpoint=PATH``) is such a model file, the model as i
 the end of an epoch, with one more entry in ``fastgd.json``, ``"training": {"values":
 {...}, "arrays": {...}}``, and its arrays as ``training.<name>.npy``: what
 ``fit(..., resume=PATH)`` needs to go on (fastgd/_checkpoint.py). ``load`` reads it as the
-model it holds.
+model it holds. Version 2 keeps the solver's state by name (``training.state.<slot>.npy``,
+e.g. Adam's ``exp_avg``); version 1 kept two vectors ``m`` and ``v`` for every optimizer.
 
 A model is written to a temporary file in the same directory, flushed to disk, and renamed
 over the target: a crash or a full disk leaves either the old file or the new one, never a
@@ -40,28 +44,43 @@ import numbers
 import os
 import zipfile
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
 from fastgd._files import atomic_write
+from fastgd._version import __version__
 
 FORMAT = "fastgd-model"
-VERSION = 1
+VERSION = 2
 META = "fastgd.json"
 MAX_META_BYTES = 1 << 20
 NPY_HEADER_BYTES = 1 << 16  # a .npy header is far smaller; its data is checked exactly
 
 
-def save(estimator, path, training: dict | None = None) -> None:
-    """Write a fitted estimator to `path` atomically (see the module docstring), with a
-    checkpoint's `training` {"values": JSON values, "arrays": numeric arrays} if given."""
-    from sklearn.utils.validation import check_is_fitted
+class Saved(NamedTuple):
+    """A model file's contents, as read: the estimator's name and constructor parameters,
+    its fitted attributes (JSON values and arrays), and a checkpoint's training state
+    (`training_values` None for a plain model file)."""
 
-    check_is_fitted(estimator)
+    kind: str
+    params: dict
+    values: dict
+    arrays: dict
+    training_values: dict | None
+    training_arrays: dict | None
+    version: int
+
+
+def save(path, kind: str, params: dict, fitted: dict, training: dict | None = None) -> None:
+    """Write a fitted model to `path` atomically (see the module docstring): its estimator's
+    name, its constructor parameters, its fitted attributes (arrays or JSON values; None
+    left out), and a checkpoint's `training` {"values": JSON values, "arrays": numeric
+    arrays} if given."""
     # Callbacks are code, not data: they are not saved (a loaded model has none).
-    params = {name: _param_to_json(value)
-              for name, value in {**estimator.get_params(deep=False), "callbacks": None}.items()}
-    fitted = {name: getattr(estimator, name) for name in estimator._saved
-              if getattr(estimator, name, None) is not None}
+    params = {name: _param_to_json(value) for name, value in {**params, "callbacks": None}.items()}
+    fitted = {name: value for name, value in fitted.items() if value is not None}
     values = {name: value for name, value in fitted.items()
               if not isinstance(value, np.ndarray)}
     objects = {name for name, value in fitted.items()  # e.g. feature_names_in_
@@ -69,8 +88,8 @@ def save(estimator, path, training: dict | None = None) -> None:
     arrays = {name: _storable(name, value) for name, value in fitted.items()
               if isinstance(value, np.ndarray)}
     document = {
-        "format": FORMAT, "version": VERSION, "estimator": type(estimator).__name__,
-        "fastgd_version": _fastgd_version(), "params": params, "values": values,
+        "format": FORMAT, "version": VERSION, "estimator": kind,
+        "fastgd_version": __version__, "params": params, "values": values,
         "arrays": {name: _describe(a, name in objects) for name, a in arrays.items()}}
     if training is not None:
         document["training"] = {"values": training["values"], "arrays": {
@@ -91,62 +110,47 @@ def save(estimator, path, training: dict | None = None) -> None:
                     np.lib.format.write_array(member, a, allow_pickle=False)
 
 
-def load(path):
-    """The estimator saved at `path` by ``save`` (a ValueError for anything else)."""
-    return load_training(path)[0]
-
-
-def load_training(path):
-    """(estimator, training values, training arrays) from a file ``save`` wrote: the
-    training part is (None, None) for a plain model file."""
-    from fastgd.estimators import ESTIMATORS
-
+def read(path, build: Callable[[Saved], object]):
+    """(build(the file's Saved contents), the Saved contents) for a file ``save`` wrote: a
+    ValueError naming the file for anything else, `build`'s refusals of its contents
+    included (an estimator or a fastgd.LinearModel checks what it is given)."""
     path = os.fspath(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            if any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
-                raise ValueError("it has compressed entries")
-            meta = _read_meta(archive)
-            cls = ESTIMATORS.get(meta["estimator"])
-            if cls is None:
-                raise ValueError(f"unknown estimator {meta['estimator']!r}")
-            estimator = cls()
-            params = {name: _param_from_json(value)
-                      for name, value in _checked(meta, "params", dict).items()}
-            unknown = set(params) - set(estimator.get_params(deep=False))
-            if unknown:
-                raise ValueError(f"unknown parameters {sorted(unknown)}")
-            estimator.set_params(**params)
-            for name, value in _checked(meta, "values", dict).items():
-                if name not in cls._saved:
-                    raise ValueError(f"unexpected attribute {name!r}")
-                setattr(estimator, name, value)
-            declared = _checked(meta, "arrays", dict)
-            training = meta.get("training")
-            if training is not None:
-                values = _checked(training, "values", dict)
-                training_arrays = _checked(training, "arrays", dict)
-            else:
-                values, training_arrays = None, {}
-            names = set(archive.namelist()) - {META}
-            if names != ({f"{name}.npy" for name in declared}
-                         | {f"training.{name}.npy" for name in training_arrays}):
-                raise ValueError("its entries do not match its table of contents")
-            for name, spec in declared.items():
-                if name not in cls._saved:
-                    raise ValueError(f"unexpected array {name!r}")
-                setattr(estimator, name, _read_array(archive, name, spec))
-            estimator._check_loaded()
-            arrays = {name: _read_array(archive, f"training.{name}", spec)
-                      for name, spec in training_arrays.items()} if training else None
+            saved = _contents(archive)
+        return build(saved), saved
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise  # the file cannot be opened: not a question of its contents
     except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile,
             NotImplementedError, RuntimeError, UnicodeDecodeError, ArithmeticError,
-            MemoryError) as error:
+            MemoryError, AttributeError) as error:
         raise ValueError(f"{path} is not a fastgd model this version can read: {error}"
                          ) from None
-    return estimator, values, arrays
+
+
+def _contents(archive: zipfile.ZipFile) -> Saved:
+    if any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
+        raise ValueError("it has compressed entries")
+    meta = _read_meta(archive)
+    params = {name: _param_from_json(value)
+              for name, value in _checked(meta, "params", dict).items()}
+    values = _checked(meta, "values", dict)
+    declared = _checked(meta, "arrays", dict)
+    training = meta.get("training")
+    if training is not None:
+        training_values = _checked(training, "values", dict)
+        training_declared = _checked(training, "arrays", dict)
+    else:
+        training_values, training_declared = None, {}
+    names = set(archive.namelist()) - {META}
+    if names != ({f"{name}.npy" for name in declared}
+                 | {f"training.{name}.npy" for name in training_declared}):
+        raise ValueError("its entries do not match its table of contents")
+    arrays = {name: _read_array(archive, name, spec) for name, spec in declared.items()}
+    training_arrays = ({name: _read_array(archive, f"training.{name}", spec)
+                        for name, spec in training_declared.items()} if training else None)
+    return Saved(meta["estimator"], params, values, arrays, training_values, training_arrays,
+                 meta["version"])
 
 
 def check_array(estimator, name: str, dtype, shape: tuple, *, optional=False) -> None:
@@ -277,9 +281,3 @@ def _json_number(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-def _fastgd_version() -> str:
-    import fastgd
-
-    return fastgd.__version__

@@ -48,11 +48,16 @@ cdef void stats_block(const floating* X, Layout lay, Py_ssize_t d, const floatin
             m2[j] += wi * diff * diff
 
 
-def column_stats(const floating[:, :] X, const floating[::1] sample_weight, int n_threads):
-    """Weighted per-column mean and (population) variance of X in one parallel pass.
+def column_stats(problem, int n_threads):
+    """Weighted per-column mean and (population) variance of problem.X (all its rows) in
+    one parallel pass, weighted by problem.sample_weight.
 
     Returns (mean, var), float64 arrays of length d.
     """
+    return _column_stats(problem.X, problem.sample_weight, n_threads)
+
+
+def _column_stats(const floating[:, :] X, const floating[::1] sample_weight, int n_threads):
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef Layout lay = layout_of(X)
     if sample_weight is not None and sample_weight.shape[0] != n:

@@ -9,26 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-from functools import lru_cache
-from typing import NamedTuple
 
 import numpy as np
-
-from fastgd._compiled import kernels
-
-LOSSES = ("squared", "huber", "log", "multinomial")
-
-
-class Loss(NamedTuple):
-    """A loss as the engines take it: its name, and Huber's delta (unused by the others)."""
-    name: str
-    delta: float = 1.0
-
-
-def check_loss(loss, delta=1.0) -> Loss:
-    return Loss(check_choice("loss", loss, LOSSES), float(check_number("delta", delta)))
-MAX_THREADS = 1 << 15  # more is pointless (a pass has at most 256 chunks) and overflows C int
 
 
 def check_number(name: str, value, *, integer: bool = False, allow_none: bool = False,
@@ -58,40 +40,6 @@ def check_choice(name: str, value, choices) -> str:
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
     return value
-
-
-@lru_cache(maxsize=1)
-def _physical_cores() -> int:
-    try:
-        from joblib import cpu_count
-
-        return max(1, cpu_count(only_physical_cores=True))
-    except Exception:  # joblib missing or unable to tell: fall back to logical CPUs
-        return max(1, os.cpu_count() or 1)
-
-
-def effective_n_threads(n_threads) -> int:
-    """Resolve n_threads as scikit-learn does.
-
-    None: the OpenMP maximum (which honours OMP_NUM_THREADS and threadpoolctl limits),
-    capped at the physical cores unless OMP_NUM_THREADS is set; -1: all of those;
-    -k: all but k-1; 0 is an error. A serial build always uses one thread.
-    """
-    if n_threads is not None and (isinstance(n_threads, bool)
-                                  or not isinstance(n_threads, numbers.Integral)):
-        raise TypeError(f"n_threads must be an integer or None, got {n_threads!r}")
-    if n_threads == 0:
-        raise ValueError("n_threads must be a positive integer, -1 (all cores) or None; got 0")
-    if not kernels.openmp_enabled():
-        return 1
-    max_threads = kernels.openmp_max_threads()
-    if not os.environ.get("OMP_NUM_THREADS"):
-        max_threads = min(max_threads, _physical_cores())
-    if n_threads is None:
-        return max_threads
-    if n_threads < 0:
-        return max(1, max_threads + int(n_threads) + 1)
-    return min(int(n_threads), MAX_THREADS)
 
 
 def as_matrix(X, name: str = "X") -> np.ndarray:
@@ -229,40 +177,3 @@ def raise_if_nonfinite(X: np.ndarray, name: str = "X", row_offset: int = 0) -> N
             f"{name} contains NaN or infinity (the first at row {row + row_offset}, "
             f"column {col}); remove or impute such values before training"
         )
-
-
-def check_loss_and_grad_args(X, y, coef, intercept, loss, delta, sample_weight, n_threads):
-    """Validate the public loss_and_grad arguments into the engine interface's form:
-    (X, Y, sample_weight, coef (k, d), intercept (k,), loss, n_threads)."""
-    X = as_matrix(X)
-    n, d = X.shape
-    spec = check_loss(loss, delta)
-    coef = np.asarray(coef)
-    k = max(coef.shape[0], 1) if coef.ndim == 2 else 1  # (0, d) is refused: no outputs
-    coef = as_coef(coef, (k, d) if coef.ndim == 2 else (d,))
-    if spec.name == "multinomial":
-        if coef.ndim != 2 or k < 2:
-            raise ValueError(f"coef must have shape (n_classes, {d}) with 2 classes or more "
-                             f"for loss='multinomial', got {coef.shape}")
-        Y = as_vector(y, "y", n, X.dtype)[:, None]
-        check_class_indices(Y, k)
-    else:
-        Y = as_targets(y, n, k, X.dtype)
-    if spec.name == "log":
-        check_targets_in_unit_interval(Y)
-    return (X, Y, as_sample_weight(sample_weight, n, X.dtype), coef.reshape(k, d),
-            as_intercept(intercept, k), spec, effective_n_threads(n_threads))
-
-
-def check_class_indices(Y: np.ndarray, k: int) -> None:
-    """The multinomial loss's targets are class indices 0, 1, ..., k - 1."""
-    if not (np.all(Y >= 0) and np.all(Y < k) and np.array_equal(Y, np.floor(Y))):
-        raise ValueError(f"y must hold class indices 0 to {k - 1} for loss='multinomial'")
-
-
-def check_targets_in_unit_interval(y: np.ndarray) -> None:
-    """The log loss's targets are probabilities: 0 and 1 for labels, or anything between."""
-    low, high = (float(y.min()), float(y.max())) if len(y) else (0.0, 0.0)
-    if not (0.0 <= low and high <= 1.0):
-        raise ValueError(f"y must hold targets in [0, 1] for loss='log', got values from "
-                         f"{low:g} to {high:g}")

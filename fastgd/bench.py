@@ -22,85 +22,26 @@ import json
 import os
 import platform
 import sys
-import time
 from contextlib import nullcontext
 
 import numpy as np
 
 import fastgd
-from fastgd import _plots
-from fastgd._files import atomic_write
-from fastgd import _compiled, _driver, reference
+from fastgd import _commands, _compiled, _plots, losses, optimizers, reference
 from fastgd._config import config, describe_blas
-from fastgd._validation import Loss, effective_n_threads
+from fastgd._files import atomic_write, check_output_path
+from fastgd._problem import EpochPlan, Problem, shuffle_keys
+from fastgd._state import Standardization
+from fastgd._threads import effective_n_threads
+from fastgd._timing import ROUNDS, Timings, block_medians, median_seconds  # noqa: F401
 
 GRID = [(100_000, 3), (2_000_000, 10), (200_000, 20), (20_000, 100), (300_000, 100),
         (1_000_000, 100), (5_000, 1000)]
 QUICK_GRID = [(50_000, 3), (20_000, 100), (200_000, 20), (2_000, 500)]
 PEER_SHAPE, QUICK_PEER_SHAPE = (200_000, 20), (20_000, 20)
-ROUNDS = 5
 # Bounds the kernel is held to (issue 5): never slower than NumPy; out of cache within
 # 1.3 x of one read of X, and float32 at most 0.6 x the float64 time.
 BOUND_REFERENCE, BOUND_FLOOR, BOUND_FLOAT32 = 1.0, 1.3, 0.6
-
-
-class Timings:
-    """Seconds per call of each candidate, one median per round.
-
-    A ratio is the median over rounds of the two candidates' ratio within each round (when
-    both ran in the same rounds): a slow phase of the machine then slows both sides of it.
-    """
-
-    def __init__(self, rounds: dict):
-        self.rounds = rounds
-
-    def update(self, other: Timings):
-        self.rounds.update(other.rounds)
-
-    def __getitem__(self, name) -> float:
-        return float(np.median(self.rounds[name]))
-
-    def ratio(self, a, b) -> float:
-        ra, rb = self.rounds[a], self.rounds[b]
-        if len(ra) != len(rb):
-            return self[a] / self[b]
-        return float(np.median([x / y for x, y in zip(ra, rb, strict=True)]))
-
-    def best_ratio(self, a, b) -> float:
-        """Ratio of the two fastest rounds: what the code does when the machine is quiet
-        (noise here only ever adds time)."""
-        return min(self.rounds[a]) / min(self.rounds[b])
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """The median of `repeats` timed calls of fn, after one call to warm up (page X in,
-    start the thread pools)."""
-    return block_medians({"fn": fn}, repeats, rounds=1, warmup=0.0)["fn"]
-
-
-def block_medians(candidates: dict, repeats: int, rounds: int = ROUNDS,
-                  warmup: float = 0.2) -> Timings:
-    """Each callable's median time in each of `rounds` rounds of `repeats` runs.
-
-    Each candidate runs in a block after `warmup` seconds of untimed calls: right after an
-    OpenBLAS call its threads keep spinning on the cores for a while (and OpenMP's after
-    ours), and an idle virtual CPU comes back slowly; both slowed the first calls of a
-    block by up to 2 x here, which a training loop never sees.
-    """
-    times = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            while time.perf_counter() - start < warmup:
-                fn()
-            block = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - start)
-            times[name].append(float(np.median(block)))
-    return Timings(times)
 
 
 def cache_bytes() -> int:
@@ -193,23 +134,22 @@ def run_grid(shapes, repeats, progress, **timing) -> list:
     return rows
 
 
-HYPER = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
-             l1=0.0, l2=0.0, clip_norm=0.0)
-
-
 def fastgd_epoch(X, y, optimizer, batch_size, engine=None, shuffled=True, n_threads=None):
-    """One epoch of GDRegressor's mini-batch loop (the engine's run_epoch, standardized;
-    the compiled engine unless another is given)."""
-    engine = engine or _compiled.kernels
+    """One epoch of GDRegressor's mini-batch loop (the engine's run_epoch, standardized, at
+    a tiny learning rate; the compiled engine unless another module is given)."""
+    module = engine or _compiled.kernels
     d = X.shape[1]
-    mean, var = engine.column_stats(X, None, effective_n_threads(None))
-    keys = _driver.shuffle_keys(0, 0) if shuffled else None
+    problem = Problem(X, y[:, None], None, losses.Squared())
+    mean, var = module.column_stats(problem, n_threads=effective_n_threads(None))
+    std = Standardization(mean, np.sqrt(var), np.sqrt(var))
+    rule = optimizers.get(optimizer)
+    plan = EpochPlan(rule, 1e-6, batch_size, shuffle_keys=shuffle_keys(0, 0) if shuffled
+                     else None, std=std)
     threads = effective_n_threads(n_threads)
 
     def run():
-        theta, m, v = np.zeros(d + 1), np.zeros(d + 1), np.zeros(d + 1)
-        engine.run_epoch(X, y[:, None], None, theta, m, v, 0, mean, np.sqrt(var), optimizer,
-                         HYPER, 1e-6, batch_size, keys, Loss("squared"), threads)
+        module.run_epoch(problem, np.zeros(d + 1), rule.new_state(d + 1), plan,
+                         n_threads=threads)
     return run
 
 
@@ -391,14 +331,15 @@ def run(quick: bool = False, repeats: int | None = None, peers: bool = True,
 
 
 def main(argv=None) -> int:
-    from fastgd.cli import main
-
-    return main(["bench", *(sys.argv[1:] if argv is None else argv)])
+    """`python -m fastgd.bench`: as `fastgd bench`."""
+    parser = _commands.parser("fastgd bench", __doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return _commands.run("fastgd bench", bench, args)
 
 
 def add_arguments(parser):
-    from fastgd.cli import positive_int
-
+    positive_int = _commands.positive_int
     parser.add_argument("--quick", action="store_true",
                         help="small shapes and fewer runs: under a minute")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -410,8 +351,6 @@ def add_arguments(parser):
 
 
 def bench(args) -> None:
-    from fastgd._files import check_output_path
-
     for path in (args.json, args.plot):  # before the minutes of timing, not after
         check_output_path(path)
     if args.plot:

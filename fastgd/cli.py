@@ -19,8 +19,12 @@ import warnings
 import numpy as np
 
 import fastgd
+from fastgd import bench, losses, optimizers
+from fastgd._commands import number, positive_int, run
 
 TASKS = ("regression", "classification")
+REGRESSION_LOSSES, CLASSIFICATION_LOSSES = losses.names("regression"), losses.names(
+    "classification")
 OPTIONS = {"learning_rate": "--learning-rate", "max_epochs": "--epochs",  # estimator: CLI
            "batch_size": "--batch-size", "validation_fraction": "--validation-fraction",
            "n_threads": "--threads", "random_state": "--seed"}
@@ -348,33 +352,14 @@ def _shorten(names, limit=8):
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _number(accepts: str, ok, convert=float, words=None):
-    """An argparse type: a number (`convert`) for which ok(value) holds, or one of the
-    `words` (text -> value); else the usage error "takes <accepts>, got ..."."""
-    def parse(text):
-        if words and text in words:
-            return words[text]
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"takes {accepts}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = _number("a whole number > 0", lambda v: v > 0, int)
-_batch_size = _number("a whole number > 0 or full", lambda v: v > 0, int, {"full": None})
-_seed = _number("a whole number from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32, int)
-_rate = _number("a number > 0 or auto", lambda v: 0 < v < math.inf, words={"auto": "auto"})
-_penalty = _number("a number >= 0", lambda v: 0 <= v < math.inf)
-_fraction = _number("a number in [0, 1)", lambda v: 0 <= v < 1)
+_batch_size = number("a whole number > 0 or full", lambda v: v > 0, int, {"full": None})
+_seed = number("a whole number from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32, int)
+_rate = number("a number > 0 or auto", lambda v: 0 < v < math.inf, words={"auto": "auto"})
+_penalty = number("a number >= 0", lambda v: 0 <= v < math.inf)
+_fraction = number("a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from fastgd import bench
-
     parser = argparse.ArgumentParser(prog="fastgd", description=fastgd.__doc__, epilog=(
         "Start with `fastgd demo`; `fastgd COMMAND --help` shows each command with an "
         "example."))
@@ -412,7 +397,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated feature columns (default: all other columns)")
     p.add_argument("--task", choices=TASKS, help="default: classification if the target "
                    "holds text, booleans or two distinct values, else regression")
-    p.add_argument("--optimizer", default="nesterov", choices=tuple(fastgd.reference.OPTIMIZERS))
+    p.add_argument("--optimizer", default="nesterov", choices=tuple(optimizers.OPTIMIZERS))
     p.add_argument("--learning-rate", type=_rate, default="auto", metavar="RATE",
                    help="a number, or auto (default: worked out from the data)")
     p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",
@@ -424,8 +409,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop when the loss on held-out validation rows stops improving")
     p.add_argument("--validation-fraction", type=_fraction, metavar="F",
                    help="of the training rows, for --early-stopping (default: 0.1)")
-    p.add_argument("--loss", choices=("squared", "huber", "log"),
-                   help="regression: squared (default) or huber; classification: log")
+    p.add_argument("--loss", choices=REGRESSION_LOSSES + CLASSIFICATION_LOSSES,
+                   help=f"regression: {' or '.join(REGRESSION_LOSSES)} (default: "
+                   f"{REGRESSION_LOSSES[0]}); classification: "
+                   f"{' or '.join(CLASSIFICATION_LOSSES)}")
     p.add_argument("--alpha", type=_penalty, help="L2 penalty strength (default: 0 for "
                    "regression, 1e-3 for classification)")
     p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F",
@@ -476,27 +463,4 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    prog = f"fastgd {args.command}"
-    with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *_: print(
-            f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
-        try:
-            status = args.run(args)
-        except BrokenPipeError:  # e.g. `fastgd predict ... | head`: the reader has gone
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 1
-        except (ValueError, OSError, ImportError) as error:  # DivergenceError is a ValueError
-            print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
-    return status or 0
-
-
-def _one_line(error) -> str:
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.strerror}: {error.filename!r}"
-    if isinstance(error, ModuleNotFoundError):
-        return f"{error}; the command line needs pip install 'fastgd[cli]'"
-    return _in_options(" ".join(str(error).split()))
+    return run(f"fastgd {args.command}", args.run, args, words=_in_options)

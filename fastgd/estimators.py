@@ -1,8 +1,10 @@
-"""scikit-learn estimators on top of the shared training driver.
+"""scikit-learn estimators on top of the shared training loop.
 
 GDRegressor and GDClassifier share everything but their targets: _GDEstimator holds the
 parameters' checks, fit, partial_fit, early stopping and saving; each subclass turns its
-y into the engines' targets (_encode) and their result into its attributes (_store).
+y into the engines' targets (_encode) and their result into its attributes (_set_fitted).
+They train through fastgd/_training.py (the loop) with a solver of fastgd/solvers, on the
+engine fastgd/_engines.engine_for picks for X, and predict through fastgd.LinearModel.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import copy
 import numbers
 import os
+import textwrap
 from functools import partial
 
 import numpy as np
-from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import check_random_state
@@ -21,45 +23,33 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from fastgd import _checkpoint, _dask, _driver, _persist, reference
+from fastgd import _checkpoint, _dask, _persist, _training, losses, optimizers
+from fastgd._engines import ENGINES, engine_for
 from fastgd._files import check_output_path
-from fastgd._compiled import kernels
+from fastgd._problem import Problem
+from fastgd._state import in_original_units
+from fastgd._threads import effective_n_threads
 from fastgd._validation import (
-    Loss,
     as_coef,
     as_intercept,
     as_matrix,
     as_sample_weight,
     as_targets,
     check_choice,
-    check_loss,
     check_number,
-    effective_n_threads,
 )
+from fastgd.model import LinearModel
+from fastgd.solvers.first_order import SCHEDULES, FirstOrder
 
-ENGINES = {"cython": _driver.InMemory(kernels), "numpy": _driver.InMemory(reference)}
-OPTIMIZERS = tuple(reference.OPTIMIZERS)
-# torch.optim's default epsilon of each optimizer (epsilon=None picks it), and learning
-# rate of each adaptive one (learning_rate="auto" picks it).
-DEFAULT_EPSILON = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
-DEFAULT_LEARNING_RATE = {"adagrad": 0.01, "rmsprop": 0.01, "adam": 0.001, "adamw": 0.001}
 SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
 COMMON_PARAMETERS = '''
-    optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
-            default="nesterov"
+    optimizer : {optimizer_names}, default="nesterov"
         The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
         on theta = (coef, intercept) with gradient g, learning rate lr, step t = 1, 2, ...
         and state m = v = 0 at the start:
 
-        - ``"sgd"``: theta -= lr g (full-batch gradient descent when ``batch_size=None``);
-        - ``"momentum"``: m = momentum m + g; theta -= lr m  (torch SGD with momentum);
-        - ``"nesterov"``: m = momentum m + g; theta -= lr (g + momentum m);
-        - ``"adagrad"``: v += g²; theta -= lr g / (sqrt(v) + epsilon);
-        - ``"rmsprop"``: v = rho v + (1 - rho) g²; theta -= lr g / (sqrt(v) + epsilon);
-        - ``"adam"``: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
-          theta -= lr / (1 - beta1^t) · m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon);
-        - ``"adamw"``: coef *= 1 - lr weight_decay (decoupled; not the intercept), then Adam.
+{optimizer_rules}
     learning_rate : float or "auto", default="auto"
         The step size (before the schedule). ``"auto"``, for ``"sgd"``, ``"momentum"`` and
         ``"nesterov"``, is 1 / L, L the largest curvature of the objective (the largest
@@ -180,6 +170,18 @@ COMMON_PARAMETERS = '''
         NumPy definition of the mathematics: the baseline and the check.
 '''
 
+
+def _registry_doc(template: str) -> str:
+    """The optimizers' names and update rules from their registry, into the docstrings."""
+    rules = "\n".join(textwrap.fill(f'- ``"{name}"``: {cls.summary};', 88,
+                                    initial_indent=" " * 8, subsequent_indent=" " * 10)
+                      for name, cls in optimizers.OPTIMIZERS.items())
+    names = "{" + ", ".join(f'"{name}"' for name in optimizers.OPTIMIZERS) + "}"
+    return template.replace("{optimizer_names}", names).replace("{optimizer_rules}", rules)
+
+
+COMMON_PARAMETERS = _registry_doc(COMMON_PARAMETERS)
+
 # How both estimators' fit take Dask arrays and resume from checkpoints.
 FIT_DATA = '''
         X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
@@ -234,20 +236,18 @@ class _GDEstimator(BaseEstimator):
 
     def _check_params(self):
         check_choice("loss", self.loss, self._losses)
-        check_loss(self.loss, getattr(self, "delta", 1.0))
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        losses.get(self.loss, **self.get_params(deep=False))
+        check_choice("optimizer", self.optimizer, tuple(optimizers.OPTIMIZERS))
         check_choice("engine", self.engine, tuple(ENGINES))
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
             check_number("learning_rate", self.learning_rate)
         check_number("batch_size", self.batch_size, integer=True, allow_none=True)
         check_number("max_epochs", self.max_epochs, integer=True)
         check_number("tol", self.tol, allow_none=True, allow_zero=True)
-        for name in ("momentum", "beta1", "beta2", "rho"):
-            if check_number(name, getattr(self, name), allow_zero=True) >= 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        for name in ("momentum", "beta1", "beta2", "rho", "weight_decay"):
+            optimizers.check_setting(name, getattr(self, name))
         check_number("epsilon", self.epsilon, allow_none=True)
-        check_number("weight_decay", self.weight_decay, allow_zero=True)
-        check_choice("schedule", self.schedule, _driver.SCHEDULES)
+        check_choice("schedule", self.schedule, SCHEDULES)
         check_number("step_size", self.step_size, integer=True)
         check_number("gamma", self.gamma)
         check_number("power_t", self.power_t, allow_zero=True)
@@ -270,7 +270,7 @@ class _GDEstimator(BaseEstimator):
         if check_number("verbose", self.verbose, integer=True, allow_zero=True) > 2:
             raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
         self._callbacks()
-        return effective_n_threads(self.n_threads)
+        effective_n_threads(self.n_threads)
 
     def _callbacks(self) -> tuple:
         callbacks = self.callbacks
@@ -286,7 +286,7 @@ class _GDEstimator(BaseEstimator):
         return callbacks
 
     def _fit(self, X, y, sample_weight, coef_init, intercept_init, client, resume=None):
-        n_threads = self._check_params()
+        self._check_params()
         self._check_checkpointing(resume, coef_init, intercept_init)
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
         previous = self._parameters() if warm else None
@@ -301,26 +301,18 @@ class _GDEstimator(BaseEstimator):
                     delattr(self, name)
             raise error
 
-        X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=True,
-                                                      client=client)
-        with _dask.released(X):  # a cluster keeps nothing, however the fit ends
-            shape = (k, X.shape[1])
+        problem = self._validate(X, y, sample_weight, reset=True, client=client)
+        with _dask.released(problem.X):  # a cluster keeps nothing, however the fit ends
+            shape = (problem.k, problem.n_features)
             if previous is not None and previous[0].shape != shape:
                 refuse(ValueError(f"warm_start=True: X and y make a model of {shape[0]} "
                                   f"output(s) and {shape[1]} features, the previous fit had "
                                   f"{previous[0].shape[0]} and {previous[0].shape[1]}; pass "
                                   "coef_init or refit cold"))
-            if coef_init is not None:
-                expected = np.shape(self._shaped(np.zeros(shape)))
-                coef = as_coef(coef_init, expected, "coef_init").reshape(shape)
-            else:
-                coef = previous[0] if previous is not None else np.zeros(shape)
-            intercept = (as_intercept(intercept_init, k, "intercept_init")
-                         if intercept_init is not None
-                         else previous[1] if previous is not None else np.zeros(k))
+            coef, intercept = self._start(shape, previous, coef_init, intercept_init)
+            engine = engine_for(problem.X, self.engine, self.n_threads)
             random_state = check_random_state(self.random_state)
-            data = (_checkpoint.fingerprint(*self._engine(X, n_threads), X, Y, sample_weight,
-                                            loss, k)
+            data = (_checkpoint.fingerprint(engine, problem)
                     if self.checkpoint is not None or resume is not None else None)
             loop = None
             if resume is not None:  # the draws below then repeat those of the first fit
@@ -332,15 +324,28 @@ class _GDEstimator(BaseEstimator):
                 random_state.set_state(drawn_from)
             drawn_from = random_state.get_state()
             self._shuffle_seed = int(random_state.randint(2**62))
-            holdout = self._holdout(Y, random_state) if self.early_stopping else None
+            holdout = self._holdout(problem, random_state) if self.early_stopping else None
             done = loop.state.epochs if loop else 0
-            result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
-                                 intercept=intercept, max_epochs=self.max_epochs - done,
-                                 tol=self.tol, early_stopping=holdout, resume=loop,
+            result = self._train(engine, problem, coef=coef, intercept=intercept,
+                                 max_epochs=self.max_epochs - done, tol=self.tol,
+                                 early_stopping=holdout, resume=loop,
                                  checkpoint=None if self.checkpoint is None else partial(
                                      self._write_checkpoint, drawn_from=drawn_from, data=data))
             self.history_ = result.history
             return self._keep(result, result.n_iter)
+
+    def _start(self, shape, previous, coef_init, intercept_init):
+        """(coef (k, d), intercept (k,)) to start a fit from."""
+        k = shape[0]
+        if coef_init is not None:
+            expected = np.shape(self._shaped(np.zeros(shape)))
+            coef = as_coef(coef_init, expected, "coef_init").reshape(shape)
+        else:
+            coef = previous[0] if previous is not None else np.zeros(shape)
+        intercept = (as_intercept(intercept_init, k, "intercept_init")
+                     if intercept_init is not None
+                     else previous[1] if previous is not None else np.zeros(k))
+        return coef, intercept
 
     def _check_checkpointing(self, resume, coef_init, intercept_init):
         """Refuse, before any work, what would lose a checkpoint or fail at the first one."""
@@ -361,31 +366,32 @@ class _GDEstimator(BaseEstimator):
                              f"{os.fspath(self.checkpoint)!r}), or delete it or choose another "
                              f"path")
 
-    def _write_checkpoint(self, loop: _driver.Checkpoint, drawn_from, data):
+    def _write_checkpoint(self, loop: _training.LoopState, drawn_from, data):
         """Save the model as of `loop` (an epoch's end) with the state to resume from."""
         snapshot = copy.copy(self)  # the parameters and what the data fixed
-        coef, intercept = _driver.in_original_units(loop.state.std, loop.state.theta,
-                                                    self.n_features_in_)
+        coef, intercept = in_original_units(loop.state.std, loop.state.theta,
+                                            self.n_features_in_)
         snapshot._set_fitted(coef, intercept, len(loop.history["loss"]), loop.history,
                              loop.state.learning_rate, loop.state.std)
         _checkpoint.write(self.checkpoint, snapshot, loop, drawn_from, data)
 
     def _partial_fit(self, X, y, sample_weight, client, **encoding):
-        n_threads = self._check_params()
+        self._check_params()
         fitted = hasattr(self, "coef_")
-        X, Y, sample_weight, loss, k = self._validate(X, y, sample_weight, reset=not fitted,
-                                                      client=client,
-                                                      **encoding)
-        with _dask.released(X):  # a cluster keeps nothing, however the fit ends
+        problem = self._validate(X, y, sample_weight, reset=not fitted, client=client,
+                                 **encoding)
+        with _dask.released(problem.X):  # a cluster keeps nothing, however the fit ends
             state = getattr(self, "_state", None) if fitted else None
             if state is not None:
-                state = _driver.go_on_with(state, self.optimizer, self._learning_rate())
+                state = self._solver().go_on_from(state)
             if state is None or not hasattr(self, "_shuffle_seed"):
                 self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
             coef, intercept = (self._parameters() if fitted
-                               else (np.zeros((k, X.shape[1])), np.zeros(k)))
-            result = self._train(X, Y, sample_weight, loss, n_threads, coef=coef,
-                                 intercept=intercept, max_epochs=1, tol=None, state=state)
+                               else (np.zeros((problem.k, problem.n_features)),
+                                     np.zeros(problem.k)))
+            result = self._train(engine_for(problem.X, self.engine, self.n_threads), problem,
+                                 coef=coef, intercept=intercept, max_epochs=1, tol=None,
+                                 state=state)
             done = self.n_iter_ if fitted and state is not None else 0
             if fitted and state is not None:
                 for key, values in result.history.items():
@@ -399,9 +405,9 @@ class _GDEstimator(BaseEstimator):
         coef = np.asarray(self.coef_, dtype=np.float64)
         return coef.reshape(-1, coef.shape[-1]), np.atleast_1d(self.intercept_).astype(float)
 
-    def _validate(self, X, y, sample_weight, reset, client=None, **encoding):
-        """(X, Y, sample_weight, loss, k outputs) for the engines; for a Dask array X, X and
-        Y are one fastgd._dask.Shards on the cluster and sample_weight is in it."""
+    def _validate(self, X, y, sample_weight, reset, client=None, **encoding) -> Problem:
+        """The problem for the engines; for a Dask array X, its X and Y are one
+        fastgd._dask.Shards on the cluster, which holds the sample weights too."""
         if _dask.is_dask_array(X):
             return self._validate_dask(X, y, sample_weight, reset, client, **encoding)
         if client is not None:
@@ -413,9 +419,10 @@ class _GDEstimator(BaseEstimator):
             raise type(error)(f"{_culprit(X, error)}: {error}") from None
         X = as_matrix(X)
         sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
-        return X, *self._encode(y, X.dtype, sample_weight, reset, **encoding)
+        Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset, **encoding)
+        return Problem(X, Y, sample_weight, loss, k)
 
-    def _validate_dask(self, X, y, sample_weight, reset, client, **encoding):
+    def _validate_dask(self, X, y, sample_weight, reset, client, **encoding) -> Problem:
         if self.engine != "cython":
             raise ValueError(f"On Dask arrays fastgd trains with the compiled engine: engine "
                              f"must be 'cython', got {self.engine!r}")
@@ -436,7 +443,7 @@ class _GDEstimator(BaseEstimator):
             Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset,
                                                      **encoding)
         shards = _dask.Shards.of(X, Y, sample_weight, client=client)
-        return shards, shards, None, loss, k
+        return Problem(shards, shards, None, loss, k)
 
     def _on_blocks(self, method, X, n_columns, dtype=None):
         """method (predict, predict_proba, ...) on each row block of a Dask array X, lazily."""
@@ -444,22 +451,22 @@ class _GDEstimator(BaseEstimator):
             dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         return _dask.map_rows(method, X, n_columns, dtype)
 
-    def _holdout(self, Y, random_state) -> _driver.EarlyStopping:
+    def _holdout(self, problem, random_state) -> _training.EarlyStopping:
         """Validation rows drawn by random_state; the rest, in their order, train."""
-        if isinstance(Y, _dask.Shards):
-            return self._holdout_shards(Y, random_state)
-        n = len(Y)
+        if isinstance(problem.X, _dask.Shards):
+            return self._holdout_shards(problem.X, random_state)
+        n = len(problem.Y)
         n_val = int(np.ceil(self.validation_fraction * n))
         if not 1 <= n_val < n:
             raise ValueError(f"early_stopping=True needs rows to train on and to validate "
                              f"on: validation_fraction={self.validation_fraction} of {n} "
                              f"rows leaves {n - n_val} to train on")
         held_out = np.zeros(n, dtype=bool)
-        held_out[self._validation_rows(Y, n_val, random_state)] = True
-        return _driver.EarlyStopping(np.flatnonzero(~held_out), np.flatnonzero(held_out),
-                                     int(self.n_iter_no_change))
+        held_out[self._validation_rows(problem.Y, n_val, random_state)] = True
+        return _training.EarlyStopping(np.flatnonzero(~held_out), np.flatnonzero(held_out),
+                                       int(self.n_iter_no_change))
 
-    def _holdout_shards(self, shards, random_state) -> _driver.EarlyStopping:
+    def _holdout_shards(self, shards, random_state) -> _training.EarlyStopping:
         """On a cluster, whole row blocks validate: validation_fraction of them (rounded
         up), drawn by random_state (not stratified by class)."""
         n = len(shards.rows)
@@ -469,43 +476,38 @@ class _GDEstimator(BaseEstimator):
                              f"blocks: validation_fraction={self.validation_fraction} of "
                              f"{n} blocks leaves {n - n_val} to train on; use more blocks")
         val = np.sort(random_state.permutation(n)[:n_val])
-        train = np.setdiff1d(np.arange(n), val)
-        return _driver.EarlyStopping(train, val, int(self.n_iter_no_change),
-                                     n_train=sum(shards.rows[i] for i in train))
+        return _training.EarlyStopping(np.setdiff1d(np.arange(n), val), val,
+                                       int(self.n_iter_no_change))
 
     def _validation_rows(self, Y, n_val, random_state):
         return random_state.permutation(len(Y))[:n_val]
 
-    def _engine(self, X, n_threads):
-        """The engine for X and its n_threads: on a cluster, n_threads is resolved on each
-        worker, for its cores."""
-        if isinstance(X, _dask.Shards):
-            return _dask, self.n_threads
-        return ENGINES[self.engine], n_threads
+    def _train(self, engine, problem, *, coef, intercept, max_epochs, tol, state=None,
+               early_stopping=None, resume=None, checkpoint=None):
+        return _training.train(
+            engine, problem, self._solver(), coef=coef, intercept=intercept,
+            standardize=bool(self.standardize), max_epochs=max_epochs, tol=tol,
+            callbacks=self._callbacks(), verbose=int(self.verbose), state=state,
+            early_stopping=early_stopping, resume=resume, checkpoint=checkpoint,
+            checkpoint_every=int(self.checkpoint_every))
 
-    def _train(self, X, Y, sample_weight, loss, n_threads, *, coef, intercept, max_epochs,
-               tol, state=None, early_stopping=None, resume=None, checkpoint=None):
-        engine, n_threads = self._engine(X, n_threads)
-        return _driver.train(
-            engine, X, Y, sample_weight,
-            coef=coef, intercept=intercept, loss=loss,
-            optimizer=self.optimizer,
-            hyper=self._hyperparameters(),
-            learning_rate=self._learning_rate(),
+    def _optimizer(self) -> optimizers.Optimizer:
+        """The optimizer with this estimator's settings (those it takes)."""
+        return optimizers.get(self.optimizer, momentum=self.momentum, beta1=self.beta1,
+                              beta2=self.beta2, rho=self.rho, epsilon=self.epsilon,
+                              weight_decay=self.weight_decay)
+
+    def _solver(self) -> FirstOrder:
+        learning_rate = self.learning_rate
+        if not (isinstance(learning_rate, str) and learning_rate == "auto"):
+            learning_rate = float(learning_rate)
+        return FirstOrder(
+            self._optimizer(), learning_rate,
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
-            batch_size=self.batch_size,
-            shuffle_seed=self._shuffle_seed if self.shuffle else None,
-            max_epochs=max_epochs, tol=tol, standardize=bool(self.standardize),
-            n_threads=n_threads,
-            callbacks=self._callbacks(), verbose=int(self.verbose),
-            state=state, horizon=self.max_epochs, early_stopping=early_stopping,
-            resume=resume, checkpoint=checkpoint, checkpoint_every=int(self.checkpoint_every))
-
-    def _learning_rate(self):
-        """A number, or "auto" for the driver to compute 1 / L (see learning_rate)."""
-        if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
-            return float(self.learning_rate)
-        return DEFAULT_LEARNING_RATE.get(self.optimizer, "auto")
+            batch_size=self.batch_size, shuffle_seed=self._shuffle_seed if self.shuffle else None,
+            horizon=self.max_epochs, l1=float(self.alpha * self.l1_ratio),
+            l2=float(self.alpha * (1 - self.l1_ratio)),
+            clip_norm=0.0 if self.clip_norm is None else float(self.clip_norm))
 
     def _keep(self, result, n_iter):
         """Store a training result as the fitted attributes; raise its divergence."""
@@ -521,20 +523,18 @@ class _GDEstimator(BaseEstimator):
         self.n_iter_, self.history_, self.learning_rate_ = n_iter, history, learning_rate
         self.mean_, self.scale_ = (std.mean, std.scale) if std else (None, None)
 
-    def _hyperparameters(self) -> dict:
-        eps = DEFAULT_EPSILON.get(self.optimizer, 1e-8) if self.epsilon is None else self.epsilon
-        return {"momentum": float(self.momentum), "beta1": float(self.beta1),
-                "beta2": float(self.beta2), "rho": float(self.rho), "eps": float(eps),
-                "weight_decay": float(self.weight_decay),
-                "l2": float(self.alpha * (1 - self.l1_ratio)),
-                "l1": float(self.alpha * self.l1_ratio),
-                "clip_norm": 0.0 if self.clip_norm is None else float(self.clip_norm)}
-
     def _linear(self, X):
-        """X @ coef_.T + intercept_ in X's floating dtype, after the usual checks."""
+        """The raw outputs X @ coef_.T + intercept_ in X's floating dtype, after the usual
+        checks (fastgd.LinearModel computes them)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X @ self.coef_.astype(X.dtype).T + np.asarray(self.intercept_, dtype=X.dtype)
+        return self._model().raw_outputs(X)
+
+    def _model(self) -> LinearModel:
+        """The fitted model, as the small object that predicts without scikit-learn."""
+        return LinearModel(self.coef_, self.intercept_, self._fitted_loss(),
+                           classes=getattr(self, "classes_", None),
+                           feature_names=getattr(self, "feature_names_in_", None))
 
     # What save() writes and load() reads back (see fastgd/_persist.py).
     _saved = ("n_features_in_", "coef_", "intercept_", "n_iter_", "learning_rate_",
@@ -548,7 +548,16 @@ class _GDEstimator(BaseEstimator):
         beside `path`, flushed to disk and renamed over it: an interrupted save never
         leaves a half-written file where a good model was.
         """
-        _persist.save(self, path)
+        check_is_fitted(self)
+        self._save(path)
+
+    def _save(self, path, training: dict | None = None):
+        _persist.save(path, type(self).__name__, self.get_params(deep=False),
+                      {name: getattr(self, name, None) for name in self._saved}, training)
+
+    @staticmethod
+    def _from_saved(saved: _persist.Saved):
+        return from_saved(saved)
 
     def _check_loaded(self):
         """Refuse a loaded model whose parameters or attributes are not what fit makes."""
@@ -579,9 +588,11 @@ class _GDEstimator(BaseEstimator):
 
 def _culprit(X, error) -> str:
     """Which argument scikit-learn's validation of X and y refused: X if X alone fails its
-    checks, both if their lengths differ, else y."""
+    checks or has the wrong number of features, both if their lengths differ, else y."""
     if "inconsistent numbers of samples" in str(error):
         return "X and y"
+    if str(error).startswith("X has") and "features" in str(error):
+        return "X"
     try:
         check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=False)
     except (ValueError, TypeError):
@@ -597,7 +608,7 @@ def _store(estimator, params: dict) -> None:
 
 
 class GDRegressor(RegressorMixin, _GDEstimator):
-    _losses = ("squared", "huber")
+    _losses = losses.names("regression")
     _y_checks = {"y_numeric": True, "multi_output": True}
 
     def __init__(self, *, loss="squared", delta=1.0, optimizer="nesterov",
@@ -644,7 +655,8 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         X's floating dtype (a Dask array for a Dask array X)."""
         if _dask.is_dask_array(X):
             return self._on_blocks(self.predict, X, None if self._one_output else len(self.coef_))
-        return self._linear(X)
+        z = self._linear(X)
+        return self._fitted_loss().inverse_link(z)
 
     def _encode(self, y, dtype, sample_weight, reset):
         held = _dask.is_dask_array(y)  # checked on the workers, as in memory
@@ -656,7 +668,10 @@ class GDRegressor(RegressorMixin, _GDEstimator):
             raise ValueError(f"y has shape {y.shape}, but the model was fitted to {fitted}")
         self._one_output = y.ndim == 1
         return (y if held else as_targets(y, len(y), k, dtype), sample_weight,
-                check_loss(self.loss, self.delta), k)
+                self._fitted_loss(), k)
+
+    def _fitted_loss(self) -> losses.Loss:
+        return losses.get(self.loss, **self.get_params(deep=False))
 
     def _shaped(self, array):
         """coef_ (n_outputs, d) and intercept_ (n_outputs,), or (d,) and a float for y of
@@ -725,7 +740,7 @@ GDRegressor.__doc__ = f"""Linear regression trained by gradient descent on the m
 
 
 class GDClassifier(ClassifierMixin, _GDEstimator):
-    _losses = ("log",)
+    _losses = losses.names("classification")
     _y_checks = {}
 
     def __init__(self, *, loss="log", class_weight=None, optimizer="nesterov",
@@ -788,8 +803,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         """The most probable class of each row."""
         if _dask.is_dask_array(X):
             return self._on_blocks(self.predict, X, None, self.classes_.dtype)
-        z = self._linear(X)
-        best = (z[:, 0] > 0).astype(np.intp) if z.shape[1] == 1 else z.argmax(axis=1)
+        best = LinearModel.best_class(self._linear(X))
         return self.classes_[best]
 
     def predict_log_proba(self, X):
@@ -799,9 +813,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         if _dask.is_dask_array(X):
             return self._on_blocks(self.predict_log_proba, X, len(self.classes_))
         z = self._linear(X)
-        if z.shape[1] == 1:
-            z = np.hstack([np.zeros_like(z), z])
-        return log_softmax(z, axis=1)
+        return self._fitted_loss().log_proba(z)
 
     def predict_proba(self, X):
         """Probabilities of the classes (columns in the order of ``classes_``)."""
@@ -833,10 +845,17 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
             weights = per_class[index] if sample_weight is None else sample_weight * per_class[
                 index]
             sample_weight = as_sample_weight(weights, len(y), dtype)
-        binary = len(self.classes_) == 2
-        loss = Loss("log") if binary else Loss("multinomial")
-        return (index[:, None].astype(dtype), sample_weight, loss,
-                1 if binary else len(self.classes_))
+        loss = self._fitted_loss()
+        return index[:, None].astype(dtype), sample_weight, loss, self._n_outputs()
+
+    def _n_outputs(self) -> int:
+        """One logit for two classes, one a class for more."""
+        return 1 if len(self.classes_) == 2 else len(self.classes_)
+
+    def _fitted_loss(self) -> losses.Loss:
+        """The loss of two classes, or its multiclass form for more."""
+        name = self.loss if len(self.classes_) == 2 else losses.LOSSES[self.loss].multiclass
+        return losses.get(name, **self.get_params(deep=False))
 
     def _encode_dask(self, y, dtype, sample_weight, reset, classes):
         """The in-memory encoding of y's distinct labels (few, computed on the cluster)
@@ -923,3 +942,21 @@ GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regress
 
 
 ESTIMATORS = {cls.__name__: cls for cls in (GDRegressor, GDClassifier)}  # for fastgd.load
+
+
+def from_saved(saved: _persist.Saved):
+    """The estimator of a model file's contents (fastgd/_persist.py), checked."""
+    cls = ESTIMATORS.get(saved.kind)
+    if cls is None:
+        raise ValueError(f"unknown estimator {saved.kind!r}")
+    estimator = cls()
+    unknown = set(saved.params) - set(estimator.get_params(deep=False))
+    if unknown:
+        raise ValueError(f"unknown parameters {sorted(unknown)}")
+    estimator.set_params(**saved.params)
+    for name, value in (*saved.values.items(), *saved.arrays.items()):
+        if name not in cls._saved:
+            raise ValueError(f"unexpected attribute {name!r}")
+        setattr(estimator, name, value)
+    estimator._check_loaded()
+    return estimator

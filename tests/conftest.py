@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from fastgd import _kernels, losses, optimizers
+
 # Property and fuzz tests: a fixed, quick set of examples in `make test`; `make fuzz` runs
 # the same tests with --hypothesis-profile=fuzz, many random examples, for a bounded time.
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -23,6 +25,38 @@ def make_problem(n, d, *, dtype=np.float64, order="C", seed=0, noise=0.1, weight
     y = (X @ rng.standard_normal(d) + 0.5 + noise * rng.standard_normal(n)).astype(dtype)
     sw = rng.uniform(0, 2, n).astype(dtype) if weights else None
     return X, y, sw
+
+
+# The registries, as the tests cover them: every loss (with a parameter away from its default
+# where it has one) and every optimizer; a new entry is covered without editing the tests.
+LOSS_PARAMS = {"delta": 0.5}
+LOSSES = [cls(**{key: LOSS_PARAMS.get(key, default) for key, default in cls.params.items()})
+          for cls in losses.LOSSES.values()]
+ONE_OUTPUT_LOSSES = [loss for loss in LOSSES if loss.min_outputs == 1]
+REGRESSION_LOSSES = losses.names("regression")
+OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
+
+# Every compiled build this CPU runs: the portable one and, where supported, the AVX2 one.
+BUILDS = {"baseline": _kernels}
+if _kernels.cpu_supports_avx2_fma():
+    from fastgd import _kernels_avx2
+
+    BUILDS["avx2"] = _kernels_avx2
+
+
+def loss_id(loss) -> str:
+    return loss.name
+
+
+def targets_for(loss, Z):
+    """Targets a loss takes, from raw outputs Z (n, k) in X's dtype: class indices of the
+    largest output, labels 0/1 for a classification loss, else the predictions the loss's
+    inverse link makes of Z (within its domain)."""
+    if loss.class_indices:
+        return Z.argmax(axis=1)[:, None].astype(Z.dtype)
+    if loss.task == "classification":
+        return (Z > 0).astype(Z.dtype)
+    return loss.inverse_link(Z).astype(Z.dtype)
 
 
 def trajectory(model) -> dict:

@@ -2,6 +2,7 @@
 on bit for bit, and a process killed with SIGKILL always leaves a loadable checkpoint."""
 
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -11,12 +12,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import assert_same_fit, make_problem
+from conftest import OPTIMIZERS, assert_same_fit, make_problem
 
 import fastgd
 from fastgd import GDClassifier, GDRegressor
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+V1_CHECKPOINTS = pathlib.Path(__file__).parent / "data" / "checkpoints_v1"
 
 
 def interrupted_then_resumed(make, X, y, path, stop_at, sample_weight=None, **resume_kw):
@@ -259,6 +260,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX's")
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_ends_the_same(tmp_path):
     """A training process killed with SIGKILL at random moments, several times over: each
     time the checkpoint loads and lost at most checkpoint_every (1) epochs, and resuming
@@ -288,3 +290,25 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_ends_the_same(tmp_path)
     X, y, _ = problem(200, 20_000, seed=1)
     resumed = GDRegressor(**settings).fit(X, y, resume=path)
     assert_same_fit(resumed, GDRegressor(**settings).fit(X, y))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("path", sorted(V1_CHECKPOINTS.glob("*.fastgd")), ids=lambda p: p.stem)
+def test_checkpoints_of_format_version_1_resume(tmp_path, path):
+    """Checkpoints written by fastgd before the state was kept by name (format version 1:
+    two vectors m and v for every optimizer; tests/data/checkpoints_v1/make.py wrote them,
+    stopped after epoch 10 of 30) still load and resume, and end with the bits of an
+    uninterrupted fit today."""
+    data = np.load(V1_CHECKPOINTS / "data.npz")
+    saved = fastgd.load(path)
+    assert saved.n_iter_ == 10
+    settings = {**saved.get_params(), "checkpoint": None}
+    target = {"GDClassifier": "labels"}.get(type(saved).__name__)
+    X, y = data["X"], data[target or ("Y2" if np.ndim(saved.coef_) == 2 else "y")]
+    if saved.standardize is False:  # the float32 case
+        X, y = X.astype(np.float32), y.astype(np.float32)
+    copy = tmp_path / path.name  # resuming writes no checkpoint: the file stays as it was
+    shutil.copy(path, copy)
+    resumed = type(saved)(**settings).fit(X, y, resume=copy)
+    assert resumed.n_iter_ > 10
+    assert_same_fit(resumed, type(saved)(**settings).fit(X, y))

@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 import fastgd
 from fastgd import GDClassifier, GDRegressor
+from fastgd._problem import Problem
 
 
 def blobs(n=600, d=5, k=3, seed=0, labels=None):
@@ -164,7 +165,7 @@ def test_stratified_early_stopping():
     assert len(model.history_["val_loss"]) == model.n_iter_
     rng = np.random.RandomState(0)
     rng.randint(2**62)  # the shuffle seed's draw comes first
-    held = model._holdout(y[:, None].astype(float), rng).val_rows
+    held = model._holdout(Problem(X, y[:, None].astype(float), None, None), rng).val_rows
     assert len(held) == 200
     assert_allclose(np.bincount(y[held]) / 200, np.bincount(y) / 1000, atol=0.01)
 

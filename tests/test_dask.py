@@ -11,8 +11,13 @@ from conftest import make_problem
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from fastgd import _dask, kernels  # noqa: E402
-from fastgd._validation import Loss  # noqa: E402
+from fastgd import _dask, _training, kernels, losses, optimizers  # noqa: E402
+from fastgd._engines import InMemory  # noqa: E402
+from fastgd._problem import Problem  # noqa: E402
+from fastgd.solvers.first_order import FirstOrder  # noqa: E402
+
+ON_SHARDS = _dask.DaskEngine(None)
+IN_MEMORY = InMemory(kernels, 1)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,6 +30,12 @@ def sharded(X, y, sw, client, rows=(700, 1300, 1000), cols=None):
     return _dask.Shards.of(Xd, yd, swd, client=client)
 
 
+def on_shards(shards, loss, k=1) -> Problem:
+    """The problem of data held in shards: Y and the sample weights are in them."""
+    return Problem(shards, shards, None, losses.get(loss) if isinstance(loss, str) else loss,
+                   k)
+
+
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-9), (np.float32, 1e-5)])
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("loss", ["squared", "huber"])
@@ -33,12 +44,12 @@ def test_grad_pass_equals_in_memory(client, dtype, rtol, weights, loss):
     shards = sharded(X, y, sw, client, cols=(3, 4))  # rechunked to one column block
     coef, intercept = np.linspace(-1, 1, 7)[None, :], np.array([0.3])
     Y = y.reshape(-1, 1)
-    expected = kernels.grad_pass(X, Y, sw, coef, intercept, Loss(loss), 1)
-    got = _dask.grad_pass(shards, shards, None, coef, intercept, Loss(loss), None)
+    expected = IN_MEMORY.loss_and_grad(Problem(X, Y, sw, losses.get(loss)), coef, intercept)
+    got = ON_SHARDS.loss_and_grad(on_shards(shards, loss), coef, intercept)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol)
     # the same sum, the same bits
-    again = _dask.grad_pass(shards, shards, None, coef, intercept, Loss(loss), None)
+    again = ON_SHARDS.loss_and_grad(on_shards(shards, loss), coef, intercept)
     assert all(np.array_equal(a, b) for a, b in zip(again, got, strict=True))
     shards.release()
 
@@ -47,8 +58,8 @@ def test_column_stats_equal_in_memory(client):
     X, y, sw = make_problem(3000, 5, weights=True)
     sw[:700] = 0.0  # a shard with no weight is left out
     shards = sharded(X, y, sw, client)
-    got = _dask.column_stats(shards, None, None)
-    for a, b in zip(got, kernels.column_stats(X, sw, 1), strict=True):
+    got = ON_SHARDS.column_stats(on_shards(shards, "squared"))
+    for a, b in zip(got, IN_MEMORY.column_stats(Problem(X, None, sw, None)), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
 
@@ -62,9 +73,9 @@ def test_unknown_row_counts_and_one_shard(client):
     mask = np.arange(1000) % 3 != 0
     assert shards.shape == (mask.sum(), 4)
     coef, intercept = np.ones((1, 4)), np.zeros(1)
-    expected = kernels.grad_pass(X[mask], y[mask].reshape(-1, 1), None, coef, intercept,
-                                 Loss("squared"), 1)
-    got = _dask.grad_pass(shards, shards, None, coef, intercept, Loss("squared"), None)
+    expected = IN_MEMORY.loss_and_grad(Problem(X[mask], y[mask].reshape(-1, 1), None,
+                                               losses.Squared()), coef, intercept)
+    got = ON_SHARDS.loss_and_grad(on_shards(shards, "squared"), coef, intercept)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
@@ -89,8 +100,8 @@ def test_classification_losses_equal_in_memory(client, loss, k):
     Y = rng.integers(0, 2 if loss == "log" else k, size=(3000, 1)).astype(np.float64)
     coef, intercept = rng.standard_normal((k, 6)), rng.standard_normal(k)
     shards = sharded(X, Y, sw, client)
-    expected = kernels.grad_pass(X, Y, sw, coef, intercept, Loss(loss), 1)
-    got = _dask.grad_pass(shards, shards, None, coef, intercept, Loss(loss), None)
+    expected = IN_MEMORY.loss_and_grad(Problem(X, Y, sw, losses.get(loss), k), coef, intercept)
+    got = ON_SHARDS.loss_and_grad(on_shards(shards, loss, k), coef, intercept)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
     shards.release()
@@ -103,21 +114,16 @@ def test_rows_of_y_must_match(client):
                         client=client)
 
 
-HYPER = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "rho": 0.99, "eps": 1e-8,
-         "weight_decay": 0.01, "l2": 0.01, "l1": 0.001, "clip_norm": 0.0}
-SCHEDULE = {"schedule": "constant", "step_size": 10, "gamma": 0.1, "power_t": 0.25,
-            "eta_min": 0.0, "warmup_epochs": 0}
-
-
-def train(engine, X, Y, sw, optimizer, loss, k, learning_rate="auto", tol=1e-6):
-    from fastgd import _driver
-
-    d = X.shape[1]
-    return _driver.train(
-        engine, X, Y, sw, coef=np.zeros((k, d)), intercept=np.zeros(k), loss=Loss(loss),
-        optimizer=optimizer, hyper=HYPER, learning_rate=learning_rate,
-        schedule=SCHEDULE, batch_size=None, shuffle_seed=None,
-        max_epochs=25, tol=tol, standardize=True, n_threads=1)
+def train(engine, problem, optimizer, learning_rate="auto", tol=1e-6, max_epochs=25,
+          **options):
+    """The training loop on `engine`, with an elastic-net penalty, full batch unless the
+    options say otherwise."""
+    solver = FirstOrder(optimizers.get(optimizer), learning_rate, l1=0.001, l2=0.01,
+                        **options)
+    k, d = problem.k, problem.n_features
+    return _training.train(engine, problem, solver, coef=np.zeros((k, d)),
+                           intercept=np.zeros(k), standardize=True, max_epochs=max_epochs,
+                           tol=tol)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -125,10 +131,8 @@ def train(engine, X, Y, sw, optimizer, loss, k, learning_rate="auto", tol=1e-6):
                                        "adam", "adamw"])
 @pytest.mark.parametrize("loss", ["squared", "huber", "log", "multinomial"])
 def test_full_batch_training_equals_in_memory(client, optimizer, loss):
-    """The driver's loop on shards (standardization, the automatic step, tol's scale, the
+    """The training loop on shards (standardization, the automatic step, tol's scale, the
     updates) ends where the in-memory fit does."""
-    from fastgd import _driver
-
     X, y, sw = make_problem(3000, 6, weights=True)
     k = 3 if loss == "multinomial" else 1
     if loss in ("squared", "huber"):
@@ -137,9 +141,9 @@ def test_full_batch_training_equals_in_memory(client, optimizer, loss):
         cuts = np.quantile(y, np.linspace(0, 1, max(k, 2) + 1)[1:-1])
         Y = np.digitize(y, cuts).reshape(-1, 1).astype(np.float64)
     rate = "auto" if optimizer in ("sgd", "momentum", "nesterov") else 0.05
-    expected = train(_driver.InMemory(kernels), X, Y, sw, optimizer, loss, k, rate)
+    expected = train(IN_MEMORY, Problem(X, Y, sw, losses.get(loss), k), optimizer, rate)
     shards = sharded(X, Y, sw, client)
-    got = train(_dask, shards, shards, None, optimizer, loss, k, rate)
+    got = train(ON_SHARDS, on_shards(shards, loss, k), optimizer, rate)
     shards.release()
     assert got.n_iter == expected.n_iter
     np.testing.assert_allclose(got.coef, expected.coef, rtol=1e-9, atol=1e-12)
@@ -153,7 +157,7 @@ def test_nonfinite_data_is_reported_with_its_row(client):
     X[2100, 3] = np.nan
     shards = sharded(X, y, None, client)
     with pytest.raises(ValueError, match="first at row 2100, column 3"):
-        train(_dask, shards, shards, None, "sgd", "squared", 1, learning_rate=0.1)
+        train(ON_SHARDS, on_shards(shards, "squared"), "sgd", learning_rate=0.1)
     shards.release()
 
 
@@ -250,22 +254,18 @@ def test_threads_are_resolved_on_each_worker(client):
 
 def test_early_stopping_on_validation_shards_equals_in_memory(client):
     """Validation by whole shards: the same as in memory with those shards' rows."""
-    from fastgd import _driver
-
     X, y, sw = make_problem(3000, 5, weights=True)
     shards = sharded(X, y, sw, client)  # rows 0-699, 700-1999, 2000-2999
     val_rows = np.arange(700, 2000)
     train_rows = np.setdiff1d(np.arange(3000), val_rows)
-    kwargs = dict(coef=np.zeros((1, 5)), intercept=np.zeros(1), loss=Loss("squared"),
-                  optimizer="adam", hyper=HYPER, learning_rate=0.05, schedule=SCHEDULE,
-                  batch_size=None, shuffle_seed=None, max_epochs=200, tol=1e-3,
-                  standardize=True, n_threads=1)
-    expected = _driver.train(_driver.InMemory(kernels), X, y.reshape(-1, 1), sw,
-                             early_stopping=_driver.EarlyStopping(train_rows, val_rows, 3),
-                             **kwargs)
-    got = _driver.train(_dask, shards, shards, None,
-                        early_stopping=_driver.EarlyStopping([0, 2], [1], 3, n_train=1700),
-                        **kwargs)
+    solver = FirstOrder(optimizers.get("adam"), 0.05, l1=0.001, l2=0.01)
+    kwargs = dict(coef=np.zeros((1, 5)), intercept=np.zeros(1), max_epochs=200, tol=1e-3,
+                  standardize=True)
+    expected = _training.train(IN_MEMORY, Problem(X, y.reshape(-1, 1), sw, losses.Squared()),
+                               solver, early_stopping=_training.EarlyStopping(
+                                   train_rows, val_rows, 3), **kwargs)
+    got = _training.train(ON_SHARDS, on_shards(shards, "squared"), solver,
+                          early_stopping=_training.EarlyStopping([0, 2], [1], 3), **kwargs)
     shards.release()
     assert got.n_iter == expected.n_iter < 200  # it stopped early, at the same epoch
     np.testing.assert_allclose(got.history["val_loss"], expected.history["val_loss"],

@@ -8,13 +8,9 @@ from conftest import make_problem, trajectory
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
-from fastgd import GDRegressor, _driver, reference
+from fastgd import GDRegressor, losses, optimizers, reference
 from fastgd._compiled import kernels
-from fastgd._validation import Loss
-
-HYPER = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
-             l1=0.0, l2=0.0, clip_norm=0.0)
-
+from fastgd._problem import EpochPlan, Problem, shuffle_keys
 
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -22,8 +18,9 @@ def test_grad_pass_over_rows_is_the_pass_over_those_rows(order, dtype):
     X, y, sw = make_problem(3000, 7, order=order, dtype=dtype, weights=True)
     rows = np.sort(np.random.default_rng(1).choice(3000, 700, replace=False))
     coef, b, Y = np.linspace(-1, 1, 7)[None], np.array([0.3]), y[:, None]
-    got = kernels.grad_pass(X, Y, sw, coef, b, Loss("huber", 0.5), 2, rows)
-    want = reference.grad_pass(X[rows], Y[rows], sw[rows], coef, b, Loss("huber", 0.5), 1)
+    huber = losses.Huber(delta=0.5)
+    got = kernels.grad_pass(Problem(X, Y, sw, huber, rows=rows), coef, b, n_threads=2)
+    want = reference.grad_pass(Problem(X[rows], Y[rows], sw[rows], huber), coef, b)
     rtol = 1e-10 if dtype == np.float64 else 1e-5
     assert_allclose(got[0], want[0], rtol=rtol)
     assert_allclose(got[1], want[1], rtol=rtol, atol=rtol * np.abs(want[1]).max())
@@ -34,12 +31,13 @@ def test_grad_pass_over_rows_is_the_pass_over_those_rows(order, dtype):
 def test_epochs_over_rows_agree_across_engines_and_threads(shuffled, order):
     X, y, _ = make_problem(2000, 64, order=order)
     rows = np.flatnonzero(np.random.default_rng(2).uniform(size=2000) < 0.8)
-    keys = _driver.shuffle_keys(7, 0) if shuffled else None
+    adam = optimizers.get("adam")
+    plan = EpochPlan(adam, 0.01, 32, shuffle_keys=shuffle_keys(7, 0) if shuffled else None)
+    problem = Problem(X, y[:, None], None, losses.Squared(), rows=rows)
     results = []
     for engine, threads in ((kernels, 1), (kernels, 2), (kernels, 3), (reference, 1)):
-        theta, m, v = np.zeros(65), np.zeros(65), np.zeros(65)
-        out = engine.run_epoch(X, y[:, None], None, theta, m, v, 0, None, None, "adam", HYPER, 0.01,
-                               32, keys, Loss("squared"), threads, rows)
+        theta = np.zeros(65)
+        out = engine.run_epoch(problem, theta, adam.new_state(65), plan, n_threads=threads)
         results.append((out, theta))
     for out, theta in results[1:3]:  # the compiled engine: the same bits for any threads
         assert out == results[0][0]
@@ -51,15 +49,16 @@ def test_epochs_over_rows_agree_across_engines_and_threads(shuffled, order):
 def test_rows_outside_x_are_refused():
     X, y, _ = make_problem(50, 2)
     with pytest.raises(ValueError, match="rows must index X's 50 rows"):
-        kernels.grad_pass(X, y[:, None], None, np.zeros((1, 2)), np.zeros(1), Loss("squared"),
-                          1, np.array([0, 50]))
+        kernels.grad_pass(Problem(X, y[:, None], None, losses.Squared(),
+                                  rows=np.array([0, 50])), np.zeros((1, 2)), np.zeros(1),
+                          n_threads=1)
 
 
 def held_out_rows(model, n):
     """The validation rows fit drew with random_state=0 (after the shuffle seed's draw)."""
     rng = np.random.RandomState(0)
     rng.randint(2**62)
-    return model._holdout(np.zeros((n, 1)), rng).val_rows
+    return model._holdout(Problem(None, np.zeros((n, 1)), None, None), rng).val_rows
 
 
 KW = dict(optimizer="adam", learning_rate=0.05, batch_size=32, max_epochs=200,

@@ -10,7 +10,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 import fastgd
 from fastgd import _compiled, _kernels, reference
 from fastgd._api import make_loss_and_grad
-from fastgd._validation import Loss
+from fastgd import losses
+from fastgd._problem import Problem
 
 # Every build of the compiled engine this CPU runs (the portable one and, where supported,
 # the AVX2 one), each behind the public argument checks.
@@ -88,8 +89,9 @@ def test_narrow_rows_every_width(build, compiled, d, dtype, loss):
     want = reference.loss_and_grad(X[index], y[index], coef, 0.3, loss=loss,
                                    sample_weight=sw[index])
     for order in ("C", "F"):
-        got = build.grad_pass(np.asarray(X, order=order), y.reshape(-1, 1), sw, coef[None],
-                              np.array([0.3]), Loss(loss), 2, rows=index)
+        problem = Problem(np.asarray(X, order=order), y.reshape(-1, 1), sw, losses.get(loss),
+                          rows=index)
+        got = build.grad_pass(problem, coef[None], np.array([0.3]), n_threads=2)
         assert_allclose(got[0], want[0], rtol=RTOL[dtype])
         assert_allclose(got[1][0], want[1], rtol=RTOL[dtype],
                         atol=RTOL[dtype] * np.abs(want[1]).max())
@@ -107,7 +109,7 @@ def test_bit_identical_for_any_thread_count(build, compiled, d, dtype, order):
         assert r[0] == results[0][0]
         assert_array_equal(r[1], results[0][1])
         assert r[2] == results[0][2]
-    stats = [build.column_stats(X, sw, t) for t in (1, 2, 5)]
+    stats = [build.column_stats(Problem(X, None, sw, None), n_threads=t) for t in (1, 2, 5)]
     for mean, var in stats[1:]:
         assert_array_equal(mean, stats[0][0])
         assert_array_equal(var, stats[0][1])
@@ -199,8 +201,9 @@ def test_column_stats_match_reference(build, order, weights):
     X, _, sw = make_problem(20_011, 13, order=order, weights=weights)
     X[:, 3] = 7.25  # a constant column
     X[:, 4] += 1e8  # a large offset: the stats must not cancel catastrophically
-    mean, var = build.column_stats(X, sw, 2)
-    want_mean, want_var = reference.column_stats(X, sw, 2)
+    problem = Problem(X, None, sw, None)
+    mean, var = build.column_stats(problem, n_threads=2)
+    want_mean, want_var = reference.column_stats(problem)
     assert_allclose(mean, want_mean, rtol=1e-12)
     assert_allclose(var, want_var, rtol=1e-8, atol=1e-20)
     assert var[3] < 1e-20
@@ -227,7 +230,8 @@ def test_strides_not_a_multiple_of_the_item_size():
         assert_allclose(got[0], want[0], rtol=1e-12)
         assert_allclose(got[1], want[1], rtol=1e-12)
     with pytest.raises(ValueError, match="strides"):
-        _kernels.grad_pass(X, y[:, None], None, np.ones((1, 3)), np.zeros(1), Loss("squared"), 1)
+        _kernels.grad_pass(Problem(X, y[:, None], None, losses.Squared()), np.ones((1, 3)),
+                           np.zeros(1), n_threads=1)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -5,8 +5,8 @@ import pytest
 from conftest import make_problem, trajectory
 from numpy.testing import assert_allclose, assert_array_equal
 
-from fastgd import GDRegressor, reference
-from fastgd.estimators import OPTIMIZERS
+from fastgd import GDRegressor, optimizers
+from fastgd.optimizers import OPTIMIZERS
 
 RATES = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.1, "rmsprop": 0.01,
          "adam": 0.01, "adamw": 0.01}
@@ -53,9 +53,10 @@ def test_every_optimizer_converges(optimizer):
 
 
 def test_update_rules_by_hand():
-    """One step of each rule from fastgd.reference against its formula written out."""
+    """One step of each rule of the registry (its NumPy form, fastgd.reference's) against
+    its formula written out."""
     g = np.array([0.5, -2.0, 1.0])
-    h = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01)
+    h = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=1e-8, weight_decay=0.01)
     lr = 0.1
     expected = {
         "sgd": -lr * g,
@@ -66,11 +67,11 @@ def test_update_rules_by_hand():
         "adam": -lr * g / (np.abs(g) + 1e-8),
     }
     for name, delta in expected.items():
-        theta, m, v = np.ones(3), np.zeros(3), np.zeros(3)
-        reference.OPTIMIZERS[name](theta, g, m, v, 1, lr, h, 2)
+        rule, theta = optimizers.get(name, **h), np.ones(3)
+        rule.step(theta, g, rule.new_state(3), 1, lr, 2)
         assert_allclose(theta - 1, delta, rtol=1e-6, err_msg=name)
-    theta, m, v = np.ones(3), np.zeros(3), np.zeros(3)
-    reference.OPTIMIZERS["adamw"](theta, g, m, v, 1, lr, h, 2)
+    rule, theta = optimizers.get("adamw", **h), np.ones(3)
+    rule.step(theta, g, rule.new_state(3), 1, lr, 2)
     decay = np.array([1 - lr * 0.01, 1 - lr * 0.01, 1.0])  # the intercept is not decayed
     assert_allclose(theta, decay - lr * g / (np.abs(g) + 1e-8), rtol=1e-6)
 

@@ -3,28 +3,23 @@ softmax, from one pass over X. The compiled engine against the NumPy reference a
 
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import BUILDS, LOSSES, ONE_OUTPUT_LOSSES, loss_id, make_problem, targets_for
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
-from fastgd import _compiled, _driver, reference
-from fastgd._validation import Loss
+from fastgd import _compiled, losses, optimizers, reference
+from fastgd._problem import EpochPlan, Problem, shuffle_keys
+from fastgd._state import Standardization
 
 kernels = _compiled.kernels
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
-HYPER = dict(momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, eps=1e-8, weight_decay=0.01,
-             l1=0.001, l2=0.01, clip_norm=0.0)
+SQUARED = losses.Squared()
 
 
 def targets(loss, X, k, seed=0):
-    """Targets for a k-output model under `loss`: (n, k) values, or (n, 1) class indices."""
+    """Targets for a k-output model under `loss` (conftest.targets_for)."""
     rng = np.random.default_rng(seed)
-    Z = X @ rng.standard_normal((X.shape[1], k))
-    if loss == "multinomial":
-        return Z.argmax(axis=1)[:, None].astype(X.dtype)
-    if loss == "log":
-        return (Z > 0).astype(X.dtype)
-    return Z.astype(X.dtype)
+    return targets_for(loss, (X @ rng.standard_normal((X.shape[1], k))).astype(X.dtype))
 
 
 def close(got, want, rtol):
@@ -33,47 +28,49 @@ def close(got, want, rtol):
         assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max())
 
 
-LOSSES = [Loss("squared"), Loss("huber", 0.5), Loss("log"), Loss("multinomial")]
-
-
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("n,d,k", [(1, 1, 2), (7, 3, 3), (1000, 17, 5), (5003, 40, 10),
                                    (2003, 100, 3), (300, 5, 4100)])
 def test_grad_pass_equals_the_reference(loss, dtype, order, n, d, k):
     X, _, sw = make_problem(n, d, dtype=dtype, order=order, weights=True)
-    Y = targets(loss.name, X, k)
+    Y = targets(loss, X, k)
     rng = np.random.default_rng(1)
     coef, intercept = rng.standard_normal((k, d)) * 0.3, rng.standard_normal(k)
     rows = np.flatnonzero(rng.uniform(size=n) < 0.7) if n > 1 else None
     for r in (None, rows):
-        got = kernels.grad_pass(X, Y, sw, coef, intercept, loss, 2, r)
-        want = reference.grad_pass(X, Y, sw, coef, intercept, loss, 1, r)
+        problem = Problem(X, Y, sw, loss, k, r)
+        got = kernels.grad_pass(problem, coef, intercept, n_threads=2)
+        want = reference.grad_pass(problem, coef, intercept)
         close(got, want, RTOL[dtype])
         assert got[1].shape == (k, d) and got[2].shape == (k,)
 
 
-@pytest.mark.parametrize("loss", LOSSES[:3], ids=lambda loss: loss.name)
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("loss", ONE_OUTPUT_LOSSES, ids=loss_id)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("n,d", [(5, 1), (37, 3), (1003, 10), (4101, 17), (20011, 2),
                                  (3001, 80), (6007, 100)])
-def test_one_output_grad_pass_equals_the_reference(loss, dtype, order, n, d):
-    """One output has loops of its own (groups of 16, 12 and 8 rows, vectorized residuals):
-    all rows or a subset, weighted, equal to the reference and the same bits on 1 or 2
-    threads (the larger shapes are split among them, subsets too)."""
+def test_one_output_grad_pass_equals_the_reference(build, loss, dtype, order, n, d):
+    """One output has loops of its own (groups of 16, 12 and 8 rows, vectorized residuals,
+    narrow rows in registers in the AVX2 build): all rows or a subset, weighted, equal to
+    the reference and the same bits on 1 or 2 threads (the larger shapes are split among
+    them, subsets too), in both compiled builds."""
+    kernels = BUILDS[build]
     X, _, sw = make_problem(n, d, dtype=dtype, order=order, weights=True)
-    Y = targets(loss.name, X, 1)
+    Y = targets(loss, X, 1)
     rng = np.random.default_rng(2)
     coef, intercept = rng.standard_normal((1, d)) * 0.3, rng.standard_normal(1)
     rows = np.flatnonzero(rng.uniform(size=n) < 0.7)
     for r in (None, rows):
         for weights in (None, sw):
-            got = kernels.grad_pass(X, Y, weights, coef, intercept, loss, 2, r)
-            want = reference.grad_pass(X, Y, weights, coef, intercept, loss, 1, r)
+            problem = Problem(X, Y, weights, loss, 1, r)
+            got = kernels.grad_pass(problem, coef, intercept, n_threads=2)
+            want = reference.grad_pass(problem, coef, intercept)
             close(got, want, RTOL[dtype])
-            alone = kernels.grad_pass(X, Y, weights, coef, intercept, loss, 1, r)
+            alone = kernels.grad_pass(problem, coef, intercept, n_threads=1)
             for a, b in zip(got, alone, strict=True):
                 assert_array_equal(a, b)
 
@@ -81,8 +78,8 @@ def test_one_output_grad_pass_equals_the_reference(loss, dtype, order, n, d):
 def test_multinomial_needs_two_outputs():
     X, _, _ = make_problem(20, 3)
     with pytest.raises(ValueError, match="2 outputs or more"):
-        kernels.grad_pass(X, np.zeros((20, 1)), None, np.zeros((1, 3)), np.zeros(1),
-                          Loss("multinomial"), 1)
+        kernels.grad_pass(Problem(X, np.zeros((20, 1)), None, losses.Multinomial()),
+                          np.zeros((1, 3)), np.zeros(1), n_threads=1)
 
 
 def test_outputs_train_as_they_would_alone():
@@ -90,30 +87,37 @@ def test_outputs_train_as_they_would_alone():
     X, y, _ = make_problem(2000, 6)
     Y = np.column_stack([y, -2 * y + 1, np.sin(y)])
     coef, intercept = np.ones((3, 6)) * 0.1, np.arange(3.0)
-    loss, grad, grad_b = kernels.grad_pass(X, Y, None, coef, intercept, Loss("huber", 0.3), 2)
-    parts = [kernels.grad_pass(X, Y[:, [o]], None, coef[[o]], intercept[[o]],
-                               Loss("huber", 0.3), 2) for o in range(3)]
+    huber = losses.Huber(delta=0.3)
+    loss, grad, grad_b = kernels.grad_pass(Problem(X, Y, None, huber, 3), coef, intercept,
+                                           n_threads=2)
+    parts = [kernels.grad_pass(Problem(X, Y[:, [o]], None, huber), coef[[o]], intercept[[o]],
+                               n_threads=2) for o in range(3)]
     assert_allclose(loss, sum(p[0] for p in parts), rtol=1e-12)
     assert_allclose(grad, np.vstack([p[1] for p in parts]), rtol=1e-12)
     assert_allclose(grad_b, np.concatenate([p[2] for p in parts]), rtol=1e-12)
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
 @pytest.mark.parametrize("shuffled,order", [(False, "C"), (True, "C"), (True, "F")])
-def test_epochs_equal_the_reference_and_any_thread_count(loss, optimizer, shuffled, order):
+def test_epochs_equal_the_reference_and_any_thread_count(build, loss, optimizer, shuffled,
+                                                         order):
+    """Epochs of k = 4 outputs in both compiled builds: the same bits on 1, 2 and 3
+    threads, and the reference's numbers."""
+    kernels = BUILDS[build]
     X, _, sw = make_problem(3000, 24, order=order, weights=True)
     k = 4
-    Y = targets(loss.name, X, k)
-    mean, var = kernels.column_stats(X, sw, 2)
-    keys = _driver.shuffle_keys(3, 1) if shuffled else None
+    problem = Problem(X, targets(loss, X, k), sw, loss, k)
+    mean, var = kernels.column_stats(problem, n_threads=2)
+    rule = optimizers.get(optimizer)
+    plan = EpochPlan(rule, 0.01, 64, 0, shuffle_keys(3, 1) if shuffled else None,
+                     Standardization(mean, np.sqrt(var), np.sqrt(var)), l1=0.001, l2=0.01)
     results = []
     for engine, threads in ((kernels, 1), (kernels, 2), (kernels, 3), (reference, 1)):
-        theta = np.linspace(-0.1, 0.1, k * 25)
-        m, v = np.zeros_like(theta), np.zeros_like(theta)
-        out = engine.run_epoch(X, Y, sw, theta, m, v, 0, mean, np.sqrt(var), optimizer,
-                               HYPER, 0.01, 64, keys, loss, threads)
-        results.append((out, theta, m, v))
+        theta, state = np.linspace(-0.1, 0.1, k * 25), rule.new_state(k * 25)
+        out = engine.run_epoch(problem, theta, state, plan, n_threads=threads)
+        results.append((out, theta, *state.values()))
     for out, *state in results[1:3]:  # the compiled engine: the same bits for any threads
         assert out == results[0][0]
         for a, b in zip(state, results[0][1:], strict=True):
@@ -129,8 +133,8 @@ def test_softmax_takes_logits_of_any_size():
     Y = np.array([[0.0], [1.0], [2.0]])
     coef = np.array([[1000.0], [-1000.0], [0.0]])
     for engine in (kernels, reference):
-        loss, grad, grad_b = engine.grad_pass(X, Y, None, coef, np.zeros(3),
-                                              Loss("multinomial"), 1)
+        loss, grad, grad_b = engine.grad_pass(Problem(X, Y, None, losses.Multinomial(), 3),
+                                              coef, np.zeros(3), n_threads=1)
         assert np.isfinite(loss) and np.isfinite(grad).all() and np.isfinite(grad_b).all()
         # row 0: class 0 wins by 1000 (loss ~0); row 1: class 1 by 1000; row 2: 2000 short
         assert_allclose(loss, 2000.0 / 3, rtol=1e-12)
@@ -140,8 +144,8 @@ def test_softmax_takes_logits_of_any_size():
 def test_class_indices_outside_the_classes_are_refused(Y):
     X = np.ones((2, 2))
     with pytest.raises(ValueError, match="class indices 0 to 2"):
-        kernels.grad_pass(X, np.array(Y), None, np.zeros((3, 2)), np.zeros(3),
-                          Loss("multinomial"), 1)
+        kernels.grad_pass(Problem(X, np.array(Y), None, losses.Multinomial(), 3),
+                          np.zeros((3, 2)), np.zeros(3), n_threads=1)
     with pytest.raises(ValueError, match="class indices 0 to 2"):
         fastgd.loss_and_grad(X, np.array(Y)[:, 0], np.zeros((3, 2)), 0.0, loss="multinomial")
 
@@ -149,14 +153,14 @@ def test_class_indices_outside_the_classes_are_refused(Y):
 def test_shapes_that_disagree_are_refused():
     X = np.ones((4, 2))
     with pytest.raises(ValueError, match=r"y must have shape \(4, 3\)"):
-        kernels.grad_pass(X, np.ones((4, 2)), None, np.zeros((3, 2)), np.zeros(3),
-                          Loss("squared"), 1)
+        kernels.grad_pass(Problem(X, np.ones((4, 2)), None, SQUARED, 3), np.zeros((3, 2)),
+                          np.zeros(3), n_threads=1)
     with pytest.raises(ValueError, match="coef must have shape"):
-        kernels.grad_pass(X, np.ones((4, 3)), None, np.zeros((3, 2)), np.zeros(2),
-                          Loss("squared"), 1)
+        kernels.grad_pass(Problem(X, np.ones((4, 3)), None, SQUARED, 3), np.zeros((3, 2)),
+                          np.zeros(2), n_threads=1)
     with pytest.raises(ValueError, match=r"k \(2 \+ 1\) entries"):
-        kernels.run_epoch(X, np.ones((4, 1)), None, np.zeros(4), np.zeros(4), np.zeros(4), 0,
-                          None, None, "sgd", HYPER, 0.1, 2, None, Loss("squared"), 1)
+        kernels.run_epoch(Problem(X, np.ones((4, 1)), None, SQUARED), np.zeros(4), {},
+                          EpochPlan(optimizers.get("sgd"), 0.1, 2), n_threads=1)
     with pytest.raises(ValueError, match=r"y must have shape \(4, 2\)"):
         fastgd.loss_and_grad(X, np.ones(4), np.zeros((2, 2)), 0.0)
     with pytest.raises(ValueError, match="2 classes or more"):
@@ -199,19 +203,19 @@ def test_cross_entropy_and_multi_output_mse_are_torchs():
     assert_allclose(got[2], b.grad.numpy(), rtol=1e-10)
 
 
-HYPER0 = {**HYPER, "l1": 0.0, "l2": 0.0}
-
-
 @pytest.mark.parametrize("call,message", [
-    (lambda: kernels.column_stats(np.ones((1000, 1)), np.ones(1), 1),
+    (lambda: kernels.column_stats(Problem(np.ones((1000, 1)), None, np.ones(1), None),
+                                  n_threads=1),
      "sample_weight must have 1000 entries"),
     (lambda: kernels.shuffled_rows((1, 2), 5), "three 64-bit integers"),
-    (lambda: kernels.run_epoch(np.ones((4, 2)), np.ones((4, 1)), None, np.zeros(3),
-                               np.zeros(3), np.zeros(3), 0, None, None, "sgd", HYPER0, 0.1, 2,
-                               (1,), Loss("squared"), 1), "three 64-bit integers"),
-    (lambda: kernels.grad_pass(np.ones((3, 0)), np.ones((3, 1)), None, np.ones((1, 0)),
-                               np.zeros(1), Loss("squared"), 1), r"shape \(3, 0\)"),
-    (lambda: kernels.column_stats(np.ones((0, 3)), None, 1), r"shape \(0, 3\)"),
+    (lambda: kernels.run_epoch(Problem(np.ones((4, 2)), np.ones((4, 1)), None, SQUARED),
+                               np.zeros(3), {}, EpochPlan(optimizers.get("sgd"), 0.1, 2,
+                                                          shuffle_keys=(1,)), n_threads=1),
+     "three 64-bit integers"),
+    (lambda: kernels.grad_pass(Problem(np.ones((3, 0)), np.ones((3, 1)), None, SQUARED),
+                               np.ones((1, 0)), np.zeros(1), n_threads=1), r"shape \(3, 0\)"),
+    (lambda: kernels.column_stats(Problem(np.ones((0, 3)), None, None, None), n_threads=1),
+     r"shape \(0, 3\)"),
 ], ids=["stats weights", "keys", "epoch keys", "no columns", "no rows"])
 def test_kernel_entry_points_refuse_what_would_read_out_of_bounds(call, message):
     with pytest.raises(ValueError, match=message):

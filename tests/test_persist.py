@@ -14,7 +14,7 @@ from numpy.testing import assert_array_equal
 from sklearn.exceptions import NotFittedError
 
 import fastgd
-from fastgd import GDRegressor
+from fastgd import GDRegressor, _persist
 
 
 def fitted(**kw):
@@ -64,7 +64,7 @@ def test_the_file_is_json_and_npy_only(tmp_path):
         assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
         assert sorted(archive.namelist()) == ["coef_.npy", "fastgd.json", "mean_.npy",
                                               "scale_.npy"]
-    assert meta["format"] == "fastgd-model" and meta["version"] == 1
+    assert meta["format"] == "fastgd-model" and meta["version"] == _persist.VERSION
     assert meta["estimator"] == "GDRegressor"
     assert meta["arrays"]["coef_"] == {"dtype": "<f8", "shape": [4], "strings": False}
 
@@ -156,7 +156,7 @@ HOSTILE = {
     "contents a list": lambda e: archive_bytes({**e, "fastgd.json": b"[1, 2]"}),
     "foreign format": lambda e: archive_bytes(edit_meta(e, format="other")),
     "no version": lambda e: archive_bytes(edit_meta(e, version=None)),
-    "newer version": lambda e: archive_bytes(edit_meta(e, version=2)),
+    "newer version": lambda e: archive_bytes(edit_meta(e, version=_persist.VERSION + 1)),
     "unknown estimator": lambda e: archive_bytes(edit_meta(e, estimator="os.system")),
     "unknown parameter": lambda e: archive_bytes(edit_meta(
         e, params=lambda m: m["params"].update(evil=1))),
@@ -212,7 +212,8 @@ def test_foreign_and_hostile_files_are_refused(tmp_path, case):
 
 def test_a_newer_format_says_so(tmp_path):
     (tmp_path / "new").write_bytes(HOSTILE["newer version"](saved_entries(tmp_path)))
-    with pytest.raises(ValueError, match="format version 2, written by a newer fastgd"):
+    with pytest.raises(ValueError, match=f"format version {_persist.VERSION + 1}, written by "
+                       f"a newer fastgd"):
         fastgd.load(tmp_path / "new")
 
 

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 
 from fastgd import GDRegressor
-from fastgd.estimators import OPTIMIZERS
+from fastgd.optimizers import OPTIMIZERS
 
 X, Y, SW = make_problem(400, 6, weights=True, seed=7)
 
@@ -186,7 +186,7 @@ def test_huge_thread_count_allocates_nothing_per_thread():
 
 
 def test_batch_curvature_goes_from_the_full_batch_to_one_row():
-    from fastgd._driver import batch_curvature
+    from fastgd.solvers.curvature import batch_curvature
 
     assert batch_curvature(2.0, 50.0, 1000, 1000) == 2.0
     assert batch_curvature(2.0, 50.0, 1000, 1) == pytest.approx(50.0)

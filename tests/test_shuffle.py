@@ -5,14 +5,15 @@ import pytest
 from conftest import make_problem
 from numpy.testing import assert_array_equal
 
-from fastgd import GDRegressor, _driver, reference
+from fastgd import GDRegressor, reference
 from fastgd._compiled import kernels
+from fastgd._problem import shuffle_keys
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 65_537])
 def test_orders_are_permutations_equal_in_both_engines(n):
     for epoch in range(3):
-        keys = _driver.shuffle_keys(42, epoch)
+        keys = shuffle_keys(42, epoch)
         compiled = kernels.shuffled_rows(keys, n)
         assert_array_equal(compiled, reference.shuffled_rows(keys, n))
         assert_array_equal(np.sort(compiled), np.arange(n))
@@ -20,11 +21,11 @@ def test_orders_are_permutations_equal_in_both_engines(n):
 
 def test_new_order_every_epoch_fixed_by_the_seed():
     n = 10_000
-    orders = [reference.shuffled_rows(_driver.shuffle_keys(7, e), n) for e in range(4)]
+    orders = [reference.shuffled_rows(shuffle_keys(7, e), n) for e in range(4)]
     for a, b in zip(orders[:-1], orders[1:], strict=True):
         assert (a != b).mean() > 0.99
-    assert_array_equal(orders[2], reference.shuffled_rows(_driver.shuffle_keys(7, 2), n))
-    other_seed = reference.shuffled_rows(_driver.shuffle_keys(8, 2), n)
+    assert_array_equal(orders[2], reference.shuffled_rows(shuffle_keys(7, 2), n))
+    other_seed = reference.shuffled_rows(shuffle_keys(8, 2), n)
     assert (orders[2] != other_seed).mean() > 0.99
     # Looks random: no memory of the position (rank correlation near 0).
     assert abs(np.corrcoef(np.arange(n), orders[0])[0, 1]) < 0.05

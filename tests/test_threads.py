@@ -11,7 +11,7 @@ from numpy.testing import assert_array_equal
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from fastgd import DivergenceError, GDRegressor, _kernels
-from fastgd._validation import effective_n_threads
+from fastgd._threads import effective_n_threads
 
 needs_openmp = pytest.mark.skipif(not _kernels.openmp_enabled(), reason="serial build")
 
@@ -44,7 +44,7 @@ def test_threadpoolctl_sees_and_limits_fastgd_openmp():
 
 @needs_openmp
 def test_omp_num_threads_respected():
-    code = "from fastgd._validation import effective_n_threads as e; print(e(None), e(-1))"
+    code = "from fastgd._threads import effective_n_threads as e; print(e(None), e(-1))"
     env = dict(os.environ, OMP_NUM_THREADS="3")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()

@@ -43,6 +43,8 @@ def main(argv=None):
         for a, b in zip(one, two, strict=True):
             assert np.array_equal(a, b), "results differ between 1 and 2 threads"
 
+    seed_walkthrough()
+
     if args.expect_openmp_inside:
         library = config["build"]["openmp_library"] or ""
         assert config["build"]["openmp"], "the wheel was built without OpenMP"
@@ -51,6 +53,23 @@ def main(argv=None):
             f"OpenMP runtime {library!r} is not the one vendored in the wheel")
     print(f"smoke test passed: fastgd {fastgd.__version__} from {package}, "
           f"SIMD {_compiled.SIMD}, Python {sys.version.split()[0]}, NumPy {np.__version__}")
+
+
+def seed_walkthrough():
+    """Two epochs of the seed example through the training loop, its solver, engine,
+    loss and optimizer (what the estimators run, without scikit-learn): w = 1.6711,
+    b = 0.6933."""
+    from fastgd import _engines, _training, losses, optimizers
+    from fastgd._problem import Problem
+    from fastgd.solvers.first_order import FirstOrder
+
+    problem = Problem(np.array([[1.0], [2.0], [3.0]]), np.array([[2.0], [4.0], [6.0]]), None,
+                      losses.get("squared"))
+    result = _training.train(_engines.engine_for(problem.X), problem,
+                             FirstOrder(optimizers.get("sgd"), 0.1), coef=np.zeros((1, 1)),
+                             intercept=np.zeros(1), standardize=False, max_epochs=2, tol=None)
+    np.testing.assert_allclose([result.coef[0, 0], result.intercept[0]], [1.67111, 0.69333],
+                               atol=1e-5)
 
 
 if __name__ == "__main__":

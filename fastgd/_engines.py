@@ -1,0 +1,87 @@
+"""The engines for data in memory, and the one place that picks an engine for an X.
+
+`InMemory` implements the engine interface (fastgd/_problem.py) for NumPy arrays on top of a
+module of three passes with one signature: the compiled kernels (fastgd/_kernels.pxi, the
+default) or fastgd.reference (plain NumPy, the definition of correct). Its other reads of
+the data are NumPy code shared by both, so `engine="numpy"` checks the compiled engine step
+for step through the very same training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from fastgd import _compiled, _dask, reference
+from fastgd._problem import EpochPlan, Problem
+from fastgd._threads import effective_n_threads
+from fastgd._validation import raise_if_nonfinite
+from fastgd.losses import constant_loss_sum
+
+SAMPLED_ROWS = 64  # rows of X, y and the weights hashed into a fingerprint
+
+
+class InMemory:
+    """An engine over NumPy arrays: a module's grad_pass, column_stats and run_epoch."""
+
+    def __init__(self, module, n_threads: int):
+        self.module, self.n_threads = module, n_threads
+
+    def n_rows(self, problem: Problem) -> int:
+        return len(problem.X) if problem.rows is None else len(problem.rows)
+
+    def loss_and_grad(self, problem: Problem, coef, intercept):
+        return self.module.grad_pass(_with_targets(problem), coef, intercept,
+                                     n_threads=self.n_threads)
+
+    def column_stats(self, problem: Problem):
+        return self.module.column_stats(problem, n_threads=self.n_threads)
+
+    def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
+        return self.module.run_epoch(problem, theta, state, plan, n_threads=self.n_threads)
+
+    def raise_if_nonfinite(self, problem: Problem) -> None:
+        raise_if_nonfinite(problem.X)
+
+    def largest_row_norm(self, problem: Problem, std) -> float:
+        sample_weight = problem.sample_weight
+        mean_weight = 1.0 if sample_weight is None else float(
+            sample_weight.mean(dtype=np.float64))
+        return reference.largest_row_norm(problem.X, sample_weight, std, mean_weight)
+
+    def constant_loss(self, problem: Problem) -> float:
+        """Y is read by blocks of rows (bounded temporaries); X not at all."""
+        loss, Y, sample_weight = problem.loss, problem.Y, problem.sample_weight
+        total, sums = loss.target_sums(Y, sample_weight, problem.k)
+        return loss.constant_loss(total, sums,
+                                  lambda z: constant_loss_sum(loss, Y, sample_weight, z))
+
+    def fingerprint(self, problem: Problem, digest) -> dict:
+        """A hash of SAMPLED_ROWS whole rows of X, Y and the weights, and X's dtype."""
+        n = problem.X.shape[0]
+        rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
+        for part in (problem.X, problem.Y, problem.sample_weight):
+            if part is not None:
+                digest.update(np.ascontiguousarray(part[rows]).tobytes())
+        return {"dtype": problem.X.dtype.str, "blocks": None}
+
+
+def _with_targets(problem: Problem) -> Problem:
+    """Y of zeros where the problem has none (the curvature's passes)."""
+    if problem.Y is not None:
+        return problem
+    return replace(problem, Y=np.zeros((problem.X.shape[0], 1), dtype=problem.X.dtype))
+
+
+ENGINES = {"cython": None, "numpy": reference}  # None: the compiled build this CPU runs
+
+
+def engine_for(X, engine: str = "cython", n_threads=None):
+    """The engine for X: for a Dask engine's shards the Dask engine (n_threads resolved on
+    each worker, for its cores), else `engine`'s in-memory one on the threads n_threads
+    resolves to (fastgd._threads)."""
+    if isinstance(X, _dask.Shards):
+        return _dask.DaskEngine(n_threads)
+    module = ENGINES[engine] or _compiled.kernels
+    return InMemory(module, effective_n_threads(n_threads))

@@ -1,0 +1,41 @@
+"""What training raises and warns: importable without the training loop or scikit-learn."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class DivergenceError(ValueError):
+    """Training diverged: the loss became non-finite or exploded.
+
+    The estimator keeps the parameters of the last epoch whose loss was finite; `epoch`
+    (1-based) is the epoch whose forward pass saw the bad loss.
+    """
+
+    def __init__(self, message: str, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+class ConvergenceWarning(UserWarning):
+    """Training stopped at max_epochs before it converged."""
+
+
+def convergence_warning() -> type[Warning]:
+    """scikit-learn's ConvergenceWarning when scikit-learn is loaded (the estimators load
+    it), so that its users' warning filters apply; fastgd's own otherwise: importing
+    scikit-learn only to warn would cost a second."""
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    return getattr(sklearn_exceptions, "ConvergenceWarning", ConvergenceWarning)
+
+
+def user_stacklevel() -> int:
+    """warnings.warn's stacklevel, for the function that calls it, that points at the first
+    caller outside fastgd (the user's fit, say)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level

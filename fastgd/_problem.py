@@ -1,0 +1,125 @@
+"""The engine interface: what a pass over the data is asked, and by whom.
+
+Training reads the data only through an `Engine`: the passes (loss and gradient, column
+statistics, the mini-batch epoch) and the few other reads the training loop makes (where a
+non-finite value is, the largest row, the best constant's loss, a fingerprint). A `Problem`
+is the data and the loss a pass is over; an `EpochPlan`, how an epoch updates the
+parameters. fastgd/_engines.py implements the interface for NumPy arrays in memory (the
+compiled kernels, or fastgd.reference), fastgd/_dask.py for row shards on a Dask cluster;
+fastgd/_engines.engine_for picks one for an X.
+
+A model has k outputs (one per target, or per class of a softmax): coef (k, d), intercept
+(k,), and theta = (coef row by row, intercept), k (d + 1) values: the parameters as trained
+(on standardized features when the plan has a standardization).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from fastgd.losses import Loss, Squared
+
+if TYPE_CHECKING:
+    from fastgd._state import Standardization
+    from fastgd.optimizers import Optimizer
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The data and the loss of a pass.
+
+    X (n, d) and Y (n, loss.targets_per_row(k)) are as the engine holds them: NumPy arrays
+    the kernels read in place, or the engine's own (a Dask engine's shards hold Y and the
+    sample weights with X: Y is then the same object as X, sample_weight None). Y None means
+    targets of zero (the curvature's passes). `rows`, if given, restricts the problem to
+    those rows (row indices into X; a Dask engine's shard numbers), read in place.
+    """
+
+    X: Any
+    Y: Any
+    sample_weight: np.ndarray | None
+    loss: Loss
+    k: int = 1
+    rows: Any = None
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def restricted(self, rows) -> Problem:
+        return replace(self, rows=rows)
+
+    def zero_targets(self) -> Problem:
+        """The squared loss of one output against zero targets: its gradient at v is H v,
+        H the Hessian of the squared loss (the power iteration's pass)."""
+        return replace(self, Y=None, loss=Squared(), k=1)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """How an epoch updates the parameters: batches of `batch_size` positions, each batch's
+    mean gradient (standardized by `std`, plus l2 w, clipped to clip_norm) stepped by the
+    optimizer at `learning_rate`, then the proximal step of l1 |w|_1. `step` is the number
+    of updates made before this epoch (Adam's t); shuffle_keys, three 64-bit keys, give the
+    epoch's row order (None: in order)."""
+
+    optimizer: Optimizer
+    learning_rate: float
+    batch_size: int
+    step: int = 0
+    shuffle_keys: tuple | None = None
+    std: Standardization | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    clip_norm: float = 0.0
+
+
+class Engine(Protocol):
+    """The passes over a Problem's data, and the reads of it that training makes."""
+
+    def n_rows(self, problem: Problem) -> int:
+        """The rows of the problem (of its `rows` if given)."""
+
+    def loss_and_grad(self, problem: Problem, coef, intercept) -> tuple:
+        """(mean loss, gradient in coef (k, d), gradient in intercept (k,)), weighted by the
+        sample weights, in one pass; coef and intercept in original units."""
+
+    def column_stats(self, problem: Problem) -> tuple:
+        """(mean, variance) of each column of X, weighted, over all its rows."""
+
+    def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan) -> tuple:
+        """One epoch of mini-batch updates of theta and the optimizer's state (named
+        vectors), in place: (sum of w_i loss_i over the batches run, sum of their weights,
+        updates made). A batch with a non-finite loss stops the epoch before its update."""
+
+    def raise_if_nonfinite(self, problem: Problem) -> None:
+        """After a non-finite result: a ValueError saying where X holds NaN or infinity."""
+
+    def largest_row_norm(self, problem: Problem, std: Standardization | None) -> float:
+        """max over rows of (|x_i|^2 + 1) w_i / mean(w) (x_i standardized by std)."""
+
+    def constant_loss(self, problem: Problem) -> float:
+        """The mean loss of the best constant prediction (Loss.constant_loss)."""
+
+    def fingerprint(self, problem: Problem, digest) -> dict:
+        """What tells this data from other data, beyond its statistics: the engine's own
+        entries (dtype, blocks), and a sample of rows hashed into `digest` (hashlib)."""
+
+
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """A 64-bit mixing function (SplitMix64's finalizer), for the per-epoch shuffle keys."""
+    x = (x + 0x9E3779B97F4A7C15) & MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
+
+
+def shuffle_keys(seed: int, epoch: int) -> tuple:
+    """The three Feistel keys of an epoch's row order: new each epoch, fixed by the seed."""
+    return tuple(splitmix64(splitmix64(seed) ^ (3 * epoch + r)) for r in range(3))

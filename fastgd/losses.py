@@ -1,0 +1,304 @@
+"""The losses: one object each, the one place that says what a loss is.
+
+A loss is a per-row function l(z, y) of a linear model's k raw outputs z = x W^T + b (one per
+target, or per class of a softmax) against the row's targets y. Each loss is a subclass of
+`Loss`, registered in `LOSSES` by name, whose class attributes and methods say everything the
+rest of fastgd asks of it:
+
+- `name`; `code`, its LossKind in fastgd/_losses.pxd, where its C formulas (value, first and
+  second derivative in z) live; `params`, its parameters and their defaults (Huber's
+  `delta`); `summary`, one line for the documentation;
+- `value_and_gradient` and `hessian`, the same formulas in NumPy (fastgd.reference runs them);
+- `check_targets`, the targets it accepts; `targets_per_row` and `min_outputs`, its shapes;
+- `target_sums`, `best_constant` and `constant_loss`: the best prediction that ignores X,
+  the scale of `tol`;
+- `curvature`: a bound on its second derivative relative to the squared loss's 2 (the
+  automatic step size), or None where there is none;
+- `inverse_link` (and `log_proba` for classification losses): from raw outputs to
+  predictions.
+
+An instance is a loss with its parameters (``get("huber", delta=0.5)``); the engines, the
+kernels (`code`, `param`), the estimators, the command line and the documentation all ask
+it. Adding a loss means a class here and its formulas in fastgd/_losses.pxd
+(docs/architecture.md walks one through).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from fastgd._validation import check_choice, check_number
+
+ROWS_PER_BLOCK = 1 << 15  # of Y per NumPy block when summing over rows (bounded temporaries)
+
+
+class Loss:
+    """A per-row loss of k raw outputs z against a row's targets; see the module docstring.
+
+    Z is (n, k) raw outputs, Y (n, targets_per_row(k)) targets, both float64.
+    """
+
+    name: ClassVar[str]
+    code: ClassVar[int]                      # LossKind in fastgd/_losses.pxd
+    params: ClassVar[dict[str, float]] = {}  # parameter name: default
+    params_doc: ClassVar[dict[str, str]] = {}  # parameter name: what it is, for docstrings
+    summary: ClassVar[str]
+    task: ClassVar[str]                      # "regression" or "classification"
+    curvature: ClassVar[float | None]        # sup l'' / 2 (the squared loss's is 2)
+    min_outputs: ClassVar[int] = 1
+    class_indices: ClassVar[bool] = False    # targets: one class index a row, k >= 2 logits
+    multiclass: ClassVar[str | None] = None  # classification: the loss of > 2 classes
+
+    def __init__(self, **params):
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise TypeError(f"the {self.name} loss takes no parameter {sorted(unknown)[0]!r}")
+        for key, default in self.params.items():
+            setattr(self, key, float(check_number(key, params.get(key, default))))
+
+    @property
+    def param(self) -> float:
+        """The parameter the kernels read (fastgd/_losses.pxd: Loss.param); 0 if none."""
+        return float(getattr(self, next(iter(self.params)))) if self.params else 0.0
+
+    def __eq__(self, other):
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self):
+        return hash((self.name, *vars(self).values()))
+
+    def __repr__(self):
+        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def targets_per_row(self, k: int) -> int:
+        return 1 if self.class_indices else k
+
+    # The formulas, in NumPy: fastgd.reference's, the definition of correct.
+
+    def value_and_gradient(self, Z, Y):
+        """(each row's loss (n,), its derivative in Z (n, k))."""
+        raise NotImplementedError
+
+    def hessian(self, Z, Y):
+        """The second derivative in each z (n, k): the diagonal of each row's Hessian."""
+        raise NotImplementedError
+
+    def check_targets(self, Y, k: int) -> None:
+        """A ValueError naming y if Y (n, targets_per_row(k)) is outside the loss's domain."""
+
+    def inverse_link(self, Z):
+        """Predictions (n, k) from raw outputs."""
+        return Z
+
+    # The best constant prediction, which ignores X: the scale of tol.
+
+    def target_sums(self, Y, sample_weight, k: int):
+        """(the weight of the rows, what best_constant needs of Y): sums that add over
+        shards of the rows. By default the weighted sum of each target."""
+        return weight_of(Y, sample_weight), weighted_row_sum(Y, sample_weight, lambda b: b)
+
+    def best_constant(self, total, sums):
+        """The best constant raw output (k,) from target_sums. By default the weighted mean
+        target (exact for the squared loss; Huber's is then close to its best)."""
+        with np.errstate(all="ignore"):
+            return sums / total
+
+    def constant_loss(self, total, sums, loss_sum_at) -> float:
+        """The mean loss of the best constant prediction; loss_sum_at(z) is the weighted sum
+        over rows of the loss at the constant z."""
+        return float(loss_sum_at(self.best_constant(total, sums)) / total)
+
+
+class Elementwise(Loss):
+    """A loss that is the sum over the row's k outputs of one loss per output."""
+
+    def value(self, z, y):
+        raise NotImplementedError
+
+    def derivative(self, z, y):
+        raise NotImplementedError
+
+    def second_derivative(self, z, y):
+        raise NotImplementedError
+
+    def value_and_gradient(self, Z, Y):
+        return self.value(Z, Y).sum(axis=1), self.derivative(Z, Y)
+
+    def hessian(self, Z, Y):
+        return np.broadcast_to(self.second_derivative(Z, Y), np.shape(Z)).astype(np.float64)
+
+
+class Squared(Elementwise):
+    name, code, task, curvature = "squared", 0, "regression", 1.0
+    summary = "(z - y)^2, the mean squared error (torch's MSELoss): l' = 2 (z - y), l'' = 2."
+
+    def value(self, z, y):
+        return (z - y) ** 2
+
+    def derivative(self, z, y):
+        return 2.0 * (z - y)
+
+    def second_derivative(self, z, y):
+        return np.full(np.broadcast(z, y).shape, 2.0)
+
+
+class Huber(Elementwise):
+    name, code, task, curvature = "huber", 1, "regression", 0.5
+    params = {"delta": 1.0}
+    params_doc = {"delta": "For loss=\"huber\": the threshold between its quadratic and "
+                           "linear parts, in the units of y (scikit-learn's SGDRegressor "
+                           "calls it epsilon)."}
+    summary = ("with r = z - y, r^2 / 2 where |r| <= delta, else delta (|r| - delta / 2) "
+               "(torch's HuberLoss): l' = r clipped to [-delta, delta], l'' = [|r| <= delta].")
+
+    def value(self, z, y):
+        r = np.abs(z - y)
+        return np.where(r <= self.delta, 0.5 * r * r, self.delta * (r - 0.5 * self.delta))
+
+    def derivative(self, z, y):
+        return np.clip(z - y, -self.delta, self.delta)
+
+    def second_derivative(self, z, y):
+        return (np.abs(z - y) <= self.delta).astype(np.float64)
+
+
+class Log(Elementwise):
+    name, code, task, curvature = "log", 2, "classification", 0.125
+    multiclass = "multinomial"
+    summary = ("log(1 + e^z) - y z for a logit z and y in [0, 1] (torch's "
+               "BCEWithLogitsLoss): l' = sigmoid(z) - y, l'' = sigmoid(z) (1 - sigmoid(z)); "
+               "computed without overflow.")
+
+    def value(self, z, y):
+        return np.logaddexp(0.0, z) - y * z
+
+    def derivative(self, z, y):  # sigmoid(z) - y, without overflow
+        return np.exp(-np.logaddexp(0.0, -z)) - y
+
+    def second_derivative(self, z, y):
+        return np.exp(-np.logaddexp(0.0, -z) - np.logaddexp(0.0, z))
+
+    def check_targets(self, Y, k):
+        low, high = (float(Y.min()), float(Y.max())) if len(Y) else (0.0, 0.0)
+        if not (0.0 <= low and high <= 1.0):
+            raise ValueError(f"y must hold targets in [0, 1] for loss='log', got values from "
+                             f"{low:g} to {high:g}")
+
+    def best_constant(self, total, sums):  # the logit of each label's frequency
+        with np.errstate(all="ignore"):
+            p = np.clip(sums / total, 1e-300, 1 - 1e-16)
+            return np.log(p) - np.log1p(-p)
+
+    def inverse_link(self, Z):
+        return np.exp(self.log_proba(Z)[:, 1:])
+
+    def log_proba(self, Z):
+        """Log-probabilities (n, 2) of the classes 0 and 1, the log-softmax of (0, z): no
+        overflow at any logit."""
+        return log_softmax(np.hstack([np.zeros_like(Z), Z]))
+
+
+class Multinomial(Loss):
+    name, code, task, curvature = "multinomial", 3, "classification", 0.25
+    min_outputs, class_indices = 2, True
+    summary = ("log(sum_o e^z_o) - z_y for k >= 2 logits and y the class index 0..k-1 "
+               "(torch's CrossEntropyLoss): l' = softmax(z) - onehot(y), Hessian "
+               "diag(p) - p p^T; computed with the largest logit subtracted.")
+
+    def value_and_gradient(self, Z, Y):
+        rows, c = np.arange(len(Z)), Y[:, 0].astype(np.intp)
+        shifted = Z - Z.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1)
+        derivative = exp / total[:, None]
+        derivative[rows, c] -= 1.0
+        return np.log(total) - shifted[rows, c], derivative
+
+    def hessian(self, Z, Y):
+        p = np.exp(log_softmax(Z))
+        return p * (1.0 - p)
+
+    def check_targets(self, Y, k):
+        if not (np.all(Y >= 0) and np.all(Y < k) and np.array_equal(Y, np.floor(Y))):
+            raise ValueError(f"y must hold class indices 0 to {k - 1} for loss='multinomial'")
+
+    def target_sums(self, Y, sample_weight, k):  # the weight of each class
+        return weight_of(Y, sample_weight), sum(
+            np.bincount(Y[rows, 0].astype(np.intp), weights=w, minlength=k)
+            for rows, w in row_blocks(Y, sample_weight))
+
+    def best_constant(self, total, sums):  # the log of each class's frequency
+        with np.errstate(divide="ignore"):
+            return np.log(sums / total)
+
+    def constant_loss(self, total, sums, loss_sum_at):
+        """The entropy of the class frequencies (no pass over Y)."""
+        with np.errstate(all="ignore"):
+            p = sums / total
+            p = p[p > 0]
+            return float(-(p * np.log(p)).sum())
+
+    def inverse_link(self, Z):
+        return np.exp(self.log_proba(Z))
+
+    def log_proba(self, Z):
+        return log_softmax(Z)
+
+
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (Squared, Huber, Log, Multinomial)}
+
+
+def get(name, **settings) -> Loss:
+    """The loss `name` with the parameters it has among `settings` (the others are not its
+    own: an estimator passes all of its settings); a ValueError naming what is wrong."""
+    cls = LOSSES[check_choice("loss", name, tuple(LOSSES))]
+    return cls(**{key: settings[key] for key in cls.params if key in settings})
+
+
+def names(task: str) -> tuple:
+    """The losses an estimator of `task` offers (not the multiclass forms it switches to)."""
+    return tuple(name for name, cls in LOSSES.items()
+                 if cls.task == task and not cls.class_indices)
+
+
+def log_softmax(Z):
+    """log(softmax(Z)) over each row, with the largest entry subtracted (scipy.special's
+    formula, for the same bits)."""
+    top = np.amax(Z, axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0
+    shifted = Z - top
+    with np.errstate(divide="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+
+
+# Sums over the rows of Y, a block of rows at a time (bounded temporaries).
+
+def weight_of(Y, sample_weight) -> float:
+    return len(Y) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
+
+
+def row_blocks(Y, sample_weight):
+    """(rows, their weights as float64 or None), a block of rows at a time."""
+    for lo in range(0, len(Y), ROWS_PER_BLOCK):
+        rows = slice(lo, lo + ROWS_PER_BLOCK)
+        yield rows, None if sample_weight is None else sample_weight[rows].astype(float)
+
+
+def weighted_row_sum(Y, sample_weight, values_of):
+    """The weighted sum over rows of values_of(a block of Y, as float64)."""
+    result = 0.0
+    with np.errstate(all="ignore"):
+        for rows, w in row_blocks(Y, sample_weight):
+            values = values_of(Y[rows].astype(np.float64))
+            result = result + (values.sum(axis=0) if w is None else w @ values)
+    return result
+
+
+def constant_loss_sum(loss: Loss, Y, sample_weight, z):
+    """The weighted sum over the rows of Y of the loss of the constant raw output z."""
+    return weighted_row_sum(
+        Y, sample_weight,
+        lambda block: loss.value_and_gradient(np.broadcast_to(z, block.shape), block)[0])

@@ -1,0 +1,104 @@
+"""A fitted linear model that predicts with NumPy alone: no scikit-learn, no training code.
+
+`LinearModel` is what a fit leaves: coefficients, intercepts, the loss (whose inverse link
+turns raw outputs into predictions or probabilities) and, for a classifier, the classes. The
+estimators predict through it; `fastgd.load` returns one where scikit-learn is not installed
+(`LinearModel.load` always does), for a server or a batch job that only predicts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastgd import _persist, losses
+from fastgd._validation import as_matrix
+
+
+class LinearModel:
+    """A linear model's predictions: raw outputs z = X coef_^T + intercept_, then the loss's
+    inverse link (identity for the squared and Huber losses, the softmax of a classifier).
+
+    Attributes are those of the estimator it comes from: ``coef_`` of shape (n_features,)
+    or (n_outputs, n_features), ``intercept_``, ``n_features_in_``, ``feature_names_in_``
+    (or None), and ``classes_`` for a classifier (else None). ``loss`` is the
+    fastgd.losses object the model was trained on.
+    """
+
+    def __init__(self, coef, intercept, loss: losses.Loss, *, classes=None,
+                 feature_names=None):
+        self.coef_, self.intercept_, self.loss = coef, intercept, loss
+        self.classes_, self.feature_names_in_ = classes, feature_names
+        self.n_features_in_ = np.shape(coef)[-1]
+
+    @classmethod
+    def load(cls, path) -> LinearModel:
+        """The model of a file that ``save`` wrote (a checkpoint's model too)."""
+        return _persist.read(path, cls.from_saved)[0]
+
+    @classmethod
+    def from_saved(cls, saved: _persist.Saved) -> LinearModel:
+        """From a model file's contents (fastgd/_persist.py), checked."""
+        d = saved.values.get("n_features_in_")
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ValueError("n_features_in_ is missing or not a valid number")
+        coef, intercept = saved.arrays.get("coef_"), saved.values.get(
+            "intercept_", saved.arrays.get("intercept_"))
+        classes = saved.arrays.get("classes_")
+        if saved.kind == "GDClassifier":
+            if classes is None or classes.ndim != 1 or len(classes) < 2:
+                raise ValueError("classes_ is not an array of 2 labels or more")
+            k = 1 if len(classes) == 2 else len(classes)
+            loss = losses.get("log") if k == 1 else losses.get(losses.Log.multiclass)
+            shapes = ((k, d), (k,))
+        else:
+            loss = losses.get(saved.params.get("loss"), **saved.params)
+            k = 1 if np.ndim(coef) == 1 else len(coef)
+            shapes = ((d,), ()) if np.ndim(coef) == 1 else ((k, d), (k,))
+        for name, value, shape in zip(("coef_", "intercept_"), (coef, intercept), shapes,
+                                      strict=True):
+            if np.shape(value) != shape or not np.isfinite(value).all():
+                raise ValueError(f"{name} is not an array of shape {shape} of finite numbers")
+        return cls(coef, intercept, loss, classes=classes,
+                   feature_names=saved.arrays.get("feature_names_in_"))
+
+    def decision_function(self, X):
+        """The raw outputs: (n_samples,) for one output (a binary classifier's logit),
+        else (n_samples, n_outputs)."""
+        z = self.raw_outputs(self._checked(X))
+        if self.classes_ is not None and z.ndim == 2 and z.shape[1] == 1:
+            return z[:, 0]
+        return z
+
+    def predict(self, X):
+        """Predictions (a regressor's, in X's floating dtype), or the most probable class."""
+        z = self.raw_outputs(self._checked(X))
+        if self.classes_ is None:
+            return self.loss.inverse_link(z)
+        return self.classes_[self.best_class(z)]
+
+    def predict_proba(self, X):
+        """Probabilities of the classes (columns in the order of ``classes_``)."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict_log_proba(self, X):
+        """Log-probabilities of the classes, without overflow at any logit."""
+        if self.classes_ is None:
+            raise AttributeError("a regressor has no class probabilities")
+        return self.loss.log_proba(self.raw_outputs(self._checked(X)))
+
+    def raw_outputs(self, X):
+        """X @ coef_^T + intercept_ for X already checked, in X's floating dtype: (n,) for
+        coef_ of shape (n_features,), else (n, n_outputs)."""
+        return X @ self.coef_.astype(X.dtype).T + np.asarray(self.intercept_, dtype=X.dtype)
+
+    @staticmethod
+    def best_class(z):
+        """The index of the most probable class of each row of logits z (n, k)."""
+        return (z[:, 0] > 0).astype(np.intp) if z.shape[1] == 1 else z.argmax(axis=1)
+
+    def _checked(self, X):
+        X = as_matrix(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but the model is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return X

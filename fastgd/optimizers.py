@@ -1,0 +1,223 @@
+"""The first-order optimizers: one object each, the one place that says what an optimizer is.
+
+Each optimizer is a subclass of `Optimizer`, registered in `OPTIMIZERS` by name, with
+torch.optim's update rule and defaults. Its class says:
+
+- `name`; `code`, its OptimKind in fastgd/_optim.pxd, where its update rule runs in the
+  kernels;
+- `hyperparameters`: the estimators' names of its settings and their defaults (torch's);
+- `slots`: the named state it keeps (torch's names: ``momentum_buffer``, ``exp_avg``, ...),
+  each a vector like the parameters, zero at the start; saved and checkpointed by name;
+- `step`: the same update rule in NumPy (fastgd.reference runs it);
+- `l1_scale`: the step it makes per unit of a settled gradient, which scales the proximal
+  step of an L1 penalty so that every optimizer settles at the same penalized optimum;
+- `auto_learning_rate`: what ``learning_rate="auto"`` means for it.
+
+An instance is an optimizer with its settings (``get("adam", beta1=0.8)``). Adding one means a
+class here and its rule in fastgd/_optim.pxd (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+
+from fastgd._validation import check_choice, check_number
+
+
+class Optimizer:
+    """A first-order update rule on theta = (w, b) with its settings; see the module docstring.
+
+    The rules act in place on theta, given the gradient g, the state (a dict of the `slots`),
+    the 1-based step number t, the learning rate lr and n_weights, the number of weights
+    (theta[n_weights:] are the intercepts: exempt from AdamW's decoupled weight decay).
+    """
+
+    name: ClassVar[str]
+    code: ClassVar[int]                               # OptimKind in fastgd/_optim.pxd
+    hyperparameters: ClassVar[dict[str, float]] = {}  # setting: default
+    slots: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str]
+
+    def __init__(self, **hyper):
+        unknown = set(hyper) - set(self.hyperparameters)
+        if unknown:
+            raise TypeError(f"the {self.name} optimizer takes no setting {sorted(unknown)[0]!r}")
+        self.hyper = {key: float(hyper[key] if hyper.get(key) is not None else default)
+                      for key, default in self.hyperparameters.items()}
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.hyper == self.hyper
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.hyper.items())})"
+
+    def new_state(self, n_params: int) -> dict:
+        return {name: np.zeros(n_params) for name in self.slots}
+
+    def step(self, theta, g, state, t, lr, n_weights) -> None:
+        raise NotImplementedError
+
+    def l1_scale(self, state, t, n_weights):
+        """The step per unit of a settled gradient, per weight or for all: the proximal
+        step's threshold is l1 lr times it (fastgd/_optim.pxd: prox_l1)."""
+        return 1.0
+
+    def auto_learning_rate(self, curvature: Callable[[], float], full_batch: bool) -> float:
+        """learning_rate="auto": 1 / L, L = curvature() the (expected, for a mini-batch)
+        largest curvature of the objective, the classic safe step of gradient descent."""
+        return 1.0 / max(curvature(), 1e-300)
+
+
+class SGD(Optimizer):
+    name, code = "sgd", 0
+    summary = "theta -= lr g (full-batch gradient descent when batch_size=None)"
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        theta -= lr * g
+
+
+class Momentum(Optimizer):
+    name, code = "momentum", 1
+    hyperparameters = {"momentum": 0.9}
+    slots = ("momentum_buffer",)
+    summary = "m = momentum m + g; theta -= lr m  (torch SGD with momentum)"
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        buffer = state["momentum_buffer"]
+        buffer *= self.hyper["momentum"]
+        buffer += g
+        theta -= lr * self.direction(g, buffer)
+
+    def direction(self, g, buffer):
+        return buffer
+
+    def l1_scale(self, state, t, n_weights):  # m grows to g / (1 - momentum)
+        return 1.0 / (1.0 - self.hyper["momentum"])
+
+    def auto_learning_rate(self, curvature, full_batch):
+        """With mini-batches, (1 - momentum) / L: momentum sums the steps of a gradient that
+        keeps its direction, noise included, into 1 / (1 - momentum) of them (with 1 / L,
+        batch 32 diverged)."""
+        damping = 1.0 if full_batch else 1.0 - self.hyper["momentum"]
+        return damping / max(curvature(), 1e-300)
+
+
+class Nesterov(Momentum):
+    name, code = "nesterov", 2
+    summary = "m = momentum m + g; theta -= lr (g + momentum m)"
+
+    def direction(self, g, buffer):
+        return g + self.hyper["momentum"] * buffer
+
+
+class Adaptive(Optimizer):
+    """Optimizers that scale each coordinate by its gradients' size: learning_rate="auto" is
+    torch's fixed default rate, and the L1 step is scaled per weight."""
+
+    default_learning_rate: ClassVar[float]
+
+    def second_moment(self, state):
+        raise NotImplementedError
+
+    def unbias(self, t) -> float:
+        return 1.0
+
+    def l1_scale(self, state, t, n_weights):
+        return 1.0 / (np.sqrt(self.second_moment(state)[:n_weights]) * self.unbias(t)
+                      + self.hyper["epsilon"])
+
+    def auto_learning_rate(self, curvature, full_batch):
+        return self.default_learning_rate
+
+
+class Adagrad(Adaptive):
+    name, code = "adagrad", 3
+    hyperparameters = {"epsilon": 1e-10}
+    slots = ("sum",)
+    default_learning_rate = 0.01
+    summary = "v += g²; theta -= lr g / (sqrt(v) + epsilon)"
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        state["sum"] += g * g
+        theta -= lr * g / (np.sqrt(state["sum"]) + self.hyper["epsilon"])
+
+    def second_moment(self, state):
+        return state["sum"]
+
+
+class RMSprop(Adaptive):
+    name, code = "rmsprop", 4
+    hyperparameters = {"rho": 0.99, "epsilon": 1e-8}
+    slots = ("square_avg",)
+    default_learning_rate = 0.01
+    summary = "v = rho v + (1 - rho) g²; theta -= lr g / (sqrt(v) + epsilon)"
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        square_avg, rho = state["square_avg"], self.hyper["rho"]
+        square_avg *= rho
+        square_avg += (1 - rho) * g * g
+        theta -= lr * g / (np.sqrt(square_avg) + self.hyper["epsilon"])
+
+    def second_moment(self, state):
+        return state["square_avg"]
+
+
+class Adam(Adaptive):
+    name, code = "adam", 5
+    hyperparameters = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    slots = ("exp_avg", "exp_avg_sq")
+    default_learning_rate = 0.001
+    summary = ("m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²; "
+               "theta -= lr / (1 - beta1^t) · m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon)")
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        m, v, h = state["exp_avg"], state["exp_avg_sq"], self.hyper
+        m += (1 - h["beta1"]) * (g - m)
+        v *= h["beta2"]
+        v += (1 - h["beta2"]) * g * g
+        bias1, bias2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
+        theta -= (lr / bias1) * m / (np.sqrt(v) * (1 / np.sqrt(bias2)) + h["epsilon"])
+
+    def second_moment(self, state):
+        return state["exp_avg_sq"]
+
+    def unbias(self, t):
+        return 1.0 / np.sqrt(1 - self.hyper["beta2"] ** t)
+
+
+class AdamW(Adam):
+    name, code = "adamw", 6
+    hyperparameters = {**Adam.hyperparameters, "weight_decay": 0.01}
+    summary = "coef *= 1 - lr weight_decay (decoupled; not the intercept), then Adam"
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        theta[:n_weights] *= 1 - lr * self.hyper["weight_decay"]
+        super().step(theta, g, state, t, lr, n_weights)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW)}
+
+
+def get(name, **settings) -> Optimizer:
+    """The optimizer `name` with the settings it has among `settings` (the others, and
+    None, leave its defaults); a ValueError naming a bad name or setting."""
+    cls = OPTIMIZERS[check_choice("optimizer", name, tuple(OPTIMIZERS))]
+    own = {key: settings.get(key) for key in cls.hyperparameters}
+    for key, value in own.items():
+        if value is not None:
+            check_setting(key, value)
+    return cls(**own)
+
+
+DECAYS = ("momentum", "beta1", "beta2", "rho")  # settings in [0, 1)
+
+
+def check_setting(name: str, value):
+    """A setting of some optimizer: a decay in [0, 1), epsilon > 0, weight_decay >= 0."""
+    if check_number(name, value, allow_zero=name != "epsilon") >= 1 and name in DECAYS:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value

@@ -1,0 +1,53 @@
+"""Solvers: what one step of training does.
+
+The training loop (fastgd/_training.py) owns everything around the steps: the history,
+callbacks, progress, divergence, Ctrl-C, checkpoints, early stopping and tol. It drives a
+`Solver`, whose `step` may take any number of passes over the data and keep any state, in
+the named slots of the TrainState (fastgd/_state.py), which partial_fit carries on and
+checkpoints save by name. A solver is one file of this package:
+
+    first_order.py   epochs of mini-batch (or full-batch) updates by a first-order optimizer
+                     (fastgd/optimizers.py), one engine.run_epoch a step
+
+Adding a solver: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from fastgd._problem import Engine, Problem
+from fastgd._state import TrainState
+
+
+class Step(NamedTuple):
+    """What a step did: the weighted sum of the training losses its first pass saw (at the
+    parameters before its updates; for mini-batches, each batch's before its update) and
+    the sum of their weights, the updates made (0: it stopped before any, at a non-finite
+    loss), and the learning rate it used."""
+
+    loss_sum: float
+    weight: float
+    updates: int
+    learning_rate: float
+
+
+class Solver(Protocol):
+    """One step of training at a time, on theta and the slots of a TrainState."""
+
+    def new_state(self, theta, std) -> TrainState:
+        """The state to start from at parameters theta (trained units; standardized by std)."""
+
+    def go_on_from(self, state: TrainState) -> TrainState:
+        """The state to go on from (partial_fit) under this solver's settings, which may
+        differ from those state was reached with."""
+
+    def start(self, engine: Engine, problem: Problem, state: TrainState,
+              n_rows: int) -> TrainState:
+        """Before the first step of a fit or a partial_fit call: the state to step from,
+        with what depends on the data resolved (the automatic learning rate). `problem` has
+        all the rows; n_rows are those trained on."""
+
+    def step(self, engine: Engine, problem: Problem, state: TrainState, epoch: int) -> Step:
+        """Step number `epoch` (0-based, counted over partial_fit calls) on the rows trained
+        on: state.theta and state.slots are updated in place (state.steps is the loop's)."""
