@@ -96,12 +96,10 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef double* grad = own + (2 + OPTIM_SLOTS) * slot
     cdef double* sums = own + (3 + OPTIM_SLOTS) * slot
     cdef double* work = own + (4 + OPTIM_SLOTS) * slot    # the passes' workspace (work_size)
-    cdef const double* mu = e.mean
-    cdef const double* inv_sd = e.inv_scale
     cdef double* partial
     cdef floating* my_scratch = (NULL if scratch == NULL
                                  else scratch + tid * scratch_size(d, e.loss.ky))
-    cdef Py_ssize_t lo = 0, hi, rows, n_chunks, first, last, c, start, stop, next_start, j, o
+    cdef Py_ssize_t lo = 0, hi, rows, n_chunks
     cdef long batch = 0, steps = 0, long_waits = 0
     cdef double weight, loss_total = 0.0, weight_total = 0.0
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
@@ -110,18 +108,9 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
         n_chunks = batch_chunks(lo, n, e.batch_size, d, k, by_columns, &rows)
         partial = e.partial + (batch % 2) * e.max_chunks * slot
         batch += 1
-        to_original(theta, mu, inv_sd, d, k, params)
-        first = first_chunk(n_chunks, tid, n_team)
-        last = first_chunk(n_chunks, tid + 1, n_team)
-        for c in range(first, last):
-            start = lo + c * rows
-            stop = min(start + rows, hi)
-            if c + 1 < last:
-                next_start = stop
-            else:  # this thread's first position in the next batch (for prefetching)
-                next_start = thread_start(hi, n, e.batch_size, d, k, by_columns, tid, n_team)
-            chunk_sums(X, e.lay, d, y, sw, params, &e.loss, e.order, start, stop, next_start,
-                       partial + c * slot, my_scratch, work)
+        to_original(theta, e.mean, e.inv_scale, d, k, params)
+        thread_chunks(X, y, sw, e, lo, hi, n_chunks, rows, tid, n_team, params,
+                      partial, my_scratch, work)
         if n_team > 1:
             if fastgd_team_wait(e.arrived, n_team, tid, <unsigned>batch):
                 long_waits += 1
@@ -141,28 +130,62 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
         weight_total += weight
         if not isfinite(sums[n_params + SUM_LOSS]):
             break
-        # Gradient in the trained parameters: (X^T r - mean sum r) / scale, and sum r.
-        for o in range(k):
-            grad[nw + o] = sums[nw + o] / weight
-            for j in range(d):
-                grad[o * d + j] = sums[o * d + j] / weight
-                if mu != NULL:
-                    grad[o * d + j] = (grad[o * d + j] - mu[j] * grad[nw + o]) * inv_sd[j]
         steps += 1
-        if e.l2 > 0.0:
-            add_l2(grad, theta, nw, e.l2)
-        if e.max_norm > 0.0:
-            clip_norm(grad, n_params, e.max_norm)
         beta1_t *= e.config.beta1
         beta2_t *= e.config.beta2
-        optim_step(&e.config, theta, grad, state, slot, n_params, nw, beta1_t, beta2_t,
-                   e.learning_rate)
-        if e.l1 > 0.0:
-            prox_l1(&e.config, theta, state, slot, nw, e.learning_rate, e.l1, beta2_t)
+        batch_update(e, sums, weight, theta, state, slot, grad, beta1_t, beta2_t)
     if tid == 0:
         e.loss_total = loss_total
         e.weight_total = weight_total
         e.steps = steps
+
+
+cdef inline void thread_chunks(const floating* X, const floating* y, const floating* sw,
+                               Epoch* e, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n_chunks,
+                               Py_ssize_t rows, int tid, int n_team, const double* params,
+                               double* partial, floating* scratch, double* work) noexcept nogil:
+    """Thread tid's share of the batch [lo, hi) of n_chunks chunks of `rows` positions: the
+    partial sums of chunks first_chunk(tid) to first_chunk(tid + 1) - 1 into `partial`, the
+    last requesting where the thread goes on in the next batch."""
+    cdef Py_ssize_t k = e.loss.k, c, start, stop, next_start
+    cdef Py_ssize_t slot = whole_lines(sums_width(e.d, k))
+    cdef bint by_columns = not e.lay.rows and e.order == NULL
+    cdef Py_ssize_t first = first_chunk(n_chunks, tid, n_team)
+    cdef Py_ssize_t last = first_chunk(n_chunks, tid + 1, n_team)
+    for c in range(first, last):
+        start = lo + c * rows
+        stop = min(start + rows, hi)
+        if c + 1 < last:
+            next_start = stop
+        else:  # this thread's first position in the next batch (for prefetching)
+            next_start = thread_start(hi, e.n, e.batch_size, e.d, k, by_columns, tid, n_team)
+        chunk_sums(X, e.lay, e.d, y, sw, params, &e.loss, e.order, start, stop, next_start,
+                   partial + c * slot, scratch, work)
+
+
+cdef inline void batch_update(const Epoch* e, const double* sums, double weight,
+                              double* theta, double* state, Py_ssize_t slot, double* grad,
+                              double beta1_t, double beta2_t) noexcept nogil:
+    """A batch's update from its gradient sums (weight: the sum of its weights, > 0): the
+    mean gradient in the trained parameters ((X^T r - mean sum r) / scale, and sum r), the
+    ridge part of the penalty, clipping, the optimizer's step, the lasso's proximal step."""
+    cdef Py_ssize_t d = e.d, k = e.loss.k, nw = e.loss.k * e.d, o, j
+    cdef const double* mu = e.mean
+    cdef const double* inv_sd = e.inv_scale
+    for o in range(k):
+        grad[nw + o] = sums[nw + o] / weight
+        for j in range(d):
+            grad[o * d + j] = sums[o * d + j] / weight
+            if mu != NULL:
+                grad[o * d + j] = (grad[o * d + j] - mu[j] * grad[nw + o]) * inv_sd[j]
+    if e.l2 > 0.0:
+        add_l2(grad, theta, nw, e.l2)
+    if e.max_norm > 0.0:
+        clip_norm(grad, nw + k, e.max_norm)
+    optim_step(&e.config, theta, grad, state, slot, nw + k, nw, beta1_t, beta2_t,
+               e.learning_rate)
+    if e.l1 > 0.0:
+        prox_l1(&e.config, theta, state, slot, nw, e.learning_rate, e.l1, beta2_t)
 
 
 def run_epoch(problem, double[::1] theta, dict state, plan, int n_threads):
@@ -186,10 +209,11 @@ def run_epoch(problem, double[::1] theta, dict state, plan, int n_threads):
                       theta, state, plan, n_threads)
 
 
-def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
-               const floating[::1] sample_weight, const Py_ssize_t[::1] rows, loss,
-               double[::1] theta, dict state, plan, int n_threads):
-    cdef Py_ssize_t d = X.shape[1], k = theta.shape[0] // (d + 1), n_params = theta.shape[0]
+cdef Py_ssize_t checked_parameters(Py_ssize_t d, double[::1] theta, dict state,
+                                   plan) except -1:
+    """The outputs k of theta, once theta, the optimizer's state and the standardization
+    fit d features."""
+    cdef Py_ssize_t n_params = theta.shape[0], k = n_params // (d + 1)
     slots = plan.optimizer.slots
     if n_params != k * (d + 1) or set(state) != set(slots) or any(
             state[name].shape != (n_params,) for name in slots):
@@ -198,16 +222,42 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     if len(slots) > OPTIM_SLOTS:
         raise ValueError(f"the kernels keep {OPTIM_SLOTS} state vectors at most")
     std = plan.std
+    if std is not None and (len(std.mean) != d or len(std.divisor) != d):
+        raise ValueError(f"mean and scale must have {d} entries")
+    return k
+
+
+cdef int epoch_team(Epoch* e, bint shuffled, int n_threads) noexcept nogil:
+    """The threads of an epoch; sets e.max_chunks. Threads share each batch when its rows
+    are scattered (shuffled: each thread keeps its own rows in flight) or when it is large;
+    a small batch in order runs fastest on one (measured, batch 32 and 256 at d = 100: two
+    threads 1.1-1.3 x slower). Full batches all have the same chunks, but the last partial
+    batch can have more: chunk_rows caps the chunk count, so smaller batches can get
+    smaller chunks."""
+    cdef Py_ssize_t n = e.n, size = e.batch_size, d = e.d, k = e.loss.k, chunk
+    cdef bint by_columns = not e.lay.rows and e.order == NULL
+    e.max_chunks = max(batch_chunks(0, n, size, d, k, by_columns, &chunk),
+                       batch_chunks((n - 1) // size * size, n, size, d, k, by_columns, &chunk))
+    if not shuffled and min(size, n) * d * k < PARALLEL_MIN_ELEMS:
+        return 1
+    return <int>min(max(n_threads, 1), e.max_chunks)
+
+
+def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
+               const floating[::1] sample_weight, const Py_ssize_t[::1] rows, loss,
+               double[::1] theta, dict state, plan, int n_threads):
+    cdef Py_ssize_t d = X.shape[1], n_params = theta.shape[0]
+    cdef Py_ssize_t k = checked_parameters(d, theta, state, plan)
+    slots = plan.optimizer.slots
+    std = plan.std
     cdef const double[::1] mean = None if std is None else std.mean
     cdef const double[::1] scale = None if std is None else std.divisor
-    if mean is not None and (mean.shape[0] != d or scale.shape[0] != d):
-        raise ValueError(f"mean and scale must have {d} entries")
     cdef Py_ssize_t batch_size = plan.batch_size
     shuffle_keys = plan.shuffle_keys
     cdef Py_ssize_t width = sums_width(d, k)
     cdef Epoch e
     cdef Order order = make_order(shuffle_keys, rows, X.shape[0])
-    cdef Py_ssize_t n = order.n, chunk
+    cdef Py_ssize_t n = order.n
     if n == 0:
         raise ValueError("no rows to train on")
     if batch_size < 1:
@@ -224,18 +274,7 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     e.learning_rate = plan.learning_rate
     e.step = plan.step
     e.order = NULL if shuffle_keys is None and rows is None else &order
-    # Threads share each batch when its rows are scattered (shuffled: each thread keeps its
-    # own rows in flight) or when it is large; a small batch in order runs fastest on one
-    # (measured, batch 32 and 256 at d = 100: two threads 1.1-1.3 x slower).
-    # Full batches all have the same chunks, but the last partial batch can have more:
-    # chunk_rows caps the chunk count, so smaller batches can get smaller chunks.
-    cdef bint by_columns = not e.lay.rows and e.order == NULL
-    e.max_chunks = max(batch_chunks(0, n, batch_size, d, k, by_columns, &chunk),
-                       batch_chunks((n - 1) // batch_size * batch_size, n, batch_size, d, k,
-                                    by_columns, &chunk))
-    cdef int threads = <int>min(max(n_threads, 1), e.max_chunks)
-    if not order.shuffled and min(batch_size, n) * d * k < PARALLEL_MIN_ELEMS:
-        threads = 1
+    cdef int threads = epoch_team(&e, order.shuffled, n_threads)
     cdef floating[::1] scratch = None
     cdef floating* scratch_ptr = NULL
     if e.order != NULL and not e.lay.rows:  # F order gathers ordered rows: a block each

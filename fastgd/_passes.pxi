@@ -126,7 +126,12 @@ cdef inline void rows_sums(const floating* X, Py_ssize_t ld, Py_ssize_t d,
     float64 once, during their first dot product, then the group's predictions. Only the
     portable build stores the widened rows (widening each element twice cost more than
     the whole float32 stream saves); the AVX2 build's loops widen each float as they read
-    it, twice, which measured 1.2 x faster at 100 features and 1.6 x at 1000."""
+    it, twice, which measured 1.2 x faster at 100 features and 1.6 x at 1000.
+
+    Long (about 80 lines of code) because it is the hot loop of every pass over rows: its
+    steps share the group's row pointers, predictions and widened rows, and its speed was
+    tuned as one piece (the measurements above). Split it only with a side-by-side
+    benchmark of the builds (benchmarks/compare_builds.py)."""
     cdef Py_ssize_t nw = k * d, g_max = group_rows(d), dw = wide_width(d)
     cdef double* sums = acc + nw
     cdef double* wide = work                     # float32 rows widened, dw doubles apart

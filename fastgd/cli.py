@@ -385,11 +385,43 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--features", type=positive_int, default=100,
                    help="features of the speed problem")
 
-    p = command("train", train, "train a model on a data file and report its test metrics",
-                "Read DATA (.csv, .tsv, .parquet, .npy, .npz), split off test rows, train "
-                "GDRegressor or GDClassifier on the rest, print test metrics and save the "
-                "model.", "fastgd train houses.csv --target price -o price.fastgd "
-                "--plot loss.png")
+    _train_options(command(
+        "train", train, "train a model on a data file and report its test metrics",
+        "Read DATA (.csv, .tsv, .parquet, .npy, .npz), split off test rows, train "
+        "GDRegressor or GDClassifier on the rest, print test metrics and save the model.",
+        "fastgd train houses.csv --target price -o price.fastgd --plot loss.png"))
+
+    p = command("predict", predict, "predict with a saved model",
+                "Read DATA, take the columns the model was trained on, and write one "
+                "prediction per row (in DATA's order) to OUT (.csv, .tsv, .parquet, .npy; "
+                "- for stdout).", "fastgd predict price.fastgd new_houses.csv -o "
+                "predictions.csv --keep id")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("-o", "--output", default="-", metavar="OUT",
+                   help="default: CSV on stdout")
+    p.add_argument("--keep", metavar="COLS", help="columns of DATA to copy into OUT (ids)")
+    p.add_argument("--proba", action="store_true", help="classifiers: add each class's "
+                   "probability")
+
+    p = command("evaluate", evaluate, "a saved model's metrics on a data file",
+                "Regression: RMSE, MAE, R². Classification: accuracy, macro F1, log-loss.",
+                "fastgd evaluate price.fastgd houses_2025.csv --target price")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--target", required=True, metavar="COL", help="the true values' column")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+
+    p = command("info", info, "how fastgd was built and how it runs here",
+                "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "
+                "threads, NumPy's BLAS, versions.", "fastgd info")
+    p = command("bench", bench.bench, "fastgd's speed on this machine, against NumPy",
+                bench.__doc__.splitlines()[0], "fastgd bench --quick")
+    bench.add_arguments(p)
+    return parser
+
+
+def _train_options(p) -> None:
     p.add_argument("data", metavar="DATA", help="the data file, with a header for CSV")
     p.add_argument("--target", required=True, metavar="COL",
                    help="the column to predict (regression: several, comma-separated)")
@@ -430,35 +462,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="CURVE.png", help="save the loss curve as a picture")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    p = command("predict", predict, "predict with a saved model",
-                "Read DATA, take the columns the model was trained on, and write one "
-                "prediction per row (in DATA's order) to OUT (.csv, .tsv, .parquet, .npy; "
-                "- for stdout).", "fastgd predict price.fastgd new_houses.csv -o "
-                "predictions.csv --keep id")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
-    p.add_argument("-o", "--output", default="-", metavar="OUT",
-                   help="default: CSV on stdout")
-    p.add_argument("--keep", metavar="COLS", help="columns of DATA to copy into OUT (ids)")
-    p.add_argument("--proba", action="store_true", help="classifiers: add each class's "
-                   "probability")
-
-    p = command("evaluate", evaluate, "a saved model's metrics on a data file",
-                "Regression: RMSE, MAE, R². Classification: accuracy, macro F1, log-loss.",
-                "fastgd evaluate price.fastgd houses_2025.csv --target price")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data", metavar="DATA")
-    p.add_argument("--target", required=True, metavar="COL", help="the true values' column")
-    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
-
-    p = command("info", info, "how fastgd was built and how it runs here",
-                "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "
-                "threads, NumPy's BLAS, versions.", "fastgd info")
-    p = command("bench", bench.bench, "fastgd's speed on this machine, against NumPy",
-                bench.__doc__.splitlines()[0], "fastgd bench --quick")
-    bench.add_arguments(p)
-    return parser
 
 
 def main(argv=None) -> int:
