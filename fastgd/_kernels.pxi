@@ -30,7 +30,7 @@ import numpy as np
 from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_openmp_library, fastgd_team_wait,
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
 from fastgd._losses cimport (MULTINOMIAL, Loss, elementwise_d2loss, elementwise_loss,
-                             elementwise_run, loss_of, row_loss)
+                             elementwise_run, loss_of, row_loss, softmax_d2loss)
 from fastgd._optim cimport (OPTIM_SLOTS, OptimConfig, add_l2, clip_norm, config_of, optim_step,
                             prox_l1)
 
@@ -97,11 +97,10 @@ def loss_terms(loss, const double[:, ::1] Z, const double[:, ::1] Y):
         if spec.kind == MULTINOMIAL and not (0 <= Y[i, 0] < k):
             raise ValueError(f"y must hold class indices 0 to {k - 1}")
         value[i] = row_loss(&spec, k, &dz[i, 0], &Y[i, 0])
-        for o in range(k):
-            if spec.kind == MULTINOMIAL:  # p_o (1 - p_o), from the derivative p - onehot
-                d2z[i, o] = (dz[i, o] + (o == <Py_ssize_t>Y[i, 0])) * (
-                    1.0 - dz[i, o] - (o == <Py_ssize_t>Y[i, 0]))
-            else:
+        if spec.kind == MULTINOMIAL:
+            softmax_d2loss(&Z[i, 0], k, &d2z[i, 0])
+        else:
+            for o in range(k):
                 d2z[i, o] = elementwise_d2loss(&spec, Z[i, o], Y[i, o])
     return values, first, second
 

@@ -90,6 +90,19 @@ cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept 
     z[c] -= 1.0
     return log(total) - (zc - top)
 
+cdef inline void softmax_d2loss(const double* z, Py_ssize_t k, double* h) noexcept nogil:
+    """The diagonal of the multinomial loss's Hessian in z: h_o = p_o (1 - p_o)."""
+    cdef Py_ssize_t o
+    cdef double top = z[0], total = 0.0
+    for o in range(1, k):
+        if z[o] > top:
+            top = z[o]
+    for o in range(k):
+        h[o] = exp(z[o] - top)
+        total += h[o]
+    for o in range(k):
+        h[o] = h[o] / total * (1.0 - h[o] / total)
+
 
 # What a pass asks of a loss: the dispatch by kind.
 

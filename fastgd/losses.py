@@ -217,8 +217,9 @@ class Multinomial(Loss):
         derivative[rows, c] -= 1.0
         return np.log(total) - shifted[rows, c], derivative
 
-    def hessian(self, Z, Y):
-        p = np.exp(log_softmax(Z))
+    def hessian(self, Z, Y):  # the diagonal p (1 - p); the whole is diag(p) - p p^T
+        exp = np.exp(Z - Z.max(axis=1, keepdims=True))
+        p = exp / exp.sum(axis=1, keepdims=True)
         return p * (1.0 - p)
 
     def check_targets(self, Y, k):
