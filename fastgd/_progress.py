@@ -9,7 +9,8 @@ import time
 class Progress:
     """Progress of a fit on stderr: verbose=1 once the fit has taken PROGRESS_AFTER seconds,
     verbose=2 from the first epoch; tqdm's bar when tqdm is installed, else a line an epoch.
-    """
+    A bar is cleared when the fit ends and one line says how it ended (a bar frozen at
+    "120/1000" read as a fit cut short when tol had stopped it)."""
 
     def __init__(self, verbose: int, max_epochs: int, n_rows: int):
         self.verbose, self.max_epochs, self.n_rows = verbose, max_epochs, n_rows
@@ -30,7 +31,7 @@ class Progress:
                 tqdm = None
             if tqdm is not None:
                 self.bar = tqdm(total=self.max_epochs, initial=epoch, unit="epoch",
-                                file=sys.stderr, desc="fastgd")
+                                file=sys.stderr, desc="fastgd", leave=False)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.6g}", rows_per_s=f"{speed:.3g}")
@@ -38,9 +39,14 @@ class Progress:
             print(f"fastgd: epoch {epoch + 1}/{self.max_epochs}  loss {loss:.6g}  "
                   f"learning rate {rate:.3g}  {speed:.3g} rows/s", file=sys.stderr, flush=True)
 
-    def close(self):
+    def close(self, epochs: int, loss: float | None):
+        """The end of the fit, after `epochs` epochs (this call's) at final loss `loss`."""
         if self.bar is not None:
             self.bar.close()
+        if self.shown and self.bar is not None:
+            seconds = time.perf_counter() - self.start
+            print(f"fastgd: {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.3g} s, "
+                  f"final loss {loss:.6g}", file=sys.stderr, flush=True)
 
 
 PROGRESS_AFTER = 2.0  # seconds: quicker fits stay quiet at verbose=1

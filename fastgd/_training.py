@@ -130,12 +130,14 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
                 checkpoint, checkpoint_every,
                 (resume or LoopState.fresh(state, early_stopping is not None)).copy())
     progress = Progress(verbose, max_epochs, engine.n_rows(training))
+    losses_seen = loop.now.history["loss"]
+    already = len(losses_seen)
     try:
         return loop.run(progress)
     except KeyboardInterrupt:
         return loop.interrupted()
     finally:
-        progress.close()
+        progress.close(len(losses_seen) - already, losses_seen[-1] if losses_seen else None)
 
 
 @dataclass

@@ -44,9 +44,14 @@ def test_partial_fit_learns_from_a_stream_of_chunks():
 
 
 def test_partial_fit_checks_the_features():
+    """The wrong number of features is X's fault, and the message says so (it said y)."""
     model = GDRegressor().partial_fit(X, Y)
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"^X: X has 3 features, but GDRegressor is "
+                                         r"expecting \d+ features"):
         model.partial_fit(X[:, :3], Y)
+    classifier = fastgd.GDClassifier().partial_fit(X, Y > 0, classes=[False, True])
+    with pytest.raises(ValueError, match="^X: X has 3 features"):
+        classifier.partial_fit(X[:, :3], Y > 0)
 
 
 def test_partial_fit_after_load_goes_on_from_the_saved_coefficients(tmp_path):

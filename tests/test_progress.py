@@ -107,10 +107,18 @@ def test_ctrl_c_stops_a_long_fit():
 
 
 def test_verbose_bar_with_tqdm(capsys):
+    """tqdm's bar while the fit runs; then the bar is cleared and one line says how it
+    ended (no frozen "120/1000" when tol stopped it early)."""
     pytest.importorskip("tqdm")  # in the test extra; optional for users
-    GDRegressor(max_epochs=3, tol=None, verbose=2, **KW).fit(X, Y)
+    model = GDRegressor(max_epochs=500, verbose=2, **KW).fit(X, Y)
+    assert model.n_iter_ < 500  # tol stopped it
     err = capsys.readouterr().err
-    assert "fastgd" in err and "3/3" in err and "rows_per_s" in err
+    assert "fastgd" in err and "rows_per_s" in err and "/500" in err
+    assert err.endswith("\n")
+    summary = err.rstrip("\n").split("\n")[-1].split("\r")[-1]  # what the screen shows
+    assert "/500" not in summary and "rows_per_s" not in summary  # the bar was cleared
+    assert summary.startswith(f"fastgd: {model.n_iter_} epochs in ")
+    assert summary.endswith(f"final loss {model.history_['loss'][-1]:.6g}")
 
 
 def test_warnings_point_at_the_callers_line():
