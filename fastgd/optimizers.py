@@ -11,7 +11,9 @@ torch.optim's update rule and defaults. Its class says:
 - `step`: the same update rule in NumPy (fastgd.reference runs it);
 - `l1_scale`: the step it makes per unit of a settled gradient, which scales the proximal
   step of an L1 penalty so that every optimizer settles at the same penalized optimum;
-- `auto_learning_rate`: what ``learning_rate="auto"`` means for it.
+- `auto_learning_rate`: what ``learning_rate="auto"`` means for it;
+- `torch_equivalent`: its namesake in torch.optim with the same settings (the tests
+  compare trajectories with it).
 
 An instance is an optimizer with its settings (``get("adam", beta1=0.8)``). Adding one means a
 class here and its rule in fastgd/_optim.pxd (docs/architecture.md).
@@ -70,6 +72,10 @@ class Optimizer:
         largest curvature of the objective, the classic safe step of gradient descent."""
         return 1.0 / max(curvature(), 1e-300)
 
+    def torch_equivalent(self) -> tuple[str, dict]:
+        """(the torch.optim class, its keyword arguments but lr) of the same rule."""
+        return "SGD", {}
+
 
 class SGD(Optimizer):
     name, code = "sgd", 0
@@ -103,6 +109,9 @@ class Momentum(Optimizer):
         batch 32 diverged)."""
         damping = 1.0 if full_batch else 1.0 - self.hyper["momentum"]
         return damping / max(curvature(), 1e-300)
+
+    def torch_equivalent(self):
+        return "SGD", {"momentum": self.hyper["momentum"], "nesterov": self.name == "nesterov"}
 
 
 class Nesterov(Momentum):
@@ -147,6 +156,9 @@ class Adagrad(Adaptive):
     def second_moment(self, state):
         return state["sum"]
 
+    def torch_equivalent(self):
+        return "Adagrad", {"eps": self.hyper["epsilon"]}
+
 
 class RMSprop(Adaptive):
     name, code = "rmsprop", 4
@@ -163,6 +175,9 @@ class RMSprop(Adaptive):
 
     def second_moment(self, state):
         return state["square_avg"]
+
+    def torch_equivalent(self):
+        return "RMSprop", {"alpha": self.hyper["rho"], "eps": self.hyper["epsilon"]}
 
 
 class Adam(Adaptive):
@@ -187,6 +202,10 @@ class Adam(Adaptive):
     def unbias(self, t):
         return 1.0 / np.sqrt(1 - self.hyper["beta2"] ** t)
 
+    def torch_equivalent(self):
+        h = self.hyper
+        return "Adam", {"betas": (h["beta1"], h["beta2"]), "eps": h["epsilon"]}
+
 
 class AdamW(Adam):
     name, code = "adamw", 6
@@ -196,6 +215,10 @@ class AdamW(Adam):
     def step(self, theta, g, state, t, lr, n_weights):
         theta[:n_weights] *= 1 - lr * self.hyper["weight_decay"]
         super().step(theta, g, state, t, lr, n_weights)
+
+    def torch_equivalent(self):
+        name, arguments = super().torch_equivalent()
+        return "AdamW", {**arguments, "weight_decay": self.hyper["weight_decay"]}
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

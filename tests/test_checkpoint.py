@@ -51,6 +51,34 @@ def test_resume_is_bit_identical(tmp_path, optimizer, batch_size):
     assert_same_fit(resumed, uninterrupted)
 
 
+CASES = {  # estimator, data and settings the resume tests above do not reach
+    "unstandardized": (GDRegressor, {}, dict(standardize=False)),
+    "float32": (GDRegressor, dict(dtype=np.float32), {}),
+    "F order": (GDRegressor, dict(order="F"), {}),
+    "huber": (GDRegressor, {}, dict(loss="huber", delta=0.5)),
+    "several outputs": (GDRegressor, dict(outputs=3), dict(clip_norm=1.0)),
+    "binary classifier": (GDClassifier, dict(classes=2), {}),
+    "multiclass float32": (GDClassifier, dict(classes=4, dtype=np.float32), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resume_is_bit_identical_for(tmp_path, case):
+    estimator, data, extra = CASES[case]
+    X, y, sw = make_problem(500, 6, weights=True, dtype=data.get("dtype", np.float64),
+                            order=data.get("order", "C"))
+    if data.get("outputs"):
+        y = np.column_stack([y * (o + 1) for o in range(data["outputs"])])
+    if data.get("classes"):
+        y = np.digitize(y, np.quantile(y, np.linspace(0, 1, data["classes"] + 1)[1:-1]))
+    settings = dict(optimizer="adam", learning_rate=0.02, batch_size=40, max_epochs=8,
+                    tol=None, random_state=1, alpha=0.01, l1_ratio=0.3, **extra)
+    uninterrupted = estimator(**settings).fit(X, y, sample_weight=sw)
+    resumed = interrupted_then_resumed(lambda **kw: estimator(**settings, **kw), X, y,
+                                       tmp_path / "fit.ckpt", stop_at=3, sample_weight=sw)
+    assert_same_fit(resumed, uninterrupted)
+
+
 def test_resume_with_early_stopping_and_unseeded_shuffles(tmp_path):
     """random_state=None: the checkpoint holds the random state the row orders and the
     validation rows were drawn from."""

@@ -33,9 +33,13 @@ def test_dicts_describe_the_running_build():
 
 
 def test_the_build_is_the_one_asked_for():
-    """make test-serial and make test-debug set these for the build and for the tests."""
-    if _flag("FASTGD_NO_OPENMP"):
-        assert not _compiled.kernels.openmp_enabled()
+    """make test-serial and make test-debug set these for the build and for the tests. A
+    build that was not asked to be serial has OpenMP: setup.py only warns when it finds no
+    OpenMP, and a silent serial fallback would turn every thread-count test into one thread
+    against one thread (and skip those that need OpenMP)."""
+    assert _compiled.kernels.openmp_enabled() == (not _flag("FASTGD_NO_OPENMP")), (
+        "this fastgd was built without OpenMP: install an OpenMP runtime (libgomp; libomp on "
+        "macOS) and rebuild, or set FASTGD_NO_OPENMP=1 for a serial build and its tests")
     assert _compiled.kernels.bounds_checked() == _flag("FASTGD_DEBUG")
     # Both SIMD builds are the same kind of build.
     assert _compiled.baseline.openmp_enabled() == _compiled.kernels.openmp_enabled()

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import LOSSES, OPTIMIZERS, loss_id, make_problem, targets_for
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -127,21 +127,18 @@ def train(engine, problem, optimizer, learning_rate="auto", tol=1e-6, max_epochs
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
-                                       "adam", "adamw"])
-@pytest.mark.parametrize("loss", ["squared", "huber", "log", "multinomial"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
 def test_full_batch_training_equals_in_memory(client, optimizer, loss):
     """The training loop on shards (standardization, the automatic step, tol's scale, the
-    updates) ends where the in-memory fit does."""
+    updates) ends where the in-memory fit does, for every loss and optimizer."""
     X, y, sw = make_problem(3000, 6, weights=True)
-    k = 3 if loss == "multinomial" else 1
-    if loss in ("squared", "huber"):
-        Y = y.reshape(-1, 1)
-    else:  # classes by quantiles of y: 2 for the log loss, k for the multinomial
-        cuts = np.quantile(y, np.linspace(0, 1, max(k, 2) + 1)[1:-1])
-        Y = np.digitize(y, cuts).reshape(-1, 1).astype(np.float64)
-    rate = "auto" if optimizer in ("sgd", "momentum", "nesterov") else 0.05
-    expected = train(IN_MEMORY, Problem(X, Y, sw, losses.get(loss), k), optimizer, rate)
+    k = 3 if loss.class_indices else 1
+    Z = (X - X.mean(axis=0)) @ np.random.default_rng(2).standard_normal((6, k)) / 3
+    Y = targets_for(loss, Z)
+    automatic = optimizer in ("sgd", "momentum", "nesterov") and loss.curvature is not None
+    rate = "auto" if automatic else 0.05
+    expected = train(IN_MEMORY, Problem(X, Y, sw, loss, k), optimizer, rate)
     shards = sharded(X, Y, sw, client)
     got = train(ON_SHARDS, on_shards(shards, loss, k), optimizer, rate)
     shards.release()
@@ -297,18 +294,24 @@ def test_a_fit_that_fails_leaves_nothing_on_the_cluster(client):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_mini_batches_on_one_shard_are_the_in_memory_epochs(client):
+@pytest.mark.parametrize("kind,dtype", [("regressor", np.float64), ("regressor", np.float32),
+                                        ("binary", np.float64), ("multiclass", np.float32)])
+def test_mini_batches_on_one_shard_are_the_in_memory_epochs(client, kind, dtype):
     """A local epoch is the compiled epoch on the shard: with one shard and the rows in
-    order, mini-batch training on the cluster is the in-memory training."""
-    from fastgd import GDRegressor
+    order, mini-batch training on the cluster is the in-memory training, for regressors
+    and classifiers, in float64 and float32."""
+    from fastgd import GDClassifier, GDRegressor
 
-    X, y, sw = make_problem(2000, 4, weights=True)
+    X, y, sw = make_problem(2000, 4, weights=True, dtype=dtype)
+    if kind != "regressor":
+        y = np.digitize(y, [0.0] if kind == "binary" else [-2.0, 0.0, 2.0])
+    estimator = GDRegressor if kind == "regressor" else GDClassifier
     params = dict(batch_size=64, shuffle=False, optimizer="adam", learning_rate=0.01,
                   max_epochs=5)
-    on_cluster = GDRegressor(**params).fit(da.from_array(X, chunks=(2000, 4)),
-                                           da.from_array(y, chunks=2000),
-                                           sample_weight=da.from_array(sw, chunks=2000))
-    in_memory = GDRegressor(**params).fit(X, y, sample_weight=sw)
+    on_cluster = estimator(**params).fit(da.from_array(X, chunks=(2000, 4)),
+                                         da.from_array(y, chunks=2000),
+                                         sample_weight=da.from_array(sw, chunks=2000))
+    in_memory = estimator(**params).fit(X, y, sample_weight=sw)
     np.testing.assert_allclose(on_cluster.coef_, in_memory.coef_, rtol=1e-12)
     np.testing.assert_allclose(on_cluster.history_["loss"], in_memory.history_["loss"],
                                rtol=1e-12)

@@ -2,23 +2,20 @@
 
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import OPTIMIZERS, make_problem
 from numpy.testing import assert_allclose
 
 import fastgd
-from fastgd import GDRegressor
+from fastgd import GDRegressor, optimizers
 
 torch = pytest.importorskip("torch")
 
-TORCH = {
-    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
-    "momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
-    "nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True),
-    "adagrad": lambda params, lr: torch.optim.Adagrad(params, lr=lr),
-    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=0.99),
-    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
-    "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
-}
+
+def torch_optimizer(name, params, lr):
+    """The torch.optim namesake of the registry's optimizer `name`, at its defaults (the
+    estimators' defaults too)."""
+    cls, arguments = optimizers.get(name).torch_equivalent()
+    return getattr(torch.optim, cls)(params, lr=lr, **arguments)
 
 
 def torch_fit(X, y, optimizer, lr, batch_size, epochs, clip_norm=None):
@@ -27,7 +24,7 @@ def torch_fit(X, y, optimizer, lr, batch_size, epochs, clip_norm=None):
     torch.nn.init.zeros_(model.bias)
     groups = [{"params": [model.weight]},
               {"params": [model.bias], "weight_decay": 0.0}]  # fastgd never decays b
-    opt = TORCH[optimizer](groups, lr)
+    opt = torch_optimizer(optimizer, groups, lr)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for _ in range(epochs):
         for lo in range(0, len(y), batch_size):
@@ -40,7 +37,7 @@ def torch_fit(X, y, optimizer, lr, batch_size, epochs, clip_norm=None):
     return model.weight.detach().numpy()[0], float(model.bias.detach())
 
 
-@pytest.mark.parametrize("optimizer", sorted(TORCH))
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("batch_size", [1, 16, 200])
 def test_same_trajectory_as_torch(optimizer, batch_size):
     X, y, _ = make_problem(200, 4, seed=9)
