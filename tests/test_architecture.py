@@ -238,3 +238,21 @@ def test_registries_name_every_kernel_code_once():
         codes = [cls.code for cls in registry.values()]
         assert sorted(codes) == list(range(len(codes)))
         assert all(cls.summary for cls in registry.values())
+
+
+def test_readme_layout_names_every_file():
+    """README's Layout section names every source file of the package, and nothing that
+    is not there."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):].split("\n## ")[0]
+    files = {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*")
+             if path.suffix in (".py", ".pyx", ".pxd", ".pxi", ".h")}
+    named = set(re.findall(r"^ {4}(?:fastgd/)?([\w/]+\.(?:py|pyx|pxd|pxi|h))\b", layout, re.M))
+    named |= set(re.findall(r"[ ;(]([\w]+\.(?:py|pyx|pxd|pxi|h))\b", layout))
+    missing = {f for f in files if f not in named and f.split("/")[-1] not in named
+               and not (f.startswith("solvers/") and "fastgd/solvers/" in layout)}
+    assert not missing, f"README's Layout does not name {sorted(missing)}"
+    places = [PACKAGE, *(PACKAGE.parent / d for d in ("benchmarks", "tests", "tools"))]
+    unknown = {name for name in named
+               if not any(list(place.rglob(name.split("/")[-1])) for place in places)}
+    assert not unknown, f"README's Layout names files that do not exist: {sorted(unknown)}"
