@@ -78,13 +78,8 @@ cdef inline double log_d2loss(double z, double y) noexcept nogil:
 # diag(p) - p p^T (p = softmax(z)), whose diagonal is p_o (1 - p_o).
 cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept nogil:
     cdef Py_ssize_t o
-    cdef double top = z[0], zc = z[c], total = 0.0
-    for o in range(1, k):
-        if z[o] > top:
-            top = z[o]
-    for o in range(k):
-        z[o] = exp(z[o] - top)
-        total += z[o]
+    cdef double zc = z[c], top
+    cdef double total = shifted_exp(z, k, z, &top)
     for o in range(k):
         z[o] /= total
     z[c] -= 1.0
@@ -93,15 +88,25 @@ cdef inline double softmax_loss(double* z, Py_ssize_t k, Py_ssize_t c) noexcept 
 cdef inline void softmax_d2loss(const double* z, Py_ssize_t k, double* h) noexcept nogil:
     """The diagonal of the multinomial loss's Hessian in z: h_o = p_o (1 - p_o)."""
     cdef Py_ssize_t o
-    cdef double top = z[0], total = 0.0
-    for o in range(1, k):
-        if z[o] > top:
-            top = z[o]
-    for o in range(k):
-        h[o] = exp(z[o] - top)
-        total += h[o]
+    cdef double top
+    cdef double total = shifted_exp(z, k, h, &top)
     for o in range(k):
         h[o] = h[o] / total * (1.0 - h[o] / total)
+
+cdef inline double shifted_exp(const double* z, Py_ssize_t k, double* e,
+                               double* top) noexcept nogil:
+    """e_o = exp(z_o - max_o z_o) (e may be z itself), the maximum into *top; returns the
+    sum of the e_o: the softmax without overflow."""
+    cdef Py_ssize_t o
+    cdef double largest = z[0], total = 0.0
+    for o in range(1, k):
+        if z[o] > largest:
+            largest = z[o]
+    for o in range(k):
+        e[o] = exp(z[o] - largest)
+        total += e[o]
+    top[0] = largest
+    return total
 
 
 # What a pass asks of a loss: the dispatch by kind.
@@ -149,14 +154,16 @@ cdef inline void elementwise_run(const Loss* loss, double* z, const floating* y,
     the kind a constant in each, so that the compiler vectorizes it (a call per row cost
     more than the pass over X at d = 10)."""
     cdef const floating* no_sw = NULL
-    if sw == NULL:
-        if loss.kind == SQUARED:
-            residuals_of(SQUARED, 0.0, z, y, no_sw, m, losses, weights)
-        elif loss.kind == HUBER:
-            residuals_of(HUBER, loss.param, z, y, no_sw, m, losses, weights)
-        else:
-            residuals_of(LOG, 0.0, z, y, no_sw, m, losses, weights)
-    elif loss.kind == SQUARED:
+    if sw == NULL:  # NULL a constant: the copies without weights
+        run_of_kind(loss, z, y, no_sw, m, losses, weights)
+    else:
+        run_of_kind(loss, z, y, sw, m, losses, weights)
+
+
+cdef inline void run_of_kind(const Loss* loss, double* z, const floating* y,
+                             const floating* sw, Py_ssize_t m, double* losses,
+                             double* weights) noexcept nogil:
+    if loss.kind == SQUARED:
         residuals_of(SQUARED, 0.0, z, y, sw, m, losses, weights)
     elif loss.kind == HUBER:
         residuals_of(HUBER, loss.param, z, y, sw, m, losses, weights)
