@@ -182,6 +182,20 @@ def _registry_doc(template: str) -> str:
 
 COMMON_PARAMETERS = _registry_doc(COMMON_PARAMETERS)
 
+
+def _loss_doc(task: str, default: str) -> str:
+    """The `loss` parameter's entry: the task's losses of the registry and their formulas,
+    averaged over rows (weighted by sample_weight)."""
+    names = losses.names(task)
+    choices = "{" + ", ".join(f'"{name}"' for name in names) + "}"
+    lines = [f'    loss : {choices}, default="{default}"',
+             "        The mean over rows (weighted by sample_weight) of the loss of a row's raw "
+             "outputs z:", ""]
+    for name in names:
+        lines.append(textwrap.fill(f'- ``"{name}"``: {losses.LOSSES[name].summary}', 88,
+                                   initial_indent=" " * 8, subsequent_indent=" " * 10))
+    return "\n".join(lines)
+
 # How both estimators' fit take Dask arrays and resume from checkpoints.
 FIT_DATA = '''
         X, y and sample_weight may be Dask arrays: the rows then stay on the cluster of
@@ -707,10 +721,7 @@ GDRegressor.__doc__ = f"""Linear regression trained by gradient descent on the m
 
     Parameters
     ----------
-    loss : {{"squared", "huber"}}, default="squared"
-        The mean over rows of the squared error (z - y)^2 (torch's ``MSELoss``), or of
-        Huber's loss (torch's ``HuberLoss``): r^2 / 2 for a residual |r| <= delta, else
-        delta (|r| - delta / 2), which lets outliers pull only linearly.
+{_loss_doc("regression", "squared")}
     delta : float, default=1.0
         Huber's threshold, in the units of y (scikit-learn's SGDRegressor calls it
         epsilon; here ``epsilon`` is the optimizers' constant, as in torch).
@@ -854,8 +865,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
 
     def _fitted_loss(self) -> losses.Loss:
         """The loss of two classes, or its multiclass form for more."""
-        name = self.loss if len(self.classes_) == 2 else losses.LOSSES[self.loss].multiclass
-        return losses.get(name, **self.get_params(deep=False))
+        return losses.for_classes(len(self.classes_), self.loss, **self.get_params(deep=False))
 
     def _encode_dask(self, y, dtype, sample_weight, reset, classes):
         """The in-memory encoding of y's distinct labels (few, computed on the cluster)
@@ -912,8 +922,8 @@ GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regress
 
     Parameters
     ----------
-    loss : {{"log"}}, default="log"
-        The mean log loss (cross-entropy) of the predicted probabilities.
+{_loss_doc("classification", "log")}
+        With more than two classes, its multiclass form: the softmax cross-entropy.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplying sample_weight: ``{{label: weight}}``, or
         "balanced": n_samples / (n_classes * count of the class) (not with partial_fit).

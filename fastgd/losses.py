@@ -259,6 +259,13 @@ def get(name, **settings) -> Loss:
     return cls(**{key: settings[key] for key in cls.params if key in settings})
 
 
+def for_classes(n_classes: int, name, **settings) -> Loss:
+    """A classification loss for n_classes: `name` for two, its multiclass form for more."""
+    if n_classes > 2:
+        name = LOSSES[check_choice("loss", name, tuple(LOSSES))].multiclass
+    return get(name, **settings)
+
+
 def names(task: str) -> tuple:
     """The losses an estimator of `task` offers (not the multiclass forms it switches to)."""
     return tuple(name for name, cls in LOSSES.items()

@@ -48,7 +48,7 @@ class LinearModel:
             if classes is None or classes.ndim != 1 or len(classes) < 2:
                 raise ValueError("classes_ is not an array of 2 labels or more")
             k = 1 if len(classes) == 2 else len(classes)
-            loss = losses.get("log") if k == 1 else losses.get(losses.Log.multiclass)
+            loss = losses.for_classes(len(classes), saved.params.get("loss"), **saved.params)
             shapes = ((k, d), (k,))
         else:
             loss = losses.get(saved.params.get("loss"), **saved.params)
