@@ -99,22 +99,28 @@ def read(path, estimator, data: dict):
         raise ValueError(f"{name} has a malformed training state: {error!r}") from None
 
 
-def _slots(values, arrays, version: int, optimizer) -> dict:
-    """The solver's named state: by name since version 2; in version 1 every optimizer
-    kept two vectors, m and v, and its slots were among them (V1_SLOTS)."""
+def _slots(values, arrays, version: int, template: dict) -> dict:
+    """The solver's named state, each of its template's shape and dtype (any names, any
+    shapes): by name since version 2; in version 1 every optimizer kept two vectors, m and
+    v, and its slots were among them (V1_SLOTS)."""
     if version == 1:
-        return {slot: arrays[V1_SLOTS[slot]] for slot in optimizer.slots}
-    names = values["slots"]
-    if not isinstance(names, list) or set(names) != set(optimizer.slots):
-        raise ValueError(f"its state {names!r} is not the {optimizer.name} optimizer's")
-    return {slot: arrays[f"state.{slot}"] for slot in names}
+        slots = {name: arrays[V1_SLOTS[name]] for name in template}
+    else:
+        names = values["slots"]
+        if not isinstance(names, list) or set(names) != set(template):
+            raise ValueError(f"its state {names!r} is not the solver's {sorted(template)}")
+        slots = {name: arrays[f"state.{name}"] for name in names}
+    for name, value in slots.items():
+        if value.shape != template[name].shape or value.dtype != template[name].dtype:
+            raise ValueError(f"its state {name!r} is not {template[name].shape} "
+                             f"{template[name].dtype} numbers")
+    return slots
 
 
 def _loop(loaded, values, arrays, version: int) -> LoopState:
     size = np.size(loaded.coef_) + np.size(loaded.intercept_)  # k (d + 1) parameters
     vectors = {key: arrays[key] for key in ("theta", "last_good", "best")}
-    slots = _slots(values, arrays, version, loaded._optimizer())
-    vectors.update(slots)
+    slots = _slots(values, arrays, version, loaded._optimizer().new_state(size))
     history = loaded.history_
     if loaded.early_stopping:  # the validation bookkeeping is there, or the file is broken
         if "val_loss" not in history:

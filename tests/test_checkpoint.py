@@ -234,6 +234,11 @@ def test_checkpoints_load_and_resume_from_anywhere(tmp_path, monkeypatch):
     (lambda meta: meta["training"]["values"].update(learning_rate="fast"), "malformed"),
     (lambda meta: meta["training"]["values"].update(random_state=[1, 2]), "malformed"),
     (lambda meta: meta["training"]["values"].pop("steps"), "malformed"),
+    (lambda meta: meta["training"]["values"].update(slots=["exp_avg"]), "malformed.*not the "
+                                                                        "solver's"),
+    (lambda meta: meta["training"]["arrays"].pop("state.momentum_buffer"), "malformed"),
+    (lambda meta: meta["training"]["arrays"]["state.momentum_buffer"].update(shape=[2]),
+     "not a fastgd model"),  # the array's description against its data
 ])
 def test_damaged_training_state_is_a_value_error(tmp_path, damage, message):
     import json
