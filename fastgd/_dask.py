@@ -48,12 +48,14 @@ def _known_rows(array):
     return array.compute_chunk_sizes() if any(np.isnan(array.chunks[0])) else array
 
 
-def _pack(X, Y, sample_weight, k):
+def _pack(X, Y, sample_weight, k, check_targets=None):
     """One shard, on its worker: (X, Y, sample_weight, their weight), arrays the kernels read
     in place, y and the weights checked as in memory (X, as in memory, only if a loss comes
-    out non-finite)."""
+    out non-finite; Y by check_targets, the loss's domain, if given)."""
     X = as_matrix(np.asarray(X))
     Y = as_targets(np.asarray(Y), len(X), k, X.dtype)
+    if check_targets is not None:
+        check_targets(Y)
     sample_weight = as_sample_weight(sample_weight, len(X), X.dtype, shard=True)
     weight = float(len(X)) if sample_weight is None else float(
         sample_weight.sum(dtype=np.float64))
@@ -130,9 +132,10 @@ class Shards:
         return np.cumsum([0, *self.rows[:-1]]).tolist()
 
     @classmethod
-    def of(cls, X, Y, sample_weight=None, client=None) -> Shards:
+    def of(cls, X, Y, sample_weight=None, client=None, check_targets=None) -> Shards:
         """Persist X (a dask array), Y and sample_weight (dask or NumPy arrays of as many
-        rows) on the cluster as one packed future per row block of X."""
+        rows) on the cluster as one packed future per row block of X; check_targets(Y of a
+        block), if given, runs on its worker."""
         import dask
         import dask.array as da
 
@@ -154,7 +157,7 @@ class Shards:
         if sample_weight is not None:
             parts.append(sample_weight.rechunk((row_chunks,)).to_delayed().ravel())
         # Empty blocks (a filter leaves them) are left out; they hold nothing to train on.
-        blocks = [dask.delayed(_pack)(x, y, w[0] if w else None, k)
+        blocks = [dask.delayed(_pack)(x, y, w[0] if w else None, k, check_targets)
                   for rows, (x, y, *w) in zip(row_chunks, zip(*parts, strict=True),
                                               strict=True) if rows > 0]
         if not blocks:

@@ -5,7 +5,7 @@
 # is the LossKind below. Adding a loss: docs/architecture.md.
 
 from cython cimport floating
-from libc.math cimport exp, fabs, log, log1p
+from libc.math cimport NAN, exp, fabs, log, log1p
 
 cdef enum LossKind:      # the `code` of each fastgd.losses class
     SQUARED = 0
@@ -120,7 +120,10 @@ cdef inline double elementwise_loss(const Loss* loss, double z, double y,
     if loss.kind == HUBER:
         dz[0] = huber_dloss(z, y, loss.param)
         return huber_loss(z, y, loss.param)
-    return log_loss(z, y, dz)
+    if loss.kind == LOG:
+        return log_loss(z, y, dz)
+    dz[0] = NAN  # a kind without its case here: non-finite, which training reports
+    return NAN
 
 
 cdef inline double elementwise_d2loss(const Loss* loss, double z, double y) noexcept nogil:
@@ -129,7 +132,9 @@ cdef inline double elementwise_d2loss(const Loss* loss, double z, double y) noex
         return squared_d2loss(z, y)
     if loss.kind == HUBER:
         return huber_d2loss(z, y, loss.param)
-    return log_d2loss(z, y)
+    if loss.kind == LOG:
+        return log_d2loss(z, y)
+    return NAN
 
 
 cdef inline double row_loss(const Loss* loss, Py_ssize_t k, double* z,
@@ -167,8 +172,10 @@ cdef inline void run_of_kind(const Loss* loss, double* z, const floating* y,
         residuals_of(SQUARED, 0.0, z, y, sw, m, losses, weights)
     elif loss.kind == HUBER:
         residuals_of(HUBER, loss.param, z, y, sw, m, losses, weights)
-    else:
+    elif loss.kind == LOG:
         residuals_of(LOG, 0.0, z, y, sw, m, losses, weights)
+    else:  # correct for any elementwise kind, but a loop that branches on it each row
+        residuals_of(loss.kind, loss.param, z, y, sw, m, losses, weights)
 
 
 cdef inline void residuals_of(LossKind kind, double param, double* z, const floating* y,

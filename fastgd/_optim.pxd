@@ -79,7 +79,7 @@ cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g
         for k in range(n_params):
             s0[k] = rho * s0[k] + (1.0 - rho) * g[k] * g[k]
             theta[k] -= lr * g[k] / (sqrt(s0[k]) + eps)
-    else:                              # ADAM, ADAMW: s0 = m (exp_avg), s1 = v (exp_avg_sq)
+    elif c.kind == ADAM or c.kind == ADAMW:  # s0 = m (exp_avg), s1 = v (exp_avg_sq)
         if c.kind == ADAMW:            # decoupled decay first: w *= 1 - lr wd (not b)
             step_size = 1.0 - lr * c.weight_decay
             for k in range(n_weights):
@@ -131,16 +131,20 @@ cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* stat
     weaker.)"""
     cdef Py_ssize_t k
     cdef double t = lr * l1, unbias = 1.0
-    cdef const double* v = state   # the second moment: Adagrad's and RMSProp's only vector
+    cdef const double* v           # the second moment of an adaptive optimizer
     if c.kind == MOMENTUM or c.kind == NESTEROV:
         t = t / (1.0 - c.momentum)
     if c.kind == SGD or c.kind == MOMENTUM or c.kind == NESTEROV:
         for k in range(n_weights):
             theta[k] = soft_threshold(theta[k], t)
         return
-    if c.kind == ADAM or c.kind == ADAMW:
+    if c.kind == ADAGRAD or c.kind == RMSPROP:
+        v = state                  # their only vector
+    elif c.kind == ADAM or c.kind == ADAMW:
         unbias = 1.0 / sqrt(1.0 - beta2_t)
         v = state + stride         # Adam's second vector
+    else:  # every optimizer has its branch here (the tests compare its L1 runs with the
+        return  # registry's l1_scale, in NumPy)
     for k in range(n_weights):
         theta[k] = soft_threshold(theta[k], t / (sqrt(v[k]) * unbias + c.eps))
 

@@ -51,32 +51,32 @@ COMMON_PARAMETERS = '''
 
 {optimizer_rules}
     learning_rate : float or "auto", default="auto"
-        The step size (before the schedule). ``"auto"``, for ``"sgd"``, ``"momentum"`` and
-        ``"nesterov"``, is 1 / L, L the largest curvature of the objective (the largest
-        eigenvalue of the Hessian of the loss and ridge penalty in the trained,
-        standardized parameters), estimated by 12 power-iteration passes of the fused
-        kernel before training: exactly for the squared loss, through a bound for the
-        others (Huber's curvature is at most 1/2 of it, the log loss's 1/8, the
-        softmax's 1/4). The estimate comes from below, so the step is about 1 / L: under
-        the 2 / L where full-batch SGD diverges, and the about 1.36 / L where Nesterov
+        The step size (before the schedule). ``"auto"``, for {curvature_optimizers}, is
+        1 / L, L the largest curvature of the objective (the largest eigenvalue of the
+        Hessian of the loss and ridge penalty in the trained, standardized parameters),
+        estimated by 12 power-iteration passes of the fused kernel before training:
+        exactly for the squared loss, through a bound for the others (relative to the
+        squared loss's: {curvature_bounds}). The estimate comes from below, so the step
+        is about 1 / L: under the 2 / L where full-batch SGD diverges, and the about
+        1.36 / L where Nesterov
         with momentum 0.9 does. Data built so that the top eigenvector is orthogonal to
         the (fixed, random) start could fool it, and such a run stops with a
         DivergenceError. With mini-batches, L is the expected curvature of a batch (from
         L and the largest row's; Gower et al. 2019), and with momentum the step is
         (1 - momentum) / L: safe, but a constant step leaves mini-batch training
         hovering near the optimum (a decaying ``schedule``, or full batches, go all the
-        way). For the adaptive optimizers, ``"auto"`` is torch.optim's default rate: 0.01
-        for Adagrad and RMSProp, 0.001 for Adam and AdamW.
+        way). For the adaptive optimizers, ``"auto"`` is torch.optim's default rate:
+        {fixed_rates}.
     momentum : float, default=0.9
-        For ``"momentum"`` and ``"nesterov"``.
+        For {takes:momentum}.
     beta1, beta2 : float, default=0.9, 0.999
-        For ``"adam"`` and ``"adamw"``.
+        For {takes:beta1}.
     rho : float, default=0.99
-        RMSProp's decay (torch's ``alpha``).
+        For {takes:rho}: the decay of the average of g² (torch's ``alpha``).
     epsilon : float or None, default=None
-        None: torch's default of the optimizer (1e-10 for Adagrad, 1e-8 otherwise).
+        For {takes:epsilon}; None: torch's default of the optimizer ({epsilon_defaults}).
     weight_decay : float, default=0.01
-        AdamW's decoupled weight decay.
+        For {takes:weight_decay}: the decoupled weight decay.
     schedule : {"constant", "step", "exponential", "invscaling", "cosine"}, default="constant"
         Learning rate per epoch e = 0, 1, ... (as ``torch.optim.lr_scheduler``):
         ``"step"``: lr gamma^(e // step_size) (StepLR); ``"exponential"``: lr gamma^e
@@ -172,12 +172,54 @@ COMMON_PARAMETERS = '''
 
 
 def _registry_doc(template: str) -> str:
-    """The optimizers' names and update rules from their registry, into the docstrings."""
+    """The optimizers' and losses' names, rules and settings from their registries, into
+    the docstrings (placeholders in braces; the docstrings' other braces are left)."""
+    registry = optimizers.OPTIMIZERS
+
+    def quoted(names):
+        names = [f'``"{name}"``' for name in names]
+        return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
     rules = "\n".join(textwrap.fill(f'- ``"{name}"``: {cls.summary};', 88,
                                     initial_indent=" " * 8, subsequent_indent=" " * 10)
-                      for name, cls in optimizers.OPTIMIZERS.items())
-    names = "{" + ", ".join(f'"{name}"' for name in optimizers.OPTIMIZERS) + "}"
-    return template.replace("{optimizer_names}", names).replace("{optimizer_rules}", rules)
+                      for name, cls in registry.items())
+    adaptive = {name: cls for name, cls in registry.items()
+                if issubclass(cls, optimizers.Adaptive)}
+    values = {
+        "optimizer_names": "{" + ", ".join(f'"{name}"' for name in registry) + "}",
+        "optimizer_rules": rules,
+        "curvature_optimizers": quoted([name for name in registry if name not in adaptive]),
+        "curvature_bounds": ", ".join(f"{name}'s {cls.curvature:g}" for name, cls in
+                                      losses.LOSSES.items() if cls.curvature is not None),
+        "fixed_rates": ", ".join(f'{cls.default_learning_rate:g} for ``"{name}"``'
+                                 for name, cls in adaptive.items()),
+        "epsilon_defaults": ", ".join(f'{cls.hyperparameters["epsilon"]:g} for ``"{name}"``'
+                                      for name, cls in registry.items()
+                                      if "epsilon" in cls.hyperparameters)}
+    for setting in ("momentum", "beta1", "rho", "epsilon", "weight_decay"):
+        values[f"takes:{setting}"] = quoted([name for name, cls in registry.items()
+                                             if setting in cls.hyperparameters])
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return _refilled(template)
+
+
+def _refilled(text: str, width: int = 92) -> str:
+    """Paragraphs of a parameter's description (8 spaces in) that a substitution made too
+    long, filled again; the others as written."""
+    paragraphs, current = [], []
+    for line in text.split("\n") + [""]:
+        if line.startswith(" " * 8) and not line.startswith(" " * 9) and not line[8:9] == "-":
+            current.append(line)
+            continue
+        if current:
+            if max(map(len, current)) > width:
+                current = textwrap.wrap(" ".join(part.strip() for part in current), 88,
+                                        initial_indent=" " * 8, subsequent_indent=" " * 8)
+            paragraphs += current
+            current = []
+        paragraphs.append(line)
+    return "\n".join(paragraphs[:-1])
 
 
 COMMON_PARAMETERS = _registry_doc(COMMON_PARAMETERS)
@@ -434,6 +476,7 @@ class _GDEstimator(BaseEstimator):
         X = as_matrix(X)
         sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
         Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset, **encoding)
+        loss.check_targets(Y, k)
         return Problem(X, Y, sample_weight, loss, k)
 
     def _validate_dask(self, X, y, sample_weight, reset, client, **encoding) -> Problem:
@@ -456,7 +499,8 @@ class _GDEstimator(BaseEstimator):
         with client.as_current():  # what encoding computes (the labels), on this cluster
             Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset,
                                                      **encoding)
-        shards = _dask.Shards.of(X, Y, sample_weight, client=client)
+        shards = _dask.Shards.of(X, Y, sample_weight, client=client,
+                                 check_targets=partial(loss.check_targets, k=k))
         return Problem(shards, shards, None, loss, k)
 
     def _on_blocks(self, method, X, n_columns, dtype=None):

@@ -19,8 +19,9 @@ rest of fastgd asks of it:
 
 An instance is a loss with its parameters (``get("huber", delta=0.5)``); the engines, the
 kernels (`code`, `param`), the estimators, the command line and the documentation all ask
-it. Adding a loss means a class here and its formulas in fastgd/_losses.pxd
-(docs/architecture.md walks one through).
+it. A loss is never negative (as scikit-learn's half deviances): tol and the divergence
+check compare losses by ratio. Adding a loss means a class here and its formulas in
+fastgd/_losses.pxd (docs/architecture.md walks one through).
 """
 
 from __future__ import annotations

@@ -51,12 +51,16 @@ def loss_id(loss) -> str:
 def targets_for(loss, Z):
     """Targets a loss takes, from raw outputs Z (n, k) in X's dtype: class indices of the
     largest output, labels 0/1 for a classification loss, else the predictions the loss's
-    inverse link makes of Z (within its domain)."""
+    inverse link makes of Z (within its domain; where the link is not the identity, of Z
+    scaled to within +-3, so that an exponential stays finite and moderate)."""
     if loss.class_indices:
         return Z.argmax(axis=1)[:, None].astype(Z.dtype)
     if loss.task == "classification":
         return (Z > 0).astype(Z.dtype)
-    return loss.inverse_link(Z).astype(Z.dtype)
+    Z64 = Z.astype(np.float64)
+    if not np.array_equal(loss.inverse_link(Z64), Z64):
+        Z64 = Z64 * (3.0 / max(np.abs(Z64).max(), 3.0))
+    return loss.inverse_link(Z64).astype(Z.dtype)
 
 
 def trajectory(model) -> dict:

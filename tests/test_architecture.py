@@ -211,6 +211,18 @@ def test_each_loss_has_the_same_formulas_in_c_and_numpy(build, loss):
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+def test_each_loss_is_never_negative(loss):
+    """tol and the divergence check compare losses by ratio: a loss is >= 0 (a half
+    deviance rather than a negative log-likelihood)."""
+    rng = np.random.default_rng(5)
+    k = max(loss.min_outputs, 2)
+    for scale in (0.1, 1.0, 30.0):
+        Z = rng.standard_normal((300, k)) * scale
+        Y = targets_for(loss, rng.standard_normal((300, k)) * scale)
+        assert (loss.value_and_gradient(Z, Y)[0] >= 0).all()
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
 def test_each_loss_knows_its_best_constant(loss):
     """Loss.best_constant minimizes the mean loss over constant predictions: nudging it
     either way along each output raises the loss (or leaves it, where flat)."""
@@ -231,6 +243,22 @@ def test_each_loss_knows_its_best_constant(loss):
                 nudged = z.copy()
                 nudged[o] += step
                 assert at(nudged) >= at(z) - 1e-12
+
+
+def test_estimators_check_targets_against_their_loss(monkeypatch):
+    """fit and partial_fit refuse targets outside the loss's domain (Loss.check_targets),
+    as loss_and_grad does: a loss with a domain needs nothing more than its check."""
+    from fastgd import GDRegressor
+
+    def refuse(self, Y, k):
+        raise ValueError(f"y is outside the {self.name} loss's domain")
+
+    monkeypatch.setattr(losses.Squared, "check_targets", refuse)
+    X = np.ones((10, 2))
+    for call in (lambda: GDRegressor().fit(X, np.ones(10)),
+                 lambda: GDRegressor().partial_fit(X, np.ones(10))):
+        with pytest.raises(ValueError, match="outside the squared loss's domain"):
+            call()
 
 
 def test_registries_name_every_kernel_code_once():
