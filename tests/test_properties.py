@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from conftest import OPTIMIZERS
+from conftest import LOSSES, OPTIMIZERS, targets_for
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
@@ -19,6 +19,7 @@ from fastgd import GDClassifier, GDRegressor, losses, reference
 from fastgd._compiled import kernels
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+SQUARED = losses.Squared()
 
 
 @st.composite
@@ -34,9 +35,10 @@ def shapes(draw, max_rows=3000, max_features=40):
 
 
 @st.composite
-def arrays(draw, n, d, k=1, y_kind="real"):
-    """X in a random dtype and layout (C, F, or strided, a view that is neither), y of the
-    loss's kind, maybe sample weights (some zero), from one random seed."""
+def arrays(draw, n, d, k=1, loss=SQUARED):
+    """X in a random dtype and layout (C, F, or strided, a view that is neither), targets
+    the loss takes (conftest.targets_for) of k outputs, maybe sample weights (some zero),
+    from one random seed."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     layout = draw(st.sampled_from(["C", "F", "strided"]))
@@ -45,13 +47,9 @@ def arrays(draw, n, d, k=1, y_kind="real"):
     X = (rng.standard_normal((n, 2 * d if strided else d)) * np.tile(scale, 2 if strided else 1)
          + rng.uniform(-2, 2)).astype(dtype)
     X = X[:, ::2] if strided else np.asarray(X, order=layout)
-    if y_kind == "real":
-        y = X.astype(np.float64) @ rng.standard_normal((d, k)) + rng.standard_normal((n, k))
-    elif y_kind == "binary":
-        y = rng.integers(0, 2, (n, k)).astype(np.float64)
-    else:  # class indices
-        y = rng.integers(0, k, n).astype(np.float64)
-    y = (y[:, 0] if y.ndim == 2 and k == 1 else y).astype(dtype)
+    Z = X.astype(np.float64) @ rng.standard_normal((d, k)) + rng.standard_normal((n, k))
+    y = targets_for(loss, Z.astype(dtype))
+    y = y[:, 0] if y.shape[1] == 1 else y
     weights = None
     if draw(st.booleans()):
         weights = rng.uniform(0, 2, n).astype(dtype)
@@ -60,36 +58,38 @@ def arrays(draw, n, d, k=1, y_kind="real"):
     return X, y, weights, rng
 
 
-LOSSES = [("squared", "real", 1), ("squared", "real", 3), ("huber", "real", 1),
-          ("log", "binary", 1), ("multinomial", "classes", 4)]
+# Every loss of the registry: one output and three (regression), one logit (a binary
+# classification loss), four classes (a loss of class indices).
+CASES = [(loss, k) for loss in LOSSES for k in (
+    (4,) if loss.class_indices else (1,) if loss.task == "classification" else (1, 3))]
 
 
-@given(shape=shapes(), loss=st.sampled_from(LOSSES), data=st.data())
-def test_compiled_equals_reference_and_threads_give_the_same_bits(shape, loss, data):
-    (n, d), (name, y_kind, k) = shape, loss
-    X, y, weights, rng = data.draw(arrays(n, d, k, y_kind))
+@given(shape=shapes(), case=st.sampled_from(CASES), data=st.data())
+def test_compiled_equals_reference_and_threads_give_the_same_bits(shape, case, data):
+    (n, d), (loss, k) = shape, case
+    X, y, weights, rng = data.draw(arrays(n, d, k, loss))
     coef = rng.standard_normal((k, d) if k > 1 else d) / np.sqrt(d) / (1 + np.abs(X).max())
     intercept = rng.standard_normal(k) if k > 1 else float(rng.standard_normal())
     args = (X, y, coef, intercept)
-    one = fastgd.loss_and_grad(*args, loss=name, sample_weight=weights, n_threads=1)
-    two = fastgd.loss_and_grad(*args, loss=name, sample_weight=weights, n_threads=2)
+    kw = dict(loss=loss.name, sample_weight=weights, **{p: getattr(loss, p) for p in loss.params})
+    one = fastgd.loss_and_grad(*args, **kw, n_threads=1)
+    two = fastgd.loss_and_grad(*args, **kw, n_threads=2)
     for a, b in zip(one, two, strict=True):
         assert_array_equal(a, b)
-    expected = reference.loss_and_grad(*args, loss=name, sample_weight=weights)
+    expected = reference.loss_and_grad(*args, **kw)
     rtol = RTOL[X.dtype.type]
-    for got, want, scale in zip(one, expected, sum_scales(*args, name, weights), strict=True):
+    for got, want, scale in zip(one, expected, sum_scales(*args, loss, weights), strict=True):
         error = np.abs(np.asarray(got) - want)
         bound = rtol * (np.abs(want) + scale)
         assert np.all(error <= bound), (got, want, error / np.maximum(bound / rtol, 1e-300))
 
 
-def sum_scales(X, y, coef, intercept, name, weights):
+def sum_scales(X, y, coef, intercept, loss, weights):
     """The size of what each result sums: the loss sum_i w_i |l_i| / sum w, the gradient
     sum_i w_i |l'_i x_ij| / sum w, the intercept's sum_i w_i |l'_i| / sum w. Rounding
     errors of a sum are relative to the sum of its terms' sizes, not to its result (a
     gradient entry near 0 is a sum of terms that cancel): these, times rtol, are the
     tolerances, and no looser."""
-    loss = losses.get(name)
     X64 = X.astype(np.float64)
     k = np.atleast_2d(coef).shape[0]
     Y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+import numpy as np
+
 from fastgd._problem import Engine, Problem
-from fastgd._state import TrainState
+from fastgd._state import TrainState, in_original_units
 
 
 class Step(NamedTuple):
@@ -51,3 +53,13 @@ class Solver(Protocol):
     def step(self, engine: Engine, problem: Problem, state: TrainState, epoch: int) -> Step:
         """Step number `epoch` (0-based, counted over partial_fit calls) on the rows trained
         on: state.theta and state.slots are updated in place (state.steps is the loop's)."""
+
+
+def loss_and_gradient(engine: Engine, problem: Problem, theta, std) -> tuple:
+    """(the mean loss, its gradient in theta) at trained parameters theta (standardized by
+    std, laid out as theta) in one pass: what a solver that steps on the whole data asks."""
+    w, b = in_original_units(std, theta, problem.n_features)
+    loss, grad_w, grad_b = engine.loss_and_grad(problem, w, b)
+    if std:  # the gradient in the standardized parameters
+        grad_w = std.gradient_to_trained(grad_w, grad_b)
+    return loss, np.append(grad_w.ravel(), grad_b)

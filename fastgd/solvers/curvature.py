@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fastgd._state import in_original_units
+from fastgd.solvers import loss_and_gradient
 
 POWER_ITERATIONS = 12
 
@@ -34,24 +34,22 @@ def largest_curvature(engine, problem, std, l2, iterations: int = POWER_ITERATIO
     v /= np.linalg.norm(v)
     curvature = 0.0
     for _ in range(iterations):
-        w, b = in_original_units(std, v, d)
-        _, grad_w, grad_b = engine.loss_and_grad(zeros, w, b)
-        if std:  # the gradient in the standardized parameters
-            grad_w = std.gradient_to_trained(grad_w, grad_b)
-        hv = np.append(factor * grad_w + l2 * v[:d], factor * grad_b)
+        _, gradient = loss_and_gradient(engine, zeros, v, std)
+        hv = factor * gradient
+        hv[:d] += l2 * v[:d]
         with np.errstate(over="ignore"):
             curvature = float(np.linalg.norm(hv))
         if not math.isfinite(curvature):  # no step size is meaningful
-            raise_overflow(engine, problem, grad_w, grad_b, l2)
+            raise_overflow(engine, problem, gradient, l2)
         if curvature == 0.0:
             break
         v = hv / curvature
     return curvature
 
 
-def raise_overflow(engine, problem, grad_w, grad_b, l2):
+def raise_overflow(engine, problem, gradient, l2):
     engine.raise_if_nonfinite(problem)  # a NaN or inf in X: say where
-    if np.isfinite(grad_w).all() and np.isfinite(grad_b).all():
+    if np.isfinite(gradient).all():
         raise ValueError(f"alpha is too large for float64 arithmetic: the loss's curvature "
                          f"(its L2 part) overflows; lower alpha (now {l2:g} in the L2 part).")
     raise ValueError("X holds values too large for float64 arithmetic: the loss's curvature "
