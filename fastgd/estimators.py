@@ -562,7 +562,8 @@ class _GDEstimator(BaseEstimator):
         return FirstOrder(
             self._optimizer(), learning_rate,
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
-            batch_size=self.batch_size, shuffle_seed=self._shuffle_seed if self.shuffle else None,
+            batch_size=self.batch_size,
+            shuffle_seed=getattr(self, "_shuffle_seed", None) if self.shuffle else None,
             horizon=self.max_epochs, l1=float(self.alpha * self.l1_ratio),
             l2=float(self.alpha * (1 - self.l1_ratio)),
             clip_norm=0.0 if self.clip_norm is None else float(self.clip_norm))
