@@ -104,7 +104,7 @@ def checked_problem(X, y, coef, intercept, loss, loss_params, sample_weight):
     intercept (k,))."""
     X = as_matrix(X)
     n, d = X.shape
-    known = {key for cls in losses.LOSSES.values() for key in cls.params}
+    known = losses.parameter_names()
     for key, value in loss_params.items():
         if key not in known:
             raise TypeError(f"loss_and_grad() got an unexpected keyword argument {key!r}")

@@ -144,11 +144,12 @@ def _loop(loaded, values, arrays, version: int) -> LoopState:
                 or divisor.shape != loaded.scale_.shape or not (divisor > 0).all()):
             raise ValueError("its standardization is malformed")
         std = Standardization(loaded.mean_, loaded.scale_, divisor)
-    state = TrainState(vectors["theta"], slots, steps, epochs, std, float(rate),
-                       values["optimizer"])
-    return LoopState(state, history, vectors["last_good"], vectors["best"],
-                     _inf_if_none(values["best_loss"]), _inf_if_none(values["best_val"]),
-                     vectors.get("best_val_params"), values["stale"])
+    state = TrainState(theta=vectors["theta"], slots=slots, steps=steps, epochs=epochs,
+                       std=std, learning_rate=float(rate), optimizer=values["optimizer"])
+    return LoopState(state=state, history=history, last_good=vectors["last_good"],
+                     best=vectors["best"], best_loss=_inf_if_none(values["best_loss"]),
+                     best_val=_inf_if_none(values["best_val"]),
+                     best_val_params=vectors.get("best_val_params"), stale=values["stale"])
 
 
 def _random_state(values, arrays) -> tuple:

@@ -27,13 +27,22 @@ class InMemory:
 
     def __init__(self, module, n_threads: int):
         self.module, self.n_threads = module, n_threads
+        self._zeros = None  # the zero targets of the curvature's passes, made once
 
     def n_rows(self, problem: Problem) -> int:
         return len(problem.X) if problem.rows is None else len(problem.rows)
 
     def loss_and_grad(self, problem: Problem, coef, intercept):
-        return self.module.grad_pass(_with_targets(problem), coef, intercept,
-                                     n_threads=self.n_threads)
+        if problem.Y is None:
+            problem = replace(problem, Y=self.zero_targets(problem.X))
+        return self.module.grad_pass(problem, coef, intercept, n_threads=self.n_threads)
+
+    def zero_targets(self, X):
+        """Targets of zero (n, 1) in X's dtype, allocated once for all the passes of X."""
+        if self._zeros is None or self._zeros.shape[0] != X.shape[0] or (
+                self._zeros.dtype != X.dtype):
+            self._zeros = np.zeros((X.shape[0], 1), dtype=X.dtype)
+        return self._zeros
 
     def column_stats(self, problem: Problem):
         return self.module.column_stats(problem, n_threads=self.n_threads)
@@ -65,13 +74,6 @@ class InMemory:
             if part is not None:
                 digest.update(np.ascontiguousarray(part[rows]).tobytes())
         return {"dtype": problem.X.dtype.str, "blocks": None}
-
-
-def _with_targets(problem: Problem) -> Problem:
-    """Y of zeros where the problem has none (the curvature's passes)."""
-    if problem.Y is not None:
-        return problem
-    return replace(problem, Y=np.zeros((problem.X.shape[0], 1), dtype=problem.X.dtype))
 
 
 ENGINES = {"cython": None, "numpy": reference}  # None: the compiled build this CPU runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -25,11 +26,19 @@ class ConvergenceWarning(UserWarning):
 
 
 def convergence_warning() -> type[Warning]:
-    """scikit-learn's ConvergenceWarning when scikit-learn is loaded (the estimators load
-    it), so that its users' warning filters apply; fastgd's own otherwise: importing
-    scikit-learn only to warn would cost a second."""
+    """The class to warn with: fastgd's ConvergenceWarning, and when scikit-learn is loaded
+    (the estimators load it) a subclass of both it and scikit-learn's, so that filters on
+    either apply; importing scikit-learn only to warn would cost a second."""
     sklearn_exceptions = sys.modules.get("sklearn.exceptions")
-    return getattr(sklearn_exceptions, "ConvergenceWarning", ConvergenceWarning)
+    if sklearn_exceptions is None:
+        return ConvergenceWarning
+    return _both(sklearn_exceptions.ConvergenceWarning)
+
+
+@functools.lru_cache(maxsize=1)
+def _both(theirs: type) -> type:
+    return type("ConvergenceWarning", (ConvergenceWarning, theirs),
+                {"__module__": __name__, "__doc__": ConvergenceWarning.__doc__})
 
 
 def user_stacklevel() -> int:

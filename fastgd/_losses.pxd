@@ -30,6 +30,12 @@ cdef inline Loss loss_of(object loss, Py_ssize_t k) except *:
     if k < loss.min_outputs:  # (one output has loops for elementwise losses only)
         raise ValueError(f"the {loss.name} loss needs {loss.min_outputs} outputs or more, "
                          f"got {k}")
+    # Only the multinomial's code reads one class index a row; any other reads k targets
+    # (what the buffers and the class-index check are sized by must agree with the code).
+    if bool(loss.class_indices) != (spec.kind == MULTINOMIAL) or spec.ky != (
+            1 if spec.kind == MULTINOMIAL else k):
+        raise ValueError(f"the {loss.name} loss's targets per row disagree with its kernel "
+                         f"code {loss.code}")
     return spec
 
 

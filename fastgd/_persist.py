@@ -2,11 +2,11 @@
 
 This module knows the format only (it needs NumPy alone): the estimators save through it and
 build themselves from what it reads, and so does fastgd.LinearModel, without scikit-learn.
-The format (version 2; version 1 files are read too) is a ZIP archive whose entries are
-stored uncompressed:
+The format is a ZIP archive whose entries are stored uncompressed (version 1; a checkpoint's
+training state is version 2, below, and both are read):
 
 ``fastgd.json``
-    ``{"format": "fastgd-model", "version": 2, "estimator": "GDRegressor",
+    ``{"format": "fastgd-model", "version": 1, "estimator": "GDRegressor",
     "fastgd_version": "...", "params": {...}, "values": {...}, "arrays": {...}}``:
     the estimator ("GDRegressor" or "GDClassifier"), its constructor parameters
     (``get_params()``; a mapping such as ``class_weight`` as ``{"pairs": [[label,
@@ -87,8 +87,9 @@ def save(path, kind: str, params: dict, fitted: dict, training: dict | None = No
                if isinstance(value, np.ndarray) and value.dtype.hasobject}
     arrays = {name: _storable(name, value) for name, value in fitted.items()
               if isinstance(value, np.ndarray)}
-    document = {
-        "format": FORMAT, "version": VERSION, "estimator": kind,
+    document = {  # version 1 where it suffices: earlier fastgd reads plain models
+        "format": FORMAT, "version": VERSION if training is not None else 1,
+        "estimator": kind,
         "fastgd_version": __version__, "params": params, "values": values,
         "arrays": {name: _describe(a, name in objects) for name, a in arrays.items()}}
     if training is not None:

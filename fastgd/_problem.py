@@ -33,8 +33,9 @@ class Problem:
 
     X (n, d) and Y (n, loss.targets_per_row(k)) are as the engine holds them: NumPy arrays
     the kernels read in place, or the engine's own (a Dask engine's shards hold Y and the
-    sample weights with X: Y is then the same object as X, sample_weight None). Y None means
-    targets of zero (the curvature's passes). `rows`, if given, restricts the problem to
+    sample weights with X: Y is then the same object as X, sample_weight None). For an
+    engine, Y None means targets of zero (the curvature's passes); the engine makes them
+    for its kernels, which take arrays. `rows`, if given, restricts the problem to
     those rows (row indices into X; a Dask engine's shard numbers), read in place.
     """
 

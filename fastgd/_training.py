@@ -45,8 +45,8 @@ class LoopState:
         history = {"loss": [], "learning_rate": [], "seconds": [],
                    **({"val_loss": []} if validating else {})}
         theta = state.theta
-        return cls(state, history, theta, theta, math.inf,
-                   best_val_params=theta if validating else None)
+        return cls(state=state, history=history, last_good=theta, best=theta,
+                   best_loss=math.inf, best_val_params=theta if validating else None)
 
     def copy(self) -> LoopState:
         """A copy the loop may update in place (its arrays and lists its own)."""
@@ -125,10 +125,11 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
         state = solver.new_state(as_theta(*(std.from_original(coef, intercept) if std
                                             else (coef, intercept))), std)
     state = solver.start(engine, problem, state, engine.n_rows(training))
+    now = (replace(resume, state=state) if resume is not None
+           else LoopState.fresh(state, early_stopping is not None))
     loop = Loop(engine, problem, training, solver, early_stopping, max_epochs, tol,
                 None if tol is None else engine.constant_loss(problem), tuple(callbacks),
-                checkpoint, checkpoint_every,
-                (resume or LoopState.fresh(state, early_stopping is not None)).copy())
+                checkpoint, checkpoint_every, now.copy())
     progress = Progress(verbose, max_epochs, engine.n_rows(training))
     losses_seen = loop.now.history["loss"]
     already = len(losses_seen)

@@ -47,7 +47,7 @@ COMMON_PARAMETERS = '''
     optimizer : {optimizer_names}, default="nesterov"
         The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
         on theta = (coef, intercept) with gradient g, learning rate lr, step t = 1, 2, ...
-        and state m = v = 0 at the start:
+        and its state (m, v, ...) zero at the start:
 
 {optimizer_rules}
     learning_rate : float or "auto", default="auto"
@@ -236,6 +236,12 @@ def _loss_doc(task: str, default: str) -> str:
     for name in names:
         lines.append(textwrap.fill(f'- ``"{name}"``: {losses.LOSSES[name].summary}', 88,
                                    initial_indent=" " * 8, subsequent_indent=" " * 10))
+    for name in names:  # the losses' parameters, which the estimator takes
+        cls = losses.LOSSES[name]
+        for key, default in cls.params.items():
+            lines += [f"    {key} : float, default={default}",
+                      textwrap.fill(cls.params_doc[key], 88, initial_indent=" " * 8,
+                                    subsequent_indent=" " * 8)]
     return "\n".join(lines)
 
 # How both estimators' fit take Dask arrays and resume from checkpoints.
@@ -292,7 +298,9 @@ class _GDEstimator(BaseEstimator):
 
     def _check_params(self):
         check_choice("loss", self.loss, self._losses)
-        losses.get(self.loss, **self.get_params(deep=False))
+        params = self.get_params(deep=False)
+        for name in losses.parameter_names() & set(params):  # those of other losses too
+            check_number(name, params[name])
         check_choice("optimizer", self.optimizer, tuple(optimizers.OPTIMIZERS))
         check_choice("engine", self.engine, tuple(ENGINES))
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
@@ -543,7 +551,7 @@ class _GDEstimator(BaseEstimator):
     def _train(self, engine, problem, *, coef, intercept, max_epochs, tol, state=None,
                early_stopping=None, resume=None, checkpoint=None):
         return _training.train(
-            engine, problem, self._solver(), coef=coef, intercept=intercept,
+            engine, problem, self._solver(self._shuffle_seed), coef=coef, intercept=intercept,
             standardize=bool(self.standardize), max_epochs=max_epochs, tol=tol,
             callbacks=self._callbacks(), verbose=int(self.verbose), state=state,
             early_stopping=early_stopping, resume=resume, checkpoint=checkpoint,
@@ -555,15 +563,15 @@ class _GDEstimator(BaseEstimator):
                               beta2=self.beta2, rho=self.rho, epsilon=self.epsilon,
                               weight_decay=self.weight_decay)
 
-    def _solver(self) -> FirstOrder:
+    def _solver(self, shuffle_seed: int | None = None) -> FirstOrder:
+        """The solver of these settings; shuffle_seed: the row orders' (fit draws it)."""
         learning_rate = self.learning_rate
         if not (isinstance(learning_rate, str) and learning_rate == "auto"):
             learning_rate = float(learning_rate)
         return FirstOrder(
             self._optimizer(), learning_rate,
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
-            batch_size=self.batch_size,
-            shuffle_seed=getattr(self, "_shuffle_seed", None) if self.shuffle else None,
+            batch_size=self.batch_size, shuffle_seed=shuffle_seed if self.shuffle else None,
             horizon=self.max_epochs, l1=float(self.alpha * self.l1_ratio),
             l2=float(self.alpha * (1 - self.l1_ratio)),
             clip_norm=0.0 if self.clip_norm is None else float(self.clip_norm))
@@ -767,9 +775,6 @@ GDRegressor.__doc__ = f"""Linear regression trained by gradient descent on the m
     Parameters
     ----------
 {_loss_doc("regression", "squared")}
-    delta : float, default=1.0
-        Huber's threshold, in the units of y (scikit-learn's SGDRegressor calls it
-        epsilon; here ``epsilon`` is the optimizers' constant, as in torch).
 {COMMON_PARAMETERS.strip(chr(10))}
 
     Attributes

@@ -61,7 +61,8 @@ class Loss:
 
     @property
     def param(self) -> float:
-        """The parameter the kernels read (fastgd/_losses.pxd: Loss.param); 0 if none."""
+        """The parameter the kernels read (fastgd/_losses.pxd: Loss.param); 0 if none. The
+        kernels take one: a loss of two parameters adds a field to the C struct."""
         return float(getattr(self, next(iter(self.params)))) if self.params else 0.0
 
     def __eq__(self, other):
@@ -151,7 +152,8 @@ class Huber(Elementwise):
     params = {"delta": 1.0}
     params_doc = {"delta": "For loss=\"huber\": the threshold between its quadratic and "
                            "linear parts, in the units of y (scikit-learn's SGDRegressor "
-                           "calls it epsilon)."}
+                           "calls it epsilon; here ``epsilon`` is the optimizers' constant, "
+                           "as in torch)."}
     summary = ("with r = z - y, r^2 / 2 where |r| <= delta, else delta (|r| - delta / 2) "
                "(torch's HuberLoss): l' = r clipped to [-delta, delta], l'' = [|r| <= delta].")
 
@@ -265,6 +267,12 @@ def for_classes(n_classes: int, name, **settings) -> Loss:
     if n_classes > 2:
         name = LOSSES[check_choice("loss", name, tuple(LOSSES))].multiclass
     return get(name, **settings)
+
+
+def parameter_names() -> set:
+    """The parameters of all the registry's losses (an estimator offering several losses
+    takes them all as its own)."""
+    return {key for cls in LOSSES.values() for key in cls.params}
 
 
 def names(task: str) -> tuple:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastgd import _persist, losses
-from fastgd._validation import as_matrix
+from fastgd._validation import as_matrix, raise_if_nonfinite
 
 
 class LinearModel:
@@ -44,20 +44,25 @@ class LinearModel:
         coef, intercept = saved.arrays.get("coef_"), saved.values.get(
             "intercept_", saved.arrays.get("intercept_"))
         classes = saved.arrays.get("classes_")
-        if saved.kind == "GDClassifier":
+        task = {"GDClassifier": "classification", "GDRegressor": "regression"}.get(saved.kind)
+        name = saved.params.get("loss")
+        if task is None or name not in losses.names(task):
+            raise ValueError(f"a {saved.kind} with loss={name!r} is not a model fastgd makes")
+        if task == "classification":
             if classes is None or classes.ndim != 1 or len(classes) < 2:
                 raise ValueError("classes_ is not an array of 2 labels or more")
             k = 1 if len(classes) == 2 else len(classes)
-            loss = losses.for_classes(len(classes), saved.params.get("loss"), **saved.params)
+            loss = losses.for_classes(len(classes), name, **saved.params)
             shapes = ((k, d), (k,))
         else:
-            loss = losses.get(saved.params.get("loss"), **saved.params)
+            loss = losses.get(name, **saved.params)
             k = 1 if np.ndim(coef) == 1 else len(coef)
             shapes = ((d,), ()) if np.ndim(coef) == 1 else ((k, d), (k,))
-        for name, value, shape in zip(("coef_", "intercept_"), (coef, intercept), shapes,
-                                      strict=True):
-            if np.shape(value) != shape or not np.isfinite(value).all():
-                raise ValueError(f"{name} is not an array of shape {shape} of finite numbers")
+        for key, value, shape in zip(("coef_", "intercept_"), (coef, intercept), shapes,
+                                     strict=True):
+            value = np.asarray(value)
+            if value.shape != shape or value.dtype.kind != "f" or not np.isfinite(value).all():
+                raise ValueError(f"{key} is not an array of shape {shape} of finite numbers")
         return cls(coef, intercept, loss, classes=classes,
                    feature_names=saved.arrays.get("feature_names_in_"))
 
@@ -97,8 +102,18 @@ class LinearModel:
         return (z[:, 0] > 0).astype(np.intp) if z.shape[1] == 1 else z.argmax(axis=1)
 
     def _checked(self, X):
+        """X as the estimator checks it: its features (by name, for a table with column
+        names and a model fitted on one), their number, finite values."""
+        columns = getattr(X, "columns", None)
+        if columns is not None and self.feature_names_in_ is not None and (
+                len(columns) != len(self.feature_names_in_)
+                or any(str(a) != str(b) for a, b in zip(columns, self.feature_names_in_,
+                                                         strict=True))):
+            raise ValueError(f"X's columns {list(map(str, columns))} are not the features "
+                             f"the model was fitted on, {list(self.feature_names_in_)}")
         X = as_matrix(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but the model is expecting "
                              f"{self.n_features_in_} features as input.")
+        raise_if_nonfinite(X)
         return X

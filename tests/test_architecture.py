@@ -284,3 +284,58 @@ def test_readme_layout_names_every_file():
     unknown = {name for name in named
                if not any(list(place.rglob(name.split("/")[-1])) for place in places)}
     assert not unknown, f"README's Layout names files that do not exist: {sorted(unknown)}"
+
+
+def test_linear_model_checks_what_the_estimator_checks(tmp_path):
+    import pandas as pd
+
+    from fastgd import GDRegressor, LinearModel
+
+    X = pd.DataFrame(np.random.default_rng(0).standard_normal((50, 3)), columns=["a", "b", "c"])
+    GDRegressor(max_epochs=3, tol=None).fit(X, X["a"]).save(tmp_path / "m")
+    model = LinearModel.load(tmp_path / "m")
+    assert np.array_equal(model.predict(X), fastgd_load(tmp_path / "m").predict(X))
+    with pytest.raises(ValueError, match="columns .* are not the features"):
+        model.predict(X[["c", "b", "a"]])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.predict(X.to_numpy() * np.nan)
+
+
+def fastgd_load(path):
+    import fastgd
+
+    return fastgd.load(path)
+
+
+def test_every_engine_has_the_protocols_methods():
+    """InMemory and DaskEngine implement every method of the Engine protocol, with its
+    parameters."""
+    import inspect
+
+    from fastgd._dask import DaskEngine
+    from fastgd._engines import InMemory
+    from fastgd._problem import Engine
+
+    wanted = {name: inspect.signature(f) for name, f in vars(Engine).items()
+              if inspect.isfunction(f) and not name.startswith("_")}
+    assert len(wanted) == 8
+    for engine in (InMemory, DaskEngine):
+        for name, signature in wanted.items():
+            assert list(inspect.signature(getattr(engine, name)).parameters) == list(
+                signature.parameters), (engine.__name__, name)
+
+
+def test_a_loss_whose_targets_disagree_with_its_kernel_code_is_refused():
+    """The kernels size their reads by the loss's targets per row: a class-index loss
+    must be the multinomial code, and an elementwise one must not (no out-of-bounds read
+    for a registry entry that gets them wrong)."""
+    from fastgd._problem import Problem
+    from fastgd import _kernels
+
+    class Wrong(losses.Squared):
+        name, class_indices, min_outputs = "wrong", True, 2
+
+    X = np.ones((4, 2))
+    with pytest.raises(ValueError, match="disagree with its kernel code"):
+        _kernels.grad_pass(Problem(X, np.zeros((4, 1)), None, Wrong(), 3), np.zeros((3, 2)),
+                           np.zeros(3), n_threads=1)

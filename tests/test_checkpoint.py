@@ -348,3 +348,17 @@ def test_checkpoints_of_format_version_1_resume(tmp_path, path):
     resumed = type(saved)(**settings).fit(X, y, resume=copy)
     assert resumed.n_iter_ > 10
     assert_same_fit(resumed, type(saved)(**settings).fit(X, y))
+
+
+def test_model_files_stay_version_1_and_checkpoints_are_version_2(tmp_path):
+    """A plain model reads in earlier fastgd (format version 1); a checkpoint, whose state
+    is kept by name, is version 2."""
+    import json
+    import zipfile
+
+    X, y, _ = make_problem(100, 3)
+    model = GDRegressor(max_epochs=3, tol=None, checkpoint=tmp_path / "c").fit(X, y)
+    model.save(tmp_path / "m")
+    for name, version in (("m", 1), ("c", 2)):
+        with zipfile.ZipFile(tmp_path / name) as archive:
+            assert json.loads(archive.read("fastgd.json"))["version"] == version

@@ -26,12 +26,26 @@ README = pathlib.Path(__file__).parents[1] / "README.md"
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+# What each block's comments say it gives, checked after it runs (by a name it defines).
+CHECKS = {
+    "clf = fastgd.GDClassifier()": "assert clf.classes_.tolist() == ['barbera', 'barolo', "
+                                   "'grignolino']\nassert clf.score(X_test, y_test) > 0.9\n"
+                                   "assert (fastgd.load('wine.fastgd').predict(X_test) == "
+                                   "clf.predict(X_test)).all()",
+    "Y = np.column_stack": "assert fastgd.GDRegressor().fit(X, Y).coef_.shape == (2, 20)\n"
+                           "assert model.score(X, y) > 0.999",
+}
+
+
 @pytest.mark.parametrize("number", range(len(PYTHON_BLOCKS)))
 def test_readme_example_runs_alone(number, tmp_path):
     """Each ```python block of README.md runs on its own, as a script a reader pastes into a
-    file (a fresh process, its own imports; in a scratch directory: one saves a file)."""
+    file (a fresh process, its own imports; in a scratch directory: one saves a file), and
+    gives what its comments say."""
+    block = PYTHON_BLOCKS[number]
+    checks = [check for marker, check in CHECKS.items() if marker in block]
     script = tmp_path / f"example_{number}.py"
-    script.write_text(PYTHON_BLOCKS[number])
+    script.write_text(block + "\n" + "\n".join(checks) + "\n")
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -39,7 +53,8 @@ def test_readme_example_runs_alone(number, tmp_path):
 
 def test_readme_has_examples():
     assert len(PYTHON_BLOCKS) >= 3
-    assert any("GDClassifier" in block for block in PYTHON_BLOCKS)
+    for marker in CHECKS:  # each check finds its block
+        assert sum(marker in block for block in PYTHON_BLOCKS) == 1, marker
 
 
 NUMBER = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?")

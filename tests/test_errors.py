@@ -145,3 +145,13 @@ def test_estimator_accepts_numpy_and_extreme_numbers(param, value):
         model.set_params(tol=1.0)  # stops at once: a huge budget is valid, not an error
     model.fit(X, Y)
     assert np.isfinite(model.coef_).all()
+
+
+@pytest.mark.parametrize("delta", [np.nan, -1.0, "abc"])
+def test_a_bad_loss_parameter_is_refused_whatever_the_loss(delta):
+    """Huber's delta is checked for the squared loss too: a model with it is saved whole."""
+    from fastgd import GDRegressor
+
+    error = TypeError if isinstance(delta, str) else ValueError
+    with pytest.raises(error, match="delta must be"):
+        GDRegressor(loss="squared", delta=delta).fit(np.ones((5, 2)), np.arange(5.0))

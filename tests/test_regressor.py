@@ -213,3 +213,17 @@ def test_every_regression_loss_trains_end_to_end(tmp_path, name):
     assert np.isfinite(model.coef_).all() and model.n_iter_ == 6
     model.save(tmp_path / "m")
     assert_allclose(fastgd.load(tmp_path / "m").predict(X), model.predict(X), rtol=0)
+
+
+def test_the_convergence_warning_is_both_fastgds_and_scikit_learns():
+    """Filters on fastgd.ConvergenceWarning or on scikit-learn's both catch it."""
+    import fastgd
+
+    X, y, _ = make_problem(100, 3)
+    for cls in (fastgd.ConvergenceWarning, ConvergenceWarning):
+        with pytest.warns(cls, match="max_epochs=2"):
+            GDRegressor(max_epochs=2).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warnings.simplefilter("ignore", cls)
+            GDRegressor(max_epochs=2).fit(X, y)

@@ -77,9 +77,11 @@ class FirstOrder:
     def step(self, engine, problem, state, epoch):
         rate = scheduled_rate(epoch, state.learning_rate, self.schedule, self.horizon)
         shuffled = self.shuffle_seed is not None and self.rows_per_batch < self.n_rows
-        plan = EpochPlan(self.optimizer, rate, self.rows_per_batch, state.steps,
-                         shuffle_keys(self.shuffle_seed, epoch) if shuffled else None,
-                         state.std, self.l1, self.l2, self.clip_norm)
+        plan = EpochPlan(optimizer=self.optimizer, learning_rate=rate,
+                         batch_size=self.rows_per_batch, step=state.steps,
+                         shuffle_keys=shuffle_keys(self.shuffle_seed, epoch) if shuffled
+                         else None, std=state.std, l1=self.l1, l2=self.l2,
+                         clip_norm=self.clip_norm)
         return Step(*engine.run_epoch(problem, state.theta, state.slots, plan), rate)
 
 
