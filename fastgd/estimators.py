@@ -325,6 +325,12 @@ class _GDEstimator(BaseEstimator):
             raise ValueError(f"validation_fraction must be in (0, 1), got "
                              f"{self.validation_fraction!r}")
         check_number("n_iter_no_change", self.n_iter_no_change, integer=True)
+        seed = self.random_state
+        if not (seed is None or isinstance(seed, np.random.RandomState) or (
+                isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_))
+                and 0 <= seed < 2**32)):
+            raise TypeError(f"random_state must be None, an int in [0, 2**32) or a "
+                            f"numpy RandomState, got {seed!r}")
         for name in ("standardize", "shuffle", "warm_start", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")

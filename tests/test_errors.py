@@ -155,3 +155,11 @@ def test_a_bad_loss_parameter_is_refused_whatever_the_loss(delta):
     error = TypeError if isinstance(delta, str) else ValueError
     with pytest.raises(error, match="delta must be"):
         GDRegressor(loss="squared", delta=delta).fit(np.ones((5, 2)), np.arange(5.0))
+
+
+@pytest.mark.parametrize("seed", [0.0, -1, 2**32, "0", True])
+def test_a_bad_random_state_is_named(seed):
+    """(The fuzzer drew random_state=0.0, which scikit-learn's seeding refused without
+    saying which argument.)"""
+    with pytest.raises(TypeError, match="random_state must be None, an int"):
+        GDRegressor(random_state=seed).fit(np.ones((5, 2)), np.arange(5.0))
