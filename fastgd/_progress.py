@@ -18,11 +18,15 @@ class Progress:
         self.bar = None
         self.shown = False
 
-    def update(self, epoch: int, loss: float, rate: float, seconds: float):
+    def update(self, epoch: int, figures: dict):
+        """After epoch `epoch` (0-based, this call's), with the history's figures of it: the
+        loss, and the objective too when a penalty makes it differ."""
         if not self.verbose or (self.verbose == 1 and not self.shown
                                 and time.perf_counter() - self.start < PROGRESS_AFTER):
             return
+        loss, seconds = figures["loss"], figures["seconds"]
         speed = self.n_rows / seconds if seconds > 0 else math.inf
+        objective = (f"{figures['objective']:.6g}" if figures["objective"] != loss else None)
         if not self.shown:
             self.shown = True
             try:
@@ -34,10 +38,13 @@ class Progress:
                                 file=sys.stderr, desc="fastgd", leave=False)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.6g}", rows_per_s=f"{speed:.3g}")
+            self.bar.set_postfix(loss=f"{loss:.6g}", **(
+                {"objective": objective} if objective else {}), rows_per_s=f"{speed:.3g}")
         else:
             print(f"fastgd: epoch {epoch + 1}/{self.max_epochs}  loss {loss:.6g}  "
-                  f"learning rate {rate:.3g}  {speed:.3g} rows/s", file=sys.stderr, flush=True)
+                  + (f"objective {objective}  " if objective else "")
+                  + f"learning rate {figures['learning_rate']:.3g}  {speed:.3g} rows/s",
+                  file=sys.stderr, flush=True)
 
     def close(self, epochs: int, loss: float | None):
         """The end of the fit, after `epochs` epochs (this call's) at final loss `loss`."""

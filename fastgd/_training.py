@@ -18,6 +18,7 @@ import numpy as np
 from fastgd._errors import DivergenceError, convergence_warning, user_stacklevel
 from fastgd._progress import Progress
 from fastgd._state import Standardization, TrainState, as_theta, in_original_units
+from fastgd.solvers import penalty
 
 # A loss this many times the first epoch's is treated as divergence, like a non-finite one.
 EXPLODE_FACTOR = 1e10
@@ -42,8 +43,7 @@ class LoopState:
 
     @classmethod
     def fresh(cls, state: TrainState, validating: bool) -> LoopState:
-        history = {"loss": [], "learning_rate": [], "seconds": [],
-                   **({"val_loss": []} if validating else {})}
+        history = {name: [] for name in HISTORY + (("val_loss",) if validating else ())}
         theta = state.theta
         return cls(state=state, history=history, last_good=theta, best=theta,
                    best_loss=math.inf, best_val_params=theta if validating else None)
@@ -59,6 +59,32 @@ class LoopState:
     def snapshot(self) -> LoopState:
         """As of now, for a checkpoint written at once."""
         return replace(self, state=replace(self.state))
+
+
+# What the history records of each step: the mean training loss its first pass saw, the
+# objective there (the loss plus the penalty), the learning rate or step length, the wall
+# time, and the passes over the data (the first step's count includes the set-up's: the
+# column statistics, the curvature).
+HISTORY = ("loss", "objective", "learning_rate", "seconds", "passes")
+
+
+class Counted:
+    """An engine that counts the passes over the data made through it."""
+
+    PASSES = frozenset({"loss_and_grad", "column_stats", "run_epoch", "largest_row_norm"})
+
+    def __init__(self, engine):
+        self.engine, self.passes = engine, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.engine, name)
+        if name not in self.PASSES:
+            return method
+
+        def counted(*args, **kwargs):
+            self.passes += 1
+            return method(*args, **kwargs)
+        return counted
 
 
 @dataclass
@@ -99,8 +125,10 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
 
     history["loss"][k] is the mean training loss seen by step k's first pass (for
     mini-batches, each batch's loss before its update, weighted by the batch's weight),
-    history["seconds"][k] the step's wall time. After each step every callback gets
-    {"epoch", "loss", "learning_rate", "seconds"}; one returning True stops training.
+    history["objective"][k] that plus the penalty at the step's starting parameters,
+    history["seconds"][k] the step's wall time, history["passes"][k] its passes over the
+    data (HISTORY). After each step every callback gets {"epoch", and those}; one
+    returning True stops training.
 
     KeyboardInterrupt (Ctrl-C) is seen when the step under way returns: training stops
     there with a warning, keeping the parameters with the lowest training loss so far.
@@ -112,11 +140,13 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
     `checkpoint_every` steps (at step numbers that are multiples of it) `checkpoint` gets a
     LoopState of the step's end.
 
-    tol is relative: training has converged when a step improves the loss by at most tol
-    times the best constant prediction's loss (or, if that is 0, the first step's). With
+    tol is relative: training has converged when a step improves the objective by at most
+    tol times the best constant prediction's loss (or, if that is 0, the first step's
+    objective), or when the solver's own test says so (Step.converged). With
     `early_stopping`, history["val_loss"][k] is the validation loss after step k, tol
     applies to it (see EarlyStopping), and the result has the best parameters on it.
     """
+    engine = Counted(engine)
     if resume is not None:
         state = resume.state
     training = problem.restricted(early_stopping.train_rows) if early_stopping else problem
@@ -157,6 +187,7 @@ class Loop:
     checkpoint: object
     checkpoint_every: int
     now: LoopState
+    passes_seen: int = 0  # the engine's count of passes when the last step was recorded
 
     def run(self, progress) -> FitResult:
         state = self.now.state
@@ -172,24 +203,33 @@ class Loop:
             error = self.diverged(epoch, epoch_loss)
             if error is not None:
                 return self.result(self.now.last_good, error)
-            figures = {"loss": float(epoch_loss), "learning_rate": step.learning_rate,
-                       "seconds": seconds}
+            figures = {"loss": float(epoch_loss),
+                       "objective": float(epoch_loss) + penalty(
+                           epoch_start, self.problem.n_features, self.solver.l1,
+                           self.solver.l2),
+                       "learning_rate": step.learning_rate, "seconds": seconds,
+                       "passes": self.engine.passes - self.passes_seen}
             if self.early_stopping:
                 figures["val_loss"] = self.validation_loss(state.theta)
+            self.passes_seen = self.engine.passes  # the validation's pass is not training's
             self.record(figures, epoch_start, epoch_loss)
-            progress.update(epoch - first_epoch, epoch_loss, step.learning_rate, seconds)
+            progress.update(epoch - first_epoch, figures)
             asked_to_stop = any([stops(callback({"epoch": epoch + 1, **figures}))
                                  for callback in self.callbacks])
-            finished = self.finished(figures, state.theta)
+            finished = step.converged or self.finished(figures, state.theta)
             # A run stopped by a callback (a time budget, say) is checkpointed where it
             # stopped, to go on from there; a finished one has nothing left to resume.
             if self.checkpoint is not None and not finished and (
                     asked_to_stop or (epoch + 1) % self.checkpoint_every == 0):
                 self.checkpoint(self.now.snapshot())
+            if step.exhausted and not (asked_to_stop or finished):
+                self.warn_not_converged(first_epoch, "its budget of evaluations")
+                break
             if asked_to_stop or finished:
                 break
         else:
-            self.warn_not_converged(first_epoch)
+            self.warn_not_converged(first_epoch, f"max_epochs="
+                                    f"{first_epoch + self.max_epochs} epochs")
         return self.ending()
 
     def diverged(self, epoch: int, epoch_loss: float) -> DivergenceError | None:
@@ -219,17 +259,18 @@ class Loop:
 
     def record(self, figures: dict, epoch_start, epoch_loss: float) -> None:
         now = self.now
-        for key, value in figures.items():
-            now.history[key].append(value)
+        for key, values in now.history.items():  # a resumed older history has fewer keys
+            values.append(figures[key])
         now.last_good = epoch_start
         if epoch_loss < now.best_loss:
             now.best, now.best_loss = epoch_start, epoch_loss
 
     def finished(self, figures: dict, theta) -> bool:
-        """Early stopping's patience ran out, or the loss went down by tol or less (a
-        rising loss is not convergence: training goes on, and a run that keeps rising is
-        caught as divergence)."""
-        now, history = self.now, self.now.history["loss"]
+        """Early stopping's patience ran out, or the objective went down by tol or less (a
+        rising objective is not convergence: training goes on, and a run whose loss keeps
+        rising is caught as divergence)."""
+        judged = "objective" if "objective" in self.now.history else "loss"  # older: loss
+        now, history = self.now, self.now.history[judged]
         threshold = (self.tol or 0.0) * (self.tol_scale or history[0])
         if self.early_stopping:  # improved on the best by more than tol, or not (NaN: not)
             if figures["val_loss"] < now.best_val - threshold:
@@ -238,14 +279,14 @@ class Loop:
                 now.stale += 1
             return now.stale >= self.early_stopping.patience
         return (self.tol is not None and len(history) > 1
-                and 0 <= history[-2] - figures["loss"] <= threshold)
+                and 0 <= history[-2] - figures[judged] <= threshold)
 
-    def warn_not_converged(self, first_epoch: int) -> None:
+    def warn_not_converged(self, first_epoch: int, spent: str) -> None:
         if self.tol is not None:
             warnings.warn(
-                f"fastgd stopped after max_epochs={first_epoch + self.max_epochs} epochs "
-                f"without converging (the loss still improved by more than tol={self.tol} "
-                f"relative per epoch); raise max_epochs or learning_rate.",
+                f"fastgd stopped after {spent} without converging (the objective still "
+                f"improved by more than tol={self.tol} relative per epoch); raise "
+                f"max_epochs or learning_rate.",
                 convergence_warning(), stacklevel=user_stacklevel())
 
     def ending(self) -> FitResult:

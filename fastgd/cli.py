@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 
 import fastgd
-from fastgd import bench, losses, optimizers
+from fastgd import bench, losses
+from fastgd.solvers import optimizer_names
 from fastgd._commands import number, positive_int, run
 
 TASKS = ("regression", "classification")
@@ -429,7 +430,7 @@ def _train_options(p) -> None:
                    help="comma-separated feature columns (default: all other columns)")
     p.add_argument("--task", choices=TASKS, help="default: classification if the target "
                    "holds text, booleans or two distinct values, else regression")
-    p.add_argument("--optimizer", default="nesterov", choices=tuple(optimizers.OPTIMIZERS))
+    p.add_argument("--optimizer", default="nesterov", choices=optimizer_names())
     p.add_argument("--learning-rate", type=_rate, default="auto", metavar="RATE",
                    help="a number, or auto (default: worked out from the data)")
     p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",

@@ -39,7 +39,9 @@ from fastgd._validation import (
     check_number,
 )
 from fastgd.model import LinearModel
+from fastgd.solvers import FULL_BATCH_SOLVERS, optimizer_names
 from fastgd.solvers.first_order import SCHEDULES, FirstOrder
+from fastgd.solvers.lbfgs import LINE_SEARCHES, LBFGS
 
 SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
@@ -50,6 +52,12 @@ COMMON_PARAMETERS = '''
         and its state (m, v, ...) zero at the start:
 
 {optimizer_rules}
+        - ``"lbfgs"``: L-BFGS as ``torch.optim.LBFGS`` (same iterations, line search and
+          stopping tests; its ``lr`` is learning_rate, "auto" its default 1, and max_epochs
+          its ``max_iter``, with ``max_eval`` = max_epochs * 5 // 4 evaluations): each
+          iteration one fused pass over X per evaluation of the objective, usually one or
+          two. It steps on the whole data: no batch_size, schedule, clip_norm or L1
+          penalty (l1_ratio), and no partial_fit.
     learning_rate : float or "auto", default="auto"
         The step size (before the schedule). ``"auto"``, for {curvature_optimizers}, is
         1 / L, L the largest curvature of the objective (the largest eigenvalue of the
@@ -77,6 +85,16 @@ COMMON_PARAMETERS = '''
         For {takes:epsilon}; None: torch's default of the optimizer ({epsilon_defaults}).
     weight_decay : float, default=0.01
         For {takes:weight_decay}: the decoupled weight decay.
+    history_size : int, default=10
+        For ``"lbfgs"``: the steps and gradient changes it remembers (torch's default is
+        100; 10 is scipy's and scikit-learn's, and keeps 20 vectors of the parameters).
+    line_search_fn : {"strong_wolfe", None}, default="strong_wolfe"
+        For ``"lbfgs"``: the strong-Wolfe line search, or None for fixed steps of
+        learning_rate (torch's default, which may diverge).
+    tolerance_grad, tolerance_change : float, default=1e-7, 1e-9
+        For ``"lbfgs"``, as torch's: stop when the largest gradient component is at most
+        tolerance_grad, or a step, or the change of the objective, is below
+        tolerance_change (tol applies too).
     schedule : {"constant", "step", "exponential", "invscaling", "cosine"}, default="constant"
         Learning rate per epoch e = 0, 1, ... (as ``torch.optim.lr_scheduler``):
         ``"step"``: lr gamma^(e // step_size) (StepLR); ``"exponential"``: lr gamma^e
@@ -120,12 +138,13 @@ COMMON_PARAMETERS = '''
         Seeds the shuffling; an int gives the same orders on every fit.
     max_epochs : int, default=1000
     tol : float or None, default=1e-6
-        Stop when an epoch's training loss improves on the previous one by at most tol
-        times the loss of the best constant prediction (for the squared loss, y's
-        variance: tol is then the R^2 an epoch must add; for the log loss, the entropy of
-        the labels). Relative, so it means the same whatever the units or offset of y.
-        A rising loss is not convergence. None runs all max_epochs. With early stopping,
-        tol applies to the validation loss instead.
+        Stop when an epoch's objective (the training loss plus the penalty,
+        ``history_["objective"]``) improves on the previous one by at most tol times the
+        loss of the best constant prediction (for the squared loss, y's variance: tol is
+        then the R^2 an epoch must add; for the log loss, the entropy of the labels).
+        Relative, so it means the same whatever the units or offset of y. A rising
+        objective is not convergence. None runs all max_epochs. With early stopping, tol
+        applies to the validation loss instead.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (drawn by ``random_state``), train on
         the others (read in place: X is not copied), measure the validation loss after
@@ -301,7 +320,7 @@ class _GDEstimator(BaseEstimator):
         params = self.get_params(deep=False)
         for name in losses.parameter_names() & set(params):  # those of other losses too
             check_number(name, params[name])
-        check_choice("optimizer", self.optimizer, tuple(optimizers.OPTIMIZERS))
+        check_choice("optimizer", self.optimizer, optimizer_names())
         check_choice("engine", self.engine, tuple(ENGINES))
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
             check_number("learning_rate", self.learning_rate)
@@ -311,6 +330,13 @@ class _GDEstimator(BaseEstimator):
         for name in ("momentum", "beta1", "beta2", "rho", "weight_decay"):
             optimizers.check_setting(name, getattr(self, name))
         check_number("epsilon", self.epsilon, allow_none=True)
+        check_number("history_size", self.history_size, integer=True)
+        if not (self.line_search_fn is None or (isinstance(self.line_search_fn, str)
+                                                and self.line_search_fn in LINE_SEARCHES)):
+            raise ValueError(f"line_search_fn must be 'strong_wolfe' or None, got "
+                             f"{self.line_search_fn!r}")
+        check_number("tolerance_grad", self.tolerance_grad, allow_zero=True)
+        check_number("tolerance_change", self.tolerance_change, allow_zero=True)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_number("step_size", self.step_size, integer=True)
         check_number("gamma", self.gamma)
@@ -341,6 +367,22 @@ class _GDEstimator(BaseEstimator):
             raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
         self._callbacks()
         effective_n_threads(self.n_threads)
+        if self.optimizer in FULL_BATCH_SOLVERS:
+            self._check_full_batch()
+
+    def _check_full_batch(self):
+        """Refuse the first-order settings a solver on the whole data has no use for."""
+        first_order = ", ".join(optimizers.OPTIMIZERS)
+        unused = {"batch_size": self.batch_size is not None,
+                  "schedule": self.schedule != "constant" or self.warmup_epochs != 0,
+                  "clip_norm": self.clip_norm is not None,
+                  "l1_ratio": self.alpha * self.l1_ratio > 0}
+        for name, given in unused.items():
+            if given:
+                raise ValueError(f"optimizer={self.optimizer!r} steps on the whole data "
+                                 f"with a smooth objective: {name} is for the first-order "
+                                 f"optimizers ({first_order}); got {name}="
+                                 f"{getattr(self, name)!r}")
 
     def _callbacks(self) -> tuple:
         callbacks = self.callbacks
@@ -447,6 +489,10 @@ class _GDEstimator(BaseEstimator):
 
     def _partial_fit(self, X, y, sample_weight, client, **encoding):
         self._check_params()
+        if self.optimizer in FULL_BATCH_SOLVERS:
+            raise ValueError(f"partial_fit trains one epoch of a first-order optimizer "
+                             f"({', '.join(optimizers.OPTIMIZERS)}); optimizer="
+                             f"{self.optimizer!r} fits the whole data: use fit")
         fitted = hasattr(self, "coef_")
         problem = self._validate(X, y, sample_weight, reset=not fitted, client=client,
                                  **encoding)
@@ -569,11 +615,16 @@ class _GDEstimator(BaseEstimator):
                               beta2=self.beta2, rho=self.rho, epsilon=self.epsilon,
                               weight_decay=self.weight_decay)
 
-    def _solver(self, shuffle_seed: int | None = None) -> FirstOrder:
+    def _solver(self, shuffle_seed: int | None = None) -> FirstOrder | LBFGS:
         """The solver of these settings; shuffle_seed: the row orders' (fit draws it)."""
         learning_rate = self.learning_rate
         if not (isinstance(learning_rate, str) and learning_rate == "auto"):
             learning_rate = float(learning_rate)
+        if self.optimizer == "lbfgs":
+            return LBFGS(learning_rate, int(self.history_size), self.line_search_fn,
+                         float(self.tolerance_grad), float(self.tolerance_change),
+                         max_eval=int(self.max_epochs) * 5 // 4,
+                         l2=float(self.alpha * (1 - self.l1_ratio)))
         return FirstOrder(
             self._optimizer(), learning_rate,
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
@@ -641,7 +692,7 @@ class _GDEstimator(BaseEstimator):
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
         _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_,
-                               optional=("val_loss",))
+                               optional=("val_loss", "objective", "passes"))
         if not (self.random_state is None or (isinstance(self.random_state, int)
                                               and 0 <= self.random_state < 2**32)):
             raise ValueError("random_state must be None or an int in [0, 2**32)")
@@ -686,8 +737,9 @@ class GDRegressor(RegressorMixin, _GDEstimator):
 
     def __init__(self, *, loss="squared", delta=1.0, optimizer="nesterov",
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
-                 weight_decay=0.01, schedule="constant", step_size=10, gamma=0.1,
-                 power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
+                 weight_decay=0.01, history_size=10, line_search_fn="strong_wolfe",
+                 tolerance_grad=1e-7, tolerance_change=1e-9, schedule="constant",
+                 step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
                  clip_norm=None, batch_size=None, shuffle=True, random_state=None,
                  max_epochs=1000, tol=1e-6, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, standardize=True, warm_start=False,
@@ -812,8 +864,9 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
 
     def __init__(self, *, loss="log", class_weight=None, optimizer="nesterov",
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99,
-                 epsilon=None, weight_decay=0.01, schedule="constant", step_size=10,
-                 gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=1e-3,
+                 epsilon=None, weight_decay=0.01, history_size=10,
+                 line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-9,
+                 schedule="constant", step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=1e-3,
                  l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
                  random_state=None, max_epochs=1000, tol=1e-6, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, standardize=True,

@@ -149,6 +149,28 @@ def test_full_batch_training_equals_in_memory(client, optimizer, loss):
     assert got.learning_rate == pytest.approx(expected.learning_rate, rel=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_lbfgs_on_shards_equals_in_memory(client, kind):
+    """optimizer="lbfgs" on a Dask array: every evaluation a pass summed over the shards
+    in shard order, the iterations those of the fit in memory."""
+    from fastgd import GDClassifier, GDRegressor
+
+    X, y, sw = make_problem(3000, 5, weights=True)
+    estimator = GDRegressor
+    if kind == "classifier":
+        estimator, y = GDClassifier, np.digitize(y, np.quantile(y, [0.3, 0.6]))
+    settings = dict(optimizer="lbfgs", alpha=0.01, max_epochs=40)
+    in_memory = estimator(**settings).fit(X, y, sample_weight=sw)
+    model = estimator(**settings).fit(da.from_array(X, chunks=(700, 5)),
+                                      da.from_array(y, chunks=700),
+                                      sample_weight=da.from_array(sw, chunks=700))
+    assert model.n_iter_ == in_memory.n_iter_
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(model.history_["objective"], in_memory.history_["objective"],
+                               rtol=1e-9)
+    assert model.history_["passes"] == in_memory.history_["passes"]
+
+
 def test_nonfinite_data_is_reported_with_its_row(client):
     X, y, _ = make_problem(3000, 4)
     X[2100, 3] = np.nan

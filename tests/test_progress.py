@@ -11,7 +11,8 @@ import pytest
 from conftest import make_problem
 from numpy.testing import assert_array_equal
 
-from fastgd import GDRegressor
+from fastgd import GDClassifier, GDRegressor
+from fastgd.solvers.curvature import POWER_ITERATIONS
 
 X, Y, _ = make_problem(500, 4)
 KW = dict(learning_rate=0.05, batch_size=50, random_state=0)
@@ -19,9 +20,35 @@ KW = dict(learning_rate=0.05, batch_size=50, random_state=0)
 
 def test_history_has_one_entry_per_epoch():
     model = GDRegressor(max_epochs=7, tol=None, **KW).fit(X, Y)
-    assert set(model.history_) == {"loss", "learning_rate", "seconds"}
+    assert set(model.history_) == {"loss", "objective", "learning_rate", "seconds", "passes"}
     assert all(len(v) == 7 for v in model.history_.values())
     assert all(s > 0 for s in model.history_["seconds"])
+    assert model.history_["objective"] == model.history_["loss"]  # no penalty
+
+
+def test_history_counts_the_passes_over_the_data():
+    """One pass an epoch; the first epoch's count holds the set-up's: the column statistics
+    and, for learning_rate="auto", the power iteration's passes."""
+    fixed = GDRegressor(max_epochs=4, tol=None, learning_rate=0.05, standardize=False).fit(X, Y)
+    assert fixed.history_["passes"] == [1, 1, 1, 1]
+    auto = GDRegressor(max_epochs=4, tol=None).fit(X, Y)
+    assert auto.history_["passes"] == [1 + POWER_ITERATIONS + 1, 1, 1, 1]
+
+
+def test_history_objective_is_the_loss_plus_the_penalty():
+    """At each epoch's starting parameters, those the loss was measured at; in the trained
+    (standardized) coefficients."""
+    alpha, l1_ratio = 0.3, 0.25
+    settings = dict(optimizer="sgd", alpha=alpha, l1_ratio=l1_ratio, tol=None)
+    model = GDRegressor(max_epochs=5, **settings).fit(X, Y)
+    starts = [np.zeros(X.shape[1])] + [  # full batch: each epoch's start is a shorter fit
+        (lambda m: m.coef_ * m.scale_)(GDRegressor(max_epochs=e, **settings).fit(X, Y))
+        for e in range(1, 5)]
+    want = [loss + alpha * (l1_ratio * np.abs(w).sum() + (1 - l1_ratio) / 2 * w @ w)
+            for loss, w in zip(model.history_["loss"], starts)]
+    np.testing.assert_allclose(model.history_["objective"], want, rtol=1e-12)
+    assert all(o > loss for o, loss in zip(model.history_["objective"][1:],
+                                           model.history_["loss"][1:]))
 
 
 def test_callbacks_see_every_epoch_and_can_stop():
@@ -133,3 +160,18 @@ def test_callbacks_may_answer_with_numpy_booleans():
     assert model.n_iter_ == 2
     model = GDRegressor(max_epochs=4, tol=None, callbacks=lambda f: 1, **KW).fit(X, Y)
     assert model.n_iter_ == 4  # only True stops
+
+
+def test_tol_judges_the_objective_not_the_loss():
+    """With an L2 penalty the training loss of wine's classifier rises in most epochs while
+    the objective falls: tol, judging the objective, stops the fit without a warning."""
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = GDClassifier(alpha=1e-3, max_epochs=2000).fit(X, y)
+    assert model.n_iter_ < 2000
+    loss, objective = np.array(model.history_["loss"]), np.array(model.history_["objective"])
+    assert (np.diff(loss) > 0).mean() > 0.5
+    assert (np.diff(objective) > 0).mean() < 0.1

@@ -8,6 +8,8 @@ checkpoints save by name. A solver is one file of this package:
 
     first_order.py   epochs of mini-batch (or full-batch) updates by a first-order optimizer
                      (fastgd/optimizers.py), one engine.run_epoch a step
+    lbfgs.py         L-BFGS as torch.optim.LBFGS, with its strong-Wolfe line search: an
+                     iteration a step, a fused loss-and-gradient pass per evaluation
 
 Adding a solver: docs/architecture.md.
 """
@@ -20,22 +22,42 @@ import numpy as np
 
 from fastgd._problem import Engine, Problem
 from fastgd._state import TrainState, in_original_units
+from fastgd.optimizers import OPTIMIZERS
+
+
+# The optimizer names that are solvers of their own, stepping on the whole data (every other
+# name is a first-order optimizer of fastgd/optimizers.py, which first_order.py runs).
+FULL_BATCH_SOLVERS = ("lbfgs",)
+
+
+def optimizer_names() -> tuple:
+    """What an estimator's `optimizer` (and the command line's --optimizer) may be."""
+    return (*OPTIMIZERS, *FULL_BATCH_SOLVERS)
 
 
 class Step(NamedTuple):
     """What a step did: the weighted sum of the training losses its first pass saw (at the
     parameters before its updates; for mini-batches, each batch's before its update) and
     the sum of their weights, the updates made (0: it stopped before any, at a non-finite
-    loss), and the learning rate it used."""
+    loss), and the learning rate (or step length) it used. `converged`: the solver's own
+    test says the step reached the optimum (training stops there); `exhausted`: it ran out
+    of its budget of evaluations (training stops there, not converged)."""
 
     loss_sum: float
     weight: float
     updates: int
     learning_rate: float
+    converged: bool = False
+    exhausted: bool = False
 
 
 class Solver(Protocol):
-    """One step of training at a time, on theta and the slots of a TrainState."""
+    """One step of training at a time, on theta and the slots of a TrainState, for the
+    objective mean loss + l1 |w|_1 + l2 |w|^2 / 2 (w: the trained weights, not the
+    intercepts)."""
+
+    l1: float
+    l2: float
 
     def new_state(self, theta, std) -> TrainState:
         """The state to start from at parameters theta (trained units; standardized by std)."""
@@ -53,6 +75,14 @@ class Solver(Protocol):
     def step(self, engine: Engine, problem: Problem, state: TrainState, epoch: int) -> Step:
         """Step number `epoch` (0-based, counted over partial_fit calls) on the rows trained
         on: state.theta and state.slots are updated in place (state.steps is the loop's)."""
+
+
+def penalty(theta, d: int, l1: float, l2: float) -> float:
+    """l1 |w|_1 + l2 |w|^2 / 2 of trained parameters theta = (w of k outputs, intercepts)
+    for d features: the objective is the mean loss plus this."""
+    k = len(theta) // (d + 1)
+    w = theta[:k * d]
+    return float(l1 * np.abs(w).sum() + 0.5 * l2 * (w @ w)) if (l1 or l2) else 0.0
 
 
 def loss_and_gradient(engine: Engine, problem: Problem, theta, std) -> tuple:
