@@ -79,7 +79,7 @@ def test_sparse_rejected():
     ("max_epochs", True, TypeError, "max_epochs must be an integer"),
     ("tol", -1.0, ValueError, "tol must be a finite number >= 0"),
     ("tol", "small", TypeError, "tol must be a number"),
-    ("optimizer", "lbfgs", ValueError, "optimizer must be one of 'sgd'"),
+    ("optimizer", "bfgs", ValueError, "optimizer must be one of 'sgd'"),
     ("engine", "torch", ValueError, "engine must be one of 'cython', 'numpy'"),
     ("standardize", "yes", TypeError, "standardize must be True or False"),
     pytest.param("learning_rate", 10**400, ValueError, "learning_rate must be a finite",
