@@ -21,7 +21,7 @@ from functools import partial
 
 import numpy as np
 
-from fastgd import _validation, reference
+from fastgd import _hessian, _validation, reference
 from fastgd._compiled import kernels
 from fastgd._problem import Problem, splitmix64
 from fastgd._validation import as_matrix, as_sample_weight, as_targets
@@ -101,6 +101,14 @@ def _grad_pass(shard, coef, intercept, loss, k, n_threads, zero_targets=False):
         Y = np.zeros((len(X), 1), dtype=X.dtype)
     return weight, kernels.grad_pass(Problem(X, Y, sample_weight, loss, k), coef, intercept,
                                      n_threads=_worker_threads(n_threads))
+
+
+def _hessian_pass(shard, theta, std, loss, k):
+    weight = _weight(shard)
+    if weight == 0.0:
+        return weight, None
+    X, Y, sample_weight, _ = shard
+    return weight, _hessian.hessian_pass(Problem(X, Y, sample_weight, loss, k), theta, std)
 
 
 def _column_stats(shard, n_threads):
@@ -257,6 +265,15 @@ class DaskEngine:
         return problem.X.map(_grad_pass, problem.rows, coef=coef, intercept=intercept,
                              loss=problem.loss, k=problem.k, n_threads=self.n_threads,
                              zero_targets=problem.Y is None)
+
+    def hessian(self, problem, theta, std):
+        """(mean loss, gradient, Hessian) in the trained parameters: each shard's, added in
+        shard order weighted by the shards' weights."""
+        _held(problem)
+        results = problem.X.map(_hessian_pass, problem.rows, theta=theta, std=std,
+                                loss=problem.loss, k=problem.k)
+        value, gradient, hessian = _weighted_sum(results)
+        return float(value), gradient, hessian
 
     def column_stats(self, problem):
         """Weighted per-column mean and population variance over all shards (Chan et al.'s

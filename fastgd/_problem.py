@@ -88,6 +88,10 @@ class Engine(Protocol):
         """(mean loss, gradient in coef (k, d), gradient in intercept (k,)), weighted by the
         sample weights, in one pass; coef and intercept in original units."""
 
+    def hessian(self, problem: Problem, theta, std: Standardization | None) -> tuple:
+        """(mean loss, gradient (p,), Hessian (p, p)) in the trained parameters theta
+        (standardized by std; p = k (d + 1), laid out as theta), weighted, in one pass."""
+
     def column_stats(self, problem: Problem) -> tuple:
         """(mean, variance) of each column of X, weighted, over all its rows."""
 

@@ -71,7 +71,8 @@ HISTORY = ("loss", "objective", "learning_rate", "seconds", "passes")
 class Counted:
     """An engine that counts the passes over the data made through it."""
 
-    PASSES = frozenset({"loss_and_grad", "column_stats", "run_epoch", "largest_row_norm"})
+    PASSES = frozenset({"loss_and_grad", "hessian", "column_stats", "run_epoch",
+                        "largest_row_norm"})
 
     def __init__(self, engine):
         self.engine, self.passes = engine, 0
@@ -154,12 +155,14 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
         std = Standardization.fit(engine, problem) if standardize else None
         state = solver.new_state(as_theta(*(std.from_original(coef, intercept) if std
                                             else (coef, intercept))), std)
-    state = solver.start(engine, problem, state, engine.n_rows(training))
+    tol_scale = None if tol is None else engine.constant_loss(problem)
+    state = solver.start(engine, problem, state, engine.n_rows(training),
+                         threshold=tol * tol_scale if tol_scale and not early_stopping
+                         else None)
     now = (replace(resume, state=state) if resume is not None
            else LoopState.fresh(state, early_stopping is not None))
     loop = Loop(engine, problem, training, solver, early_stopping, max_epochs, tol,
-                None if tol is None else engine.constant_loss(problem), tuple(callbacks),
-                checkpoint, checkpoint_every, now.copy())
+                tol_scale, tuple(callbacks), checkpoint, checkpoint_every, now.copy())
     progress = Progress(verbose, max_epochs, engine.n_rows(training))
     losses_seen = loop.now.history["loss"]
     already = len(losses_seen)

@@ -42,6 +42,7 @@ from fastgd.model import LinearModel
 from fastgd.solvers import FULL_BATCH_SOLVERS, optimizer_names
 from fastgd.solvers.first_order import SCHEDULES, FirstOrder
 from fastgd.solvers.lbfgs import LINE_SEARCHES, LBFGS
+from fastgd.solvers.newton import Newton
 
 SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
@@ -56,8 +57,16 @@ COMMON_PARAMETERS = '''
           stopping tests; its ``lr`` is learning_rate, "auto" its default 1, and max_epochs
           its ``max_iter``, with ``max_eval`` = max_epochs * 5 // 4 evaluations): each
           iteration one fused pass over X per evaluation of the objective, usually one or
-          two. It steps on the whole data: no batch_size, schedule, clip_norm or L1
-          penalty (l1_ratio), and no partial_fit.
+          two.
+        - ``"newton"``: Newton's method: each iteration one pass over X for the loss, its
+          gradient and its Hessian (X^T diag(h) X in the standardized units, by blocks of
+          rows, with BLAS), a Cholesky solve of the (d + 1) x (d + 1) system (k (d + 1)
+          for k outputs), and a backtracking line search from the step learning_rate
+          ("auto": 1), whose full step's pass is the next iteration's. The squared loss is
+          solved in one iteration. Memory grows with (k (d + 1))^2.
+
+        ``"lbfgs"`` and ``"newton"`` step on the whole data: no batch_size, schedule,
+        clip_norm or L1 penalty (l1_ratio), and no partial_fit.
     learning_rate : float or "auto", default="auto"
         The step size (before the schedule). ``"auto"``, for {curvature_optimizers}, is
         1 / L, L the largest curvature of the objective (the largest eigenvalue of the
@@ -94,7 +103,8 @@ COMMON_PARAMETERS = '''
     tolerance_grad, tolerance_change : float, default=1e-7, 1e-9
         For ``"lbfgs"``, as torch's: stop when the largest gradient component is at most
         tolerance_grad, or a step, or the change of the objective, is below
-        tolerance_change (tol applies too).
+        tolerance_change (tol applies too). ``"newton"`` stops at tolerance_grad too, and
+        when the decrease its next step predicts is within tol.
     schedule : {"constant", "step", "exponential", "invscaling", "cosine"}, default="constant"
         Learning rate per epoch e = 0, 1, ... (as ``torch.optim.lr_scheduler``):
         ``"step"``: lr gamma^(e // step_size) (StepLR); ``"exponential"``: lr gamma^e
@@ -615,11 +625,14 @@ class _GDEstimator(BaseEstimator):
                               beta2=self.beta2, rho=self.rho, epsilon=self.epsilon,
                               weight_decay=self.weight_decay)
 
-    def _solver(self, shuffle_seed: int | None = None) -> FirstOrder | LBFGS:
+    def _solver(self, shuffle_seed: int | None = None) -> FirstOrder | LBFGS | Newton:
         """The solver of these settings; shuffle_seed: the row orders' (fit draws it)."""
         learning_rate = self.learning_rate
         if not (isinstance(learning_rate, str) and learning_rate == "auto"):
             learning_rate = float(learning_rate)
+        if self.optimizer == "newton":
+            return Newton(learning_rate, float(self.tolerance_grad),
+                          l2=float(self.alpha * (1 - self.l1_ratio)))
         if self.optimizer == "lbfgs":
             return LBFGS(learning_rate, int(self.history_size), self.line_search_fn,
                          float(self.tolerance_grad), float(self.tolerance_change),

@@ -8,7 +8,9 @@ rest of fastgd asks of it:
 - `name`; `code`, its LossKind in fastgd/_losses.pxd, where its C formulas (value, first and
   second derivative in z) live; `params`, its parameters and their defaults (Huber's
   `delta`); `summary`, one line for the documentation;
-- `value_and_gradient` and `hessian`, the same formulas in NumPy (fastgd.reference runs them);
+- `value_and_gradient` and `hessian`, the same formulas in NumPy (fastgd.reference runs them),
+  and `hessian_blocks`, each row's whole Hessian in z (the Newton solver's); `quadratic`,
+  whether the loss is a quadratic in z (one Newton step is then exact);
 - `check_targets`, the targets it accepts; `targets_per_row` and `min_outputs`, its shapes;
 - `target_sums`, `best_constant` and `constant_loss`: the best prediction that ignores X,
   the scale of `tol`;
@@ -48,6 +50,7 @@ class Loss:
     summary: ClassVar[str]
     task: ClassVar[str]                      # "regression" or "classification"
     curvature: ClassVar[float | None]        # sup l'' / 2 (the squared loss's is 2)
+    quadratic: ClassVar[bool] = False        # a quadratic in z: its Newton step is exact
     min_outputs: ClassVar[int] = 1
     class_indices: ClassVar[bool] = False    # targets: one class index a row, k >= 2 logits
     multiclass: ClassVar[str | None] = None  # classification: the loss of > 2 classes
@@ -87,6 +90,12 @@ class Loss:
     def hessian(self, Z, Y):
         """The second derivative in each z (n, k): the diagonal of each row's Hessian."""
         raise NotImplementedError
+
+    def hessian_blocks(self, Z, Y) -> list:
+        """Each row's Hessian in z (k, k), as [(a, b, h_ab (n,))] for the pairs a <= b
+        where it is not zero. By default the diagonal (outputs independent)."""
+        H = self.hessian(Z, Y)
+        return [(a, a, H[:, a]) for a in range(H.shape[1])]
 
     def check_targets(self, Y, k: int) -> None:
         """A ValueError naming y if Y (n, targets_per_row(k)) is outside the loss's domain."""
@@ -135,6 +144,7 @@ class Elementwise(Loss):
 
 class Squared(Elementwise):
     name, code, task, curvature = "squared", 0, "regression", 1.0
+    quadratic = True
     summary = "(z - y)^2, the mean squared error (torch's MSELoss): l' = 2 (z - y), l'' = 2."
 
     def value(self, z, y):
@@ -221,9 +231,18 @@ class Multinomial(Loss):
         return np.log(total) - shifted[rows, c], derivative
 
     def hessian(self, Z, Y):  # the diagonal p (1 - p); the whole is diag(p) - p p^T
-        exp = np.exp(Z - Z.max(axis=1, keepdims=True))
-        p = exp / exp.sum(axis=1, keepdims=True)
+        p = self.probabilities(Z)
         return p * (1.0 - p)
+
+    def hessian_blocks(self, Z, Y):  # diag(p) - p p^T: p_a (1 - p_a), and -p_a p_b off it
+        p = self.probabilities(Z)
+        k = p.shape[1]
+        return [(a, b, p[:, a] * ((a == b) - p[:, b])) for a in range(k) for b in range(a, k)]
+
+    @staticmethod
+    def probabilities(Z):
+        exp = np.exp(Z - Z.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def check_targets(self, Y, k):
         if not (np.all(Y >= 0) and np.all(Y < k) and np.array_equal(Y, np.floor(Y))):

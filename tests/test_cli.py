@@ -184,15 +184,16 @@ def test_train_classification_predict_and_evaluate(data, capsys):
     assert f"  accuracy    {reported['accuracy']:.6g}" in out
 
 
-def test_train_with_lbfgs(data, capsys):
-    """--optimizer lbfgs: the estimator's L-BFGS fit on the same rows, saved and reloaded."""
+@pytest.mark.parametrize("optimizer", ["lbfgs", "newton"])
+def test_train_with_a_full_batch_solver(data, capsys, optimizer):
+    """--optimizer lbfgs or newton: the estimator's fit, saved and reloaded."""
     status, out, err = run(capsys, "train", "houses.csv", "--target", "expensive",
                            "--features", "size,rooms,age", "-o", "cls.fastgd", "-q",
-                           "--optimizer", "lbfgs")
+                           "--optimizer", optimizer)
     assert status == 0, err
-    assert "GDClassifier(lbfgs, learning rate auto = 1, full batch)" in out
+    assert f"GDClassifier({optimizer}, learning rate auto = 1, full batch)" in out
     model = fastgd.load("cls.fastgd")
-    assert model.optimizer == "lbfgs" and model.n_iter_ < 100
+    assert model.optimizer == optimizer and model.n_iter_ < 100
 
 
 @pytest.mark.parametrize("output", ["out.csv", "out.tsv", "out.csv.gz", "out.parquet",

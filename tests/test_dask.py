@@ -149,17 +149,18 @@ def test_full_batch_training_equals_in_memory(client, optimizer, loss):
     assert got.learning_rate == pytest.approx(expected.learning_rate, rel=1e-9)
 
 
+@pytest.mark.parametrize("optimizer", ["lbfgs", "newton"])
 @pytest.mark.parametrize("kind", ["regressor", "classifier"])
-def test_lbfgs_on_shards_equals_in_memory(client, kind):
-    """optimizer="lbfgs" on a Dask array: every evaluation a pass summed over the shards
-    in shard order, the iterations those of the fit in memory."""
+def test_full_batch_solvers_on_shards_equal_in_memory(client, kind, optimizer):
+    """optimizer="lbfgs" or "newton" on a Dask array: every pass (the Hessian too) summed
+    over the shards in shard order, the iterations those of the fit in memory."""
     from fastgd import GDClassifier, GDRegressor
 
     X, y, sw = make_problem(3000, 5, weights=True)
     estimator = GDRegressor
     if kind == "classifier":
         estimator, y = GDClassifier, np.digitize(y, np.quantile(y, [0.3, 0.6]))
-    settings = dict(optimizer="lbfgs", alpha=0.01, max_epochs=40)
+    settings = dict(optimizer=optimizer, alpha=0.01, max_epochs=40)
     in_memory = estimator(**settings).fit(X, y, sample_weight=sw)
     model = estimator(**settings).fit(da.from_array(X, chunks=(700, 5)),
                                       da.from_array(y, chunks=700),

@@ -185,12 +185,16 @@ def test_resume_is_bit_identical(tmp_path):
     assert_same_fit(resumed, uninterrupted)
 
 
-def test_early_stopping_and_warm_start():
+@pytest.mark.parametrize("optimizer", ["lbfgs", "newton"])
+def test_early_stopping_and_warm_start(optimizer):
+    """The solvers on the whole data train on the rows early stopping leaves them (read in
+    place), and a warm start goes on from the previous fit's parameters."""
     X, y, _ = make_problem(600, 5)
-    model = GDRegressor(optimizer="lbfgs", early_stopping=True, n_iter_no_change=2,
-                        random_state=0).fit(X, y)
+    y = y + np.random.default_rng(0).standard_normal(600)
+    model = GDRegressor(optimizer=optimizer, loss="huber", early_stopping=True,
+                        n_iter_no_change=2, random_state=0).fit(X, y)
     assert len(model.history_["val_loss"]) == model.n_iter_
-    again = GDRegressor(optimizer="lbfgs", warm_start=True)
+    again = GDRegressor(optimizer=optimizer, loss="huber", warm_start=True)
     again.fit(X, y)
     first = again.n_iter_
     again.fit(X, y)

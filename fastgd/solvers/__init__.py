@@ -10,6 +10,8 @@ checkpoints save by name. A solver is one file of this package:
                      (fastgd/optimizers.py), one engine.run_epoch a step
     lbfgs.py         L-BFGS as torch.optim.LBFGS, with its strong-Wolfe line search: an
                      iteration a step, a fused loss-and-gradient pass per evaluation
+    newton.py        Newton's method: a Hessian pass (Engine.hessian) and a solve a step,
+                     with a backtracking line search
 
 Adding a solver: docs/architecture.md.
 """
@@ -27,7 +29,7 @@ from fastgd.optimizers import OPTIMIZERS
 
 # The optimizer names that are solvers of their own, stepping on the whole data (every other
 # name is a first-order optimizer of fastgd/optimizers.py, which first_order.py runs).
-FULL_BATCH_SOLVERS = ("lbfgs",)
+FULL_BATCH_SOLVERS = ("lbfgs", "newton")
 
 
 def optimizer_names() -> tuple:
@@ -66,11 +68,13 @@ class Solver(Protocol):
         """The state to go on from (partial_fit) under this solver's settings, which may
         differ from those state was reached with."""
 
-    def start(self, engine: Engine, problem: Problem, state: TrainState,
-              n_rows: int) -> TrainState:
+    def start(self, engine: Engine, problem: Problem, state: TrainState, n_rows: int,
+              threshold: float | None = None) -> TrainState:
         """Before the first step of a fit or a partial_fit call: the state to step from,
         with what depends on the data resolved (the automatic learning rate). `problem` has
-        all the rows; n_rows are those trained on."""
+        all the rows; n_rows are those trained on. `threshold` is the decrease of the
+        objective the loop judges converged (tol times its scale; None: not judged so), for
+        a solver that can predict its own decrease (Newton)."""
 
     def step(self, engine: Engine, problem: Problem, state: TrainState, epoch: int) -> Step:
         """Step number `epoch` (0-based, counted over partial_fit calls) on the rows trained
@@ -83,6 +87,23 @@ def penalty(theta, d: int, l1: float, l2: float) -> float:
     k = len(theta) // (d + 1)
     w = theta[:k * d]
     return float(l1 * np.abs(w).sum() + 0.5 * l2 * (w @ w)) if (l1 or l2) else 0.0
+
+
+def smooth_objective(engine, problem, theta, std, l2: float, hessian: bool = False):
+    """(mean loss, objective, its gradient[, its Hessian]) at trained parameters theta, the
+    objective the mean loss + l2 |w|^2 / 2: one pass (a Hessian pass if asked)."""
+    if hessian:
+        loss, gradient, H = engine.hessian(problem, theta, std)
+    else:
+        loss, gradient = loss_and_gradient(engine, problem, theta, std)
+    objective = loss
+    if l2:
+        w = theta[:len(theta) - len(theta) // (problem.n_features + 1)]
+        objective = loss + 0.5 * l2 * float(w @ w)
+        gradient[:len(w)] += l2 * w
+        if hessian:
+            H[np.diag_indices(len(w))] += l2
+    return (loss, objective, gradient, H) if hessian else (loss, objective, gradient)
 
 
 def loss_and_gradient(engine: Engine, problem: Problem, theta, std) -> tuple:

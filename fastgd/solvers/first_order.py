@@ -53,7 +53,7 @@ class FirstOrder:
             return replace(state, learning_rate=float(self.learning_rate))
         return state
 
-    def start(self, engine, problem, state, n_rows):
+    def start(self, engine, problem, state, n_rows, threshold=None):
         self.n_rows = n_rows
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=self.optimizer.auto_learning_rate(

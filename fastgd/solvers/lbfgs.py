@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fastgd._state import TrainState
-from fastgd.solvers import Step, loss_and_gradient
+from fastgd.solvers import Step, smooth_objective
 
 LINE_SEARCHES = ("strong_wolfe", None)
 
@@ -63,20 +63,14 @@ class LBFGS:
             return replace(self.new_state(state.theta, state.std), epochs=state.epochs)
         return state
 
-    def start(self, engine, problem, state, n_rows):
+    def start(self, engine, problem, state, n_rows, threshold=None):
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=1.0)
         return state
 
     def evaluate(self, engine, problem, theta, std) -> tuple:
         """(mean loss, objective, gradient of the objective) at theta: one pass."""
-        loss, gradient = loss_and_gradient(engine, problem, theta, std)
-        objective = loss
-        if self.l2:
-            w = theta[:len(theta) - len(theta) // (problem.n_features + 1)]
-            objective = loss + 0.5 * self.l2 * float(w @ w)
-            gradient[:len(w)] += self.l2 * w
-        return loss, objective, gradient
+        return smooth_objective(engine, problem, theta, std, self.l2)
 
     def step(self, engine, problem, state, epoch):
         """One iteration of torch's loop (its body from "compute gradient descent

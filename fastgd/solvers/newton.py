@@ -1,0 +1,123 @@
+"""Newton's method: each step solves H delta = -g with the Hessian of one pass over the data
+(Engine.hessian: X^T diag(h) X by blocks of rows, with the loss and gradient), then takes the
+full step if it lowers the objective enough (Armijo), else backtracks.
+
+The pass at the full step is the next step's Hessian pass, so an iteration that takes its
+full step reads X once. A quadratic loss (the squared loss, with its L2 penalty) is solved
+exactly by its first step: least squares is one Hessian pass and a (d + 1) x (d + 1) solve.
+Near the optimum the Newton decrement predicts the step's decrease of the objective,
+g^T H^-1 g / 2; when that is within the loop's threshold (tol times the best constant's
+loss) the step is taken without another pass and training stops.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from fastgd._state import TrainState
+from fastgd.solvers import Step, smooth_objective
+
+ARMIJO = 1e-4       # the sufficient decrease: f(theta + t delta) <= f - ARMIJO t g^T H^-1 g
+MAX_HALVINGS = 30   # of the step length before the step counts as no progress
+
+
+@dataclass
+class Newton:
+    """Newton's method with a backtracking line search on the objective mean loss +
+    l2 |w|^2 / 2, from a step length of learning_rate ("auto": 1). L1 has no Hessian: l1
+    must be 0. Stops when the largest gradient component is at most tolerance_grad."""
+
+    learning_rate: float | str = "auto"
+    tolerance_grad: float = 1e-7
+    l1: float = 0.0
+    l2: float = 0.0
+    threshold: float | None = field(default=None, init=False)  # set by start
+    name: str = field(default="newton", init=False)
+
+    def new_state(self, theta, std) -> TrainState:
+        """The mean loss, objective, gradient and Hessian at theta (objective NaN: not
+        evaluated yet, the next step's first pass)."""
+        p = len(theta)
+        slots = {"loss": np.array(math.nan), "objective": np.array(math.nan),
+                 "flat_grad": np.zeros(p), "hessian": np.zeros((p, p))}
+        return TrainState(theta, slots, std=std, learning_rate=self.learning_rate,
+                          optimizer=self.name)
+
+    def go_on_from(self, state: TrainState) -> TrainState:
+        if state.optimizer != self.name:
+            return replace(self.new_state(state.theta, state.std), epochs=state.epochs)
+        return state
+
+    def start(self, engine, problem, state, n_rows, threshold=None):
+        self.threshold = threshold
+        if state.learning_rate == "auto":
+            state = replace(state, learning_rate=1.0)
+        return state
+
+    def step(self, engine, problem, state, epoch):
+        slots, theta = state.slots, state.theta
+        if math.isnan(slots["objective"]):
+            self.keep(slots, *smooth_objective(engine, problem, theta, state.std, self.l2,
+                                               hessian=True))
+        loss, objective = float(slots["loss"]), float(slots["objective"])
+        g = slots["flat_grad"].copy()
+        if not math.isfinite(objective) or np.abs(g).max() <= self.tolerance_grad:
+            return Step(loss, 1.0, 0, 0.0, converged=math.isfinite(objective))
+        delta = newton_direction(slots["hessian"], g)
+        decrement = -float(g @ delta)  # g^T H^-1 g: twice the decrease the model predicts
+        if decrement <= 0:  # no descent left within rounding
+            return Step(loss, 1.0, 0, 0.0, converged=True)
+        exact = problem.loss.quadratic or (self.threshold is not None
+                                           and decrement / 2 <= self.threshold)
+        if exact:  # the model is the objective, or its decrease is within tol: done
+            theta += delta
+            slots["objective"][()] = math.nan
+            return Step(loss, 1.0, 1, 1.0, converged=True)
+        t = self.line_search(engine, problem, state, delta, objective, decrement)
+        if t == 0.0:  # no step lowers the objective: its optimum within rounding
+            return Step(loss, 1.0, 0, 0.0, converged=True)
+        theta += t * delta
+        return Step(loss, 1.0, 1, t)
+
+    def line_search(self, engine, problem, state, delta, objective, decrement) -> float:
+        """The step length: the first of lr, lr / 2, ... meeting Armijo's condition (0 if
+        none does). The full step's pass is a Hessian pass, kept for the next step; a
+        shorter step's is not, and the next step makes its own."""
+        t, theta, slots = state.learning_rate, state.theta, state.slots
+        for halving in range(MAX_HALVINGS):
+            evaluated = smooth_objective(engine, problem, theta + t * delta, state.std,
+                                         self.l2, hessian=halving == 0)
+            if evaluated[1] <= objective - ARMIJO * t * decrement:
+                if halving == 0:
+                    self.keep(slots, *evaluated)
+                else:
+                    slots["objective"][()] = math.nan
+                return t
+            t /= 2
+        return 0.0
+
+    @staticmethod
+    def keep(slots, loss, objective, gradient, hessian) -> None:
+        slots["loss"][()], slots["objective"][()] = loss, objective
+        slots["flat_grad"][:] = gradient
+        slots["hessian"][:] = hessian
+
+
+def newton_direction(H, g):
+    """delta solving H delta = -g, by Cholesky; where H is singular within rounding (a
+    constant feature, collinear features, the softmax's redundant intercept), the
+    least-norm solution on H's range (as a least-squares solver gives), not the rounding
+    error blown up along its null space."""
+    try:
+        L = np.linalg.cholesky(H)
+        diagonal = np.diag(L)
+        if diagonal.min() ** 2 > diagonal.max() ** 2 * len(g) * np.finfo(float).eps:
+            return np.linalg.solve(L.T, np.linalg.solve(L, -g))
+    except np.linalg.LinAlgError:  # not positive definite
+        pass
+    values, vectors = np.linalg.eigh(H)
+    kept = values > values.max() * len(values) * np.finfo(float).eps
+    return -(vectors[:, kept] @ ((vectors[:, kept].T @ g) / values[kept]))

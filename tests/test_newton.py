@@ -1,0 +1,176 @@
+"""optimizer="newton" and the Hessian pass it stands on (Engine.hessian)."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import LOSSES, assert_same_fit, loss_id, make_problem, targets_for
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
+
+from fastgd import GDClassifier, GDRegressor, _hessian
+from fastgd._engines import engine_for
+from fastgd._problem import Problem
+from fastgd._state import Standardization
+from fastgd.solvers import loss_and_gradient
+
+
+def hessian_problem(loss, dtype=np.float64, n=3000, d=5, rows=None, seed=0):
+    """Mixed units and offsets, weights, and targets in the loss's domain near the model
+    theta (returned with a standardization of X)."""
+    X, _, sw = make_problem(n, d, weights=True, dtype=dtype, seed=seed)
+    X = X * np.resize(np.array([1.0, 10.0, 0.01, 3.0, 1.0], dtype=dtype), d) + dtype(5)
+    k = 3 if loss.class_indices else 2
+    Z = (X - X.mean(axis=0)) / X.std(axis=0) @ np.random.default_rng(seed).standard_normal(
+        (d, k)) / 2
+    problem = Problem(X, targets_for(loss, Z.astype(dtype)), sw, loss, k, rows)
+    mean, var = engine_for(X).column_stats(problem)
+    std = Standardization(mean, np.sqrt(var), np.sqrt(var))
+    theta = np.random.default_rng(seed + 1).standard_normal(k * (d + 1)) / 4
+    return problem, theta, std
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hessian_pass_is_the_gradients_derivative(loss, dtype):
+    """The compiled engine's pass (by blocks) equals the reference's (whole X) and the
+    fused pass's loss and gradient; its Hessian is the central difference of that
+    gradient (in the trained, standardized parameters)."""
+    rows = np.arange(0, 3000, 3)  # read in place, as early stopping's rows
+    problem, theta, std = hessian_problem(loss, dtype, rows=rows)
+    compiled, reference = engine_for(problem.X), engine_for(problem.X, "numpy")
+    loss_value, gradient, H = compiled.hessian(problem, theta, std)
+    want = reference.hessian(problem, theta, std)
+    assert_allclose(loss_value, want[0], rtol=1e-12)
+    assert_allclose(gradient, want[1], rtol=1e-10, atol=1e-13)
+    assert_allclose(H, want[2], rtol=1e-10, atol=1e-13)
+    fused = loss_and_gradient(compiled, problem, theta, std)
+    assert_allclose(loss_value, fused[0], rtol=1e-12)
+    assert_allclose(gradient, fused[1], rtol=1e-9, atol=1e-13)
+    assert_array_equal(H, H.T)
+    step = 1e-5
+    central = np.array([(loss_and_gradient(compiled, problem, theta + step * e, std)[1]
+                         - loss_and_gradient(compiled, problem, theta - step * e, std)[1])
+                        / (2 * step) for e in np.eye(len(theta))])
+    if loss.name != "huber":  # Huber's l'' jumps at +-delta: no central difference there
+        assert_allclose(H, central, rtol=1e-5, atol=1e-6 * np.abs(H).max())
+
+
+def test_hessian_pass_memory_is_a_block_and_the_sums():
+    """Extra memory: a block of the design and the Hessian's sums, not X's size."""
+    problem, theta, std = hessian_problem(LOSSES[0], n=200_000, d=20)
+    tracemalloc.start()
+    _hessian.hessian_pass(problem, theta, std)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 6 * _hessian.BLOCK_BYTES + 50 * 21 * 21 * 8, peak
+    assert peak < problem.X.nbytes / 4
+
+
+def test_hessian_pass_is_the_same_bits_on_any_number_of_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    problem, theta, std = hessian_problem(LOSSES[0], n=50_000, d=40)
+    results = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads):
+            results.append(_hessian.hessian_pass(problem, theta, std))
+    for a, b in zip(*results, strict=True):
+        assert_array_equal(a, b)
+
+
+def test_least_squares_is_one_step_and_exact():
+    """One Hessian pass and a solve: scikit-learn's Ridge and LinearRegression on the same
+    (standardized) problem, to rounding."""
+    X, y, sw = make_problem(2000, 8, weights=True)
+    X = X * np.arange(1, 9) + 100.0  # mixed units, offsets far from zero
+    model = GDRegressor(optimizer="newton").fit(X, y, sample_weight=sw)
+    assert model.n_iter_ == 1 and model.history_["passes"] == [2]  # statistics + Hessian
+    exact = LinearRegression().fit(X, y, sample_weight=sw)
+    assert_allclose(model.coef_, exact.coef_, rtol=1e-10)
+    assert_allclose(model.intercept_, exact.intercept_, rtol=1e-10)
+    alpha = 0.3
+    ridge = GDRegressor(optimizer="newton", alpha=alpha, standardize=False).fit(X, y)
+    exact = Ridge(alpha=alpha * len(y) / 2).fit(X, y)
+    assert_allclose(ridge.coef_, exact.coef_, rtol=1e-9)
+
+
+def test_collinear_and_constant_features_give_the_least_norm_solution():
+    """A feature that is the sum of two others and a constant one: the singular Hessian
+    gives lstsq's least-norm coefficients (on centered features, where the intercept is
+    apart from them, as scikit-learn's LinearRegression centers), and, standardized, the
+    constant feature's coefficient is 0."""
+    X, y, _ = make_problem(500, 4)
+    X -= X.mean(axis=0)
+    X = np.column_stack([X, X[:, 0] + X[:, 1], np.zeros(500)])
+    model = GDRegressor(optimizer="newton", standardize=False).fit(X, y)
+    exact = LinearRegression().fit(X, y)
+    assert_allclose(model.predict(X), exact.predict(X), rtol=1e-9)
+    assert_allclose(model.coef_, exact.coef_, atol=1e-9)
+    X[:, -1] = 3.0
+    model = GDRegressor(optimizer="newton").fit(X, y)
+    assert model.coef_[-1] == 0.0
+    assert_allclose(model.predict(X), exact.predict(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("load", [load_breast_cancer, load_iris])
+def test_reaches_logistic_regressions_optimum_in_few_passes(load):
+    X, y = load(return_X_y=True)
+    C = 0.5
+    scaler = StandardScaler().fit(X)
+    exact = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12).fit(
+        scaler.transform(X), y)
+    model = GDClassifier(optimizer="newton", alpha=1 / (C * len(y)), tol=1e-12,
+                         tolerance_grad=0.0).fit(X, y)
+    coef = exact.coef_ / scaler.scale_
+    assert_allclose(model.coef_, coef, rtol=1e-7, atol=1e-9 * np.abs(coef).max())
+    assert sum(model.history_["passes"]) <= 15
+    assert np.all(np.diff(model.history_["objective"]) < 0)
+
+
+@pytest.mark.parametrize("case", ["squared", "huber", "outputs", "binary", "multiclass"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_both_engines_take_the_same_steps(dtype, case):
+    X, y, sw = make_problem(400, 6, weights=True, dtype=dtype)
+    if case == "outputs":
+        y = np.column_stack([y, -2 * y + 1])
+    estimator, settings = GDRegressor, dict(loss="huber" if case == "huber" else "squared")
+    if case in ("binary", "multiclass"):
+        estimator, settings = GDClassifier, {}
+        y = np.digitize(y, np.quantile(y, [0.5] if case == "binary" else [0.3, 0.6]))
+    fits = [estimator(optimizer="newton", engine=engine, alpha=0.01, **settings).fit(
+        X, y, sample_weight=sw) for engine in ("cython", "numpy")]
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    assert_allclose(fits[0].coef_, fits[1].coef_, rtol=rtol, atol=rtol * 1e-3)
+    assert_allclose(fits[0].history_["objective"], fits[1].history_["objective"], rtol=rtol)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    settings = dict(optimizer="newton", alpha=1e-4, tol=None, tolerance_grad=0.0,
+                    max_epochs=6, learning_rate=0.5)
+    uninterrupted = GDClassifier(**settings).fit(X, y)
+    path = tmp_path / "fit.ckpt"
+    GDClassifier(**settings, checkpoint=path, callbacks=lambda e: e["epoch"] == 3).fit(X, y)
+    resumed = GDClassifier(**settings, checkpoint=path).fit(X, y, resume=path)
+    assert_same_fit(resumed, uninterrupted)
+
+
+def test_a_line_search_from_a_long_step():
+    """learning_rate is the first step length tried: from 8, the backtracking halves it."""
+    X, y = load_breast_cancer(return_X_y=True)
+    settings = dict(optimizer="newton", tol=1e-12, tolerance_grad=0.0)
+    model = GDClassifier(learning_rate=8.0, **settings).fit(X, y)
+    assert min(model.history_["learning_rate"]) < 8.0
+    want = GDClassifier(**settings).fit(X, y)
+    assert_allclose(model.predict_proba(X), want.predict_proba(X), atol=1e-5)
+
+
+def test_refuses_l1_and_partial_fit():
+    X, y, _ = make_problem(50, 3)
+    with pytest.raises(ValueError, match="l1_ratio is for the first-order optimizers"):
+        GDRegressor(optimizer="newton", alpha=0.1, l1_ratio=1.0).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit trains one epoch of a first-order"):
+        GDRegressor(optimizer="newton").partial_fit(X, y)
