@@ -21,7 +21,7 @@ from functools import partial
 
 import numpy as np
 
-from fastgd import _hessian, _validation, reference
+from fastgd import _validation, reference
 from fastgd._compiled import kernels
 from fastgd._problem import Problem, splitmix64
 from fastgd._validation import as_matrix, as_sample_weight, as_targets
@@ -103,12 +103,13 @@ def _grad_pass(shard, coef, intercept, loss, k, n_threads, zero_targets=False):
                                      n_threads=_worker_threads(n_threads))
 
 
-def _hessian_pass(shard, theta, std, loss, k):
+def _hessian_pass(shard, theta, std, loss, k, n_threads):
     weight = _weight(shard)
     if weight == 0.0:
         return weight, None
     X, Y, sample_weight, _ = shard
-    return weight, _hessian.hessian_pass(Problem(X, Y, sample_weight, loss, k), theta, std)
+    return weight, kernels.hessian_pass(Problem(X, Y, sample_weight, loss, k), theta, std,
+                                        n_threads=_worker_threads(n_threads))
 
 
 def _column_stats(shard, n_threads):
@@ -271,7 +272,7 @@ class DaskEngine:
         shard order weighted by the shards' weights."""
         _held(problem)
         results = problem.X.map(_hessian_pass, problem.rows, theta=theta, std=std,
-                                loss=problem.loss, k=problem.k)
+                                loss=problem.loss, k=problem.k, n_threads=self.n_threads)
         value, gradient, hessian = _weighted_sum(results)
         return float(value), gradient, hessian
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fastgd import _compiled, _dask, _hessian, reference
+from fastgd import _compiled, _dask, reference
 from fastgd._problem import EpochPlan, Problem
 from fastgd._threads import effective_n_threads
 from fastgd._validation import raise_if_nonfinite
@@ -23,13 +23,11 @@ SAMPLED_ROWS = 64  # rows of X, y and the weights hashed into a fingerprint
 
 
 class InMemory:
-    """An engine over NumPy arrays: a module's grad_pass, column_stats and run_epoch (and
-    its hessian_pass, fastgd/_hessian.py's for the compiled kernels)."""
+    """An engine over NumPy arrays: a module's grad_pass, hessian_pass, column_stats and
+    run_epoch."""
 
     def __init__(self, module, n_threads: int):
         self.module, self.n_threads = module, n_threads
-        # The compiled engine's Hessian is level-3 work: BLAS's, by blocks of rows.
-        self.hessian_pass = getattr(module, "hessian_pass", _hessian.hessian_pass)
         self._zeros = None  # the zero targets of the curvature's passes, made once
 
     def n_rows(self, problem: Problem) -> int:
@@ -50,7 +48,7 @@ class InMemory:
     def hessian(self, problem: Problem, theta, std):
         if problem.Y is None:
             problem = replace(problem, Y=self.zero_targets(problem.X))
-        return self.hessian_pass(problem, theta, std, n_threads=self.n_threads)
+        return self.module.hessian_pass(problem, theta, std, n_threads=self.n_threads)
 
     def column_stats(self, problem: Problem):
         return self.module.column_stats(problem, n_threads=self.n_threads)

@@ -91,9 +91,14 @@ class Loss:
         """The second derivative in each z (n, k): the diagonal of each row's Hessian."""
         raise NotImplementedError
 
+    def hessian_pairs(self, k: int) -> list:
+        """The pairs of outputs a <= b where a row's Hessian in z (k, k) may not be zero, in
+        the order of hessian_blocks (and of the compiled Hessian pass). By default the
+        diagonal: the outputs are independent."""
+        return [(a, a) for a in range(k)]
+
     def hessian_blocks(self, Z, Y) -> list:
-        """Each row's Hessian in z (k, k), as [(a, b, h_ab (n,))] for the pairs a <= b
-        where it is not zero. By default the diagonal (outputs independent)."""
+        """Each row's Hessian in z, as [(a, b, h_ab (n,))] for the hessian_pairs."""
         H = self.hessian(Z, Y)
         return [(a, a, H[:, a]) for a in range(H.shape[1])]
 
@@ -234,10 +239,13 @@ class Multinomial(Loss):
         p = self.probabilities(Z)
         return p * (1.0 - p)
 
+    def hessian_pairs(self, k):  # the softmax couples its outputs: every pair
+        return [(a, b) for a in range(k) for b in range(a, k)]
+
     def hessian_blocks(self, Z, Y):  # diag(p) - p p^T: p_a (1 - p_a), and -p_a p_b off it
         p = self.probabilities(Z)
-        k = p.shape[1]
-        return [(a, b, p[:, a] * ((a == b) - p[:, b])) for a in range(k) for b in range(a, k)]
+        return [(a, b, p[:, a] * ((a == b) - p[:, b]))
+                for a, b in self.hessian_pairs(p.shape[1])]
 
     @staticmethod
     def probabilities(Z):

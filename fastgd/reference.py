@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastgd import _hessian
+from fastgd import _design
 from fastgd._api import make_loss_and_grad
 from fastgd._problem import Problem
 
@@ -41,7 +41,7 @@ def grad_pass(problem, coef, intercept, n_threads=1):
 
 def hessian_pass(problem, theta, std, n_threads=1):
     """(mean loss, gradient (p,), Hessian (p, p)) at trained parameters theta, as
-    fastgd/_hessian.py's pass, on the whole standardized design at once."""
+    fastgd/_hessian.pxi's pass, on the whole standardized design at once."""
     X, Y, sample_weight, loss, k = (problem.X, problem.Y, problem.sample_weight,
                                     problem.loss, problem.k)
     if problem.rows is not None:
@@ -53,12 +53,12 @@ def hessian_pass(problem, theta, std, n_threads=1):
     A = np.hstack([X, np.ones((len(X), 1))])
     w = _weights(sample_weight, len(A))
     with np.errstate(all="ignore"):
-        Z = A @ _hessian.design_parameters(theta, k, X.shape[1]).T
+        Z = A @ _design.design_parameters(theta, k, X.shape[1]).T
         value, derivative = loss.value_and_gradient(Z, Y.astype(np.float64))
         blocks = {(a, b): A.T @ ((w * h)[:, None] * A) for a, b, h in loss.hessian_blocks(Z, Y)}
         return ((w * value).sum() / w.sum(),
-                _hessian.flatten_gradient((w[:, None] * derivative).T @ A / w.sum()),
-                _hessian.assemble(blocks, k, X.shape[1], w.sum()))
+                _design.flatten_gradient((w[:, None] * derivative).T @ A / w.sum()),
+                _design.assemble(blocks, k, X.shape[1], w.sum()))
 
 
 def column_stats(problem, n_threads=1):

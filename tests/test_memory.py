@@ -23,12 +23,14 @@ def peak_allocation(fit) -> int:
 
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("batch_size", [None, 256])
-def test_fit_allocates_a_small_fraction_of_x(order, dtype, batch_size):
+@pytest.mark.parametrize("solver", [dict(batch_size=None), dict(batch_size=256),
+                                    dict(optimizer="lbfgs"), dict(optimizer="newton")],
+                         ids=["full batch", "batch 256", "lbfgs", "newton"])
+def test_fit_allocates_a_small_fraction_of_x(order, dtype, solver):
     X, y, _ = make_problem(40_000, 80, order=order, dtype=dtype)  # 12.8 or 25.6 MB
     X.flags.writeable = False
-    peak = peak_allocation(lambda: GDRegressor(max_epochs=3, tol=None, batch_size=batch_size,
-                                               random_state=0).fit(X, y))
+    peak = peak_allocation(lambda: GDRegressor(max_epochs=3, tol=None, random_state=0,
+                                               **solver).fit(X, y))
     assert peak < 0.1 * X.nbytes  # vectors of n, blocks, buffers: never a copy of X
 
 

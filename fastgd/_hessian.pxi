@@ -1,0 +1,229 @@
+# The Hessian pass: the mean loss, its gradient and its Hessian in the trained parameters, in
+# one read of X. Included by fastgd/_kernels.pxi.
+#
+# A row of the design in trained units is a = ((x - mean) / divisor, 1), dp = d + 1 values.
+# For each pair of outputs a <= b with a row Hessian h_ab(z) (one pair an output for an
+# elementwise loss, k (k + 1) / 2 for the softmax), the pass sums w h_ab a a^T into a
+# dp x dp matrix, the gradient w dloss/dz_a a, and the loss.
+#
+# Rows are read in blocks of GRAM_BLOCK_BYTES (a shape-only size); each block is widened,
+# standardized and packed into panels of 8 columns (contiguous, zero-padded to a multiple of
+# 8: no masked loads), its outputs z, derivatives and h computed. The threads split the
+# Gram matrices by tiles of 4 rows (tile t to thread t mod T), and each tile's 4 x 8 pieces
+# sum over the block's rows in order (fastgd/_gram.h), then add into the matrix in block
+# order: every entry sees the same operations in the same order whatever the thread count.
+# Every thread packs every block (cheap next to the d^2 / 2 multiply-adds a row); extra
+# memory is a block per thread and the matrices themselves.
+
+cdef extern from "_gram.h":
+    void fastgd_gram_tile(const double* panel, const double* c, Py_ssize_t rows, double* G,
+                          Py_ssize_t ldg) noexcept nogil
+    double fastgd_panel_dot(const double* row, Py_ssize_t stride, const double* theta,
+                            Py_ssize_t panels) noexcept nogil
+    void fastgd_panel_axpy4(const double* cols, const double* r, Py_ssize_t r_stride,
+                            Py_ssize_t rows, double* out) noexcept nogil
+
+from libc.math cimport NAN
+from libc.stdlib cimport calloc, free, malloc
+
+from fastgd import _design as hessian_layout
+
+cdef enum:
+    GRAM_BLOCK_BYTES = 262144  # of a block of packed rows: the block stays in L2
+    GRAM_MAX_BLOCK = 512       # rows per block at most
+    GRAM_MIN_BLOCK = 16        # and at least
+
+
+def hessian_pass(problem, theta, std, int n_threads):
+    """(mean loss, gradient (p,), Hessian (p, p)) at trained parameters theta (p = k (d + 1),
+    laid out as theta), standardized by std, weighted by problem.sample_weight, over the
+    problem's rows (all, or problem.rows): fastgd.reference.hessian_pass's mathematics."""
+    X, k, loss = problem.X, problem.k, problem.loss
+    d = X.shape[1]
+    mean = np.zeros(d) if not std else np.ascontiguousarray(std.mean, dtype=np.float64)
+    inverse = np.ones(d) if not std else 1.0 / np.asarray(std.divisor, dtype=np.float64)
+    rows = None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
+    pairs = len(loss.hessian_pairs(k))
+    padded = (d + 1 + 7) // 8 * 8
+    G = np.zeros((pairs, padded, padded))
+    gradient = np.zeros((k, padded))
+    sums = np.zeros(2)  # the weighted loss, the weight
+    Theta = np.zeros((k, padded))  # zero-padded as the packed rows are
+    Theta[:, :d + 1] = hessian_layout.design_parameters(theta, k, d)
+    _hessian_pass(X, problem.Y, problem.sample_weight, rows, mean, inverse, Theta, loss, k,
+                  pairs, G, gradient, sums, n_threads)
+    blocks = {}
+    for number, (a, b) in enumerate(loss.hessian_pairs(k)):
+        upper = np.triu(G[number, :d + 1, :d + 1])
+        blocks[a, b] = upper + np.triu(upper, 1).T
+    return (sums[0] / sums[1], hessian_layout.flatten_gradient(gradient[:, :d + 1] / sums[1]),
+            hessian_layout.assemble(blocks, k, d, sums[1]))
+
+
+def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
+                  const floating[::1] sample_weight, const Py_ssize_t[::1] rows,
+                  const double[::1] mean, const double[::1] inverse,
+                  const double[:, ::1] Theta, loss, Py_ssize_t k, Py_ssize_t pairs,
+                  double[:, :, ::1] G, double[:, ::1] gradient, double[::1] sums,
+                  int n_threads):
+    cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
+    cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0]
+    cdef Py_ssize_t padded = G.shape[1], i
+    cdef Py_ssize_t block = min(max(GRAM_BLOCK_BYTES // (8 * padded),
+                                    <Py_ssize_t>GRAM_MIN_BLOCK), <Py_ssize_t>GRAM_MAX_BLOCK)
+    if rows is not None:
+        for i in range(n):
+            if not 0 <= rows[i] < X.shape[0]:
+                raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
+    if n == 0:
+        raise ValueError("the Hessian pass needs at least one row")
+    cdef int threads = <int>min(max(n_threads, 1), padded // 4)
+    if n * padded * padded < PARALLEL_MIN_ELEMS * 16:  # a small pass: one thread
+        threads = 1
+    cdef Layout lay = layout_of(X)
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef const Py_ssize_t* rowp = NULL if rows is None else &rows[0]
+    with nogil:
+        hessian_rows(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
+                     &inverse[0], &Theta[0, 0], &spec, k, pairs, padded, block,
+                     &G[0, 0, 0], &gradient[0, 0], &sums[0], threads)
+
+
+cdef void hessian_rows(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
+                       const floating* sw, const Py_ssize_t* rows, Py_ssize_t n,
+                       const double* mean, const double* inverse, const double* Theta,
+                       const Loss* loss, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t padded,
+                       Py_ssize_t block, double* G, double* gradient, double* sums,
+                       int threads) noexcept nogil:
+    """The pass (see the top of this file) on `threads` threads."""
+    cdef Py_ssize_t start, m, tile, pair, l0, tiles = padded // 4
+    cdef double* panels
+    cdef double* c
+    cdef double* terms
+    cdef int me, team
+    with parallel(num_threads=threads):
+        me = omp_get_thread_num()
+        team = omp_get_num_threads()
+        panels = <double*>calloc(block * padded, sizeof(double))  # padding stays 0
+        c = <double*>malloc(block * 4 * sizeof(double))
+        terms = <double*>malloc(block * (2 + 2 * k + pairs) * sizeof(double))
+        if panels != NULL and c != NULL and terms != NULL:
+            start = 0
+            while start < n:
+                m = min(block, n - start)
+                pack_block(X, lay, d, Y, sw, rows, start, m, mean, inverse, Theta, loss, k,
+                           pairs, padded, block, panels, terms)
+                if me == 0:
+                    add_loss(terms, m, k, pairs, sums)
+                tile = me
+                while tile < tiles:
+                    add_gradient(panels, block, terms, m, k, pairs, tile * 4,
+                                 gradient, padded)
+                    for pair in range(pairs):
+                        weighted_columns(panels, block, terms, m, k, pairs, pair, tile * 4, c)
+                        l0 = (tile * 4) // 8 * 8
+                        while l0 < padded:
+                            fastgd_gram_tile(panels + (l0 // 8) * block * 8, c, m,
+                                             G + pair * padded * padded + tile * 4 * padded + l0,
+                                             padded)
+                            l0 = l0 + 8
+                    tile = tile + team
+                start = start + m
+        else:  # out of memory: the sums say so (NaN), the caller reports it
+            sums[0] = NAN
+        free(panels)
+        free(c)
+        free(terms)
+
+
+cdef inline double* panel_at(double* panels, Py_ssize_t block, Py_ssize_t i,
+                             Py_ssize_t j) noexcept nogil:
+    """Where row i, column j of a packed block lives: panels of 8 columns, row by row."""
+    return panels + (j // 8) * block * 8 + i * 8 + j % 8
+
+
+cdef void pack_block(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
+                     const floating* sw, const Py_ssize_t* rows, Py_ssize_t start,
+                     Py_ssize_t m, const double* mean, const double* inverse,
+                     const double* Theta, const Loss* loss, Py_ssize_t k, Py_ssize_t pairs,
+                     Py_ssize_t padded, Py_ssize_t block, double* panels,
+                     double* terms) noexcept nogil:
+    """Rows start..start+m-1 (of `rows` if given) packed into panels in trained units, and
+    for each its terms: [w loss, w, w dloss/dz (k), z (k), w h (pairs)]."""
+    cdef Py_ssize_t i, j, a, b, r, q, ll
+    cdef double value, w, zero_one
+    cdef double* t
+    cdef double* z
+    cdef double* dz
+    cdef double* out
+    cdef const floating* x
+    cdef const floating* y
+    for i in range(m):
+        r = start + i if rows == NULL else rows[start + i]
+        x = X + r * lay.rs
+        y = Y + r * loss.ky
+        t = terms + i * (2 + 2 * k + pairs)
+        dz = t + 2
+        z = dz + k
+        j = 0
+        if lay.cs == 1:  # whole panels from a contiguous row: a loop the compiler vectorizes
+            while j + 8 <= d:
+                out = panel_at(panels, block, i, j)
+                for ll in range(8):
+                    out[ll] = (x[j + ll] - mean[j + ll]) * inverse[j + ll]
+                j = j + 8
+        while j < d:
+            panel_at(panels, block, i, j)[0] = (x[j * lay.cs] - mean[j]) * inverse[j]
+            j = j + 1
+        panel_at(panels, block, i, d)[0] = 1.0
+        for a in range(k):
+            z[a] = fastgd_panel_dot(panels + i * 8, block * 8, Theta + a * padded,
+                                    padded // 8)
+            dz[a] = z[a]
+        w = 1.0 if sw == NULL else <double>sw[r]
+        t[0] = w * row_loss(loss, k, dz, y)
+        t[1] = w
+        q = 0
+        if loss.kind == MULTINOMIAL:  # p = dloss/dz + onehot(y); h_ab = p_a ([a == b] - p_b)
+            for a in range(k):
+                for b in range(a, k):
+                    zero_one = 1.0 if a == b else 0.0
+                    t[2 + 2 * k + q] = w * ((dz[a] + (1.0 if a == <Py_ssize_t>y[0] else 0.0))
+                                            * (zero_one - dz[b]
+                                               - (1.0 if b == <Py_ssize_t>y[0] else 0.0)))
+                    q = q + 1
+        else:
+            for a in range(k):
+                t[2 + 2 * k + a] = w * elementwise_d2loss(loss, z[a], y[a])
+        for a in range(k):
+            dz[a] = w * dz[a]
+
+
+cdef void add_loss(const double* terms, Py_ssize_t m, Py_ssize_t k, Py_ssize_t pairs,
+                   double* sums) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m):
+        sums[0] += terms[i * (2 + 2 * k + pairs)]
+        sums[1] += terms[i * (2 + 2 * k + pairs) + 1]
+
+
+cdef void add_gradient(double* panels, Py_ssize_t block, const double* terms, Py_ssize_t m,
+                       Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t j0, double* gradient,
+                       Py_ssize_t padded) noexcept nogil:
+    """gradient[a, j0:j0+4] += the block's sums of w dloss/dz_a times columns j0..j0+3."""
+    cdef Py_ssize_t a
+    for a in range(k):
+        fastgd_panel_axpy4(panel_at(panels, block, 0, j0), terms + 2 + a, 2 + 2 * k + pairs,
+                           m, gradient + a * padded + j0)
+
+
+cdef void weighted_columns(double* panels, Py_ssize_t block, const double* terms,
+                           Py_ssize_t m, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t pair,
+                           Py_ssize_t j0, double* c) noexcept nogil:
+    """c[i, 0:4] = w_i h_i (of the pair) times row i's columns j0..j0+3."""
+    cdef Py_ssize_t i, jj
+    cdef double h
+    for i in range(m):
+        h = terms[i * (2 + 2 * k + pairs) + 2 + 2 * k + pair]
+        for jj in range(4):
+            c[i * 4 + jj] = h * panel_at(panels, block, i, j0 + jj)[0]
