@@ -26,7 +26,7 @@ cdef extern from "_gram.h":
 from libc.math cimport NAN
 from libc.stdlib cimport calloc, free, malloc
 
-from fastgd import _design as hessian_layout
+from fastgd._design import assemble, design_parameters, flatten_gradient
 
 cdef enum:
     GRAM_BLOCK_BYTES = 262144  # of a block of packed rows: the block stays in L2
@@ -49,15 +49,15 @@ def hessian_pass(problem, theta, std, int n_threads):
     gradient = np.zeros((k, padded))
     sums = np.zeros(2)  # the weighted loss, the weight
     Theta = np.zeros((k, padded))  # zero-padded as the packed rows are
-    Theta[:, :d + 1] = hessian_layout.design_parameters(theta, k, d)
+    Theta[:, :d + 1] = design_parameters(theta, k, d)
     _hessian_pass(X, problem.Y, problem.sample_weight, rows, mean, inverse, Theta, loss, k,
                   pairs, G, gradient, sums, n_threads)
     blocks = {}
     for number, (a, b) in enumerate(loss.hessian_pairs(k)):
         upper = np.triu(G[number, :d + 1, :d + 1])
         blocks[a, b] = upper + np.triu(upper, 1).T
-    return (sums[0] / sums[1], hessian_layout.flatten_gradient(gradient[:, :d + 1] / sums[1]),
-            hessian_layout.assemble(blocks, k, d, sums[1]))
+    return (sums[0] / sums[1], flatten_gradient(gradient[:, :d + 1] / sums[1]),
+            assemble(blocks, k, d, sums[1]))
 
 
 def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
