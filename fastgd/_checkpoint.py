@@ -120,7 +120,7 @@ def _slots(values, arrays, version: int, template: dict) -> dict:
 def _loop(loaded, values, arrays, version: int) -> LoopState:
     size = np.size(loaded.coef_) + np.size(loaded.intercept_)  # k (d + 1) parameters
     vectors = {key: arrays[key] for key in ("theta", "last_good", "best")}
-    template = loaded._solver().new_state(np.zeros(size), None).slots
+    template = loaded._solver(name=values["optimizer"]).new_state(np.zeros(size), None).slots
     slots = _slots(values, arrays, version, template)
     history = loaded.history_
     if loaded.early_stopping:  # the validation bookkeeping is there, or the file is broken

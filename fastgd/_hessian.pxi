@@ -8,12 +8,15 @@
 #
 # Rows are read in blocks of GRAM_BLOCK_BYTES (a shape-only size); each block is widened,
 # standardized and packed into panels of 8 columns (contiguous, zero-padded to a multiple of
-# 8: no masked loads), its outputs z, derivatives and h computed. The threads split the
-# Gram matrices by tiles of 4 rows (tile t to thread t mod T), and each tile's 4 x 8 pieces
-# sum over the block's rows in order (fastgd/_gram.h), then add into the matrix in block
-# order: every entry sees the same operations in the same order whatever the thread count.
-# Every thread packs every block (cheap next to the d^2 / 2 multiply-adds a row); extra
-# memory is a block per thread and the matrices themselves.
+# 8: no masked loads), its outputs z, derivatives and h computed, and each 4 x 8 tile of the
+# Gram matrices summed over the block's rows in order (fastgd/_gram.h), then added into the
+# matrix in block order. Two ways to share the work, both fixed by the shape alone, so that
+# every entry sees the same operations in the same order whatever the thread count:
+# - narrow models (their sums fit GRAM_CHUNKS_BYTES at least GRAM_MIN_CHUNKS times): the
+#   rows in chunks, each chunk's sums apart, added in chunk order after;
+# - wide ones: the threads split the matrices by tiles of 4 rows (tile t to thread t mod
+#   T); every thread packs every block (cheap next to the d^2 / 2 multiply-adds a row).
+# Extra memory: a block per thread, and the chunks' sums (16 MB at most) or none.
 
 cdef extern from "_gram.h":
     void fastgd_gram_tile(const double* panel, const double* c, Py_ssize_t rows, double* G,
@@ -32,6 +35,8 @@ cdef enum:
     GRAM_BLOCK_BYTES = 262144  # of a block of packed rows: the block stays in L2
     GRAM_MAX_BLOCK = 512       # rows per block at most
     GRAM_MIN_BLOCK = 16        # and at least
+    GRAM_CHUNKS_BYTES = 16777216  # the chunks' sums of a narrow model at most (16 MB)
+    GRAM_MIN_CHUNKS = 16       # a model with fewer chunks in that budget is wide: by tiles
 
 
 def hessian_pass(problem, theta, std, int n_threads):
@@ -52,6 +57,8 @@ def hessian_pass(problem, theta, std, int n_threads):
     Theta[:, :d + 1] = design_parameters(theta, k, d)
     _hessian_pass(X, problem.Y, problem.sample_weight, rows, mean, inverse, Theta, loss, k,
                   pairs, G, gradient, sums, n_threads)
+    if np.isnan(sums[1]):
+        raise MemoryError("the Hessian pass could not allocate its blocks of rows")
     blocks = {}
     for number, (a, b) in enumerate(loss.hessian_pairs(k)):
         upper = np.triu(G[number, :d + 1, :d + 1])
@@ -77,37 +84,97 @@ def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
                 raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
     if n == 0:
         raise ValueError("the Hessian pass needs at least one row")
-    cdef int threads = <int>min(max(n_threads, 1), padded // 4)
+    # Narrow models: the rows in chunks (by the shape only), each chunk's sums apart and
+    # added in chunk order after. Wide ones: the tiles of one set of sums to the threads.
+    cdef Py_ssize_t width = pairs * padded * padded + k * padded + 2
+    cdef Py_ssize_t n_chunks = min(<Py_ssize_t>MAX_CHUNKS, GRAM_CHUNKS_BYTES // (8 * width),
+                                   (n + block - 1) // block)
+    cdef Py_ssize_t chunk = 0
+    cdef double[:, ::1] partial = None
+    if n_chunks >= GRAM_MIN_CHUNKS or n_chunks == (n + block - 1) // block:
+        chunk = ((n + n_chunks - 1) // n_chunks + block - 1) // block * block
+        n_chunks = (n + chunk - 1) // chunk
+        partial = np.zeros((n_chunks, width))
+    cdef int threads = <int>max(n_threads, 1)
     if n * padded * padded < PARALLEL_MIN_ELEMS * 16:  # a small pass: one thread
         threads = 1
     cdef Layout lay = layout_of(X)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef const Py_ssize_t* rowp = NULL if rows is None else &rows[0]
     with nogil:
-        hessian_rows(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
-                     &inverse[0], &Theta[0, 0], &spec, k, pairs, padded, block,
-                     &G[0, 0, 0], &gradient[0, 0], &sums[0], threads)
+        if chunk:
+            hessian_chunks(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
+                           &inverse[0], &Theta[0, 0], &spec, k, pairs, padded, block, chunk,
+                           n_chunks, &partial[0, 0], width, min(threads, n_chunks))
+        else:
+            hessian_tiles(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
+                          &inverse[0], &Theta[0, 0], &spec, k, pairs, padded, block,
+                          &G[0, 0, 0], &gradient[0, 0], &sums[0],
+                          <int>min(threads, padded // 4))
+    if chunk:  # the chunks' sums, in chunk order
+        total = np.add.reduce(np.asarray(partial), axis=0)
+        np.asarray(G)[...] = total[:pairs * padded * padded].reshape(pairs, padded, padded)
+        np.asarray(gradient)[...] = total[pairs * padded * padded:-2].reshape(k, padded)
+        np.asarray(sums)[...] = total[-2:]
 
 
-cdef void hessian_rows(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
-                       const floating* sw, const Py_ssize_t* rows, Py_ssize_t n,
-                       const double* mean, const double* inverse, const double* Theta,
-                       const Loss* loss, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t padded,
-                       Py_ssize_t block, double* G, double* gradient, double* sums,
-                       int threads) noexcept nogil:
-    """The pass (see the top of this file) on `threads` threads."""
-    cdef Py_ssize_t start, m, tile, pair, l0, tiles = padded // 4
+cdef void hessian_chunks(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
+                         const floating* sw, const Py_ssize_t* rows, Py_ssize_t n,
+                         const double* mean, const double* inverse, const double* Theta,
+                         const Loss* loss, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t padded,
+                         Py_ssize_t block, Py_ssize_t chunk, Py_ssize_t n_chunks,
+                         double* partial, Py_ssize_t width, int threads) noexcept nogil:
+    """The pass by chunks of rows: chunk c's Gram sums, gradient and [loss, weight] into
+    partial[c] (zeroed), whole on one thread."""
+    cdef Py_ssize_t c, start, stop, m
+    cdef double* out
     cdef double* panels
-    cdef double* c
+    cdef double* weighted
+    cdef double* terms
+    with parallel(num_threads=threads):
+        panels = <double*>calloc(block * padded, sizeof(double))  # padding stays 0
+        weighted = <double*>malloc(block * 4 * sizeof(double))
+        terms = <double*>malloc(block * (2 + 2 * k + pairs) * sizeof(double))
+        for c in prange(n_chunks, schedule="dynamic"):
+            out = partial + c * width
+            if panels == NULL or weighted == NULL or terms == NULL:
+                out[width - 1] = NAN  # out of memory: the weight says so
+                continue
+            start = c * chunk
+            stop = min(start + chunk, n)
+            while start < stop:
+                m = min(block, stop - start)
+                pack_block(X, lay, d, Y, sw, rows, start, m, mean, inverse, Theta, loss, k,
+                           pairs, padded, block, panels, terms)
+                add_loss(terms, m, k, pairs, out + width - 2)
+                add_block(panels, block, terms, weighted, m, k, pairs, padded, 0, 1, out,
+                          out + pairs * padded * padded)
+                start = start + m
+        free(panels)
+        free(weighted)
+        free(terms)
+
+
+cdef void hessian_tiles(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
+                        const floating* sw, const Py_ssize_t* rows, Py_ssize_t n,
+                        const double* mean, const double* inverse, const double* Theta,
+                        const Loss* loss, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t padded,
+                        Py_ssize_t block, double* G, double* gradient, double* sums,
+                        int threads) noexcept nogil:
+    """The pass by tiles: every thread packs every block, and adds the tiles of rows it
+    owns (tile t: thread t mod threads) of the one set of sums."""
+    cdef Py_ssize_t start, m
+    cdef double* panels
+    cdef double* weighted
     cdef double* terms
     cdef int me, team
     with parallel(num_threads=threads):
         me = omp_get_thread_num()
         team = omp_get_num_threads()
         panels = <double*>calloc(block * padded, sizeof(double))  # padding stays 0
-        c = <double*>malloc(block * 4 * sizeof(double))
+        weighted = <double*>malloc(block * 4 * sizeof(double))
         terms = <double*>malloc(block * (2 + 2 * k + pairs) * sizeof(double))
-        if panels != NULL and c != NULL and terms != NULL:
+        if panels != NULL and weighted != NULL and terms != NULL:
             start = 0
             while start < n:
                 m = min(block, n - start)
@@ -115,25 +182,33 @@ cdef void hessian_rows(const floating* X, Layout lay, Py_ssize_t d, const floati
                            pairs, padded, block, panels, terms)
                 if me == 0:
                     add_loss(terms, m, k, pairs, sums)
-                tile = me
-                while tile < tiles:
-                    add_gradient(panels, block, terms, m, k, pairs, tile * 4,
-                                 gradient, padded)
-                    for pair in range(pairs):
-                        weighted_columns(panels, block, terms, m, k, pairs, pair, tile * 4, c)
-                        l0 = (tile * 4) // 8 * 8
-                        while l0 < padded:
-                            fastgd_gram_tile(panels + (l0 // 8) * block * 8, c, m,
-                                             G + pair * padded * padded + tile * 4 * padded + l0,
-                                             padded)
-                            l0 = l0 + 8
-                    tile = tile + team
+                add_block(panels, block, terms, weighted, m, k, pairs, padded, me, team, G,
+                          gradient)
                 start = start + m
-        else:  # out of memory: the sums say so (NaN), the caller reports it
-            sums[0] = NAN
+        else:  # out of memory: the weight says so (NaN), the caller reports it
+            sums[1] = NAN
         free(panels)
-        free(c)
+        free(weighted)
         free(terms)
+
+
+cdef void add_block(double* panels, Py_ssize_t block, const double* terms, double* weighted,
+                    Py_ssize_t m, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t padded,
+                    Py_ssize_t first_tile, Py_ssize_t tile_step, double* G,
+                    double* gradient) noexcept nogil:
+    """A packed block's gradient and Gram sums added into G (pairs, padded, padded) and
+    gradient (k, padded), for the tiles of 4 rows first_tile, first_tile + tile_step, ..."""
+    cdef Py_ssize_t tile = first_tile, pair, l0
+    while tile < padded // 4:
+        add_gradient(panels, block, terms, m, k, pairs, tile * 4, gradient, padded)
+        for pair in range(pairs):
+            weighted_columns(panels, block, terms, m, k, pairs, pair, tile * 4, weighted)
+            l0 = (tile * 4) // 8 * 8
+            while l0 < padded:
+                fastgd_gram_tile(panels + (l0 // 8) * block * 8, weighted, m,
+                                 G + pair * padded * padded + tile * 4 * padded + l0, padded)
+                l0 = l0 + 8
+        tile = tile + tile_step
 
 
 cdef inline double* panel_at(double* panels, Py_ssize_t block, Py_ssize_t i,

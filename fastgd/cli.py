@@ -430,7 +430,8 @@ def _train_options(p) -> None:
                    help="comma-separated feature columns (default: all other columns)")
     p.add_argument("--task", choices=TASKS, help="default: classification if the target "
                    "holds text, booleans or two distinct values, else regression")
-    p.add_argument("--optimizer", default="nesterov", choices=optimizer_names())
+    p.add_argument("--optimizer", default="auto", choices=optimizer_names(),
+                   help="default: auto, the fastest to the optimum for the data")
     p.add_argument("--learning-rate", type=_rate, default="auto", metavar="RATE",
                    help="a number, or auto (default: worked out from the data)")
     p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",

@@ -39,7 +39,7 @@ from fastgd._validation import (
     check_number,
 )
 from fastgd.model import LinearModel
-from fastgd.solvers import FULL_BATCH_SOLVERS, optimizer_names
+from fastgd.solvers import FULL_BATCH_SOLVERS, auto, optimizer_names
 from fastgd.solvers.first_order import SCHEDULES, FirstOrder
 from fastgd.solvers.lbfgs import LINE_SEARCHES, LBFGS
 from fastgd.solvers.newton import Newton
@@ -47,10 +47,15 @@ from fastgd.solvers.newton import Newton
 SCHEDULE_PARAMS = ("schedule", "step_size", "gamma", "power_t", "eta_min", "warmup_epochs")
 
 COMMON_PARAMETERS = '''
-    optimizer : {optimizer_names}, default="nesterov"
-        The update rule, each as its namesake in ``torch.optim`` (same rule, same defaults),
-        on theta = (coef, intercept) with gradient g, learning rate lr, step t = 1, 2, ...
-        and its state (m, v, ...) zero at the start:
+    optimizer : {optimizer_names}, default="auto"
+        ``"auto"`` picks the solver that reaches the optimum soonest, from the shape, the
+        loss and the penalty (reported as ``solver_``): ``"newton"`` for least squares
+        and for models whose Hessian is cheap next to L-BFGS's passes, ``"lbfgs"``
+        otherwise, and ``"nesterov"`` for mini-batches, a schedule, clip_norm, an L1
+        penalty and partial_fit. The first-order rules, each as its namesake in
+        ``torch.optim`` (same rule, same defaults), on theta = (coef, intercept) with
+        gradient g, learning rate lr, step t = 1, 2, ... and its state (m, v, ...) zero at
+        the start:
 
 {optimizer_rules}
         - ``"lbfgs"``: L-BFGS as ``torch.optim.LBFGS`` (same iterations, line search and
@@ -380,14 +385,30 @@ class _GDEstimator(BaseEstimator):
         if self.optimizer in FULL_BATCH_SOLVERS:
             self._check_full_batch()
 
+    def _first_order_settings(self) -> dict:
+        """The settings only first-order epochs take, and whether each is given."""
+        return {"batch_size": self.batch_size is not None,
+                "schedule": self.schedule != "constant" or self.warmup_epochs != 0,
+                "clip_norm": self.clip_norm is not None,
+                "l1_ratio": self.alpha * self.l1_ratio > 0}
+
+    def _resolved_optimizer(self, problem=None, engine=None) -> str:
+        """The solver's name: `optimizer`, or what "auto" stands for on this problem (for
+        partial_fit, without one: the first-order default)."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        if problem is None:
+            return auto.FIRST_ORDER
+        X = problem.X
+        return auto.choose(engine.n_rows(problem), problem.n_features, problem.k,
+                           problem.loss, l1=float(self.alpha * self.l1_ratio),
+                           first_order=any(self._first_order_settings().values()),
+                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize)
+
     def _check_full_batch(self):
         """Refuse the first-order settings a solver on the whole data has no use for."""
         first_order = ", ".join(optimizers.OPTIMIZERS)
-        unused = {"batch_size": self.batch_size is not None,
-                  "schedule": self.schedule != "constant" or self.warmup_epochs != 0,
-                  "clip_norm": self.clip_norm is not None,
-                  "l1_ratio": self.alpha * self.l1_ratio > 0}
-        for name, given in unused.items():
+        for name, given in self._first_order_settings().items():
             if given:
                 raise ValueError(f"optimizer={self.optimizer!r} steps on the whole data "
                                  f"with a smooth objective: {name} is for the first-order "
@@ -433,6 +454,7 @@ class _GDEstimator(BaseEstimator):
                                   "coef_init or refit cold"))
             coef, intercept = self._start(shape, previous, coef_init, intercept_init)
             engine = engine_for(problem.X, self.engine, self.n_threads)
+            self.solver_ = self._resolved_optimizer(problem, engine)
             random_state = check_random_state(self.random_state)
             data = (_checkpoint.fingerprint(engine, problem)
                     if self.checkpoint is not None or resume is not None else None)
@@ -507,6 +529,7 @@ class _GDEstimator(BaseEstimator):
         problem = self._validate(X, y, sample_weight, reset=not fitted, client=client,
                                  **encoding)
         with _dask.released(problem.X):  # a cluster keeps nothing, however the fit ends
+            self.solver_ = self._resolved_optimizer()
             state = getattr(self, "_state", None) if fitted else None
             if state is not None:
                 state = self._solver().go_on_from(state)
@@ -619,27 +642,31 @@ class _GDEstimator(BaseEstimator):
             early_stopping=early_stopping, resume=resume, checkpoint=checkpoint,
             checkpoint_every=int(self.checkpoint_every))
 
-    def _optimizer(self) -> optimizers.Optimizer:
-        """The optimizer with this estimator's settings (those it takes)."""
-        return optimizers.get(self.optimizer, momentum=self.momentum, beta1=self.beta1,
+    def _optimizer(self, name: str) -> optimizers.Optimizer:
+        """The first-order optimizer `name` with this estimator's settings (those it
+        takes)."""
+        return optimizers.get(name, momentum=self.momentum, beta1=self.beta1,
                               beta2=self.beta2, rho=self.rho, epsilon=self.epsilon,
                               weight_decay=self.weight_decay)
 
-    def _solver(self, shuffle_seed: int | None = None) -> FirstOrder | LBFGS | Newton:
-        """The solver of these settings; shuffle_seed: the row orders' (fit draws it)."""
+    def _solver(self, shuffle_seed: int | None = None,
+                name: str | None = None) -> FirstOrder | LBFGS | Newton:
+        """The solver of these settings, named `name` (default: the one this fit resolved,
+        solver_); shuffle_seed: the row orders' (fit draws it)."""
+        name = name or getattr(self, "solver_", None) or self._resolved_optimizer()
         learning_rate = self.learning_rate
         if not (isinstance(learning_rate, str) and learning_rate == "auto"):
             learning_rate = float(learning_rate)
-        if self.optimizer == "newton":
+        if name == "newton":
             return Newton(learning_rate, float(self.tolerance_grad),
                           l2=float(self.alpha * (1 - self.l1_ratio)))
-        if self.optimizer == "lbfgs":
+        if name == "lbfgs":
             return LBFGS(learning_rate, int(self.history_size), self.line_search_fn,
                          float(self.tolerance_grad), float(self.tolerance_change),
                          max_eval=int(self.max_epochs) * 5 // 4,
                          l2=float(self.alpha * (1 - self.l1_ratio)))
         return FirstOrder(
-            self._optimizer(), learning_rate,
+            self._optimizer(name), learning_rate,
             schedule={name: getattr(self, name) for name in SCHEDULE_PARAMS},
             batch_size=self.batch_size, shuffle_seed=shuffle_seed if self.shuffle else None,
             horizon=self.max_epochs, l1=float(self.alpha * self.l1_ratio),
@@ -674,7 +701,7 @@ class _GDEstimator(BaseEstimator):
                            feature_names=getattr(self, "feature_names_in_", None))
 
     # What save() writes and load() reads back (see fastgd/_persist.py).
-    _saved = ("n_features_in_", "coef_", "intercept_", "n_iter_", "learning_rate_",
+    _saved = ("n_features_in_", "coef_", "intercept_", "n_iter_", "learning_rate_", "solver_",
               "history_", "mean_", "scale_", "feature_names_in_")
 
     def save(self, path):
@@ -704,6 +731,9 @@ class _GDEstimator(BaseEstimator):
         self._check_loaded_parameters(d)
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
+        solver = getattr(self, "solver_", None)  # files of before optimizer="auto" lack it
+        if solver is not None and solver not in optimizer_names()[1:]:
+            raise ValueError(f"solver_ {solver!r} is not a solver")
         _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_,
                                optional=("val_loss", "objective", "passes"))
         if not (self.random_state is None or (isinstance(self.random_state, int)
@@ -748,7 +778,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
     _losses = losses.names("regression")
     _y_checks = {"y_numeric": True, "multi_output": True}
 
-    def __init__(self, *, loss="squared", delta=1.0, optimizer="nesterov",
+    def __init__(self, *, loss="squared", delta=1.0, optimizer="auto",
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
                  weight_decay=0.01, history_size=10, line_search_fn="strong_wolfe",
                  tolerance_grad=1e-7, tolerance_change=1e-9, schedule="constant",
@@ -875,7 +905,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
     _losses = losses.names("classification")
     _y_checks = {}
 
-    def __init__(self, *, loss="log", class_weight=None, optimizer="nesterov",
+    def __init__(self, *, loss="log", class_weight=None, optimizer="auto",
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99,
                  epsilon=None, weight_decay=0.01, history_size=10,
                  line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-9,

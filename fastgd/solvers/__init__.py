@@ -33,8 +33,9 @@ FULL_BATCH_SOLVERS = ("lbfgs", "newton")
 
 
 def optimizer_names() -> tuple:
-    """What an estimator's `optimizer` (and the command line's --optimizer) may be."""
-    return (*OPTIMIZERS, *FULL_BATCH_SOLVERS)
+    """What an estimator's `optimizer` (and the command line's --optimizer) may be: "auto"
+    (fastgd/solvers/auto.py) or a solver's name."""
+    return ("auto", *OPTIMIZERS, *FULL_BATCH_SOLVERS)
 
 
 class Step(NamedTuple):

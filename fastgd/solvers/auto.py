@@ -1,0 +1,39 @@
+"""optimizer="auto": the solver that reaches the optimum soonest, from what is known before
+training (the shape, the loss, the penalty, the batches, the memory a Hessian takes).
+
+Measured here (benchmarks/time_to_model.py; benchmarks/README.md has the table): a Newton
+iteration is one Hessian pass, which costs about 1 + pairs (d + 1) / HESSIAN_PASSES_PER
+gradient passes (its multiply-adds against a pass's reads of X), and Newton needs about
+NEWTON_ITERATIONS of them (a quadratic loss, least squares, one: it is exact); L-BFGS about
+LBFGS_PASSES gradient passes. So:
+
+- mini-batches (batch_size), a schedule, clipping or an L1 penalty: "nesterov", the
+  first-order default (and partial_fit's);
+- a Hessian larger than HESSIAN_BYTES (or than a quarter of X): "lbfgs";
+- else "newton" where its passes cost less than L-BFGS's, "lbfgs" where they do not.
+"""
+
+from __future__ import annotations
+
+FIRST_ORDER = "nesterov"      # for mini-batches and L1 penalties (and partial_fit)
+HESSIAN_BYTES = 1 << 28       # 256 MB: a larger Hessian is not formed
+HESSIAN_PASSES_PER = 20.0     # pairs (d + 1) per gradient pass a Hessian pass costs (17 at
+                              # 1M x 100, 24 at 100k x 1,000)
+NEWTON_ITERATIONS = 8         # Newton iterations of a non-quadratic loss, typically (7-9)
+LBFGS_PASSES = 25             # gradient passes of L-BFGS to 1e-6, typically (19-29)
+
+
+def choose(n_rows: int, n_features: int, k: int, loss, *, l1: float, first_order: bool,
+           itemsize: int) -> str:
+    """The optimizer "auto" stands for, for n_rows x n_features data of `itemsize` bytes
+    a value, a model of k outputs with this loss and an L1 penalty l1; first_order: the
+    settings ask for first-order epochs (mini-batches, a schedule, clipping)."""
+    if first_order or l1 > 0:
+        return FIRST_ORDER
+    dp = n_features + 1
+    hessian_bytes = 8 * (k * dp) ** 2
+    if hessian_bytes > min(HESSIAN_BYTES, max(n_rows * n_features * itemsize // 4, 1 << 20)):
+        return "lbfgs"
+    hessian_pass = 1.0 + len(loss.hessian_pairs(k)) * dp / HESSIAN_PASSES_PER
+    iterations = 1 if loss.quadratic else NEWTON_ITERATIONS
+    return "newton" if iterations * hessian_pass <= LBFGS_PASSES else "lbfgs"
