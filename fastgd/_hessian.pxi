@@ -12,11 +12,12 @@
 # Gram matrices summed over the block's rows in order (fastgd/_gram.h), then added into the
 # matrix in block order. Two ways to share the work, both fixed by the shape alone, so that
 # every entry sees the same operations in the same order whatever the thread count:
-# - narrow models (their sums fit GRAM_CHUNKS_BYTES at least GRAM_MIN_CHUNKS times): the
-#   rows in chunks, each chunk's sums apart, added in chunk order after;
+# - narrow models (their sums fit GRAM_CHUNKS_BYTES, and 1/32 of the rows' bytes, at least
+#   GRAM_MIN_CHUNKS times): the rows in chunks, each chunk's sums apart, added in chunk
+#   order after;
 # - wide ones: the threads split the matrices by tiles of 4 rows (tile t to thread t mod
 #   T); every thread packs every block (cheap next to the d^2 / 2 multiply-adds a row).
-# Extra memory: a block per thread, and the chunks' sums (16 MB at most) or none.
+# Extra memory: a block per thread, and the chunks' sums (16 MB and 1/32 of X at most).
 
 cdef extern from "_gram.h":
     void fastgd_gram_tile(const double* panel, const double* c, Py_ssize_t rows, double* G,
@@ -35,7 +36,8 @@ cdef enum:
     GRAM_BLOCK_BYTES = 262144  # of a block of packed rows: the block stays in L2
     GRAM_MAX_BLOCK = 512       # rows per block at most
     GRAM_MIN_BLOCK = 16        # and at least
-    GRAM_CHUNKS_BYTES = 16777216  # the chunks' sums of a narrow model at most (16 MB)
+    GRAM_CHUNKS_BYTES = 16777216  # the chunks' sums of a narrow model at most (16 MB, and
+                                  # 1/32 of the rows' bytes)
     GRAM_MIN_CHUNKS = 16       # a model with fewer chunks in that budget is wide: by tiles
 
 
@@ -87,7 +89,9 @@ def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
     # Narrow models: the rows in chunks (by the shape only), each chunk's sums apart and
     # added in chunk order after. Wide ones: the tiles of one set of sums to the threads.
     cdef Py_ssize_t width = pairs * padded * padded + k * padded + 2
-    cdef Py_ssize_t n_chunks = min(<Py_ssize_t>MAX_CHUNKS, GRAM_CHUNKS_BYTES // (8 * width),
+    cdef Py_ssize_t budget = min(<Py_ssize_t>GRAM_CHUNKS_BYTES,
+                                 n * X.shape[1] * <Py_ssize_t>sizeof(floating) // 32)
+    cdef Py_ssize_t n_chunks = min(<Py_ssize_t>MAX_CHUNKS, budget // (8 * width),
                                    (n + block - 1) // block)
     cdef Py_ssize_t chunk = 0
     cdef double[:, ::1] partial = None

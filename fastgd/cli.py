@@ -20,7 +20,7 @@ import numpy as np
 
 import fastgd
 from fastgd import bench, losses
-from fastgd.solvers import optimizer_names
+from fastgd.solvers import FULL_BATCH_SOLVERS, optimizer_names
 from fastgd._commands import number, positive_int, run
 
 TASKS = ("regression", "classification")
@@ -79,7 +79,7 @@ def train(args) -> None:
     epochs = model.n_iter_
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
           f"{seconds:.2f} s ({len(X_train) * epochs / max(seconds, 1e-9) / 1e6:.3g} M rows/s), "
-          f"final training loss {model.history_['loss'][-1]:.6g}")
+          f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}")
     if args.output:  # first: whatever happens next, the training is not lost
         model.save(args.output)
         print(f"model written to {args.output} (then: fastgd predict {args.output} DATA "
@@ -280,10 +280,17 @@ def _print_scores(scores, task, title):
 
 
 def _describe(model) -> str:
+    """E.g. "GDRegressor(auto: newton, full batch)", "GDClassifier(adam, learning rate
+    0.01, batch 64)": the solver (what "auto" chose, if it did), its rate if it is a
+    first-order optimizer's, the batches."""
+    solver = getattr(model, "solver_", None) or model.optimizer
+    name = f"auto: {solver}" if model.optimizer == "auto" and solver != "auto" else solver
+    batch = "full batch" if model.batch_size is None else f"batch {model.batch_size}"
+    if solver in FULL_BATCH_SOLVERS:
+        return f"{type(model).__name__}({name}, {batch})"
     rate = model.learning_rate
     rate = f"auto = {model.learning_rate_:.3g}" if rate == "auto" else f"{rate:g}"
-    batch = "full batch" if model.batch_size is None else f"batch {model.batch_size}"
-    return f"{type(model).__name__}({model.optimizer}, learning rate {rate}, {batch})"
+    return f"{type(model).__name__}({name}, learning rate {rate}, {batch})"
 
 
 def _frame(X, names):

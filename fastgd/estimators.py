@@ -549,6 +549,14 @@ class _GDEstimator(BaseEstimator):
                 self.history_ = result.history
             return self._keep(result, done + result.n_iter)
 
+    def _mean_loss(self, X, y, sample_weight=None) -> float:
+        """The fitted model's mean loss on (X, y): the history's losses are each step's
+        start, and a solver's last step (Newton's exact one, say) ends elsewhere."""
+        problem = self._validate(X, y, sample_weight, reset=False)
+        coef, intercept = self._parameters()
+        return float(engine_for(problem.X, self.engine, self.n_threads).loss_and_grad(
+            problem, coef, intercept)[0])
+
     def _parameters(self):
         """(coef (k, d), intercept (k,)) of the fitted model."""
         coef = np.asarray(self.coef_, dtype=np.float64)

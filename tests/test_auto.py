@@ -41,6 +41,7 @@ def test_the_rule():
     assert auto.choose(2000, 20, 1, log, **rule) == "newton"
     assert auto.choose(1_000_000, 100, 1, log, **rule) == "lbfgs"  # 8 Hessians: 48 passes
     assert auto.choose(200_000, 200, 10, softmax, **rule) == "lbfgs"  # 55 blocks a row
+    assert auto.choose(178, 13, 3, softmax, **rule) == "newton"  # wine: a Hessian in 0.2 ms
     assert auto.choose(2000, 20, 1, log, **{**rule, "first_order": True}) == "nesterov"
     assert auto.choose(2000, 20, 1, log, **{**rule, "l1": 0.1}) == "nesterov"
 

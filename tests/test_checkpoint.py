@@ -116,10 +116,10 @@ def test_classifier_resume(tmp_path):
 
 def test_a_checkpoint_is_the_model_at_its_epoch(tmp_path):
     X, y, _ = make_problem(500, 6)
-    GDRegressor(max_epochs=10, tol=None, checkpoint=tmp_path / "m.ckpt",
+    GDRegressor(optimizer="nesterov", max_epochs=10, tol=None, checkpoint=tmp_path / "m.ckpt",
                 checkpoint_every=4).fit(X, y)
     at_8 = fastgd.load(tmp_path / "m.ckpt")  # epochs 4 and 8 were written; 8 is left
-    eight = GDRegressor(max_epochs=8, tol=None).fit(X, y)
+    eight = GDRegressor(optimizer="nesterov", max_epochs=8, tol=None).fit(X, y)
     assert at_8.n_iter_ == 8
     np.testing.assert_array_equal(at_8.coef_, eight.coef_)
     np.testing.assert_array_equal(at_8.predict(X), eight.predict(X))
@@ -154,44 +154,44 @@ def test_partial_fit_after_a_resumed_fit(tmp_path):
 def test_resume_refuses_other_data_settings_and_files(tmp_path):
     X, y, _ = make_problem(300, 4)
     path = tmp_path / "m.ckpt"
-    GDRegressor(max_epochs=3, tol=None, checkpoint=path).fit(X, y)
+    GDRegressor(optimizer="nesterov", max_epochs=3, tol=None, checkpoint=path).fit(X, y)
     for row in (0, 1, 150):  # sampled or not, a changed value is other data
         other = X.copy()
         other[row, 2] += 1e-3
         with pytest.raises(ValueError, match="was written for other data"):
-            GDRegressor(max_epochs=3, tol=None).fit(other, y, resume=path)
+            GDRegressor(optimizer="nesterov", max_epochs=3, tol=None).fit(other, y, resume=path)
     with pytest.raises(ValueError, match="was written for other data"):
-        GDRegressor(max_epochs=3, tol=None).fit(X, y + 1e-6, resume=path)
+        GDRegressor(optimizer="nesterov", max_epochs=3, tol=None).fit(X, y + 1e-6, resume=path)
     with pytest.raises(ValueError, match="300 rows x 4 features.*this fit has 299 rows"):
-        GDRegressor(max_epochs=3, tol=None).fit(X[1:], y[1:], resume=path)
+        GDRegressor(optimizer="nesterov", max_epochs=3, tol=None).fit(X[1:], y[1:], resume=path)
     with pytest.raises(ValueError, match="written by a fit with optimizer='nesterov'; this "
                                          "estimator has optimizer='adam'"):
         GDRegressor(max_epochs=3, tol=None, optimizer="adam").fit(X, y, resume=path)
     with pytest.raises(ValueError, match="written by a GDRegressor fit, not a GDClassifier"):
-        GDClassifier(max_epochs=3, tol=None).fit(X, y > 0, resume=path)
-    GDRegressor(max_epochs=3, tol=None).fit(X, y).save(tmp_path / "plain.fastgd")
+        GDClassifier(optimizer="nesterov", max_epochs=3, tol=None).fit(X, y > 0, resume=path)
+    GDRegressor(optimizer="nesterov", max_epochs=3, tol=None).fit(X, y).save(tmp_path / "plain.fastgd")
     with pytest.raises(ValueError, match="is a model file without training state"):
-        GDRegressor(max_epochs=3).fit(X, y, resume=tmp_path / "plain.fastgd")
+        GDRegressor(optimizer="nesterov", max_epochs=3).fit(X, y, resume=tmp_path / "plain.fastgd")
     (tmp_path / "junk").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(ValueError, match="is not a fastgd model"):
-        GDRegressor().fit(X, y, resume=tmp_path / "junk")
+        GDRegressor(optimizer="nesterov").fit(X, y, resume=tmp_path / "junk")
     with pytest.raises(FileNotFoundError):
-        GDRegressor().fit(X, y, resume=tmp_path / "missing")
+        GDRegressor(optimizer="nesterov").fit(X, y, resume=tmp_path / "missing")
     with pytest.raises(ValueError, match="is at epoch 3, past this estimator's max_epochs=2"):
-        GDRegressor(max_epochs=2, tol=None).fit(X, y, resume=path)
+        GDRegressor(optimizer="nesterov", max_epochs=2, tol=None).fit(X, y, resume=path)
     cosine = tmp_path / "cosine.ckpt"
-    GDRegressor(max_epochs=3, tol=None, schedule="cosine", checkpoint=cosine).fit(X, y)
+    GDRegressor(optimizer="nesterov", max_epochs=3, tol=None, schedule="cosine", checkpoint=cosine).fit(X, y)
     with pytest.raises(ValueError, match="max_epochs=3; this estimator has max_epochs=9"):
-        GDRegressor(max_epochs=9, tol=None, schedule="cosine").fit(X, y, resume=cosine)
+        GDRegressor(optimizer="nesterov", max_epochs=9, tol=None, schedule="cosine").fit(X, y, resume=cosine)
     with pytest.raises(ValueError, match="coef_init and intercept_init cannot be given"):
-        GDRegressor(max_epochs=3, tol=None).fit(X, y, resume=path, coef_init=np.zeros(4))
+        GDRegressor(optimizer="nesterov", max_epochs=3, tol=None).fit(X, y, resume=path, coef_init=np.zeros(4))
 
 
 def test_a_refused_resume_leaves_a_fitted_model_as_it_was(tmp_path):
     X, y, _ = make_problem(300, 4)
     path = tmp_path / "m.ckpt"
-    GDRegressor(max_epochs=3, tol=None, checkpoint=path).fit(X, y)
-    model = GDRegressor(max_epochs=3, tol=None).fit(X, y)
+    GDRegressor(optimizer="nesterov", max_epochs=3, tol=None, checkpoint=path).fit(X, y)
+    model = GDRegressor(optimizer="nesterov", max_epochs=3, tol=None).fit(X, y)
     before = model.predict(X)
     with pytest.raises(ValueError, match="other data"):
         model.fit(np.hstack([X, X]), y, resume=path)
@@ -204,9 +204,9 @@ def test_a_checkpoint_is_never_overwritten_by_another_fit(tmp_path):
     checkpoint is not lost to a clone, a rerun, or a loaded model's refit."""
     X, y, _ = make_problem(200, 3)
     path = tmp_path / "long.ckpt"
-    GDRegressor(max_epochs=4, tol=None, checkpoint=path).fit(X, y)
+    GDRegressor(optimizer="nesterov", max_epochs=4, tol=None, checkpoint=path).fit(X, y)
     saved = path.read_bytes()
-    for fit in (lambda: GDRegressor(max_epochs=4, tol=None, checkpoint=path).fit(X, y),
+    for fit in (lambda: GDRegressor(optimizer="nesterov", max_epochs=4, tol=None, checkpoint=path).fit(X, y),
                 lambda: fastgd.load(path).fit(X[:100], y[:100])):
         with pytest.raises(ValueError, match="exists: a new fit would overwrite it. Go on "
                                              "from it with fit"):
@@ -250,7 +250,7 @@ def test_damaged_training_state_is_a_value_error(tmp_path, damage, message):
     X, y, _ = make_problem(200, 3)
     settings = dict(max_epochs=6, tol=None, early_stopping=True, random_state=0)
     path = tmp_path / "es.ckpt"
-    GDRegressor(**settings, checkpoint=path, callbacks=lambda e: e["epoch"] == 3).fit(X, y)
+    GDRegressor(optimizer="nesterov", **settings, checkpoint=path, callbacks=lambda e: e["epoch"] == 3).fit(X, y)
     with zipfile.ZipFile(path) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
     meta = json.loads(entries["fastgd.json"])
@@ -263,7 +263,7 @@ def test_damaged_training_state_is_a_value_error(tmp_path, damage, message):
         for name, data in entries.items():
             archive.writestr(name, data)
     with pytest.raises(ValueError, match=message):
-        GDRegressor(**settings).fit(X, y, resume=path)
+        GDRegressor(optimizer="nesterov", **settings).fit(X, y, resume=path)
 
 
 @pytest.mark.parametrize("params, error, message", [
@@ -362,7 +362,7 @@ def test_model_files_stay_version_1_and_checkpoints_are_version_2(tmp_path):
     import zipfile
 
     X, y, _ = make_problem(100, 3)
-    model = GDRegressor(max_epochs=3, tol=None, checkpoint=tmp_path / "c").fit(X, y)
+    model = GDRegressor(optimizer="nesterov", max_epochs=3, tol=None, checkpoint=tmp_path / "c").fit(X, y)
     model.save(tmp_path / "m")
     for name, version in (("m", 1), ("c", 2)):
         with zipfile.ZipFile(tmp_path / name) as archive:

@@ -34,7 +34,7 @@ def test_converges_to_logistic_regressions_solution(load):
     exact = LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(scaler.transform(X), y)
     # tol=0: until an epoch leaves the objective where it was (its relative changes of
     # 1e-12 are still coefficient changes of 1e-6: the objective is flat at its optimum)
-    model = GDClassifier(alpha=alpha, tol=0.0, max_epochs=20_000).fit(X, y)
+    model = GDClassifier(alpha=alpha, tol=0.0, tolerance_grad=0.0, max_epochs=20_000).fit(X, y)
     assert model.n_iter_ < 20_000
     coef = exact.coef_ / scaler.scale_
     assert_allclose(model.coef_, coef, rtol=1e-5, atol=1e-7 * np.abs(coef).max())

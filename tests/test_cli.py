@@ -191,7 +191,7 @@ def test_train_with_a_full_batch_solver(data, capsys, optimizer):
                            "--features", "size,rooms,age", "-o", "cls.fastgd", "-q",
                            "--optimizer", optimizer)
     assert status == 0, err
-    assert f"GDClassifier({optimizer}, learning rate auto = 1, full batch)" in out
+    assert f"GDClassifier({optimizer}, full batch)" in out
     model = fastgd.load("cls.fastgd")
     assert model.optimizer == optimizer and model.n_iter_ < 100
 

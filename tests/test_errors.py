@@ -79,7 +79,7 @@ def test_sparse_rejected():
     ("max_epochs", True, TypeError, "max_epochs must be an integer"),
     ("tol", -1.0, ValueError, "tol must be a finite number >= 0"),
     ("tol", "small", TypeError, "tol must be a number"),
-    ("optimizer", "bfgs", ValueError, "optimizer must be one of 'sgd'"),
+    ("optimizer", "bfgs", ValueError, "optimizer must be one of 'auto', 'sgd'"),
     ("engine", "torch", ValueError, "engine must be one of 'cython', 'numpy'"),
     ("standardize", "yes", TypeError, "standardize must be True or False"),
     pytest.param("learning_rate", 10**400, ValueError, "learning_rate must be a finite",
@@ -114,21 +114,30 @@ def test_estimator_rejects_bad_data(args, kwargs, message):
 
 
 @pytest.mark.filterwarnings("error")
-def test_a_huge_alpha_is_named():
+def test_a_huge_alpha_is_named_or_solved():
+    """The automatic step of a first-order fit overflows: an error names alpha. Newton's
+    step does not: the coefficients are 0 and the intercept the mean, exactly."""
     with pytest.raises(ValueError, match="alpha is too large for float64 arithmetic"):
-        GDRegressor(alpha=1e308).fit(X, Y)
+        GDRegressor(optimizer="nesterov", alpha=1e308).fit(X, Y)
+    model = GDRegressor(alpha=1e308).fit(X, Y)
+    assert model.solver_ == "newton" and np.abs(model.coef_).max() < 1e-300
+    assert model.intercept_ == pytest.approx(Y.mean(), rel=1e-12)
 
 
 @pytest.mark.filterwarnings("error")  # and no RuntimeWarning on the way
 @pytest.mark.parametrize("scale_y", [1.0, 1e160])
 def test_huge_values_overflow_is_reported(scale_y):
     big = X * 1e160
-    with pytest.raises(ValueError, match="the loss's curvature .* overflows; rescale X"):
-        GDRegressor(standardize=False).fit(big, Y * scale_y)
+    newton = ("loss overflows at the initial parameters" if scale_y > 1  # y too
+              else "the loss's Hessian .* overflows; rescale X")
+    for optimizer, message in (("nesterov", "the loss's curvature .* overflows; rescale X"),
+                               ("newton", newton)):
+        with pytest.raises(ValueError, match=message):
+            GDRegressor(optimizer=optimizer, standardize=False).fit(big, Y * scale_y)
     first_loss = ("overflows at the initial parameters" if scale_y > 1
                   else "Training diverged at epoch 2: the training loss became non-finite")
     with pytest.raises(ValueError, match=first_loss):
-        GDRegressor(standardize=False, learning_rate=0.1).fit(big, Y * scale_y)
+        GDRegressor(optimizer="sgd", standardize=False, learning_rate=0.1).fit(big, Y * scale_y)
     with pytest.raises(ValueError, match="too large to standardize"):
         GDRegressor().fit(big, Y * scale_y)
 

@@ -29,10 +29,13 @@ def test_history_has_one_entry_per_epoch():
 def test_history_counts_the_passes_over_the_data():
     """One pass an epoch; the first epoch's count holds the set-up's: the column statistics
     and, for learning_rate="auto", the power iteration's passes."""
-    fixed = GDRegressor(max_epochs=4, tol=None, learning_rate=0.05, standardize=False).fit(X, Y)
+    settings = dict(optimizer="nesterov", max_epochs=4, tol=None)
+    fixed = GDRegressor(**settings, learning_rate=0.05, standardize=False).fit(X, Y)
     assert fixed.history_["passes"] == [1, 1, 1, 1]
-    auto = GDRegressor(max_epochs=4, tol=None).fit(X, Y)
+    auto = GDRegressor(**settings).fit(X, Y)
     assert auto.history_["passes"] == [1 + POWER_ITERATIONS + 1, 1, 1, 1]
+    newton = GDRegressor(optimizer="newton").fit(X, Y)  # statistics and one Hessian pass
+    assert newton.history_["passes"] == [2]
 
 
 def test_history_objective_is_the_loss_plus_the_penalty():
@@ -170,7 +173,7 @@ def test_tol_judges_the_objective_not_the_loss():
     X, y = load_wine(return_X_y=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = GDClassifier(alpha=1e-3, max_epochs=2000).fit(X, y)
+        model = GDClassifier(optimizer="nesterov", alpha=1e-3, max_epochs=2000).fit(X, y)
     assert model.n_iter_ < 2000
     loss, objective = np.array(model.history_["loss"]), np.array(model.history_["objective"])
     assert (np.diff(loss) > 0).mean() > 0.5

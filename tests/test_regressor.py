@@ -124,24 +124,24 @@ def test_tol_stops_early_and_none_runs_all():
         assert GDRegressor(**kw).fit(X, y * scale).n_iter_ == early.n_iter_
     shifted = GDRegressor(**kw).fit(X, y + 1e4)  # a longer way for the intercept, but no
     assert shifted.score(X, y + 1e4) == pytest.approx(early.score(X, y), abs=1e-3)  # early stop
-    full = GDRegressor(learning_rate=0.1, tol=None, max_epochs=37).fit(X, y)
+    full = GDRegressor(optimizer="sgd", learning_rate=0.1, tol=None, max_epochs=37).fit(X, y)
     assert full.n_iter_ == 37 == len(full.history_["loss"])
 
 
 def test_convergence_warning_when_out_of_epochs():
     X, y, _ = make_problem(300, 3)
     with pytest.warns(ConvergenceWarning, match="max_epochs=3"):
-        GDRegressor(learning_rate=0.001, max_epochs=3, tol=1e-12).fit(X, y)
+        GDRegressor(optimizer="nesterov", learning_rate=0.001, max_epochs=3, tol=1e-12).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        GDRegressor(learning_rate=0.001, max_epochs=3, tol=None).fit(X, y)
+        GDRegressor(optimizer="nesterov", learning_rate=0.001, max_epochs=3, tol=None).fit(X, y)
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_divergence_stops_keeps_finite_parameters(batch_size):
     X, y, _ = make_problem(400, 5)
-    model = GDRegressor(learning_rate=50.0, standardize=False, batch_size=batch_size,
-                        max_epochs=1000)
+    model = GDRegressor(optimizer="nesterov", learning_rate=50.0, standardize=False,
+                        batch_size=batch_size, max_epochs=1000)
     with pytest.raises(DivergenceError, match=r"epoch \d+.*smaller learning_rate") as info:
         model.fit(X, y)
     assert isinstance(info.value, ValueError)
@@ -172,14 +172,15 @@ def test_refit_and_predict_shapes():
 
 def test_overflowing_last_update_is_divergence_not_a_nan_model():
     X, y, _ = make_problem(50, 3)
-    model = GDRegressor(learning_rate=1e308, max_epochs=1, tol=None)
+    model = GDRegressor(optimizer="sgd", learning_rate=1e308, max_epochs=1, tol=None)
     with pytest.raises(DivergenceError, match="non-finite"):
         model.fit(X, y)
     assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_)
 
 
 def test_tol_zero_stops_when_the_loss_stops_changing():
-    model = GDRegressor(learning_rate=0.1, tol=0.0, max_epochs=5000, standardize=False)
+    model = GDRegressor(optimizer="sgd", learning_rate=0.1, tol=0.0, max_epochs=5000,
+                        standardize=False)
     model.fit(SEED_X, SEED_Y)
     assert model.n_iter_ < 5000
     assert model.history_["loss"][-1] == model.history_["loss"][-2]
@@ -197,8 +198,8 @@ def test_every_regression_loss_trains_end_to_end(tmp_path, name):
     X, _, sw = make_problem(600, 4, weights=True)
     Z = (X - X.mean(axis=0)) @ np.array([[0.3], [-0.2], [0.1], [0.05]]) + 0.5
     y = targets_for(loss, Z)[:, 0]
-    settings = dict(loss=name, learning_rate="auto" if loss.curvature is not None else 0.05,
-                    max_epochs=3000)
+    settings = dict(loss=name, optimizer="nesterov", max_epochs=3000,
+                    learning_rate="auto" if loss.curvature is not None else 0.05)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         model = GDRegressor(**settings).fit(X, y, sample_weight=sw)
@@ -222,8 +223,8 @@ def test_the_convergence_warning_is_both_fastgds_and_scikit_learns():
     X, y, _ = make_problem(100, 3)
     for cls in (fastgd.ConvergenceWarning, ConvergenceWarning):
         with pytest.warns(cls, match="max_epochs=2"):
-            GDRegressor(max_epochs=2).fit(X, y)
+            GDRegressor(optimizer="nesterov", max_epochs=2).fit(X, y)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             warnings.simplefilter("ignore", cls)
-            GDRegressor(max_epochs=2).fit(X, y)
+            GDRegressor(optimizer="nesterov", max_epochs=2).fit(X, y)

@@ -15,7 +15,8 @@ X, Y, SW = make_problem(400, 6, weights=True, seed=7)
 
 
 def rates(**kw):
-    model = GDRegressor(learning_rate=0.1, max_epochs=12, tol=None, **kw).fit(X, Y)
+    model = GDRegressor(optimizer=kw.pop("optimizer", "nesterov"), learning_rate=0.1,
+                        max_epochs=12, tol=None, **kw).fit(X, Y)
     return np.array(model.history_["learning_rate"])
 
 
@@ -120,8 +121,9 @@ def test_bad_schedule_and_penalty_parameters(param, value, message):
 @pytest.mark.parametrize("engine", ["cython", "numpy"])
 def test_auto_learning_rate_is_a_safe_gradient_descent_step(standardize, engine):
     X, y, sw = make_problem(2000, 8, weights=True, seed=12)
-    model = GDRegressor(learning_rate="auto", standardize=standardize, alpha=0.1,
-                        max_epochs=20000, tol=1e-13, engine=engine).fit(X, y, sample_weight=sw)
+    model = GDRegressor(optimizer="nesterov", learning_rate="auto", standardize=standardize,
+                        alpha=0.1, max_epochs=20000, tol=1e-13, engine=engine).fit(
+        X, y, sample_weight=sw)
     Z = (X - model.mean_) / model.scale_ if standardize else X
     Zb = np.c_[Z, np.ones(len(y))]
     hessian = 2 * (Zb * sw[:, None]).T @ Zb / sw.sum()

@@ -100,7 +100,8 @@ def smooth_objective(engine, problem, theta, std, l2: float, hessian: bool = Fal
     objective = loss
     if l2:
         w = theta[:len(theta) - len(theta) // (problem.n_features + 1)]
-        objective = loss + 0.5 * l2 * float(w @ w)
+        with np.errstate(over="ignore"):  # an objective of inf: the step is refused
+            objective = loss + 0.5 * l2 * float(w @ w)
         gradient[:len(w)] += l2 * w
         if hessian:
             H[np.diag_indices(len(w))] += l2

@@ -10,7 +10,8 @@ LBFGS_PASSES gradient passes. So:
 - mini-batches (batch_size), a schedule, clipping or an L1 penalty: "nesterov", the
   first-order default (and partial_fit's);
 - a Hessian larger than HESSIAN_BYTES (or than a quarter of X): "lbfgs";
-- else "newton" where its passes cost less than L-BFGS's, "lbfgs" where they do not.
+- else "newton" where its passes cost less than L-BFGS's, or take a few milliseconds in all
+  (then the steps' fixed costs rule, and Newton takes few), "lbfgs" where they do not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ HESSIAN_PASSES_PER = 20.0     # pairs (d + 1) per gradient pass a Hessian pass c
                               # 1M x 100, 24 at 100k x 1,000)
 NEWTON_ITERATIONS = 8         # Newton iterations of a non-quadratic loss, typically (7-9)
 LBFGS_PASSES = 25             # gradient passes of L-BFGS to 1e-6, typically (19-29)
+SMALL_HESSIAN = 2e7           # multiply-adds of a Hessian pass under a few milliseconds:
+                              # there Newton's few iterations beat L-BFGS's many Python steps
 
 
 def choose(n_rows: int, n_features: int, k: int, loss, *, l1: float, first_order: bool,
@@ -34,6 +37,9 @@ def choose(n_rows: int, n_features: int, k: int, loss, *, l1: float, first_order
     hessian_bytes = 8 * (k * dp) ** 2
     if hessian_bytes > min(HESSIAN_BYTES, max(n_rows * n_features * itemsize // 4, 1 << 20)):
         return "lbfgs"
-    hessian_pass = 1.0 + len(loss.hessian_pairs(k)) * dp / HESSIAN_PASSES_PER
+    pairs = len(loss.hessian_pairs(k))
+    if n_rows * pairs * dp * dp <= SMALL_HESSIAN:
+        return "newton"
+    hessian_pass = 1.0 + pairs * dp / HESSIAN_PASSES_PER
     iterations = 1 if loss.quadratic else NEWTON_ITERATIONS
     return "newton" if iterations * hessian_pass <= LBFGS_PASSES else "lbfgs"

@@ -64,6 +64,11 @@ class Newton:
                                                hessian=True))
         loss, objective = float(slots["loss"]), float(slots["objective"])
         g = slots["flat_grad"].copy()
+        if math.isfinite(objective) and not (np.isfinite(g).all()
+                                             and np.isfinite(slots["hessian"]).all()):
+            engine.raise_if_nonfinite(problem)  # a NaN or inf in X: say where
+            raise ValueError("X holds values too large for float64 arithmetic: the loss's "
+                             "Hessian (X^T diag(h) X) overflows; rescale X.")
         if not math.isfinite(objective) or np.abs(g).max() <= self.tolerance_grad:
             return Step(loss, 1.0, 0, 0.0, converged=math.isfinite(objective))
         delta = newton_direction(slots["hessian"], g)
@@ -107,15 +112,22 @@ class Newton:
 
 
 def newton_direction(H, g):
-    """delta solving H delta = -g, by Cholesky; where H is singular within rounding (a
-    constant feature, collinear features, the softmax's redundant intercept), the
-    least-norm solution on H's range (as a least-squares solver gives), not the rounding
-    error blown up along its null space."""
+    """delta solving H delta = -g, by Cholesky of H scaled to a unit diagonal (so that a
+    penalty or a feature far larger than the others is not mistaken for singularity); a
+    coordinate without curvature stays. Where H is singular within rounding (collinear
+    features, the softmax's redundant intercept), the least-norm solution on H's range
+    (as a least-squares solver gives), not the rounding error blown up along its null
+    space."""
+    diagonal = np.diag(H)
+    curved = diagonal > 0
+    scale = 1.0 / np.sqrt(diagonal[curved])
+    delta = np.zeros_like(g)
     try:
-        L = np.linalg.cholesky(H)
-        diagonal = np.diag(L)
-        if diagonal.min() ** 2 > diagonal.max() ** 2 * len(g) * np.finfo(float).eps:
-            return np.linalg.solve(L.T, np.linalg.solve(L, -g))
+        L = np.linalg.cholesky(H[np.ix_(curved, curved)] * scale[:, None] * scale)
+        pivots = np.diag(L)  # of a unit diagonal: at most 1
+        if pivots.min() ** 2 > len(g) * np.finfo(float).eps:
+            delta[curved] = -scale * np.linalg.solve(L.T, np.linalg.solve(L, scale * g[curved]))
+            return delta
     except np.linalg.LinAlgError:  # not positive definite
         pass
     values, vectors = np.linalg.eigh(H)
