@@ -10,7 +10,9 @@ rest of fastgd asks of it:
   `delta`); `summary`, one line for the documentation;
 - `value_and_gradient` and `hessian`, the same formulas in NumPy (fastgd.reference runs them),
   and `hessian_blocks`, each row's whole Hessian in z (the Newton solver's); `quadratic`,
-  whether the loss is a quadratic in z (one Newton step is then exact);
+  whether the loss is a quadratic in z (one Newton step is then exact); `shift_invariant`,
+  whether it is the same when every output moves alike (the softmax: its intercepts are
+  defined up to a common shift, and Newton keeps their sum where it was);
 - `check_targets`, the targets it accepts; `targets_per_row` and `min_outputs`, its shapes;
 - `target_sums`, `best_constant` and `constant_loss`: the best prediction that ignores X,
   the scale of `tol`;
@@ -51,6 +53,7 @@ class Loss:
     task: ClassVar[str]                      # "regression" or "classification"
     curvature: ClassVar[float | None]        # sup l'' / 2 (the squared loss's is 2)
     quadratic: ClassVar[bool] = False        # a quadratic in z: its Newton step is exact
+    shift_invariant: ClassVar[bool] = False  # the same loss when every output moves alike
     min_outputs: ClassVar[int] = 1
     class_indices: ClassVar[bool] = False    # targets: one class index a row, k >= 2 logits
     multiclass: ClassVar[str | None] = None  # classification: the loss of > 2 classes
@@ -221,7 +224,7 @@ class Log(Elementwise):
 
 class Multinomial(Loss):
     name, code, task, curvature = "multinomial", 3, "classification", 0.25
-    min_outputs, class_indices = 2, True
+    min_outputs, class_indices, shift_invariant = 2, True, True
     summary = ("log(sum_o e^z_o) - z_y for k >= 2 logits and y the class index 0..k-1 "
                "(torch's CrossEntropyLoss): l' = softmax(z) - onehot(y), Hessian "
                "diag(p) - p p^T; computed with the largest logit subtracted.")

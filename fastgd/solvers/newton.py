@@ -72,6 +72,8 @@ class Newton:
         if not math.isfinite(objective) or np.abs(g).max() <= self.tolerance_grad:
             return Step(loss, 1.0, 0, 0.0, converged=math.isfinite(objective))
         delta = newton_direction(slots["hessian"], g)
+        if problem.loss.shift_invariant:  # no step along a direction the loss ignores
+            unshifted(delta, problem.k, problem.n_features, weights_too=self.l2 == 0)
         decrement = -float(g @ delta)  # g^T H^-1 g: twice the decrease the model predicts
         if decrement <= 0:  # no descent left within rounding
             return Step(loss, 1.0, 0, 0.0, converged=True)
@@ -109,6 +111,17 @@ class Newton:
         slots["loss"][()], slots["objective"][()] = loss, objective
         slots["flat_grad"][:] = gradient
         slots["hessian"][:] = hessian
+
+
+def unshifted(delta, k: int, d: int, weights_too: bool) -> None:
+    """delta without the move of all k outputs alike that a shift-invariant loss ignores
+    (in the intercepts; in the weights too where no penalty pins them): the least-norm
+    step, which rounding in a Cholesky solve would otherwise leave with a stray shift."""
+    intercepts = delta[k * d:]
+    intercepts -= intercepts.mean()
+    if weights_too:
+        weights = delta[:k * d].reshape(k, d)
+        weights -= weights.mean(axis=0)
 
 
 def newton_direction(H, g):
