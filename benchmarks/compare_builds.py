@@ -138,7 +138,8 @@ def after_revision(root: Path) -> str:
 
 
 def fit(build, X, y, epochs):
-    return lambda: build.GDRegressor(learning_rate=0.1, max_epochs=epochs, tol=None).fit(X, y)
+    return lambda: build.GDRegressor(optimizer="sgd", learning_rate=0.1, max_epochs=epochs,
+                                     tol=None).fit(X, y)
 
 
 def core_timings(builds: dict, X, y, repeats, rounds):

@@ -121,7 +121,8 @@ def whole_fits(X, y):
                                 for _ in range(rounds)]))
 
     warnings.simplefilter("ignore")
-    epoch = per_step(lambda k: GDRegressor(max_epochs=k, tol=None).fit(X, y), 1, 21)
+    epoch = per_step(lambda k: GDRegressor(optimizer="nesterov", max_epochs=k, tol=None).fit(
+        X, y), 1, 21)
     gd_iteration = per_step(lambda k: LinearRegression(solver="gradient_descent",
                                                        max_iter=k).fit(X, y), 1, 3)
     timed = {}

@@ -32,7 +32,8 @@ def one_epoch(engine, X, y, optimizer, batch_size, shuffled=False, n_threads=Non
 
 
 def fit(X, y, epochs):
-    return lambda: fastgd.GDRegressor(learning_rate=0.1, max_epochs=epochs, tol=None).fit(X, y)
+    return lambda: fastgd.GDRegressor(optimizer="sgd", learning_rate=0.1, max_epochs=epochs,
+                                      tol=None).fit(X, y)
 
 
 def sklearn_sgd_epoch(X, y):

@@ -78,5 +78,5 @@ def test_regressor_fit(benchmark, epochs):
     """GDRegressor's cost per epoch: (fit of 21 epochs - fit of 1) / 20."""
     X, y = bench.problem(1_000_000, 100, np.float64)
     benchmark.group = "GDRegressor fit, 1M x 100 float64"
-    model = fastgd.GDRegressor(max_epochs=epochs, tol=None)
+    model = fastgd.GDRegressor(optimizer="nesterov", max_epochs=epochs, tol=None)
     benchmark.pedantic(model.fit, (X, y), rounds=3)

@@ -332,9 +332,8 @@ class _GDEstimator(BaseEstimator):
 
     def _check_params(self):
         check_choice("loss", self.loss, self._losses)
-        params = self.get_params(deep=False)
-        for name in losses.parameter_names() & set(params):  # those of other losses too
-            check_number(name, params[name])
+        for name, value in self._loss_settings().items():  # those of other losses too
+            check_number(name, value)
         check_choice("optimizer", self.optimizer, optimizer_names())
         check_choice("engine", self.engine, tuple(ENGINES))
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
@@ -414,6 +413,12 @@ class _GDEstimator(BaseEstimator):
                                  f"with a smooth objective: {name} is for the first-order "
                                  f"optimizers ({first_order}); got {name}="
                                  f"{getattr(self, name)!r}")
+
+    def _loss_settings(self) -> dict:
+        """The losses' parameters this estimator takes (get_params would inspect the
+        signature on every fit: 0.4 ms of a 2 ms fit)."""
+        return {name: getattr(self, name) for name in losses.parameter_names()
+                if hasattr(self, name)}
 
     def _callbacks(self) -> tuple:
         callbacks = self.callbacks
@@ -847,7 +852,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
                 self._fitted_loss(), k)
 
     def _fitted_loss(self) -> losses.Loss:
-        return losses.get(self.loss, **self.get_params(deep=False))
+        return losses.get(self.loss, **self._loss_settings())
 
     def _shaped(self, array):
         """coef_ (n_outputs, d) and intercept_ (n_outputs,), or (d,) and a float for y of
@@ -1025,7 +1030,7 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
 
     def _fitted_loss(self) -> losses.Loss:
         """The loss of two classes, or its multiclass form for more."""
-        return losses.for_classes(len(self.classes_), self.loss, **self.get_params(deep=False))
+        return losses.for_classes(len(self.classes_), self.loss, **self._loss_settings())
 
     def _encode_dask(self, y, dtype, sample_weight, reset, classes):
         """The in-memory encoding of y's distinct labels (few, computed on the cluster)
