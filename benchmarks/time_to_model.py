@@ -91,7 +91,7 @@ class Objective:
         return float(-(p[p > 0] * np.log(p[p > 0])).sum())
 
 
-BUDGET = 60.0  # seconds a fastgd fit may run (a callback stops it): no endless first-order runs
+BUDGET = 30.0  # seconds a fastgd fit may run (a callback stops it): no endless first-order runs
 
 
 def fastgd_fit(optimizer, loss, X, y, alpha, tol):
