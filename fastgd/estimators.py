@@ -39,7 +39,7 @@ from fastgd._validation import (
     check_number,
 )
 from fastgd.model import LinearModel
-from fastgd.solvers import FULL_BATCH_SOLVERS, auto, optimizer_names
+from fastgd.solvers import FULL_BATCH_SOLVERS, auto, optimizer_names, solver_names
 from fastgd.solvers.first_order import SCHEDULES, FirstOrder
 from fastgd.solvers.lbfgs import LINE_SEARCHES, LBFGS
 from fastgd.solvers.newton import Newton
@@ -745,7 +745,7 @@ class _GDEstimator(BaseEstimator):
         _persist.check_value(self, "n_iter_", numbers.Integral, minimum=0)
         _persist.check_value(self, "learning_rate_", numbers.Real, minimum=0)
         solver = getattr(self, "solver_", None)  # files of before optimizer="auto" lack it
-        if solver is not None and solver not in optimizer_names()[1:]:
+        if solver is not None and solver not in solver_names():
             raise ValueError(f"solver_ {solver!r} is not a solver")
         _persist.check_history(self, ("loss", "learning_rate", "seconds"), self.n_iter_,
                                optional=("val_loss", "objective", "passes"))

@@ -32,10 +32,15 @@ from fastgd.optimizers import OPTIMIZERS
 FULL_BATCH_SOLVERS = ("lbfgs", "newton")
 
 
+def solver_names() -> tuple:
+    """The solvers by name: the first-order optimizers and the full-batch solvers."""
+    return (*OPTIMIZERS, *FULL_BATCH_SOLVERS)
+
+
 def optimizer_names() -> tuple:
     """What an estimator's `optimizer` (and the command line's --optimizer) may be: "auto"
     (fastgd/solvers/auto.py) or a solver's name."""
-    return ("auto", *OPTIMIZERS, *FULL_BATCH_SOLVERS)
+    return ("auto", *solver_names())
 
 
 class Step(NamedTuple):
@@ -85,9 +90,13 @@ class Solver(Protocol):
 def penalty(theta, d: int, l1: float, l2: float) -> float:
     """l1 |w|_1 + l2 |w|^2 / 2 of trained parameters theta = (w of k outputs, intercepts)
     for d features: the objective is the mean loss plus this."""
-    k = len(theta) // (d + 1)
-    w = theta[:k * d]
+    w = weights_of(theta, d)
     return float(l1 * np.abs(w).sum() + 0.5 * l2 * (w @ w)) if (l1 or l2) else 0.0
+
+
+def weights_of(theta, d: int):
+    """The penalized part of theta: the k outputs' weights (a view), not the intercepts."""
+    return theta[:len(theta) // (d + 1) * d]
 
 
 def smooth_objective(engine, problem, theta, std, l2: float, hessian: bool = False):
@@ -99,7 +108,7 @@ def smooth_objective(engine, problem, theta, std, l2: float, hessian: bool = Fal
         loss, gradient = loss_and_gradient(engine, problem, theta, std)
     objective = loss
     if l2:
-        w = theta[:len(theta) - len(theta) // (problem.n_features + 1)]
+        w = weights_of(theta, problem.n_features)
         with np.errstate(over="ignore"):  # an objective of inf: the step is refused
             objective = loss + 0.5 * l2 * float(w @ w)
         gradient[:len(w)] += l2 * w
