@@ -23,6 +23,7 @@ import numpy as np
 
 from fastgd import _validation, reference
 from fastgd._compiled import kernels
+from fastgd._moments import Moments
 from fastgd._problem import Problem, splitmix64
 from fastgd._validation import as_matrix, as_sample_weight, as_targets
 from fastgd.losses import constant_loss_sum
@@ -110,6 +111,14 @@ def _hessian_pass(shard, theta, std, loss, k, n_threads):
     X, Y, sample_weight, _ = shard
     return weight, kernels.hessian_pass(Problem(X, Y, sample_weight, loss, k), theta, std,
                                         n_threads=_worker_threads(n_threads))
+
+
+def _moments_pass(shard, loss, k, n_threads):
+    if _weight(shard) == 0.0:
+        return None
+    X, Y, sample_weight, _ = shard
+    return kernels.moments_pass(Problem(X, Y, sample_weight, loss, k),
+                                n_threads=_worker_threads(n_threads))
 
 
 def _column_stats(shard, n_threads):
@@ -275,6 +284,19 @@ class DaskEngine:
                                 loss=problem.loss, k=problem.k, n_threads=self.n_threads)
         value, gradient, hessian = _weighted_sum(results)
         return float(value), gradient, hessian
+
+    def moments(self, problem):
+        """Each shard's moments, merged in shard order (Moments.merged)."""
+        _held(problem)
+        merged = None
+        for result in problem.X.map(_moments_pass, problem.rows, loss=problem.loss,
+                                    k=problem.k, n_threads=self.n_threads):
+            if result is not None:
+                part = Moments.of(result, problem.n_features)
+                merged = part if merged is None else merged.merged(part)
+        if merged is None:
+            raise ValueError("sample_weight must not be all zero")
+        return merged
 
     def column_stats(self, problem):
         """Weighted per-column mean and population variance over all shards (Chan et al.'s

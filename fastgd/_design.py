@@ -22,6 +22,8 @@ def flatten_gradient(G):
 def assemble(blocks: dict, k: int, d: int, total: float):
     """The Hessian (p, p) in theta's layout from the blocks {(a, b): A^T diag(w h_ab) A} of
     the pairs of outputs a <= b (the others zero), divided by the total weight."""
+    if k == 1:  # one block, laid out as theta already
+        return blocks[0, 0] / total
     H = np.zeros((k * (d + 1), k * (d + 1)))
     for (a, b), block in blocks.items():
         ia = np.append(np.arange(a * d, (a + 1) * d), k * d + a)

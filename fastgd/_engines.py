@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from fastgd import _compiled, _dask, reference
+from fastgd._moments import Moments
 from fastgd._problem import EpochPlan, Problem
 from fastgd._threads import effective_n_threads
 from fastgd._validation import raise_if_nonfinite
@@ -49,6 +50,10 @@ class InMemory:
         if problem.Y is None:
             problem = replace(problem, Y=self.zero_targets(problem.X))
         return self.module.hessian_pass(problem, theta, std, n_threads=self.n_threads)
+
+    def moments(self, problem: Problem) -> Moments:
+        return Moments.of(self.module.moments_pass(problem, n_threads=self.n_threads),
+                          problem.n_features)
 
     def column_stats(self, problem: Problem):
         return self.module.column_stats(problem, n_threads=self.n_threads)

@@ -86,6 +86,45 @@ static inline void fastgd_panel_axpy4(const double *cols, const double *r, Py_ss
     _mm256_storeu_pd(out, _mm256_add_pd(_mm256_loadu_pd(out), _mm256_add_pd(even, odd)));
 }
 
+
+/* A row of X in trained units, (x - mean) * inverse, into its place in a block's panels of
+   8 columns (out: the row in the first panel, the panels `stride` doubles apart): four
+   columns a vector, the rest one by one. Vector stores, so that the vector loads that read
+   the row back are not held up waiting for eight scalar stores. */
+static inline void fastgd_pack_row_f64(const double *x, Py_ssize_t d, const double *mean,
+                                       const double *inverse, double *out, Py_ssize_t stride) {
+    Py_ssize_t j = 0;
+    for (; j + 4 <= d; j += 4)
+        _mm256_storeu_pd(out + (j / 8) * stride + j % 8,
+                         _mm256_mul_pd(_mm256_sub_pd(_mm256_loadu_pd(x + j),
+                                                     _mm256_loadu_pd(mean + j)),
+                                       _mm256_loadu_pd(inverse + j)));
+    for (; j < d; j++)
+        out[(j / 8) * stride + j % 8] = (x[j] - mean[j]) * inverse[j];
+}
+
+static inline void fastgd_pack_row_f32(const float *x, Py_ssize_t d, const double *mean,
+                                       const double *inverse, double *out, Py_ssize_t stride) {
+    Py_ssize_t j = 0;
+    for (; j + 4 <= d; j += 4)
+        _mm256_storeu_pd(out + (j / 8) * stride + j % 8,
+                         _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + j)),
+                                                     _mm256_loadu_pd(mean + j)),
+                                       _mm256_loadu_pd(inverse + j)));
+    for (; j < d; j++)
+        out[(j / 8) * stride + j % 8] = ((double)x[j] - mean[j]) * inverse[j];
+}
+
+/* c[4 i : 4 i + 4] = h[i * h_stride] * cols[8 i : 8 i + 4] for each row i: four columns of
+   a panel, each row's weighted by its h. */
+static inline void fastgd_weigh4(const double *cols, const double *h, Py_ssize_t h_stride,
+                                 Py_ssize_t rows, double *c) {
+    Py_ssize_t i;
+    for (i = 0; i < rows; i++)
+        _mm256_storeu_pd(c + 4 * i, _mm256_mul_pd(_mm256_set1_pd(h[i * h_stride]),
+                                                  _mm256_loadu_pd(cols + 8 * i)));
+}
+
 #else
 
 static inline double fastgd_panel_dot(const double *row, Py_ssize_t stride,
@@ -125,6 +164,28 @@ static inline void fastgd_gram_tile(const double *panel, const double *c, Py_ssi
     for (jj = 0; jj < 4; jj++)
         for (ll = 0; ll < 8; ll++)
             G[jj * ldg + ll] += acc[jj][ll];
+}
+
+static inline void fastgd_pack_row_f64(const double *x, Py_ssize_t d, const double *mean,
+                                       const double *inverse, double *out, Py_ssize_t stride) {
+    Py_ssize_t j;
+    for (j = 0; j < d; j++)
+        out[(j / 8) * stride + j % 8] = (x[j] - mean[j]) * inverse[j];
+}
+
+static inline void fastgd_pack_row_f32(const float *x, Py_ssize_t d, const double *mean,
+                                       const double *inverse, double *out, Py_ssize_t stride) {
+    Py_ssize_t j;
+    for (j = 0; j < d; j++)
+        out[(j / 8) * stride + j % 8] = ((double)x[j] - mean[j]) * inverse[j];
+}
+
+static inline void fastgd_weigh4(const double *cols, const double *h, Py_ssize_t h_stride,
+                                 Py_ssize_t rows, double *c) {
+    Py_ssize_t i, jj;
+    for (i = 0; i < rows; i++)
+        for (jj = 0; jj < 4; jj++)
+            c[4 * i + jj] = h[i * h_stride] * cols[8 * i + jj];
 }
 
 #endif

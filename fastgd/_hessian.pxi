@@ -26,6 +26,12 @@ cdef extern from "_gram.h":
                             Py_ssize_t panels) noexcept nogil
     void fastgd_panel_axpy4(const double* cols, const double* r, Py_ssize_t r_stride,
                             Py_ssize_t rows, double* out) noexcept nogil
+    void fastgd_pack_row_f64(const double* x, Py_ssize_t d, const double* mean,
+                             const double* inverse, double* out, Py_ssize_t stride) noexcept nogil
+    void fastgd_pack_row_f32(const float* x, Py_ssize_t d, const double* mean,
+                             const double* inverse, double* out, Py_ssize_t stride) noexcept nogil
+    void fastgd_weigh4(const double* cols, const double* h, Py_ssize_t h_stride,
+                       Py_ssize_t rows, double* c) noexcept nogil
 
 from libc.math cimport NAN
 from libc.stdlib cimport calloc, free, malloc
@@ -33,12 +39,43 @@ from libc.stdlib cimport calloc, free, malloc
 from fastgd._design import assemble, design_parameters, flatten_gradient
 
 cdef enum:
-    GRAM_BLOCK_BYTES = 262144  # of a block of packed rows: the block stays in L2
+    GRAM_BLOCK_BYTES = 32768  # of a block of packed rows: the block stays in L1
     GRAM_MAX_BLOCK = 512       # rows per block at most
     GRAM_MIN_BLOCK = 16        # and at least
     GRAM_CHUNKS_BYTES = 16777216  # the chunks' sums of a narrow model at most (16 MB, and
                                   # 1/32 of the rows' bytes)
     GRAM_MIN_CHUNKS = 16       # a model with fewer chunks in that budget is wide: by tiles
+
+
+cdef struct GramPlan:
+    Py_ssize_t block     # rows a block
+    Py_ssize_t chunk     # rows a chunk (a multiple of block), or 0: one set of sums, by tiles
+    Py_ssize_t n_chunks
+    int threads
+
+
+cdef GramPlan gram_plan(Py_ssize_t n, Py_ssize_t padded, Py_ssize_t width,
+                        Py_ssize_t row_bytes, int n_threads) noexcept:
+    """How a pass of padded x padded Gram sums (width doubles of sums in all) shares n rows
+    of row_bytes each: by the shape alone, except the threads. Narrow sums: the rows in
+    chunks, each chunk's sums apart and added in chunk order after; wide ones: the tiles of
+    one set of sums to the threads."""
+    cdef GramPlan plan
+    plan.block = min(max(GRAM_BLOCK_BYTES // (8 * padded), <Py_ssize_t>GRAM_MIN_BLOCK),
+                     <Py_ssize_t>GRAM_MAX_BLOCK)
+    cdef Py_ssize_t blocks = (n + plan.block - 1) // plan.block
+    cdef Py_ssize_t budget = min(<Py_ssize_t>GRAM_CHUNKS_BYTES, n * row_bytes // 32)
+    plan.n_chunks = min(<Py_ssize_t>MAX_CHUNKS, budget // (8 * width), blocks)
+    plan.chunk = 0
+    if plan.n_chunks >= GRAM_MIN_CHUNKS or plan.n_chunks == blocks:
+        plan.chunk = ((n + plan.n_chunks - 1) // plan.n_chunks + plan.block - 1) \
+            // plan.block * plan.block
+        plan.n_chunks = (n + plan.chunk - 1) // plan.chunk
+    plan.threads = <int>max(n_threads, 1)
+    if n * padded * padded < PARALLEL_MIN_ELEMS * 16:  # a small pass: one thread
+        plan.threads = 1
+    plan.threads = <int>min(plan.threads, plan.n_chunks if plan.chunk else padded // 4)
+    return plan
 
 
 def hessian_pass(problem, theta, std, int n_threads):
@@ -61,10 +98,9 @@ def hessian_pass(problem, theta, std, int n_threads):
                   pairs, G, gradient, sums, n_threads)
     if np.isnan(sums[1]):
         raise MemoryError("the Hessian pass could not allocate its blocks of rows")
-    blocks = {}
-    for number, (a, b) in enumerate(loss.hessian_pairs(k)):
-        upper = np.triu(G[number, :d + 1, :d + 1])
-        blocks[a, b] = upper + np.triu(upper, 1).T
+    mirror_upper(G, d + 1)
+    blocks = {pair: G[number, :d + 1, :d + 1]
+              for number, pair in enumerate(loss.hessian_pairs(k))}
     return (sums[0] / sums[1], flatten_gradient(gradient[:, :d + 1] / sums[1]),
             assemble(blocks, k, d, sums[1]))
 
@@ -78,30 +114,17 @@ def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
     cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0]
     cdef Py_ssize_t padded = G.shape[1], i
-    cdef Py_ssize_t block = min(max(GRAM_BLOCK_BYTES // (8 * padded),
-                                    <Py_ssize_t>GRAM_MIN_BLOCK), <Py_ssize_t>GRAM_MAX_BLOCK)
     if rows is not None:
         for i in range(n):
             if not 0 <= rows[i] < X.shape[0]:
                 raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
     if n == 0:
         raise ValueError("the Hessian pass needs at least one row")
-    # Narrow models: the rows in chunks (by the shape only), each chunk's sums apart and
-    # added in chunk order after. Wide ones: the tiles of one set of sums to the threads.
     cdef Py_ssize_t width = pairs * padded * padded + k * padded + 2
-    cdef Py_ssize_t budget = min(<Py_ssize_t>GRAM_CHUNKS_BYTES,
-                                 n * X.shape[1] * <Py_ssize_t>sizeof(floating) // 32)
-    cdef Py_ssize_t n_chunks = min(<Py_ssize_t>MAX_CHUNKS, budget // (8 * width),
-                                   (n + block - 1) // block)
-    cdef Py_ssize_t chunk = 0
-    cdef double[:, ::1] partial = None
-    if n_chunks >= GRAM_MIN_CHUNKS or n_chunks == (n + block - 1) // block:
-        chunk = ((n + n_chunks - 1) // n_chunks + block - 1) // block * block
-        n_chunks = (n + chunk - 1) // chunk
-        partial = np.zeros((n_chunks, width))
-    cdef int threads = <int>max(n_threads, 1)
-    if n * padded * padded < PARALLEL_MIN_ELEMS * 16:  # a small pass: one thread
-        threads = 1
+    cdef GramPlan plan = gram_plan(n, padded, width, X.shape[1] * sizeof(floating), n_threads)
+    cdef Py_ssize_t block = plan.block, chunk = plan.chunk, n_chunks = plan.n_chunks
+    cdef int threads = plan.threads
+    cdef double[:, ::1] partial = np.zeros((n_chunks, width)) if chunk else None
     cdef Layout lay = layout_of(X)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef const Py_ssize_t* rowp = NULL if rows is None else &rows[0]
@@ -109,17 +132,25 @@ def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
         if chunk:
             hessian_chunks(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
                            &inverse[0], &Theta[0, 0], &spec, k, pairs, padded, block, chunk,
-                           n_chunks, &partial[0, 0], width, min(threads, n_chunks))
+                           n_chunks, &partial[0, 0], width, threads)
         else:
             hessian_tiles(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
                           &inverse[0], &Theta[0, 0], &spec, k, pairs, padded, block,
-                          &G[0, 0, 0], &gradient[0, 0], &sums[0],
-                          <int>min(threads, padded // 4))
+                          &G[0, 0, 0], &gradient[0, 0], &sums[0], threads)
     if chunk:  # the chunks' sums, in chunk order
         total = np.add.reduce(np.asarray(partial), axis=0)
         np.asarray(G)[...] = total[:pairs * padded * padded].reshape(pairs, padded, padded)
         np.asarray(gradient)[...] = total[pairs * padded * padded:-2].reshape(k, padded)
         np.asarray(sums)[...] = total[-2:]
+
+
+cdef void mirror_upper(double[:, :, ::1] G, Py_ssize_t size) noexcept nogil:
+    """Each matrix's upper triangle (of its first size x size entries) copied below."""
+    cdef Py_ssize_t pair, i, j
+    for pair in range(G.shape[0]):
+        for i in range(size):
+            for j in range(i):
+                G[pair, i, j] = G[pair, j, i]
 
 
 cdef void hessian_chunks(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
@@ -228,33 +259,24 @@ cdef void pack_block(const floating* X, Layout lay, Py_ssize_t d, const floating
                      Py_ssize_t padded, Py_ssize_t block, double* panels,
                      double* terms) noexcept nogil:
     """Rows start..start+m-1 (of `rows` if given) packed into panels in trained units, and
-    for each its terms: [w loss, w, w dloss/dz (k), z (k), w h (pairs)]."""
-    cdef Py_ssize_t i, j, a, b, r, q, ll
-    cdef double value, w, zero_one
+    for each its terms: [w loss, w, w dloss/dz (k), z (k), w h (pairs)]. All the rows are
+    packed before any is read back (a row read right after its stores waits for them)."""
+    cdef Py_ssize_t i, a, b, r, q
+    cdef double w, zero_one
     cdef double* t
     cdef double* z
     cdef double* dz
-    cdef double* out
-    cdef const floating* x
     cdef const floating* y
     for i in range(m):
         r = start + i if rows == NULL else rows[start + i]
-        x = X + r * lay.rs
+        pack_row(X + r * lay.rs, lay.cs, d, mean, inverse, panels + i * 8, block * 8)
+        panel_at(panels, block, i, d)[0] = 1.0
+    for i in range(m):
+        r = start + i if rows == NULL else rows[start + i]
         y = Y + r * loss.ky
         t = terms + i * (2 + 2 * k + pairs)
         dz = t + 2
         z = dz + k
-        j = 0
-        if lay.cs == 1:  # whole panels from a contiguous row: a loop the compiler vectorizes
-            while j + 8 <= d:
-                out = panel_at(panels, block, i, j)
-                for ll in range(8):
-                    out[ll] = (x[j + ll] - mean[j + ll]) * inverse[j + ll]
-                j = j + 8
-        while j < d:
-            panel_at(panels, block, i, j)[0] = (x[j * lay.cs] - mean[j]) * inverse[j]
-            j = j + 1
-        panel_at(panels, block, i, d)[0] = 1.0
         for a in range(k):
             z[a] = fastgd_panel_dot(panels + i * 8, block * 8, Theta + a * padded,
                                     padded // 8)
@@ -278,6 +300,21 @@ cdef void pack_block(const floating* X, Layout lay, Py_ssize_t d, const floating
             dz[a] = w * dz[a]
 
 
+cdef inline void pack_row(const floating* x, Py_ssize_t cs, Py_ssize_t d, const double* mean,
+                          const double* inverse, double* out, Py_ssize_t stride) noexcept nogil:
+    """Row x (its columns cs apart) in trained units into its place in the panels (out: in
+    the first panel; the panels stride doubles apart)."""
+    cdef Py_ssize_t j
+    if cs == 1:
+        if floating is double:
+            fastgd_pack_row_f64(x, d, mean, inverse, out, stride)
+        else:
+            fastgd_pack_row_f32(x, d, mean, inverse, out, stride)
+        return
+    for j in range(d):
+        out[(j // 8) * stride + j % 8] = (x[j * cs] - mean[j]) * inverse[j]
+
+
 cdef void add_loss(const double* terms, Py_ssize_t m, Py_ssize_t k, Py_ssize_t pairs,
                    double* sums) noexcept nogil:
     cdef Py_ssize_t i
@@ -296,13 +333,9 @@ cdef void add_gradient(double* panels, Py_ssize_t block, const double* terms, Py
                            m, gradient + a * padded + j0)
 
 
-cdef void weighted_columns(double* panels, Py_ssize_t block, const double* terms,
-                           Py_ssize_t m, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t pair,
-                           Py_ssize_t j0, double* c) noexcept nogil:
+cdef inline void weighted_columns(double* panels, Py_ssize_t block, const double* terms,
+                                  Py_ssize_t m, Py_ssize_t k, Py_ssize_t pairs, Py_ssize_t pair,
+                                  Py_ssize_t j0, double* c) noexcept nogil:
     """c[i, 0:4] = w_i h_i (of the pair) times row i's columns j0..j0+3."""
-    cdef Py_ssize_t i, jj
-    cdef double h
-    for i in range(m):
-        h = terms[i * (2 + 2 * k + pairs) + 2 + 2 * k + pair]
-        for jj in range(4):
-            c[i * 4 + jj] = h * panel_at(panels, block, i, j0 + jj)[0]
+    fastgd_weigh4(panel_at(panels, block, 0, j0), terms + 2 + 2 * k + pair, 2 + 2 * k + pairs,
+                  m, c)

@@ -23,6 +23,7 @@ import numpy as np
 from fastgd.losses import Loss, Squared
 
 if TYPE_CHECKING:
+    from fastgd._moments import Moments
     from fastgd._state import Standardization
     from fastgd.optimizers import Optimizer
 
@@ -91,6 +92,10 @@ class Engine(Protocol):
     def hessian(self, problem: Problem, theta, std: Standardization | None) -> tuple:
         """(mean loss, gradient (p,), Hessian (p, p)) in the trained parameters theta
         (standardized by std; p = k (d + 1), laid out as theta), weighted, in one pass."""
+
+    def moments(self, problem: Problem) -> Moments:
+        """The weighted mean and centered cross-products of the columns of [X, Y] over the
+        problem's rows (fastgd/_moments.py), in one pass."""
 
     def column_stats(self, problem: Problem) -> tuple:
         """(mean, variance) of each column of X, weighted, over all its rows."""

@@ -32,9 +32,10 @@ class Standardization:
     divisor: np.ndarray
 
     @classmethod
-    def fit(cls, engine, problem) -> Standardization:
-        """From the column statistics of all the problem's rows."""
-        mean, var = engine.column_stats(problem)
+    def fit(cls, engine, problem, moments=None) -> Standardization:
+        """From the column statistics of all the problem's rows (or their moments, which
+        hold them)."""
+        mean, var = moments.column_stats() if moments else engine.column_stats(problem)
         if not (np.isfinite(mean).all() and np.isfinite(var).all()):
             engine.raise_if_nonfinite(problem)
             raise ValueError("X has values too large to standardize (the variance overflows)")

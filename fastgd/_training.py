@@ -71,7 +71,7 @@ HISTORY = ("loss", "objective", "learning_rate", "seconds", "passes")
 class Counted:
     """An engine that counts the passes over the data made through it."""
 
-    PASSES = frozenset({"loss_and_grad", "hessian", "column_stats", "run_epoch",
+    PASSES = frozenset({"loss_and_grad", "hessian", "moments", "column_stats", "run_epoch",
                         "largest_row_norm"})
 
     def __init__(self, engine):
@@ -151,14 +151,19 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
     if resume is not None:
         state = resume.state
     training = problem.restricted(early_stopping.train_rows) if early_stopping else problem
+    # A quadratic loss's objective is its moments: one pass for the standardization, tol's
+    # scale and every step of a solver that reads them (Newton).
+    moments = (engine.moments(problem) if state is None and not early_stopping
+               and solver.reads_moments and problem.loss.quadratic else None)
     if state is None:
-        std = Standardization.fit(engine, problem) if standardize else None
+        std = Standardization.fit(engine, problem, moments) if standardize else None
         state = solver.new_state(as_theta(*(std.from_original(coef, intercept) if std
                                             else (coef, intercept))), std)
-    tol_scale = None if tol is None else engine.constant_loss(problem)
+    tol_scale = (None if tol is None else problem.loss.constant_from_moments(moments)
+                 if moments else engine.constant_loss(problem))
     state = solver.start(engine, problem, state, engine.n_rows(training),
                          threshold=tol * tol_scale if tol_scale and not early_stopping
-                         else None)
+                         else None, moments=moments)
     now = (replace(resume, state=state) if resume is not None
            else LoopState.fresh(state, early_stopping is not None))
     loop = Loop(engine, problem, training, solver, early_stopping, max_epochs, tol,

@@ -61,6 +61,20 @@ def hessian_pass(problem, theta, std, n_threads=1):
                 _design.assemble(blocks, k, X.shape[1], w.sum()))
 
 
+def moments_pass(problem, n_threads=1):
+    """(weight, mean, comoment) of the columns [X, Y] over the problem's rows, weighted, as
+    fastgd/_moments.pxi's pass: the mean first, then the centered cross-products."""
+    X, Y, sample_weight = problem.X, problem.Y, problem.sample_weight
+    if problem.rows is not None:
+        X, Y = X[problem.rows], Y[problem.rows]
+        sample_weight = None if sample_weight is None else sample_weight[problem.rows]
+    V = np.hstack([X.astype(np.float64), Y.astype(np.float64)])
+    w = _weights(sample_weight, len(V))
+    mean = w @ V / w.sum()
+    V -= mean
+    return float(w.sum()), mean, V.T @ (w[:, None] * V)
+
+
 def column_stats(problem, n_threads=1):
     """Weighted per-column mean and population variance of validated X (all its rows)."""
     X = problem.X.astype(np.float64, copy=False)

@@ -12,6 +12,7 @@ from fastgd import GDClassifier, GDRegressor
 from fastgd._engines import engine_for
 from fastgd._problem import Problem
 from fastgd._state import Standardization
+from fastgd.losses import Squared
 from fastgd.solvers import loss_and_gradient
 
 
@@ -69,13 +70,59 @@ def test_hessian_pass_is_the_same_bits_on_any_number_of_threads(order):
             assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(3000, 5), (500, 300)])  # by chunks; by tiles
+def test_moments_pass_is_the_references_on_any_number_of_threads(dtype, order, shape):
+    """The compiled moments of [X, Y] (blocks centered on their own means, merged in row
+    order) equal the reference's two passes, with weights and rows, and are the same bits
+    on 1, 2 and 3 threads; the offsets of 1e6 cost no digits."""
+    n, d = shape
+    X, _, sw = make_problem(n, d, weights=True, dtype=dtype)
+    X = np.asarray(X * dtype(3) + dtype(1e6), order=order)
+    Y = np.random.default_rng(1).standard_normal((n, 2)).astype(dtype) - dtype(50)
+    problem = Problem(X, Y, sw, Squared(), 2, np.arange(0, n, 2))
+    want = engine_for(X, "numpy").moments(problem)
+    results = [engine_for(X, n_threads=threads).moments(problem) for threads in (1, 2, 3)]
+    spread = np.sqrt(np.outer(np.diag(want.comoment), np.diag(want.comoment)))
+
+    def assert_close(comoment):  # in correlation units: the offsets' digits are not data
+        assert np.abs((comoment - want.comoment) / spread).max() < 1e-10
+
+    assert_allclose(results[0].weight, want.weight, rtol=1e-12)
+    assert_allclose(results[0].mean, want.mean, rtol=1e-13)
+    assert_close(results[0].comoment)
+    assert_array_equal(results[0].comoment, results[0].comoment.T)
+    exact = np.cov(np.hstack([X[::2], Y[::2]]).astype(np.float64).T, aweights=sw[::2],
+                   bias=True)
+    assert_close(exact * want.weight)
+    for other in results[1:]:
+        assert_array_equal(other.mean, results[0].mean)
+        assert_array_equal(other.comoment, results[0].comoment)
+    halves = [engine_for(X).moments(Problem(X, Y, sw, Squared(), 2, rows))
+              for rows in (np.arange(0, n, 4), np.arange(2, n, 4))]
+    assert_close(halves[0].merged(halves[1]).comoment)
+
+
+@pytest.mark.parametrize("standardized", [True, False])
+def test_squared_objective_from_moments_is_the_hessian_pass(standardized):
+    """Least squares needs no pass after the moments: its loss, gradient and Hessian at any
+    parameters (two outputs, weights, rows, standardized or not) are the Hessian pass's."""
+    problem, theta, std = hessian_problem(Squared(), rows=np.arange(0, 3000, 3))
+    std = std if standardized else None
+    engine = engine_for(problem.X)
+    from_moments = Squared().from_moments(engine.moments(problem), theta, std, problem.k)
+    for got, want in zip(from_moments, engine.hessian(problem, theta, std), strict=True):
+        assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+
+
 def test_least_squares_is_one_step_and_exact():
     """One Hessian pass and a solve: scikit-learn's Ridge and LinearRegression on the same
     (standardized) problem, to rounding."""
     X, y, sw = make_problem(2000, 8, weights=True)
     X = X * np.arange(1, 9) + 100.0  # mixed units, offsets far from zero
     model = GDRegressor(optimizer="newton").fit(X, y, sample_weight=sw)
-    assert model.n_iter_ == 1 and model.history_["passes"] == [2]  # statistics + Hessian
+    assert model.n_iter_ == 1 and model.history_["passes"] == [1]  # the moments of [X, y]
     exact = LinearRegression().fit(X, y, sample_weight=sw)
     assert_allclose(model.coef_, exact.coef_, rtol=1e-10)
     assert_allclose(model.intercept_, exact.intercept_, rtol=1e-10)

@@ -22,6 +22,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from fastgd._moments import Moments
 from fastgd._problem import Engine, Problem
 from fastgd._state import TrainState, in_original_units
 from fastgd.optimizers import OPTIMIZERS
@@ -66,6 +67,7 @@ class Solver(Protocol):
 
     l1: float
     l2: float
+    reads_moments: bool  # takes a quadratic loss's objective from Engine.moments (start)
 
     def new_state(self, theta, std) -> TrainState:
         """The state to start from at parameters theta (trained units; standardized by std)."""
@@ -75,12 +77,13 @@ class Solver(Protocol):
         differ from those state was reached with."""
 
     def start(self, engine: Engine, problem: Problem, state: TrainState, n_rows: int,
-              threshold: float | None = None) -> TrainState:
+              threshold: float | None = None, moments: Moments | None = None) -> TrainState:
         """Before the first step of a fit or a partial_fit call: the state to step from,
         with what depends on the data resolved (the automatic learning rate). `problem` has
         all the rows; n_rows are those trained on. `threshold` is the decrease of the
         objective the loop judges converged (tol times its scale; None: not judged so), for
-        a solver that can predict its own decrease (Newton)."""
+        a solver that can predict its own decrease (Newton). `moments`: the moments of all
+        the rows trained on, for a solver that reads_moments and a quadratic loss."""
 
     def step(self, engine: Engine, problem: Problem, state: TrainState, epoch: int) -> Step:
         """Step number `epoch` (0-based, counted over partial_fit calls) on the rows trained
@@ -99,10 +102,15 @@ def weights_of(theta, d: int):
     return theta[:len(theta) // (d + 1) * d]
 
 
-def smooth_objective(engine, problem, theta, std, l2: float, hessian: bool = False):
+def smooth_objective(engine, problem, theta, std, l2: float, hessian: bool = False,
+                     moments: Moments | None = None):
     """(mean loss, objective, its gradient[, its Hessian]) at trained parameters theta, the
-    objective the mean loss + l2 |w|^2 / 2: one pass (a Hessian pass if asked)."""
-    if hessian:
+    objective the mean loss + l2 |w|^2 / 2: one pass (a Hessian pass if asked), or none
+    with a quadratic loss's moments (then with the Hessian)."""
+    if moments is not None:
+        hessian = True
+        loss, gradient, H = problem.loss.from_moments(moments, theta, std, problem.k)
+    elif hessian:
         loss, gradient, H = engine.hessian(problem, theta, std)
     else:
         loss, gradient = loss_and_gradient(engine, problem, theta, std)

@@ -38,6 +38,7 @@ class FirstOrder:
     l2: float = 0.0
     clip_norm: float = 0.0
     n_rows: int = field(default=0, init=False)  # trained on, set by start
+    reads_moments: bool = field(default=False, init=False)
 
     def new_state(self, theta, std) -> TrainState:
         return TrainState(theta, self.optimizer.new_state(len(theta)), std=std,
@@ -53,7 +54,7 @@ class FirstOrder:
             return replace(state, learning_rate=float(self.learning_rate))
         return state
 
-    def start(self, engine, problem, state, n_rows, threshold=None):
+    def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
         self.n_rows = n_rows
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=self.optimizer.auto_learning_rate(

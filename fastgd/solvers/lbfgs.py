@@ -41,6 +41,7 @@ class LBFGS:
     l1: float = 0.0
     l2: float = 0.0
     name: str = field(default="lbfgs", init=False)
+    reads_moments: bool = field(default=False, init=False)
 
     def new_state(self, theta, std) -> TrainState:
         """torch's state: the last direction d and step length t, the history of steps s
@@ -63,7 +64,7 @@ class LBFGS:
             return replace(self.new_state(state.theta, state.std), epochs=state.epochs)
         return state
 
-    def start(self, engine, problem, state, n_rows, threshold=None):
+    def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=1.0)
         return state

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fastgd._moments import Moments
 from fastgd._state import TrainState
 from fastgd.solvers import Step, smooth_objective
 
@@ -35,7 +36,9 @@ class Newton:
     l1: float = 0.0
     l2: float = 0.0
     threshold: float | None = field(default=None, init=False)  # set by start
+    moments: Moments | None = field(default=None, init=False)  # set by start
     name: str = field(default="newton", init=False)
+    reads_moments: bool = field(default=True, init=False)
 
     def new_state(self, theta, std) -> TrainState:
         """The mean loss, objective, gradient and Hessian at theta (objective NaN: not
@@ -51,8 +54,8 @@ class Newton:
             return replace(self.new_state(state.theta, state.std), epochs=state.epochs)
         return state
 
-    def start(self, engine, problem, state, n_rows, threshold=None):
-        self.threshold = threshold
+    def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
+        self.threshold, self.moments = threshold, moments
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=1.0)
         return state
@@ -61,7 +64,7 @@ class Newton:
         slots, theta = state.slots, state.theta
         if math.isnan(slots["objective"]):
             self.keep(slots, *smooth_objective(engine, problem, theta, state.std, self.l2,
-                                               hessian=True))
+                                               hessian=True, moments=self.moments))
         loss, objective = float(slots["loss"]), float(slots["objective"])
         g = slots["flat_grad"].copy()
         if math.isfinite(objective) and not (np.isfinite(g).all()
@@ -96,7 +99,7 @@ class Newton:
         t, theta, slots = state.learning_rate, state.theta, state.slots
         for halving in range(MAX_HALVINGS):
             evaluated = smooth_objective(engine, problem, theta + t * delta, state.std,
-                                         self.l2, hessian=halving == 0)
+                                         self.l2, hessian=halving == 0, moments=self.moments)
             if evaluated[1] <= objective - ARMIJO * t * decrement:
                 if halving == 0:
                     self.keep(slots, *evaluated)
