@@ -29,9 +29,9 @@ def moments_pass(problem, int n_threads):
     _moments_pass(X, Y, problem.sample_weight, rows, np.ones(X.shape[1]), sums, n_threads)
     if np.isnan(sums[0]):
         raise MemoryError("the moments pass could not allocate its blocks of rows")
-    M = sums[1 + padded:].reshape(padded, padded)[:q, :q]
-    M[np.tril_indices(q, -1)] = M.T[np.tril_indices(q, -1)]
-    return float(sums[0]), sums[1:1 + q].copy(), M.copy()
+    M = sums[1 + padded:].reshape(1, padded, padded)
+    mirror_upper(M, q)
+    return float(sums[0]), sums[1:1 + q].copy(), M[0, :q, :q].copy()
 
 
 def _moments_pass(const floating[:, :] X, const floating[:, ::1] Y,

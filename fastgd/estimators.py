@@ -1016,7 +1016,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
     def _encode(self, y, dtype, sample_weight, reset, classes=None):
         if _dask.is_dask_array(y):
             return self._encode_dask(y, dtype, sample_weight, reset, classes)
-        check_classification_targets(y)
+        if not (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "biu"):
+            check_classification_targets(y)  # integer labels are classes: nothing to check
         if reset:
             labels = np.unique(y if classes is None else np.asarray(classes))
             if len(labels) < 2:

@@ -136,13 +136,17 @@ def newton_direction(H, g):
     space."""
     diagonal = np.diag(H)
     curved = diagonal > 0
-    scale = 1.0 / np.sqrt(diagonal[curved])
-    delta = np.zeros_like(g)
+    every = bool(curved.all())
+    scale = 1.0 / np.sqrt(diagonal if every else diagonal[curved])
+    scaled = (H if every else H[np.ix_(curved, curved)]) * scale[:, None] * scale
     try:
-        L = np.linalg.cholesky(H[np.ix_(curved, curved)] * scale[:, None] * scale)
-        pivots = np.diag(L)  # of a unit diagonal: at most 1
-        if pivots.min() ** 2 > len(g) * np.finfo(float).eps:
-            delta[curved] = -scale * np.linalg.solve(L.T, np.linalg.solve(L, scale * g[curved]))
+        pivots = np.diag(np.linalg.cholesky(scaled))  # of a unit diagonal: at most 1
+        if pivots.min() ** 2 > len(g) * np.finfo(float).eps:  # well conditioned: solve it
+            step = -scale * np.linalg.solve(scaled, scale * (g if every else g[curved]))
+            if every:
+                return step
+            delta = np.zeros_like(g)
+            delta[curved] = step
             return delta
     except np.linalg.LinAlgError:  # not positive definite
         pass
