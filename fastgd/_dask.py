@@ -113,6 +113,16 @@ def _hessian_pass(shard, theta, std, loss, k, n_threads):
                                         n_threads=_worker_threads(n_threads))
 
 
+def _hessian_vector_pass(shard, theta, std, vector, loss, k, n_threads):
+    weight = _weight(shard)
+    if weight == 0.0:
+        return weight, None
+    X, Y, sample_weight, _ = shard
+    return weight, kernels.hessian_vector_pass(Problem(X, Y, sample_weight, loss, k), theta,
+                                               std, vector,
+                                               n_threads=_worker_threads(n_threads))
+
+
 def _moments_pass(shard, loss, k, n_threads):
     if _weight(shard) == 0.0:
         return None
@@ -284,6 +294,16 @@ class DaskEngine:
                                 loss=problem.loss, k=problem.k, n_threads=self.n_threads)
         value, gradient, hessian = _weighted_sum(results)
         return float(value), gradient, hessian
+
+    def hessian_vector(self, problem, theta, std, vector):
+        """(mean loss, gradient, H vector): each shard's, added in shard order weighted by
+        the shards' weights."""
+        _held(problem)
+        results = problem.X.map(_hessian_vector_pass, problem.rows, theta=theta, std=std,
+                                vector=vector, loss=problem.loss, k=problem.k,
+                                n_threads=self.n_threads)
+        value, gradient, product = _weighted_sum(results)
+        return float(value), gradient, product
 
     def moments(self, problem):
         """Each shard's moments, merged in shard order (Moments.merged)."""

@@ -51,6 +51,12 @@ class InMemory:
             problem = replace(problem, Y=self.zero_targets(problem.X))
         return self.module.hessian_pass(problem, theta, std, n_threads=self.n_threads)
 
+    def hessian_vector(self, problem: Problem, theta, std, vector):
+        if problem.Y is None:
+            problem = replace(problem, Y=self.zero_targets(problem.X))
+        return self.module.hessian_vector_pass(problem, theta, std, vector,
+                                               n_threads=self.n_threads)
+
     def moments(self, problem: Problem) -> Moments:
         return Moments.of(self.module.moments_pass(problem, n_threads=self.n_threads),
                           problem.n_features)

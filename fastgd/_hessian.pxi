@@ -339,3 +339,134 @@ cdef inline void weighted_columns(double* panels, Py_ssize_t block, const double
     """c[i, 0:4] = w_i h_i (of the pair) times row i's columns j0..j0+3."""
     fastgd_weigh4(panel_at(panels, block, 0, j0), terms + 2 + 2 * k + pair, 2 + 2 * k + pairs,
                   m, c)
+
+
+# The Hessian-vector pass, for Newton-CG where a p x p Hessian is too large: the mean loss,
+# its gradient and H v in the trained parameters, in one read of X. Each block of rows is
+# packed as above (z, the derivatives and w h a row), then each row's u = a . v_a for every
+# output, q_a = sum_b w h_ab u_b, and the gradient and H v summed as w dloss/dz_a a and
+# q_a a, column group by column group, over the block's rows in order. Always by chunks of
+# rows (the sums are two vectors of the parameters' size), added in chunk order.
+
+def hessian_vector_pass(problem, theta, std, vector, int n_threads):
+    """(mean loss, gradient (p,), H vector (p,)) at trained parameters theta, standardized
+    by std, weighted, over the problem's rows: fastgd.reference.hessian_vector_pass's
+    mathematics, with the vector laid out as theta."""
+    X, k, loss = problem.X, problem.k, problem.loss
+    d = X.shape[1]
+    mean = np.zeros(d) if not std else np.ascontiguousarray(std.mean, dtype=np.float64)
+    inverse = np.ones(d) if not std else 1.0 / np.asarray(std.divisor, dtype=np.float64)
+    rows = None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
+    Y = problem.Y
+    if Y is None:
+        Y = np.zeros((X.shape[0], 1), dtype=X.dtype)
+    pairs = loss.hessian_pairs(k)
+    padded = (d + 1 + 7) // 8 * 8
+    Theta = np.zeros((2 * k, padded))  # theta's rows, then the vector's: zero-padded
+    Theta[:k, :d + 1] = design_parameters(theta, k, d)
+    Theta[k:, :d + 1] = design_parameters(np.asarray(vector, dtype=np.float64), k, d)
+    pair_of = np.full((k, k), -1, dtype=np.intp)  # the number of pair (a, b), either order
+    for number, (a, b) in enumerate(pairs):
+        pair_of[a, b] = pair_of[b, a] = number
+    sums = _hessian_vector_pass(X, Y, problem.sample_weight, rows, mean, inverse, Theta, loss,
+                                k, pair_of, n_threads)
+    if np.isnan(sums[1]):
+        raise MemoryError("the Hessian-vector pass could not allocate its blocks of rows")
+    total = sums[1]
+    out = sums[2:].reshape(2 * k, padded)[:, :d + 1] / total
+    return (sums[0] / total, flatten_gradient(out[:k]), flatten_gradient(out[k:]))
+
+
+def _hessian_vector_pass(const floating[:, :] X, const floating[:, ::1] Y,
+                         const floating[::1] sample_weight, const Py_ssize_t[::1] rows,
+                         const double[::1] mean, const double[::1] inverse,
+                         const double[:, ::1] Theta, loss, Py_ssize_t k,
+                         const Py_ssize_t[:, ::1] pair_of, int n_threads):
+    cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
+    cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0], i, c
+    cdef Py_ssize_t padded = Theta.shape[1], pairs = 0
+    for i in range(k * k):
+        pairs = max(pairs, pair_of[i // k, i % k] + 1)
+    if rows is not None:
+        for i in range(n):
+            if not 0 <= rows[i] < X.shape[0]:
+                raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
+    if n == 0:
+        raise ValueError("the Hessian-vector pass needs at least one row")
+    cdef Py_ssize_t width = 2 + 2 * k * padded  # loss, weight, gradient, H v
+    cdef Py_ssize_t block = min(max(GRAM_BLOCK_BYTES // (8 * padded),
+                                    <Py_ssize_t>GRAM_MIN_BLOCK), <Py_ssize_t>GRAM_MAX_BLOCK)
+    cdef Py_ssize_t n_chunks = min(<Py_ssize_t>MAX_CHUNKS, (n + block - 1) // block,
+                                   max(GRAM_CHUNKS_BYTES // (8 * width), <Py_ssize_t>1))
+    cdef Py_ssize_t chunk = ((n + n_chunks - 1) // n_chunks + block - 1) // block * block
+    n_chunks = (n + chunk - 1) // chunk
+    cdef int threads = <int>min(max(n_threads, 1), n_chunks)
+    if n * padded < PARALLEL_MIN_ELEMS:  # a small pass: one thread
+        threads = 1
+    cdef double[:, ::1] partial = np.zeros((n_chunks, width))
+    cdef Layout lay = layout_of(X)
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef const Py_ssize_t* rowp = NULL if rows is None else &rows[0]
+    with nogil:
+        hessian_vector_chunks(&X[0, 0], lay, X.shape[1], &Y[0, 0], swp, rowp, n, &mean[0],
+                              &inverse[0], &Theta[0, 0], &spec, k, pairs, &pair_of[0, 0],
+                              padded, block, chunk, n_chunks, &partial[0, 0], width, threads)
+    return np.add.reduce(np.asarray(partial), axis=0)  # in chunk order
+
+
+cdef void hessian_vector_chunks(const floating* X, Layout lay, Py_ssize_t d,
+                                const floating* Y, const floating* sw,
+                                const Py_ssize_t* rows, Py_ssize_t n, const double* mean,
+                                const double* inverse, const double* Theta, const Loss* loss,
+                                Py_ssize_t k, Py_ssize_t pairs, const Py_ssize_t* pair_of,
+                                Py_ssize_t padded, Py_ssize_t block, Py_ssize_t chunk,
+                                Py_ssize_t n_chunks, double* partial, Py_ssize_t width,
+                                int threads) noexcept nogil:
+    """Chunk c's [loss, weight, gradient (k, padded), H v (k, padded)] into partial[c]."""
+    cdef Py_ssize_t c, start, stop, m, i, a, b, j0, stride = 2 + 2 * k + pairs
+    cdef double u
+    cdef double* out
+    cdef double* panels
+    cdef double* terms
+    cdef double* q
+    with parallel(num_threads=threads):
+        panels = <double*>calloc(block * padded, sizeof(double))  # padding stays 0
+        terms = <double*>malloc(block * stride * sizeof(double))
+        q = <double*>malloc(block * 2 * k * sizeof(double))  # a row's u (k), then q (k)
+        for c in prange(n_chunks, schedule="dynamic"):
+            out = partial + c * width
+            if panels == NULL or terms == NULL or q == NULL:
+                out[1] = NAN  # out of memory: the weight says so
+                continue
+            start = c * chunk
+            stop = min(start + chunk, n)
+            while start < stop:
+                m = min(block, stop - start)
+                pack_block(X, lay, d, Y, sw, rows, start, m, mean, inverse, Theta, loss, k,
+                           pairs, padded, block, panels, terms)
+                for i in range(m):
+                    out[0] += terms[i * stride]
+                    out[1] += terms[i * stride + 1]
+                    for a in range(k):  # u_a = a . v_a
+                        q[i * 2 * k + a] = fastgd_panel_dot(panels + i * 8, block * 8,
+                                                            Theta + (k + a) * padded,
+                                                            padded // 8)
+                    for a in range(k):  # q_a = sum_b w h_ab u_b
+                        u = 0.0
+                        for b in range(k):
+                            if pair_of[a * k + b] >= 0:
+                                u = u + terms[i * stride + 2 + 2 * k + pair_of[a * k + b]] \
+                                    * q[i * 2 * k + b]
+                        q[i * 2 * k + k + a] = u
+                j0 = 0
+                while j0 < padded:
+                    for a in range(k):
+                        fastgd_panel_axpy4(panel_at(panels, block, 0, j0), terms + 2 + a,
+                                           stride, m, out + 2 + a * padded + j0)
+                        fastgd_panel_axpy4(panel_at(panels, block, 0, j0), q + k + a, 2 * k,
+                                           m, out + 2 + (k + a) * padded + j0)
+                    j0 = j0 + 4
+                start = start + m
+        free(panels)
+        free(terms)
+        free(q)

@@ -215,11 +215,12 @@ cdef void merge_moments(double* acc, const double* part, Py_ssize_t padded,
     comoment (unless M is given: part's cross-products are in M already, acc's comoment
     is M) and the spread of the two means; then acc's weight and mean."""
     cdef Py_ssize_t tile = first_tile, i, j, l0
-    cdef double Wa = acc[0], Wb = part[0], total, f
+    cdef double Wa = acc[0], Wb = part[0], total, f, fi
     cdef double* mean = acc + 1
     cdef const double* part_mean = part + 1
     cdef double* C = acc + 1 + padded if M == NULL else M
     cdef const double* part_C = part + 1 + padded
+    cdef double* row
     if Wb == 0.0:
         return
     total = Wa + Wb
@@ -227,10 +228,13 @@ cdef void merge_moments(double* acc, const double* part, Py_ssize_t padded,
     while tile < padded // 4:
         l0 = (tile * 4) // 8 * 8
         for i in range(tile * 4, tile * 4 + 4):
+            row = C + i * padded
+            if M == NULL:
+                for j in range(l0, padded):
+                    row[j] += part_C[i * padded + j]
+            fi = f * (part_mean[i] - mean[i])
             for j in range(l0, padded):
-                if M == NULL:
-                    C[i * padded + j] += part_C[i * padded + j]
-                C[i * padded + j] += f * (part_mean[i] - mean[i]) * (part_mean[j] - mean[j])
+                row[j] += fi * (part_mean[j] - mean[j])
         tile = tile + tile_step
     for j in range(padded):
         mean[j] = mean[j] + (part_mean[j] - mean[j]) * (Wb / total)

@@ -93,6 +93,12 @@ class Engine(Protocol):
         """(mean loss, gradient (p,), Hessian (p, p)) in the trained parameters theta
         (standardized by std; p = k (d + 1), laid out as theta), weighted, in one pass."""
 
+    def hessian_vector(self, problem: Problem, theta, std: Standardization | None,
+                       vector) -> tuple:
+        """(mean loss, gradient (p,), Hessian times vector (p,)) in the trained parameters
+        theta, the vector laid out as theta, weighted, in one pass (X theta, X v and
+        X^T (h X v) a row at a time): Newton-CG's product, where H is too large to form."""
+
     def moments(self, problem: Problem) -> Moments:
         """The weighted mean and centered cross-products of the columns of [X, Y] over the
         problem's rows (fastgd/_moments.py), in one pass."""

@@ -71,7 +71,8 @@ HISTORY = ("loss", "objective", "learning_rate", "seconds", "passes")
 class Counted:
     """An engine that counts the passes over the data made through it."""
 
-    PASSES = frozenset({"loss_and_grad", "hessian", "moments", "column_stats", "run_epoch",
+    PASSES = frozenset({"loss_and_grad", "hessian", "hessian_vector", "moments",
+                        "column_stats", "run_epoch",
                         "largest_row_norm"})
 
     def __init__(self, engine):
@@ -154,7 +155,7 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
     # A quadratic loss's objective is its moments: one pass for the standardization, tol's
     # scale and every step of a solver that reads them (Newton).
     moments = (engine.moments(problem) if state is None and not early_stopping
-               and solver.reads_moments and problem.loss.quadratic else None)
+               and solver.reads_moments(problem) else None)
     if state is None:
         std = Standardization.fit(engine, problem, moments) if standardize else None
         state = solver.new_state(as_theta(*(std.from_original(coef, intercept) if std

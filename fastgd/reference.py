@@ -39,26 +39,54 @@ def grad_pass(problem, coef, intercept, n_threads=1):
         return (w * value).sum() / w.sum(), R.T @ X, R.sum(axis=0)
 
 
-def hessian_pass(problem, theta, std, n_threads=1):
-    """(mean loss, gradient (p,), Hessian (p, p)) at trained parameters theta, as
-    fastgd/_hessian.pxi's pass, on the whole standardized design at once."""
-    X, Y, sample_weight, loss, k = (problem.X, problem.Y, problem.sample_weight,
-                                    problem.loss, problem.k)
+def design(problem, std):
+    """(A, Y, w): the problem's rows of the design in trained units, A = ((X - mean) /
+    divisor, 1) as float64, their targets (zeros if Y is None) and weights."""
+    X, Y, sample_weight = problem.X, problem.Y, problem.sample_weight
+    if Y is None:
+        Y = np.zeros((X.shape[0], 1))
     if problem.rows is not None:
         X, Y = X[problem.rows], Y[problem.rows]
         sample_weight = None if sample_weight is None else sample_weight[problem.rows]
     X = X.astype(np.float64)
     if std:
         X = (X - std.mean) / std.divisor
-    A = np.hstack([X, np.ones((len(X), 1))])
-    w = _weights(sample_weight, len(A))
+    return (np.hstack([X, np.ones((len(X), 1))]), Y.astype(np.float64),
+            _weights(sample_weight, len(X)))
+
+
+def hessian_pass(problem, theta, std, n_threads=1):
+    """(mean loss, gradient (p,), Hessian (p, p)) at trained parameters theta, as
+    fastgd/_hessian.pxi's pass, on the whole standardized design at once."""
+    loss, k, d = problem.loss, problem.k, problem.n_features
+    A, Y, w = design(problem, std)
     with np.errstate(all="ignore"):
-        Z = A @ _design.design_parameters(theta, k, X.shape[1]).T
-        value, derivative = loss.value_and_gradient(Z, Y.astype(np.float64))
+        Z = A @ _design.design_parameters(theta, k, d).T
+        value, derivative = loss.value_and_gradient(Z, Y)
         blocks = {(a, b): A.T @ ((w * h)[:, None] * A) for a, b, h in loss.hessian_blocks(Z, Y)}
         return ((w * value).sum() / w.sum(),
                 _design.flatten_gradient((w[:, None] * derivative).T @ A / w.sum()),
-                _design.assemble(blocks, k, X.shape[1], w.sum()))
+                _design.assemble(blocks, k, d, w.sum()))
+
+
+def hessian_vector_pass(problem, theta, std, vector, n_threads=1):
+    """(mean loss, gradient (p,), H vector (p,)) at trained parameters theta, as
+    fastgd/_hessian.pxi's Hessian-vector pass: with U = A V^T (each row's a . v_a),
+    H v = A^T Q / W, Q_a = sum_b w h_ab U_b."""
+    loss, k, d = problem.loss, problem.k, problem.n_features
+    A, Y, w = design(problem, std)
+    with np.errstate(all="ignore"):
+        Z = A @ _design.design_parameters(theta, k, d).T
+        U = A @ _design.design_parameters(vector, k, d).T
+        value, derivative = loss.value_and_gradient(Z, Y)
+        Q = np.zeros_like(U)
+        for a, b, h in loss.hessian_blocks(Z, Y):
+            Q[:, a] += w * h * U[:, b]
+            if a != b:
+                Q[:, b] += w * h * U[:, a]
+        return ((w * value).sum() / w.sum(),
+                _design.flatten_gradient((w[:, None] * derivative).T @ A / w.sum()),
+                _design.flatten_gradient(Q.T @ A / w.sum()))
 
 
 def moments_pass(problem, n_threads=1):

@@ -172,6 +172,25 @@ def test_full_batch_solvers_on_shards_equal_in_memory(client, kind, optimizer):
     assert model.history_["passes"] == in_memory.history_["passes"]
 
 
+def test_newton_cg_on_shards_equals_in_memory(client, monkeypatch):
+    """Newton-CG's Hessian-vector passes summed over the shards in shard order: the
+    iterations of the fit in memory."""
+    from fastgd import GDClassifier
+    from fastgd.solvers import newton
+
+    monkeypatch.setattr(newton, "HESSIAN_BYTES", 0)
+    X, y, sw = make_problem(3000, 5, weights=True)
+    y = np.digitize(y, np.quantile(y, [0.3, 0.6]))
+    settings = dict(optimizer="newton", alpha=0.01, max_epochs=40)
+    in_memory = GDClassifier(**settings).fit(X, y, sample_weight=sw)
+    model = GDClassifier(**settings).fit(da.from_array(X, chunks=(700, 5)),
+                                         da.from_array(y, chunks=700),
+                                         sample_weight=da.from_array(sw, chunks=700))
+    assert model.n_iter_ == in_memory.n_iter_
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-7, atol=1e-10)
+    assert model.history_["passes"] == in_memory.history_["passes"]
+
+
 def test_nonfinite_data_is_reported_with_its_row(client):
     X, y, _ = make_problem(3000, 4)
     X[2100, 3] = np.nan

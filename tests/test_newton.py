@@ -13,7 +13,7 @@ from fastgd._engines import engine_for
 from fastgd._problem import Problem
 from fastgd._state import Standardization
 from fastgd.losses import Squared
-from fastgd.solvers import loss_and_gradient
+from fastgd.solvers import loss_and_gradient, newton
 
 
 def hessian_problem(loss, dtype=np.float64, n=3000, d=5, rows=None, seed=0):
@@ -114,6 +114,49 @@ def test_squared_objective_from_moments_is_the_hessian_pass(standardized):
     from_moments = Squared().from_moments(engine.moments(problem), theta, std, problem.k)
     for got, want in zip(from_moments, engine.hessian(problem, theta, std), strict=True):
         assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hessian_vector_pass_is_the_hessian_times_the_vector(loss, dtype):
+    """Newton-CG's pass: the compiled one equals the reference's and the Hessian pass's
+    H v (with its loss and gradient), the same bits on any number of threads."""
+    problem, theta, std = hessian_problem(loss, dtype, rows=np.arange(0, 3000, 3))
+    vector = np.random.default_rng(5).standard_normal(len(theta))
+    results = [engine_for(problem.X, n_threads=threads).hessian_vector(problem, theta, std,
+                                                                      vector)
+               for threads in (1, 2, 3)]
+    want = engine_for(problem.X, "numpy").hessian_vector(problem, theta, std, vector)
+    loss_value, gradient, H = engine_for(problem.X).hessian(problem, theta, std)
+    for got, expected in zip(results[0], want, strict=True):
+        assert_allclose(got, expected, rtol=1e-10, atol=1e-13)
+    assert_allclose(results[0][0], loss_value, rtol=1e-12)
+    assert_allclose(results[0][1], gradient, rtol=1e-10, atol=1e-13)
+    assert_allclose(results[0][2], H @ vector, rtol=1e-9, atol=1e-12 * np.abs(H).sum())
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["least squares", "binary", "softmax"])
+def test_newton_cg_reaches_newtons_optimum(monkeypatch, kind):
+    """Where the Hessian would be too large, Newton-CG (Hessian-vector passes, no p x p
+    matrix in its state) reaches the optimum of Newton with the Hessian."""
+    X, y, sw = make_problem(1500, 6, weights=True)
+    X = X * np.arange(1, 7) + 3.0
+    if kind == "least squares":
+        estimator, settings = GDRegressor, {"alpha": 0.01}
+    else:
+        estimator, settings = GDClassifier, {"alpha": 1e-3}
+        y = np.digitize(y, np.quantile(y, [0.5] if kind == "binary" else [0.3, 0.6]))
+    settings.update(tol=1e-12, tolerance_grad=1e-11)
+    formed = estimator(optimizer="newton", **settings).fit(X, y, sample_weight=sw)
+    monkeypatch.setattr(newton, "HESSIAN_BYTES", 0)
+    cg = estimator(optimizer="newton", **settings).fit(X, y, sample_weight=sw)
+    assert "hessian" not in cg._state.slots and "hessian" in formed._state.slots
+    assert sum(cg.history_["passes"]) > sum(formed.history_["passes"])  # a pass a CG step
+    assert_allclose(cg.coef_, formed.coef_, rtol=1e-6, atol=1e-8)
+    assert_allclose(cg.intercept_, formed.intercept_, rtol=1e-6, atol=1e-8)
 
 
 def test_least_squares_is_one_step_and_exact():

@@ -67,7 +67,6 @@ class Solver(Protocol):
 
     l1: float
     l2: float
-    reads_moments: bool  # takes a quadratic loss's objective from Engine.moments (start)
 
     def new_state(self, theta, std) -> TrainState:
         """The state to start from at parameters theta (trained units; standardized by std)."""
@@ -75,6 +74,10 @@ class Solver(Protocol):
     def go_on_from(self, state: TrainState) -> TrainState:
         """The state to go on from (partial_fit) under this solver's settings, which may
         differ from those state was reached with."""
+
+    def reads_moments(self, problem: Problem) -> bool:
+        """Whether the solver takes the problem's objective from Engine.moments (a quadratic
+        loss's), which start then gets."""
 
     def start(self, engine: Engine, problem: Problem, state: TrainState, n_rows: int,
               threshold: float | None = None, moments: Moments | None = None) -> TrainState:

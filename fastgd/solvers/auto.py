@@ -16,8 +16,9 @@ LBFGS_PASSES gradient passes. So:
 
 from __future__ import annotations
 
+from fastgd.solvers.newton import HESSIAN_BYTES
+
 FIRST_ORDER = "nesterov"      # for mini-batches and L1 penalties (and partial_fit)
-HESSIAN_BYTES = 1 << 28       # 256 MB: a larger Hessian is not formed
 HESSIAN_PASSES_PER = 20.0     # pairs (d + 1) per gradient pass a Hessian pass costs (17 at
                               # 1M x 100, 24 at 100k x 1,000)
 NEWTON_ITERATIONS = 8         # Newton iterations of a non-quadratic loss, typically (7-9)

@@ -38,7 +38,6 @@ class FirstOrder:
     l2: float = 0.0
     clip_norm: float = 0.0
     n_rows: int = field(default=0, init=False)  # trained on, set by start
-    reads_moments: bool = field(default=False, init=False)
 
     def new_state(self, theta, std) -> TrainState:
         return TrainState(theta, self.optimizer.new_state(len(theta)), std=std,
@@ -53,6 +52,9 @@ class FirstOrder:
         if self.learning_rate != "auto":
             return replace(state, learning_rate=float(self.learning_rate))
         return state
+
+    def reads_moments(self, problem) -> bool:
+        return False
 
     def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
         self.n_rows = n_rows

@@ -41,7 +41,6 @@ class LBFGS:
     l1: float = 0.0
     l2: float = 0.0
     name: str = field(default="lbfgs", init=False)
-    reads_moments: bool = field(default=False, init=False)
 
     def new_state(self, theta, std) -> TrainState:
         """torch's state: the last direction d and step length t, the history of steps s
@@ -63,6 +62,9 @@ class LBFGS:
         if state.optimizer != self.name or state.slots["old_dirs"].shape[0] != self.history_size:
             return replace(self.new_state(state.theta, state.std), epochs=state.epochs)
         return state
+
+    def reads_moments(self, problem) -> bool:
+        return False
 
     def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
         if state.learning_rate == "auto":

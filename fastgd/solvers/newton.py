@@ -3,7 +3,10 @@
 full step if it lowers the objective enough (Armijo), else backtracks.
 
 The pass at the full step is the next step's Hessian pass, so an iteration that takes its
-full step reads X once. A quadratic loss (the squared loss, with its L2 penalty) is solved
+full step reads X once. Where the p x p Hessian would take more than HESSIAN_BYTES,
+Newton-CG: the step is conjugate gradients on H delta = -g, one Hessian-vector pass
+(Engine.hessian_vector: X v and X^T (h X v) in one read) an iteration, truncated at a
+residual of min(1/2, sqrt|g|) |g| (a forcing sequence: superlinear near the optimum). A quadratic loss (the squared loss, with its L2 penalty) is solved
 exactly by its first step: least squares is one Hessian pass and a (d + 1) x (d + 1) solve.
 Near the optimum the Newton decrement predicts the step's decrease of the objective,
 g^T H^-1 g / 2; when that is within the loop's threshold (tol times the best constant's
@@ -19,10 +22,17 @@ import numpy as np
 
 from fastgd._moments import Moments
 from fastgd._state import TrainState
-from fastgd.solvers import Step, smooth_objective
+from fastgd.solvers import Step, smooth_objective, weights_of
 
 ARMIJO = 1e-4       # the sufficient decrease: f(theta + t delta) <= f - ARMIJO t g^T H^-1 g
 MAX_HALVINGS = 30   # of the step length before the step counts as no progress
+HESSIAN_BYTES = 1 << 28  # 256 MB: a larger Hessian is not formed (Newton-CG instead)
+MAX_CG = 100        # conjugate-gradient iterations (Hessian-vector passes) a Newton-CG step
+
+
+def forms_hessian(p: int) -> bool:
+    """Whether Newton forms the p x p Hessian of p parameters (else Newton-CG)."""
+    return 8 * p * p <= HESSIAN_BYTES
 
 
 @dataclass
@@ -38,14 +48,19 @@ class Newton:
     threshold: float | None = field(default=None, init=False)  # set by start
     moments: Moments | None = field(default=None, init=False)  # set by start
     name: str = field(default="newton", init=False)
-    reads_moments: bool = field(default=True, init=False)
+
+    def reads_moments(self, problem) -> bool:
+        """A quadratic loss's Newton step is its moments' (when its Hessian is formed)."""
+        return problem.loss.quadratic and forms_hessian(problem.k * (problem.n_features + 1))
 
     def new_state(self, theta, std) -> TrainState:
         """The mean loss, objective, gradient and Hessian at theta (objective NaN: not
         evaluated yet, the next step's first pass)."""
         p = len(theta)
         slots = {"loss": np.array(math.nan), "objective": np.array(math.nan),
-                 "flat_grad": np.zeros(p), "hessian": np.zeros((p, p))}
+                 "flat_grad": np.zeros(p)}
+        if forms_hessian(p):
+            slots["hessian"] = np.zeros((p, p))
         return TrainState(theta, slots, std=std, learning_rate=self.learning_rate,
                           optimizer=self.name)
 
@@ -62,26 +77,28 @@ class Newton:
 
     def step(self, engine, problem, state, epoch):
         slots, theta = state.slots, state.theta
+        formed = "hessian" in slots
         if math.isnan(slots["objective"]):
             self.keep(slots, *smooth_objective(engine, problem, theta, state.std, self.l2,
-                                               hessian=True, moments=self.moments))
+                                               hessian=formed, moments=self.moments))
         loss, objective = float(slots["loss"]), float(slots["objective"])
         g = slots["flat_grad"].copy()
-        if math.isfinite(objective) and not (np.isfinite(g).all()
-                                             and np.isfinite(slots["hessian"]).all()):
+        if math.isfinite(objective) and not (np.isfinite(g).all() and (
+                not formed or np.isfinite(slots["hessian"]).all())):
             engine.raise_if_nonfinite(problem)  # a NaN or inf in X: say where
             raise ValueError("X holds values too large for float64 arithmetic: the loss's "
                              "Hessian (X^T diag(h) X) overflows; rescale X.")
         if not math.isfinite(objective) or np.abs(g).max() <= self.tolerance_grad:
             return Step(loss, 1.0, 0, 0.0, converged=math.isfinite(objective))
-        delta = newton_direction(slots["hessian"], g)
+        delta = (newton_direction(slots["hessian"], g) if formed
+                 else self.conjugate_gradient(engine, problem, theta, state.std, g))
         if problem.loss.shift_invariant:  # no step along a direction the loss ignores
             unshifted(delta, problem.k, problem.n_features, weights_too=self.l2 == 0)
         decrement = -float(g @ delta)  # g^T H^-1 g: twice the decrease the model predicts
         if decrement <= 0:  # no descent left within rounding
             return Step(loss, 1.0, 0, 0.0, converged=True)
-        exact = problem.loss.quadratic or (self.threshold is not None
-                                           and decrement / 2 <= self.threshold)
+        exact = (problem.loss.quadratic and formed) or (self.threshold is not None
+                                                        and decrement / 2 <= self.threshold)
         if exact:  # the model is the objective, or its decrease is within tol: done
             theta += delta
             slots["objective"][()] = math.nan
@@ -92,14 +109,43 @@ class Newton:
         theta += t * delta
         return Step(loss, 1.0, 1, t)
 
+    def conjugate_gradient(self, engine, problem, theta, std, g):
+        """delta approximately solving H delta = -g by conjugate gradients from 0, a
+        Hessian-vector pass an iteration (the penalty's l2 added), until the residual is
+        within min(1/2, sqrt|g|) |g| or MAX_CG iterations."""
+        d = problem.n_features
+        delta = np.zeros_like(g)
+        residual = -g
+        direction = residual.copy()
+        norm_g = float(np.sqrt(g @ g))
+        tolerance = min(0.5, math.sqrt(norm_g)) * norm_g
+        squared = norm_g ** 2
+        for _ in range(MAX_CG):
+            product = engine.hessian_vector(problem, theta, std, direction)[2]
+            if self.l2:
+                product[:len(weights_of(theta, d))] += self.l2 * weights_of(direction, d)
+            curvature = float(direction @ product)
+            if not curvature > 0:  # no curvature left along it (rounding, or a NaN)
+                break
+            alpha = squared / curvature
+            delta += alpha * direction
+            residual -= alpha * product
+            previous, squared = squared, float(residual @ residual)
+            if math.sqrt(squared) <= tolerance:
+                break
+            direction = residual + (squared / previous) * direction
+        return delta if delta.any() else -g  # no curvature at all: the gradient's descent
+
     def line_search(self, engine, problem, state, delta, objective, decrement) -> float:
         """The step length: the first of lr, lr / 2, ... meeting Armijo's condition (0 if
-        none does). The full step's pass is a Hessian pass, kept for the next step; a
-        shorter step's is not, and the next step makes its own."""
+        none does). The full step's pass (a Hessian pass where it is formed) is kept for
+        the next step; a shorter step's is not, and the next step makes its own."""
         t, theta, slots = state.learning_rate, state.theta, state.slots
+        formed = "hessian" in slots
         for halving in range(MAX_HALVINGS):
             evaluated = smooth_objective(engine, problem, theta + t * delta, state.std,
-                                         self.l2, hessian=halving == 0, moments=self.moments)
+                                         self.l2, hessian=formed and halving == 0,
+                                         moments=self.moments)
             if evaluated[1] <= objective - ARMIJO * t * decrement:
                 if halving == 0:
                     self.keep(slots, *evaluated)
@@ -110,10 +156,11 @@ class Newton:
         return 0.0
 
     @staticmethod
-    def keep(slots, loss, objective, gradient, hessian) -> None:
+    def keep(slots, loss, objective, gradient, hessian=None) -> None:
         slots["loss"][()], slots["objective"][()] = loss, objective
         slots["flat_grad"][:] = gradient
-        slots["hessian"][:] = hessian
+        if hessian is not None:
+            slots["hessian"][:] = hessian
 
 
 def unshifted(delta, k: int, d: int, weights_too: bool) -> None:
