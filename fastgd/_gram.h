@@ -125,6 +125,39 @@ static inline void fastgd_weigh4(const double *cols, const double *h, Py_ssize_t
                                                   _mm256_loadu_pd(cols + 8 * i)));
 }
 
+
+/* sums[0:8] = the sum over rows i of w[i] * panel[8 i : 8 i + 8], in two vectors of partial
+   sums a half (even and odd rows) added at the end; and, after it, each row minus mean. */
+static inline void fastgd_panel_wsum(const double *panel, const double *w, Py_ssize_t rows,
+                                     double *sums) {
+    __m256d lo0 = _mm256_setzero_pd(), hi0 = lo0, lo1 = lo0, hi1 = lo0, v;
+    Py_ssize_t i = 0;
+    for (; i + 2 <= rows; i += 2) {
+        v = _mm256_set1_pd(w[i]);
+        lo0 = _mm256_fmadd_pd(v, _mm256_loadu_pd(panel + 8 * i), lo0);
+        hi0 = _mm256_fmadd_pd(v, _mm256_loadu_pd(panel + 8 * i + 4), hi0);
+        v = _mm256_set1_pd(w[i + 1]);
+        lo1 = _mm256_fmadd_pd(v, _mm256_loadu_pd(panel + 8 * i + 8), lo1);
+        hi1 = _mm256_fmadd_pd(v, _mm256_loadu_pd(panel + 8 * i + 12), hi1);
+    }
+    if (i < rows) {
+        v = _mm256_set1_pd(w[i]);
+        lo0 = _mm256_fmadd_pd(v, _mm256_loadu_pd(panel + 8 * i), lo0);
+        hi0 = _mm256_fmadd_pd(v, _mm256_loadu_pd(panel + 8 * i + 4), hi0);
+    }
+    _mm256_storeu_pd(sums, _mm256_add_pd(lo0, lo1));
+    _mm256_storeu_pd(sums + 4, _mm256_add_pd(hi0, hi1));
+}
+
+static inline void fastgd_panel_center(double *panel, const double *mean, Py_ssize_t rows) {
+    __m256d lo = _mm256_loadu_pd(mean), hi = _mm256_loadu_pd(mean + 4);
+    Py_ssize_t i;
+    for (i = 0; i < rows; i++) {
+        _mm256_storeu_pd(panel + 8 * i, _mm256_sub_pd(_mm256_loadu_pd(panel + 8 * i), lo));
+        _mm256_storeu_pd(panel + 8 * i + 4, _mm256_sub_pd(_mm256_loadu_pd(panel + 8 * i + 4), hi));
+    }
+}
+
 #else
 
 static inline double fastgd_panel_dot(const double *row, Py_ssize_t stride,
@@ -186,6 +219,29 @@ static inline void fastgd_weigh4(const double *cols, const double *h, Py_ssize_t
     for (i = 0; i < rows; i++)
         for (jj = 0; jj < 4; jj++)
             c[4 * i + jj] = h[i * h_stride] * cols[8 * i + jj];
+}
+
+static inline void fastgd_panel_wsum(const double *panel, const double *w, Py_ssize_t rows,
+                                     double *sums) {
+    double even[8] = {0.0}, odd[8] = {0.0};
+    Py_ssize_t i = 0, ll;
+    for (; i + 2 <= rows; i += 2)
+        for (ll = 0; ll < 8; ll++) {
+            even[ll] += w[i] * panel[8 * i + ll];
+            odd[ll] += w[i + 1] * panel[8 * i + 8 + ll];
+        }
+    if (i < rows)
+        for (ll = 0; ll < 8; ll++)
+            even[ll] += w[i] * panel[8 * i + ll];
+    for (ll = 0; ll < 8; ll++)
+        sums[ll] = even[ll] + odd[ll];
+}
+
+static inline void fastgd_panel_center(double *panel, const double *mean, Py_ssize_t rows) {
+    Py_ssize_t i, ll;
+    for (i = 0; i < rows; i++)
+        for (ll = 0; ll < 8; ll++)
+            panel[8 * i + ll] -= mean[ll];
 }
 
 #endif

@@ -32,6 +32,9 @@ cdef extern from "_gram.h":
                              const double* inverse, double* out, Py_ssize_t stride) noexcept nogil
     void fastgd_weigh4(const double* cols, const double* h, Py_ssize_t h_stride,
                        Py_ssize_t rows, double* c) noexcept nogil
+    void fastgd_panel_wsum(const double* panel, const double* w, Py_ssize_t rows,
+                           double* sums) noexcept nogil
+    void fastgd_panel_center(double* panel, const double* mean, Py_ssize_t rows) noexcept nogil
 
 from libc.math cimport NAN
 from libc.stdlib cimport calloc, free, malloc
@@ -41,7 +44,7 @@ from fastgd._design import assemble, design_parameters, flatten_gradient
 cdef enum:
     GRAM_BLOCK_BYTES = 32768  # of a block of packed rows: the block stays in L1
     GRAM_MAX_BLOCK = 512       # rows per block at most
-    GRAM_MIN_BLOCK = 16        # and at least
+    GRAM_MIN_BLOCK = 64        # and at least
     GRAM_CHUNKS_BYTES = 16777216  # the chunks' sums of a narrow model at most (16 MB, and
                                   # 1/32 of the rows' bytes)
     GRAM_MIN_CHUNKS = 16       # a model with fewer chunks in that budget is wide: by tiles

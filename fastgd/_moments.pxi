@@ -26,7 +26,8 @@ def moments_pass(problem, int n_threads):
     padded = (q + 7) // 8 * 8
     rows = None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
     sums = np.zeros(1 + padded + padded * padded)  # weight, mean, comoment
-    _moments_pass(X, Y, problem.sample_weight, rows, np.ones(X.shape[1]), sums, n_threads)
+    as_is = np.append(np.ones(X.shape[1]), np.zeros(X.shape[1]))
+    _moments_pass(X, Y, problem.sample_weight, rows, as_is, sums, n_threads)
     if np.isnan(sums[0]):
         raise MemoryError("the moments pass could not allocate its blocks of rows")
     M = sums[1 + padded:].reshape(1, padded, padded)
@@ -36,7 +37,8 @@ def moments_pass(problem, int n_threads):
 
 def _moments_pass(const floating[:, :] X, const floating[:, ::1] Y,
                   const floating[::1] sample_weight, const Py_ssize_t[::1] rows,
-                  const double[::1] ones, double[::1] sums, int n_threads):
+                  const double[::1] as_is, double[::1] sums, int n_threads):
+    # as_is: d ones, then d zeros: pack_row's inverse divisor and shift for a row as it is
     cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0], i, c
     cdef Py_ssize_t d = X.shape[1], ky = Y.shape[1]
     cdef Py_ssize_t padded = (d + ky + 7) // 8 * 8
@@ -59,18 +61,18 @@ def _moments_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef const Py_ssize_t* rowp = NULL if rows is None else &rows[0]
     with nogil:
         if plan.chunk:
-            moments_chunks(&X[0, 0], lay, d, &Y[0, 0], ky, swp, rowp, &ones[0], n, padded,
+            moments_chunks(&X[0, 0], lay, d, &Y[0, 0], ky, swp, rowp, &as_is[0], n, padded,
                            plan, &partial[0, 0], width)
             for c in range(plan.n_chunks):  # in chunk order
                 merge_moments(&sums[0], &partial[c, 0], padded, 0, 1, NULL)
         else:
-            moments_tiles(&X[0, 0], lay, d, &Y[0, 0], ky, swp, rowp, &ones[0], n, padded, plan,
+            moments_tiles(&X[0, 0], lay, d, &Y[0, 0], ky, swp, rowp, &as_is[0], n, padded, plan,
                           &sums[0])
 
 
 cdef void moments_chunks(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
                          Py_ssize_t ky, const floating* sw, const Py_ssize_t* rows,
-                         const double* ones,
+                         const double* as_is,
                          Py_ssize_t n, Py_ssize_t padded, GramPlan plan, double* partial,
                          Py_ssize_t width) noexcept nogil:
     """Chunk c's moments into partial[c] (zeroed), whole on one thread."""
@@ -92,7 +94,7 @@ cdef void moments_chunks(const floating* X, Layout lay, Py_ssize_t d, const floa
             stop = min(start + plan.chunk, n)
             while start < stop:
                 m = min(plan.block, stop - start)
-                if pack_centered(X, lay, d, Y, ky, sw, rows, ones, start, m, padded,
+                if pack_centered(X, lay, d, Y, ky, sw, rows, as_is, start, m, padded,
                                  plan.block, panels, block_sums):
                     add_centered(panels, plan.block, block_sums, weighted, m, padded, 0, 1,
                                  out)
@@ -104,7 +106,7 @@ cdef void moments_chunks(const floating* X, Layout lay, Py_ssize_t d, const floa
 
 cdef void moments_tiles(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
                          Py_ssize_t ky, const floating* sw, const Py_ssize_t* rows,
-                         const double* ones,
+                         const double* as_is,
                         Py_ssize_t n, Py_ssize_t padded, GramPlan plan,
                         double* sums) noexcept nogil:
     """Every thread centers every block and updates the tiles it owns (tile t: thread t mod
@@ -126,7 +128,7 @@ cdef void moments_tiles(const floating* X, Layout lay, Py_ssize_t d, const float
             start = 0
             while start < n:
                 m = min(plan.block, n - start)
-                if pack_centered(X, lay, d, Y, ky, sw, rows, ones, start, m, padded,
+                if pack_centered(X, lay, d, Y, ky, sw, rows, as_is, start, m, padded,
                                  plan.block, panels, block_sums):
                     add_tiles(panels, plan.block, block_sums, weighted, m, padded, me, team,
                               running, sums + 1 + padded)
@@ -143,41 +145,35 @@ cdef void moments_tiles(const floating* X, Layout lay, Py_ssize_t d, const float
 
 cdef bint pack_centered(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
                         Py_ssize_t ky, const floating* sw, const Py_ssize_t* rows,
-                        const double* ones,
-                        Py_ssize_t start, Py_ssize_t m, Py_ssize_t padded, Py_ssize_t block,
-                        double* panels, double* block_sums) noexcept nogil:
+                        const double* as_is, Py_ssize_t start, Py_ssize_t m, Py_ssize_t padded,
+                        Py_ssize_t block, double* panels, double* block_sums) noexcept nogil:
     """Rows start..start+m-1 (of `rows` if given) as [x, y] minus the block's weighted mean,
     packed into panels; block_sums = [weight, mean (padded), each row's weight (m)]. False
-    for a block of weight 0 (nothing to add)."""
-    cdef Py_ssize_t i, j, r
+    for a block of weight 0 (nothing to add). The rows are packed as they are, the means
+    summed panel by panel (in registers), then subtracted."""
+    cdef Py_ssize_t i, j, r, p
     cdef double w, total = 0.0
     cdef double* mean = block_sums + 1
     cdef double* weights = block_sums + 1 + padded
-    cdef const floating* x
     cdef const floating* y
-    memset(mean, 0, padded * sizeof(double))
     for i in range(m):
         r = start + i if rows == NULL else rows[start + i]
         w = 1.0 if sw == NULL else <double>sw[r]
         weights[i] = w
         total = total + w
-        x = X + r * lay.rs
+        pack_row(X + r * lay.rs, lay.cs, d, as_is + d, as_is, panels + i * 8, block * 8)
         y = Y + r * ky
-        for j in range(d):
-            mean[j] += w * x[j * lay.cs]
         for j in range(ky):
-            mean[d + j] += w * y[j]
+            panel_at(panels, block, i, d + j)[0] = <double>y[j]
     block_sums[0] = total
     if total == 0.0:
         return False
-    for j in range(d + ky):
+    for p in range(padded // 8):
+        fastgd_panel_wsum(panels + p * block * 8, weights, m, mean + p * 8)
+    for j in range(padded):
         mean[j] = mean[j] / total
-    for i in range(m):
-        r = start + i if rows == NULL else rows[start + i]
-        pack_row(X + r * lay.rs, lay.cs, d, mean, ones, panels + i * 8, block * 8)
-        y = Y + r * ky
-        for j in range(ky):
-            panel_at(panels, block, i, d + j)[0] = <double>y[j] - mean[d + j]
+    for p in range(padded // 8):
+        fastgd_panel_center(panels + p * block * 8, mean + p * 8, m)
     return True
 
 
