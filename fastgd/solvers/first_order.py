@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from fastgd._problem import EpochPlan, shuffle_keys
 from fastgd._state import TrainState
 from fastgd.optimizers import Optimizer
-from fastgd.solvers import Step
+from fastgd.solvers import Step, smooth_objective
 from fastgd.solvers.curvature import batch_curvature, largest_curvature, largest_row_curvature
 
 SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")
@@ -61,8 +61,15 @@ class FirstOrder:
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=self.optimizer.auto_learning_rate(
                 lambda: self.curvature(engine, problem, state.std),
-                full_batch=self.rows_per_batch >= n_rows))
+                batch_fraction=self.rows_per_batch / n_rows,
+                first_step=lambda: self.first_step(engine, problem, state)))
         return state
+
+    def first_step(self, engine, problem, state):
+        """Full-batch gradient descent's step g / L from state.theta, on the objective."""
+        loss, objective, gradient = smooth_objective(engine, problem, state.theta, state.std,
+                                                     self.l2)
+        return gradient / max(largest_curvature(engine, problem, state.std, self.l2), 1e-300)
 
     @property
     def rows_per_batch(self) -> int:
