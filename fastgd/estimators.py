@@ -87,8 +87,11 @@ COMMON_PARAMETERS = '''
         L and the largest row's; Gower et al. 2019), and with momentum the step is
         (1 - momentum) / L: safe, but a constant step leaves mini-batch training
         hovering near the optimum (a decaying ``schedule``, or full batches, go all the
-        way). For the adaptive optimizers, ``"auto"`` is torch.optim's default rate:
-        {fixed_rates}.
+        way). The adaptive optimizers move each coefficient by about the rate a step:
+        for them ``"auto"`` is the length of gradient descent's first step g / L at the
+        start, per coefficient (|g / L| / sqrt(p)), times sqrt(batch_size / n) for
+        mini-batches (torch.optim's fixed defaults, {fixed_rates}, are in no unit of
+        the data: full-batch Adam ended at R^2 -3.8 on diabetes).
     momentum : float, default=0.9
         For {takes:momentum}.
     beta1, beta2 : float, default=0.9, 0.999

@@ -171,27 +171,28 @@ class Squared(Elementwise):
         rather than a pass: with u the features in trained units, e_a = E[z_a - y_a] and
         the (co)variances Cov, the mean loss is the sum over outputs of
         Var(z_a - y_a) + e_a^2 = w_a^T Cov(u) w_a - 2 w_a^T Cov(u, y_a) + Var(y_a) + e_a^2
-        (no cancellation of offsets), and the Hessian 2 E[a a^T], a = (u, 1)."""
+        (no cancellation of offsets), and the Hessian 2 E[a a^T], a = (u, 1). Values too
+        large for float64 give inf or NaN, which the solver reports."""
         d = moments.n_features
-        C = moments.covariance()
-        inverse = 1.0 / std.divisor if std else np.ones(d)
-        shift = moments.mean[:d] - std.mean if std else moments.mean[:d]
-        mean_u = shift * inverse                      # E[u] (0 when standardized)
-        cov_u = C[:d, :d] * inverse[:, None] * inverse
-        cov_uy = C[:d, d:] * inverse[:, None]         # (d, k)
         W, b = theta[:k * d].reshape(k, d), theta[k * d:]
-        e = W @ mean_u + b - moments.mean[d:]
-        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is refused
+        with np.errstate(over="ignore", invalid="ignore"):
+            C = moments.covariance()
+            inverse = 1.0 / std.divisor if std else np.ones(d)
+            shift = moments.mean[:d] - std.mean if std else moments.mean[:d]
+            mean_u = shift * inverse                      # E[u] (0 when standardized)
+            cov_u = C[:d, :d] * inverse[:, None] * inverse
+            cov_uy = C[:d, d:] * inverse[:, None]         # (d, k)
+            e = W @ mean_u + b - moments.mean[d:]
             cov_w = W @ cov_u                             # (k, d)
             loss = float(np.einsum("ad,ad->", cov_w, W) - 2 * np.einsum("da,ad->", cov_uy, W)
                          + np.trace(C[d:, d:]) + e @ e)
             grad_W = 2 * (cov_w - cov_uy.T) + 2 * e[:, None] * mean_u
-        gram = np.empty((d + 1, d + 1))
-        gram[:d, :d] = cov_u + np.outer(mean_u, mean_u)
-        gram[:d, d] = gram[d, :d] = mean_u
-        gram[d, d] = 1.0
-        return (loss, np.append(grad_W.ravel(), 2 * e),
-                assemble({(a, a): 2 * gram for a in range(k)}, k, d, 1.0))
+            gram = np.empty((d + 1, d + 1))
+            gram[:d, :d] = cov_u + np.outer(mean_u, mean_u)
+            gram[:d, d] = gram[d, :d] = mean_u
+            gram[d, d] = 1.0
+            return (loss, np.append(grad_W.ravel(), 2 * e),
+                    assemble({(a, a): 2 * gram for a in range(k)}, k, d, 1.0))
 
     def constant_from_moments(self, moments) -> float:
         """The best constant's mean loss (each target's mean): the targets' variances."""

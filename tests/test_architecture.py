@@ -318,7 +318,7 @@ def test_every_engine_has_the_protocols_methods():
 
     wanted = {name: inspect.signature(f) for name, f in vars(Engine).items()
               if inspect.isfunction(f) and not name.startswith("_")}
-    assert len(wanted) == 9
+    assert len(wanted) == 11
     for engine in (InMemory, DaskEngine):
         for name, signature in wanted.items():
             assert list(inspect.signature(getattr(engine, name)).parameters) == list(

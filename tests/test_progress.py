@@ -34,8 +34,8 @@ def test_history_counts_the_passes_over_the_data():
     assert fixed.history_["passes"] == [1, 1, 1, 1]
     auto = GDRegressor(**settings).fit(X, Y)
     assert auto.history_["passes"] == [1 + POWER_ITERATIONS + 1, 1, 1, 1]
-    newton = GDRegressor(optimizer="newton").fit(X, Y)  # statistics and one Hessian pass
-    assert newton.history_["passes"] == [2]
+    newton = GDRegressor(optimizer="newton").fit(X, Y)  # the moments of [X, y], no more
+    assert newton.history_["passes"] == [1]
 
 
 def test_history_objective_is_the_loss_plus_the_penalty():

@@ -4,8 +4,10 @@ training (the shape, the loss, the penalty, the batches, the memory a Hessian ta
 Measured here (benchmarks/time_to_model.py; benchmarks/README.md has the table): a Newton
 iteration is one Hessian pass, which costs about 1 + pairs (d + 1) / HESSIAN_PASSES_PER
 gradient passes (its multiply-adds against a pass's reads of X), and Newton needs about
-NEWTON_ITERATIONS of them (a quadratic loss, least squares, one: it is exact); L-BFGS about
-LBFGS_PASSES gradient passes. So:
+NEWTON_ITERATIONS of them (a quadratic loss, least squares, one: its moments pass, as
+costly); L-BFGS about LBFGS_PASSES gradient passes. Newton-CG (the Hessian too large to
+form) costs a pass a conjugate-gradient iteration, tens a Newton step: more than L-BFGS
+wherever it was measured, so auto leaves it to optimizer="newton". So:
 
 - mini-batches (batch_size), a schedule, clipping or an L1 penalty: "nesterov", the
   first-order default (and partial_fit's);
