@@ -220,3 +220,19 @@ def test_partial_fit_is_first_order():
     X, y, _ = make_problem(50, 3)
     with pytest.raises(ValueError, match="partial_fit trains one epoch of a first-order"):
         GDRegressor(optimizer="lbfgs").partial_fit(X, y)
+
+
+def test_a_line_search_ends_at_torchs_max_ls_with_no_tolerances():
+    """tolerance_change=0 and tolerance_grad=0 leave nothing but max_ls to end a zoom that
+    makes no progress at the optimum (here a step once took the rest of the budget, 450
+    evaluations; a softmax fit of 200k rows zoomed for hours): a step makes at most
+    25 evaluations, torch's max_ls (26 passes: the first step's evaluation too)."""
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((5000, 20))
+    Z[:, 1:] += 0.5 * Z[:, :-1]
+    X = Z * rng.uniform(0.1, 10, 20) + rng.uniform(-5, 5, 20)
+    S = (X - X.mean(axis=0)) / X.std(axis=0) @ rng.standard_normal((20, 4)) / np.sqrt(20)
+    y = (S * 2 + rng.gumbel(size=S.shape)).argmax(axis=1)
+    model = GDClassifier(optimizer="lbfgs", alpha=1e-4, tol=0.0, tolerance_grad=0.0,
+                         tolerance_change=0.0, max_epochs=400).fit(X, y)
+    assert max(model.history_["passes"]) <= 26

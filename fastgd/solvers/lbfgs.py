@@ -24,6 +24,8 @@ from fastgd._state import TrainState
 from fastgd.solvers import Step, smooth_objective
 
 LINE_SEARCHES = ("strong_wolfe", None)
+MAX_LS = 25  # evaluations of one line search at most (torch's _strong_wolfe's max_ls): with
+             # tolerance_change=0 nothing else ends a zoom that makes no progress
 
 
 @dataclass
@@ -163,7 +165,7 @@ class LBFGS:
         f, g = float(slots["objective"]), slots["flat_grad"].copy()
         f_new, g_new, t, evaluations = strong_wolfe(
             objective_at, t, d, f, g, gtd, tolerance_change=self.tolerance_change,
-            max_ls=self.max_eval - int(slots["func_evals"]))
+            max_ls=max(1, min(MAX_LS, self.max_eval - int(slots["func_evals"]))))
         self.keep(slots, losses[t], f_new, g_new)
         return evaluations, t
 
