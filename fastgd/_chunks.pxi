@@ -17,6 +17,10 @@ cdef enum:
     NARROW_ROWS = 16          # rows of at most this many entries: kept in registers
     PARALLEL_MIN_ELEMS = 65536  # batches smaller run on one thread (also: 2 chunks at least);
                                 # measured: 2 threads 1.1-1.3 x faster from there on, 1 x below
+    SHARED_MIN_WORK = 2097152   # multiply-adds of a whole pass under which it runs on one
+                                # thread: a second gains 1.1-1.2 x there on a quiet machine,
+                                # and it cost 3.4 x when another process kept a core busy
+                                # (digits: a thread waiting on the busy core, every pass)
 
 # A chunk's partial sums: the gradient sums in W (k d: sum of r_io x_i), in b (k: sum of
 # r_io, where r_io = w_i dloss_i / dz_o), then two scalars at these offsets after them.

@@ -75,7 +75,7 @@ cdef GramPlan gram_plan(Py_ssize_t n, Py_ssize_t padded, Py_ssize_t width,
             // plan.block * plan.block
         plan.n_chunks = (n + plan.chunk - 1) // plan.chunk
     plan.threads = <int>max(n_threads, 1)
-    if n * padded * padded < PARALLEL_MIN_ELEMS * 16:  # a small pass: one thread
+    if n * padded * padded < SHARED_MIN_WORK:  # a small pass: one thread
         plan.threads = 1
     plan.threads = <int>min(plan.threads, plan.n_chunks if plan.chunk else padded // 4)
     return plan
@@ -404,7 +404,7 @@ def _hessian_vector_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef Py_ssize_t chunk = ((n + n_chunks - 1) // n_chunks + block - 1) // block * block
     n_chunks = (n + chunk - 1) // chunk
     cdef int threads = <int>min(max(n_threads, 1), n_chunks)
-    if n * padded < PARALLEL_MIN_ELEMS:  # a small pass: one thread
+    if n * padded * k < SHARED_MIN_WORK:  # a small pass: one thread
         threads = 1
     cdef double[:, ::1] partial = np.zeros((n_chunks, width))
     cdef Layout lay = layout_of(X)

@@ -466,6 +466,8 @@ def _grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef double[::1] total = np.empty(width)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef Py_ssize_t threads = min(max(n_threads, 1), max_chunks(d, k))
+    if order.n * d * k < SHARED_MIN_WORK:  # a small pass: one thread
+        threads = 1
     cdef floating[::1] scratch = None
     cdef floating* scratch_ptr = NULL
     if rows is not None and not lay.rows:  # F order gathers the rows: a block per thread

@@ -73,6 +73,8 @@ def _column_stats(const floating[:, :] X, const floating[::1] sample_weight, int
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef Py_ssize_t c, i0, stop
     cdef int threads = <int>min(max(n_threads, 1), n_chunks)
+    if n * d < SHARED_MIN_WORK:  # a small pass: one thread
+        threads = 1
     with nogil:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             i0 = c * rows
