@@ -479,7 +479,7 @@ def _grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
         raise ValueError("no rows to sum")
     with nogil:
         range_sums(&X[0, 0], lay, d, &Y[0, 0], swp, &params[0], &spec, order_ptr,
-                   order.n, n_threads, &partial[0, 0], scratch_ptr, &work[0], &total[0])
+                   order.n, <int>threads, &partial[0, 0], scratch_ptr, &work[0], &total[0])
     sums = np.asarray(total)
     nw = k * d
     weight = sums[nw + k + SUM_W]
