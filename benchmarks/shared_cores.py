@@ -44,6 +44,8 @@ def cases():
 
 
 def timed(fit, runs) -> tuple:
+    """(median, best) seconds of `runs` fits after an untimed one (warm-up)."""
+    fit()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
