@@ -56,6 +56,7 @@ def _moments_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef Py_ssize_t width = sums.shape[0]
     cdef GramPlan plan = gram_plan(n, padded, width, (d + ky) * sizeof(floating), n_threads)
     cdef double[:, ::1] partial = np.zeros((plan.n_chunks, width)) if plan.chunk else None
+    cdef char[::1] failed = np.zeros(max(plan.threads, 1), dtype=np.int8)
     cdef Layout lay = layout_of(X)
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef const Py_ssize_t* rowp = NULL if rows is None else &rows[0]
@@ -67,7 +68,9 @@ def _moments_pass(const floating[:, :] X, const floating[:, ::1] Y,
                 merge_moments(&sums[0], &partial[c, 0], padded, 0, 1, NULL)
         else:
             moments_tiles(&X[0, 0], lay, d, &Y[0, 0], ky, swp, rowp, &as_is[0], n, padded, plan,
-                          &sums[0])
+                          &sums[0], &failed[0])
+    if np.any(np.asarray(failed)):  # a thread without its buffers: no sums to trust
+        sums[0] = NAN
 
 
 cdef void moments_chunks(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
@@ -107,10 +110,11 @@ cdef void moments_chunks(const floating* X, Layout lay, Py_ssize_t d, const floa
 cdef void moments_tiles(const floating* X, Layout lay, Py_ssize_t d, const floating* Y,
                          Py_ssize_t ky, const floating* sw, const Py_ssize_t* rows,
                          const double* as_is,
-                        Py_ssize_t n, Py_ssize_t padded, GramPlan plan,
-                        double* sums) noexcept nogil:
+                        Py_ssize_t n, Py_ssize_t padded, GramPlan plan, double* sums,
+                        char* failed) noexcept nogil:
     """Every thread centers every block and updates the tiles it owns (tile t: thread t mod
-    threads), with its own running weight and mean; thread 0's are the result's."""
+    threads), with its own running weight and mean; thread 0's are the result's. A thread
+    that cannot allocate its buffers sets its own failed[thread] (zeroed)."""
     cdef Py_ssize_t start, m
     cdef double* panels
     cdef double* block_sums
@@ -135,8 +139,8 @@ cdef void moments_tiles(const floating* X, Layout lay, Py_ssize_t d, const float
                 start = start + m
             if me == 0:
                 memcpy(sums, running, (1 + padded) * sizeof(double))
-        else:  # out of memory: the weight says so (NaN), the caller reports it
-            sums[0] = NAN
+        else:  # out of memory: this thread's flag says so, the caller reports it
+            failed[me] = 1
         free(panels)
         free(block_sums)
         free(weighted)
