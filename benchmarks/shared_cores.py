@@ -3,7 +3,7 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/shared_cores.py
 
-Each fit's median of N runs (its best beside it), for the default n_threads (all cores) and
+Each fit's median of N runs after one to warm up (fastgd._timing.median_seconds), for the default n_threads (all cores) and
 n_threads=1; prints a Markdown table for benchmarks/README.md.
 """
 
@@ -14,10 +14,10 @@ import sys
 import time
 import warnings
 
-import numpy as np
 from sklearn.datasets import load_digits
 
 from fastgd import GDClassifier, GDRegressor
+from fastgd._timing import median_seconds
 from fastgd.bench import machine
 from time_to_model import data
 
@@ -43,17 +43,6 @@ def cases():
              5)]
 
 
-def timed(fit, runs) -> tuple:
-    """(median, best) seconds of `runs` fits after an untimed one (warm-up)."""
-    fit()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fit()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), min(times)
-
-
 def main():
     warnings.simplefilter("ignore")
     print(machine())
@@ -66,7 +55,7 @@ def main():
         try:
             for name, fit, runs in measured:
                 for threads in (None, 1):
-                    results[name, threads, neighbour] = timed(lambda: fit(threads), runs)
+                    results[name, threads, neighbour] = median_seconds(lambda: fit(threads), runs)
         finally:
             if other is not None:
                 other.kill()
@@ -76,9 +65,9 @@ def main():
     print("|---|---|---|" + "---|" * len(NEIGHBOURS))
     for name, _, _ in measured:
         for threads in (None, 1):
-            quiet = results[name, threads, None][0]
-            cells = [f"{results[name, threads, n][0] * 1e3:.1f} "
-                     f"({results[name, threads, n][0] / quiet:.2f}x)" for n in NEIGHBOURS]
+            quiet = results[name, threads, None]
+            cells = [f"{results[name, threads, n] * 1e3:.1f} "
+                     f"({results[name, threads, n] / quiet:.2f}x)" for n in NEIGHBOURS]
             print(f"| {name} | {threads or 'all'} | {quiet * 1e3:.1f} | " + " | ".join(cells)
                   + " |")
 

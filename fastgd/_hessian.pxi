@@ -50,6 +50,30 @@ cdef enum:
     GRAM_MIN_CHUNKS = 16       # a model with fewer chunks in that budget is wide: by tiles
 
 
+def trained_units(std, Py_ssize_t d):
+    """(mean, 1 / divisor) of the standardization std (0 and 1 without one), as the packed
+    rows (x - mean) * inverse read them."""
+    if not std:
+        return np.zeros(d), np.ones(d)
+    return (np.ascontiguousarray(std.mean, dtype=np.float64),
+            1.0 / np.asarray(std.divisor, dtype=np.float64))
+
+
+def row_numbers(problem):
+    """The problem's rows as the passes read them: None (all) or intp row numbers."""
+    return None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
+
+
+cdef int check_rows(const Py_ssize_t[::1] rows, Py_ssize_t n_x) except -1:
+    """A ValueError unless each of rows (None: all) is a row number of X's n_x."""
+    cdef Py_ssize_t i
+    if rows is not None:
+        for i in range(rows.shape[0]):
+            if not 0 <= rows[i] < n_x:
+                raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
+    return 0
+
+
 cdef struct GramPlan:
     Py_ssize_t block     # rows a block
     Py_ssize_t chunk     # rows a chunk (a multiple of block), or 0: one set of sums, by tiles
@@ -87,9 +111,8 @@ def hessian_pass(problem, theta, std, int n_threads):
     problem's rows (all, or problem.rows): fastgd.reference.hessian_pass's mathematics."""
     X, k, loss = problem.X, problem.k, problem.loss
     d = X.shape[1]
-    mean = np.zeros(d) if not std else np.ascontiguousarray(std.mean, dtype=np.float64)
-    inverse = np.ones(d) if not std else 1.0 / np.asarray(std.divisor, dtype=np.float64)
-    rows = None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
+    mean, inverse = trained_units(std, d)
+    rows = row_numbers(problem)
     pairs = len(loss.hessian_pairs(k))
     padded = (d + 1 + 7) // 8 * 8
     G = np.zeros((pairs, padded, padded))
@@ -117,10 +140,7 @@ def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
     cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0]
     cdef Py_ssize_t padded = G.shape[1], i
-    if rows is not None:
-        for i in range(n):
-            if not 0 <= rows[i] < X.shape[0]:
-                raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
+    check_rows(rows, X.shape[0])
     if n == 0:
         raise ValueError("the Hessian pass needs at least one row")
     cdef Py_ssize_t width = pairs * padded * padded + k * padded + 2
@@ -357,12 +377,8 @@ def hessian_vector_pass(problem, theta, std, vector, int n_threads):
     mathematics, with the vector laid out as theta."""
     X, k, loss = problem.X, problem.k, problem.loss
     d = X.shape[1]
-    mean = np.zeros(d) if not std else np.ascontiguousarray(std.mean, dtype=np.float64)
-    inverse = np.ones(d) if not std else 1.0 / np.asarray(std.divisor, dtype=np.float64)
-    rows = None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
-    Y = problem.Y
-    if Y is None:
-        Y = np.zeros((X.shape[0], 1), dtype=X.dtype)
+    mean, inverse = trained_units(std, d)
+    rows = row_numbers(problem)
     pairs = loss.hessian_pairs(k)
     padded = (d + 1 + 7) // 8 * 8
     Theta = np.zeros((2 * k, padded))  # theta's rows, then the vector's: zero-padded
@@ -371,7 +387,7 @@ def hessian_vector_pass(problem, theta, std, vector, int n_threads):
     pair_of = np.full((k, k), -1, dtype=np.intp)  # the number of pair (a, b), either order
     for number, (a, b) in enumerate(pairs):
         pair_of[a, b] = pair_of[b, a] = number
-    sums = _hessian_vector_pass(X, Y, problem.sample_weight, rows, mean, inverse, Theta, loss,
+    sums = _hessian_vector_pass(X, problem.Y, problem.sample_weight, rows, mean, inverse, Theta, loss,
                                 k, pair_of, n_threads)
     if np.isnan(sums[1]):
         raise MemoryError("the Hessian-vector pass could not allocate its blocks of rows")
@@ -390,10 +406,7 @@ def _hessian_vector_pass(const floating[:, :] X, const floating[:, ::1] Y,
     cdef Py_ssize_t padded = Theta.shape[1], pairs = 0
     for i in range(k * k):
         pairs = max(pairs, pair_of[i // k, i % k] + 1)
-    if rows is not None:
-        for i in range(n):
-            if not 0 <= rows[i] < X.shape[0]:
-                raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
+    check_rows(rows, X.shape[0])
     if n == 0:
         raise ValueError("the Hessian-vector pass needs at least one row")
     cdef Py_ssize_t width = 2 + 2 * k * padded  # loss, weight, gradient, H v

@@ -24,7 +24,7 @@ def moments_pass(problem, int n_threads):
     X, Y = problem.X, problem.Y
     q = X.shape[1] + Y.shape[1]
     padded = (q + 7) // 8 * 8
-    rows = None if problem.rows is None else np.ascontiguousarray(problem.rows, dtype=np.intp)
+    rows = row_numbers(problem)
     sums = np.zeros(1 + padded + padded * padded)  # weight, mean, comoment
     as_is = np.append(np.ones(X.shape[1]), np.zeros(X.shape[1]))
     _moments_pass(X, Y, problem.sample_weight, rows, as_is, sums, n_threads)
@@ -47,10 +47,7 @@ def _moments_pass(const floating[:, :] X, const floating[:, ::1] Y,
     if sample_weight is not None and sample_weight.shape[0] != X.shape[0]:
         raise ValueError(f"sample_weight must have {X.shape[0]} entries, got "
                          f"{sample_weight.shape[0]}")
-    if rows is not None:
-        for i in range(n):
-            if not 0 <= rows[i] < X.shape[0]:
-                raise ValueError(f"rows must be row numbers of X, got {rows[i]}")
+    check_rows(rows, X.shape[0])
     if n == 0:
         raise ValueError("the moments pass needs at least one row")
     cdef Py_ssize_t width = sums.shape[0]

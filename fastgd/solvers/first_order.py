@@ -67,8 +67,7 @@ class FirstOrder:
 
     def first_step(self, engine, problem, state):
         """Full-batch gradient descent's step g / L from state.theta, on the objective."""
-        loss, objective, gradient = smooth_objective(engine, problem, state.theta, state.std,
-                                                     self.l2)
+        gradient = smooth_objective(engine, problem, state.theta, state.std, self.l2)[2]
         return gradient / max(largest_curvature(engine, problem, state.std, self.l2), 1e-300)
 
     @property

@@ -6,8 +6,10 @@ The pass at the full step is the next step's Hessian pass, so an iteration that 
 full step reads X once. Where the p x p Hessian would take more than HESSIAN_BYTES,
 Newton-CG: the step is conjugate gradients on H delta = -g, one Hessian-vector pass
 (Engine.hessian_vector: X v and X^T (h X v) in one read) an iteration, truncated at a
-residual of min(1/2, sqrt|g|) |g| (a forcing sequence: superlinear near the optimum). A quadratic loss (the squared loss, with its L2 penalty) is solved
-exactly by its first step: least squares is one Hessian pass and a (d + 1) x (d + 1) solve.
+residual of min(1/2, sqrt|g|) |g| (a forcing sequence: superlinear near the optimum). A
+quadratic loss (the squared loss, with its L2 penalty) is solved exactly by its first
+step, from its moments (Engine.moments, which the loop reads once): least squares is one
+read of X and a (d + 1) x (d + 1) solve.
 Near the optimum the Newton decrement predicts the step's decrease of the objective,
 g^T H^-1 g / 2; when that is within the loop's threshold (tol times the best constant's
 loss) the step is taken without another pass and training stops.
