@@ -9,7 +9,7 @@ from fastgd._persist import read as _read
 from fastgd._version import __version__
 from fastgd.model import LinearModel
 
-loss_and_grad = make_loss_and_grad(kernels.grad_pass, "fastgd")
+loss_and_grad = make_loss_and_grad(kernels, "fastgd")
 
 
 def load(path):

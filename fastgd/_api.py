@@ -9,8 +9,9 @@ import numpy as np
 
 from fastgd import losses
 from fastgd._problem import Problem
+from fastgd._sparse import is_sparse
 from fastgd._threads import effective_n_threads
-from fastgd._validation import (as_coef, as_intercept, as_matrix, as_sample_weight, as_targets,
+from fastgd._validation import (as_coef, as_data, as_intercept, as_sample_weight, as_targets,
                                 as_vector, check_number, raise_if_nonfinite)
 
 LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass over X.
@@ -27,9 +28,11 @@ LOSS_AND_GRAD_DOC = """Mean loss of a linear model and its gradient, in one pass
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_features)
+    X : array or scipy.sparse matrix of shape (n_samples, n_features)
         float32 or float64 arrays with contiguous rows or columns (C or F order, read-only
         and memory-mapped ones included) are read in place; anything else is converted once.
+        Sparse X: CSR with sorted indices is read in place (its stored entries only), other
+        formats are converted to CSR once.
     y : array of shape (n_samples,) or (n_samples, k)
     coef : array of shape (n_features,) or (k, n_features)
     intercept : float, or array of shape (k,)
@@ -72,8 +75,9 @@ def loss_params_doc(indent: str = "    ") -> str:
                    for cls in losses.LOSSES.values() for key, default in cls.params.items())
 
 
-def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
-    """The public ``loss_and_grad`` on top of an engine's ``grad_pass`` (a function of
+def make_loss_and_grad(passes, module: str) -> Callable:
+    """The public ``loss_and_grad`` on top of a module of passes (the compiled kernels or
+    fastgd.reference): its ``grad_pass``, or ``csr_grad_pass`` for sparse X (functions of
     (problem, coef, intercept, n_threads)), with the same checks for every engine."""
 
     def loss_and_grad(X, y, coef, intercept, *, loss: str = "squared", sample_weight=None,
@@ -81,6 +85,7 @@ def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
         one_output = np.ndim(coef) == 1
         problem, coef, intercept = checked_problem(X, y, coef, intercept, loss, loss_params,
                                                    sample_weight)
+        grad_pass = passes.csr_grad_pass if is_sparse(problem.X) else passes.grad_pass
         value, grad_coef, grad_intercept = grad_pass(problem, coef, intercept,
                                                      n_threads=effective_n_threads(n_threads))
         if not (np.isfinite(value) and np.isfinite(grad_intercept).all()
@@ -102,7 +107,7 @@ def make_loss_and_grad(grad_pass: Callable, module: str) -> Callable:
 def checked_problem(X, y, coef, intercept, loss, loss_params, sample_weight):
     """The public loss_and_grad's arguments, validated, as (Problem, coef (k, d),
     intercept (k,))."""
-    X = as_matrix(X)
+    X = as_data(X)
     n, d = X.shape
     known = losses.parameter_names()
     for key, value in loss_params.items():

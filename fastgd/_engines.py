@@ -10,10 +10,11 @@ for step through the very same training loop.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
-from fastgd import _compiled, _dask, reference
+from fastgd import _compiled, _dask, _sparse, reference
 from fastgd._moments import Moments
 from fastgd._problem import EpochPlan, Problem
 from fastgd._threads import effective_n_threads
@@ -32,7 +33,7 @@ class InMemory:
         self._zeros = None  # the zero targets of the curvature's passes, made once
 
     def n_rows(self, problem: Problem) -> int:
-        return len(problem.X) if problem.rows is None else len(problem.rows)
+        return problem.X.shape[0] if problem.rows is None else len(problem.rows)
 
     def loss_and_grad(self, problem: Problem, coef, intercept):
         if problem.Y is None:
@@ -87,11 +88,58 @@ class InMemory:
         """A hash of SAMPLED_ROWS whole rows of X, Y and the weights, and X's dtype."""
         n = problem.X.shape[0]
         rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
-        for part in (problem.X, problem.Y, problem.sample_weight):
-            if part is not None:
-                digest.update(np.ascontiguousarray(part[rows]).tobytes())
+        for part in self.sampled(problem.X, rows) + tuple(
+                part[rows] for part in (problem.Y, problem.sample_weight) if part is not None):
+            digest.update(np.ascontiguousarray(part).tobytes())
         return {"dtype": problem.X.dtype.str, "blocks": None}
 
+    def sampled(self, X, rows) -> tuple:
+        """What a fingerprint hashes of X's sampled rows: the rows."""
+        return (X[rows],)
+
+
+class Sparse(InMemory):
+    """An engine over CSR X (fastgd/_sparse.py: checked, canonical): the module's csr_grad_pass
+    and csr_column_stats, its other reads from the stored entries. Per pass O(nnz + d),
+    standardization included (implicit, as for dense X)."""
+
+    def loss_and_grad(self, problem: Problem, coef, intercept):
+        if problem.Y is None:
+            problem = replace(problem, Y=self.zero_targets(problem.X))
+        return self.module.csr_grad_pass(problem, coef, intercept, n_threads=self.n_threads)
+
+    def column_stats(self, problem: Problem):
+        return self.module.csr_column_stats(problem, n_threads=self.n_threads)
+
+    def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
+        return reference.run_epoch(problem, theta, state, plan, grad_pass=partial(
+            self.module.csr_grad_pass, n_threads=1))
+
+    def hessian(self, problem: Problem, theta, std):
+        raise ValueError(SECOND_ORDER_ON_SPARSE)
+
+    def hessian_vector(self, problem: Problem, theta, std, vector):
+        raise ValueError(SECOND_ORDER_ON_SPARSE)
+
+    def moments(self, problem: Problem) -> Moments:
+        raise ValueError(SECOND_ORDER_ON_SPARSE)
+
+    def largest_row_norm(self, problem: Problem, std) -> float:
+        norms = _sparse.row_squared_norms(problem.X, std) + 1.0
+        if problem.sample_weight is not None:
+            weight = problem.sample_weight.astype(np.float64)
+            norms *= weight / weight.mean()
+        return float(norms.max())
+
+    def sampled(self, X, rows) -> tuple:
+        """The sampled rows' stored entries (a checkpoint resumes on the same data in the
+        same format)."""
+        sample = X[rows]
+        return sample.indptr, sample.indices, sample.data
+
+
+SECOND_ORDER_ON_SPARSE = ("optimizer='newton' does not train on sparse X yet: use "
+                          "optimizer='lbfgs' (what optimizer='auto' picks for sparse X)")
 
 ENGINES = {"cython": None, "numpy": reference}  # None: the compiled build this CPU runs
 
@@ -103,4 +151,5 @@ def engine_for(X, engine: str = "cython", n_threads=None):
     if isinstance(X, _dask.Shards):
         return _dask.DaskEngine(n_threads)
     module = ENGINES[engine] or _compiled.kernels
-    return InMemory(module, effective_n_threads(n_threads))
+    kind = Sparse if _sparse.is_sparse(X) else InMemory
+    return kind(module, effective_n_threads(n_threads))

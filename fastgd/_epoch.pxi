@@ -266,7 +266,7 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     e.d = d
     e.batch_size = batch_size
     e.lay = layout_of(X)
-    e.loss = checked_loss(loss, k, X, Y, sample_weight)
+    e.loss = checked_loss(loss, k, X.shape[0], Y, sample_weight)
     e.config = config_of(plan.optimizer)
     e.l2 = plan.l2
     e.l1 = plan.l1

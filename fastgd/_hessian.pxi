@@ -137,7 +137,7 @@ def _hessian_pass(const floating[:, :] X, const floating[:, ::1] Y,
                   const double[:, ::1] Theta, loss, Py_ssize_t k, Py_ssize_t pairs,
                   double[:, :, ::1] G, double[:, ::1] gradient, double[::1] sums,
                   int n_threads):
-    cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
+    cdef Loss spec = checked_loss(loss, k, X.shape[0], Y, sample_weight)
     cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0]
     cdef Py_ssize_t padded = G.shape[1], i
     check_rows(rows, X.shape[0])
@@ -401,7 +401,7 @@ def _hessian_vector_pass(const floating[:, :] X, const floating[:, ::1] Y,
                          const double[::1] mean, const double[::1] inverse,
                          const double[:, ::1] Theta, loss, Py_ssize_t k,
                          const Py_ssize_t[:, ::1] pair_of, int n_threads):
-    cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
+    cdef Loss spec = checked_loss(loss, k, X.shape[0], Y, sample_weight)
     cdef Py_ssize_t n = X.shape[0] if rows is None else rows.shape[0], i, c
     cdef Py_ssize_t padded = Theta.shape[1], pairs = 0
     for i in range(k * k):

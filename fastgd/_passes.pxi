@@ -426,13 +426,13 @@ def grad_pass(problem, coef, intercept, int n_threads):
                       problem.loss, n_threads, problem.rows)
 
 
-cdef Loss checked_loss(loss, Py_ssize_t k, const floating[:, :] X, const floating[:, ::1] Y,
+cdef Loss checked_loss(loss, Py_ssize_t k, Py_ssize_t n, const floating[:, ::1] Y,
                        const floating[::1] sample_weight) except *:
     """The kernels' Loss for k outputs, once the shapes agree: Y is (n, ky), sample_weight
     (n,), and class indices are within [0, k) (one outside would write outside the
     buffers)."""
     cdef Loss spec = loss_of(loss, k)
-    cdef Py_ssize_t n = X.shape[0], i
+    cdef Py_ssize_t i
     if k < 1 or Y.shape[0] != n or Y.shape[1] != spec.ky:
         raise ValueError(f"y must have shape ({n}, {spec.ky}) for {k} outputs, got "
                          f"{tuple(Y.shape)[:2]}")
@@ -454,7 +454,7 @@ def _grad_pass(const floating[:, :] X, const floating[:, ::1] Y,
     if coef.shape[1] != d or intercept.shape[0] != k:
         raise ValueError(f"coef must have shape ({k}, {d}) and intercept ({k},)")
     cdef Layout lay = layout_of(X)
-    cdef Loss spec = checked_loss(loss, k, X, Y, sample_weight)
+    cdef Loss spec = checked_loss(loss, k, X.shape[0], Y, sample_weight)
     cdef Order order = make_order(None, rows, X.shape[0])
     cdef const Order* order_ptr = NULL if rows is None else &order
     cdef Py_ssize_t width = sums_width(d, k)

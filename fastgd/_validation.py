@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 
+from fastgd import _sparse
+
 
 def check_number(name: str, value, *, integer: bool = False, allow_none: bool = False,
                  allow_zero: bool = False):
@@ -42,6 +44,14 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def as_data(X, name: str = "X"):
+    """X as the engines read it: a checked canonical CSR matrix for a scipy.sparse X
+    (fastgd/_sparse.py), else a dense array (as_matrix)."""
+    if _sparse.is_sparse(X):
+        return _sparse.as_csr(X, name)
+    return as_matrix(X, name)
+
+
 def as_matrix(X, name: str = "X") -> np.ndarray:
     """X as a 2-D float32/float64 array the kernels read in place.
 
@@ -50,7 +60,7 @@ def as_matrix(X, name: str = "X") -> np.ndarray:
     converted once, up front.
     """
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError(f"{name} is a sparse matrix; fastgd needs a dense array")
+        raise TypeError(f"{name} is a sparse matrix, where a dense array is needed")
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -164,12 +174,14 @@ def as_intercept(intercept, k: int | None = None, name: str = "intercept"):
     return float(intercept) if k is None else np.full(k, float(intercept))
 
 
-def raise_if_nonfinite(X: np.ndarray, name: str = "X", row_offset: int = 0) -> None:
+def raise_if_nonfinite(X, name: str = "X", row_offset: int = 0) -> None:
     """Called only after an engine saw a non-finite result: find the cause in X and report it.
 
     y, sample_weight and the parameters are checked up front, so if X is finite too the
     caller is looking at an overflow and reports that itself.
     """
+    if _sparse.is_sparse(X):
+        return _sparse.raise_if_nonfinite(X, name)
     bad = ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]

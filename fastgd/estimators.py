@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastgd import _checkpoint, _dask, _persist, _training, losses, optimizers
 from fastgd._engines import ENGINES, engine_for
+from fastgd._sparse import as_csr, is_sparse
 from fastgd._files import check_output_path
 from fastgd._problem import Problem
 from fastgd._state import in_original_units
@@ -405,7 +406,8 @@ class _GDEstimator(BaseEstimator):
         return auto.choose(engine.n_rows(problem), problem.n_features, problem.k,
                            problem.loss, l1=float(self.alpha * self.l1_ratio),
                            first_order=any(self._first_order_settings().values()),
-                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize)
+                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize,
+                           sparse=is_sparse(X))
 
     def _check_full_batch(self):
         """Refuse the first-order settings a solver on the whole data has no use for."""
@@ -577,17 +579,21 @@ class _GDEstimator(BaseEstimator):
             return self._validate_dask(X, y, sample_weight, reset, client, **encoding)
         if client is not None:
             raise ValueError("client= is for training on Dask arrays; X is not one")
+        sparse = is_sparse(X)
+        if sparse:  # checked before scikit-learn converts anything (fastgd/_sparse.py)
+            X = as_csr(X)
         try:
-            if reset and _plain(X, y):  # nothing for scikit-learn's checks to convert
+            if reset and not sparse and _plain(X, y):  # nothing for scikit-learn to convert
                 self.n_features_in_ = X.shape[1]
                 if hasattr(self, "feature_names_in_"):
                     del self.feature_names_in_
             else:
-                X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order=None,
+                X, y = validate_data(self, X, y, accept_sparse="csr",
+                                     dtype=[np.float64, np.float32], order=None,
                                      ensure_all_finite=False, reset=reset, **self._y_checks)
         except (ValueError, TypeError) as error:  # scikit-learn's words, with the culprit
             raise type(error)(f"{_culprit(X, error)}: {error}") from None
-        X = as_matrix(X)
+        X = X if sparse else as_matrix(X)
         sample_weight = as_sample_weight(sample_weight, X.shape[0], X.dtype)
         Y, sample_weight, loss, k = self._encode(y, X.dtype, sample_weight, reset, **encoding)
         loss.check_targets(Y, k)
@@ -712,7 +718,8 @@ class _GDEstimator(BaseEstimator):
         """The raw outputs X @ coef_.T + intercept_ in X's floating dtype, after the usual
         checks (fastgd.LinearModel computes them)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, as_csr(X) if is_sparse(X) else X, reset=False,
+                          accept_sparse="csr", dtype=[np.float64, np.float32])
         return self._model().raw_outputs(X)
 
     def _model(self) -> LinearModel:
@@ -771,6 +778,7 @@ class _GDEstimator(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -793,7 +801,8 @@ def _culprit(X, error) -> str:
     if str(error).startswith("X has") and "features" in str(error):
         return "X"
     try:
-        check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                    ensure_all_finite=False)
     except (ValueError, TypeError):
         return "X"
     return "y"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastgd import _persist, losses
-from fastgd._validation import as_matrix, raise_if_nonfinite
+from fastgd._validation import as_data, raise_if_nonfinite
 
 
 class LinearModel:
@@ -111,7 +111,7 @@ class LinearModel:
                                                          strict=True))):
             raise ValueError(f"X's columns {list(map(str, columns))} are not the features "
                              f"the model was fitted on, {list(self.feature_names_in_)}")
-        X = as_matrix(X)
+        X = as_data(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but the model is expecting "
                              f"{self.n_features_in_} features as input.")

@@ -10,6 +10,8 @@ fastgd/losses.py and fastgd/optimizers.py, and the baseline of every benchmark.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from fastgd import _design
@@ -36,7 +38,13 @@ def grad_pass(problem, coef, intercept, n_threads=1):
         Z = X @ coef.T + intercept                          # forward pass
         value, derivative = problem.loss.value_and_gradient(Z, Y)
         R = w[:, None] * derivative / w.sum()               # dL/dz_io
-        return (w * value).sum() / w.sum(), R.T @ X, R.sum(axis=0)
+        return (w * value).sum() / w.sum(), (X.T @ R).T, R.sum(axis=0)
+
+
+def csr_grad_pass(problem, coef, intercept, n_threads=1):
+    """grad_pass for CSR X (fastgd/_sparse.py): the same products, X @ W^T and X^T R,
+    by scipy on the stored entries, never densified."""
+    return grad_pass(problem, coef, intercept)
 
 
 def design(problem, std):
@@ -112,6 +120,20 @@ def column_stats(problem, n_threads=1):
     return mean, var
 
 
+def csr_column_stats(problem, n_threads=1):
+    """column_stats for CSR X: the mean from the stored entries, the variance from their
+    deviations from it plus the zeros' share, (W - the stored entries' weight) mean^2."""
+    X = problem.X.tocoo()
+    w = _weights(problem.sample_weight, X.shape[0])
+    d, weight = X.shape[1], w.sum()
+    entry_weight = w[X.row]
+    mean = np.bincount(X.col, weights=entry_weight * X.data, minlength=d) / weight
+    stored_weight = np.bincount(X.col, weights=entry_weight, minlength=d)
+    deviations = np.bincount(X.col, weights=entry_weight * (X.data - mean[X.col]) ** 2,
+                             minlength=d)
+    return mean, (deviations + np.maximum(weight - stored_weight, 0.0) * mean ** 2) / weight
+
+
 BLOCK_ELEMENTS = 1 << 15  # of X per NumPy block when measuring row norms (256 KB temporaries)
 
 
@@ -158,8 +180,9 @@ def shuffled_rows(keys, n):
     return rows.astype(np.intp)
 
 
-def run_epoch(problem, theta, state, plan, n_threads=1):
-    """One epoch of batches; see fastgd/_kernels.pxi (run_epoch) for the contract."""
+def run_epoch(problem, theta, state, plan, n_threads=1, grad_pass=grad_pass):
+    """One epoch of batches; see fastgd/_kernels.pxi (run_epoch) for the contract. Each
+    batch's gradient is `grad_pass`'s (the reference's own, or a sparse engine's)."""
     X, Y, sample_weight = problem.X, problem.Y, problem.sample_weight
     d = X.shape[1]
     k = len(theta) // (d + 1)
@@ -218,4 +241,4 @@ def take_step(theta, state, grad_W, grad_b, plan, t):
             theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - shrink, 0.0)
 
 
-loss_and_grad = make_loss_and_grad(grad_pass, "fastgd.reference")
+loss_and_grad = make_loss_and_grad(sys.modules[__name__], "fastgd.reference")

@@ -62,12 +62,6 @@ def test_kernel_rejects(fn, args, kwargs, error, message):
         fn(*args, **kwargs)
 
 
-def test_sparse_rejected():
-    sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="sparse"):
-        fastgd.loss_and_grad(sparse.csr_matrix(X), Y, COEF, 0.0)
-
-
 @pytest.mark.parametrize("param,value,error,message", [
     ("learning_rate", 0.0, ValueError, "learning_rate must be a finite number > 0"),
     ("learning_rate", -1.0, ValueError, "learning_rate must be a finite number > 0"),

@@ -29,7 +29,7 @@ def build(request):
 
 @pytest.fixture
 def compiled(build):
-    return make_loss_and_grad(build.grad_pass, "fastgd")
+    return make_loss_and_grad(build, "fastgd")
 
 
 def test_import_picks_the_fastest_build():

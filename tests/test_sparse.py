@@ -1,0 +1,338 @@
+"""scipy.sparse X: checked up front, read in place as CSR, the same results as X.toarray().
+
+The compiled CSR passes against fastgd.reference's and against the dense passes on the
+same data; any thread count the same bits; malformed matrices refused by name; the
+estimators, pipelines and files with sparse X.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import BUILDS, LOSSES, loss_id, targets_for
+
+import fastgd
+from fastgd import _sparse, reference
+from fastgd._engines import Sparse, engine_for
+
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+def sparse_problem(n=300, d=40, density=0.1, *, seed=0, dtype=np.float64, index=np.int32,
+                   fmt="csr", k=1, loss=None, weights=False):
+    """A random sparse X (some rows empty), parameters and targets from the loss's link."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=density, format="csr", random_state=seed, dtype=np.float64)
+    X.data = (X.data * 4 - 2).astype(dtype)
+    X = X.astype(dtype)
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    coef = rng.normal(size=(k, d))
+    intercept = rng.normal(size=k)
+    Y = targets_for(loss, np.asarray(X @ coef.T + intercept)) if loss else None
+    sw = rng.uniform(0, 2, n) if weights else None
+    return X.asformat(fmt), Y, coef, intercept, sw
+
+
+def public_targets(loss, Y):
+    return Y[:, 0] if Y.shape[1] == 1 or loss.class_indices else Y
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_loss_and_grad_equals_dense_and_reference(loss, dtype, index):
+    k = max(loss.min_outputs, 3 if loss.class_indices else 1)
+    X, Y, coef, intercept, sw = sparse_problem(dtype=dtype, index=index, k=k, loss=loss,
+                                               weights=True)
+    y = public_targets(loss, Y)
+    params = {name: loss.param for name in loss.params}
+    args = (y, coef, intercept)
+    kwargs = dict(loss=loss.name, sample_weight=sw, **params)
+    sparse = fastgd.loss_and_grad(X, *args, **kwargs)
+    dense = fastgd.loss_and_grad(X.toarray(), *args, **kwargs)
+    ref = reference.loss_and_grad(X, *args, **kwargs)
+    for a, b, c in zip(sparse, dense, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=1e-12)
+        np.testing.assert_allclose(a, c, rtol=RTOL[dtype], atol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr"])
+@pytest.mark.parametrize("array", [False, True])
+def test_every_format_gives_the_same_result(fmt, array):
+    X, _, coef, intercept, _ = sparse_problem(fmt=fmt)
+    y = np.arange(X.shape[0]) % 3 - 1.0
+    if array:
+        X = sp.csr_array(X).asformat(fmt)
+    expected = fastgd.loss_and_grad(X.toarray(), y, coef[0], 0.5)
+    for a, b in zip(fastgd.loss_and_grad(X, y, coef[0], 0.5), expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_csr_is_read_in_place_and_never_changed():
+    X, *_ = sparse_problem()
+    assert _sparse.as_csr(X) is X
+    before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    fastgd.GDRegressor(max_epochs=5, tol=None).fit(X, np.ones(X.shape[0]))
+    for a, b in zip(before, (X.data, X.indices, X.indptr), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unsorted_and_duplicate_indices_give_the_canonical_result():
+    """Each row's entries reversed and split in two duplicates: the same loss, gradient and
+    column statistics as the canonical matrix; the user's arrays are left as they were."""
+    X, _, coef, intercept, _ = sparse_problem(n=200, d=30)
+    rows = []
+    for i in range(X.shape[0]):
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        columns, values = X.indices[lo:hi][::-1], X.data[lo:hi][::-1]
+        rows.append((np.concatenate([columns, columns]),
+                     np.concatenate([0.25 * values, 0.75 * values])))
+    indptr = np.concatenate([[0], np.cumsum([len(c) for c, _ in rows])]).astype(np.int32)
+    messy = sp.csr_matrix((np.concatenate([v for _, v in rows]),
+                           np.concatenate([c for c, _ in rows]).astype(np.int32), indptr),
+                          shape=X.shape)
+    kept = messy.indices.copy()
+    y = np.linspace(-1, 1, X.shape[0])
+    for a, b in zip(fastgd.loss_and_grad(messy, y, coef[0], 0.1),
+                    fastgd.loss_and_grad(X, y, coef[0], 0.1), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(messy.indices, kept)
+    a = fastgd.GDRegressor().fit(messy, y)
+    b = fastgd.GDRegressor().fit(X, y)
+    np.testing.assert_allclose(a.mean_, b.mean_, rtol=1e-12)
+    np.testing.assert_allclose(a.scale_, b.scale_, rtol=1e-12)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-9, atol=1e-12)
+
+
+def malformed(kind):
+    X = sp.random(20, 10, density=0.3, format="csr", random_state=0)
+    indices, indptr = X.indices.copy(), X.indptr.copy()
+    if kind == "index too large":
+        indices[3] = 10
+    elif kind == "negative index":
+        indices[0] = -1
+    elif kind == "indptr decreasing":
+        indptr[5] = indptr[6] + 1
+    elif kind == "indptr past the end":
+        indptr[-1] = len(indices) + 5
+    elif kind == "indptr not from 0":
+        indptr[0] = 1
+    bad = X.copy()  # scipy's constructor checks some of this; a later edit bypasses it
+    bad.indices = indices
+    bad.indptr = indptr[:-1] if kind == "indptr too short" else indptr
+    return bad
+
+
+MALFORMED = {"index too large": "index 10", "negative index": "index -1",
+             "indptr decreasing": "decreases", "indptr past the end": "ends at",
+             "indptr not from 0": "starts at", "indptr too short": "indptr has"}
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_malformed_matrices_are_refused_by_name(kind):
+    bad = malformed(kind)
+    y = np.zeros(bad.shape[0])
+    with pytest.raises(ValueError, match=f"X is malformed: .*{MALFORMED[kind]}"):
+        fastgd.loss_and_grad(bad, y, np.zeros(10), 0.0)
+    with pytest.raises(ValueError, match="malformed"):
+        fastgd.GDRegressor().fit(bad, y)
+    model = fastgd.GDRegressor().fit(np.ones((20, 10)) + np.eye(20, 10), np.arange(20.0))
+    with pytest.raises(ValueError, match="malformed"):
+        model.predict(bad)
+
+
+def test_malformed_coordinates_and_columns_are_refused():
+    coo = sp.coo_matrix((np.ones(3), (np.array([0, 1, 2]), np.array([0, 1, 2]))),
+                        shape=(20, 10))
+    coo.row[2] = 25  # past the rows: tocsr() would write outside its arrays
+    with pytest.raises(ValueError, match="row index is outside"):
+        fastgd.loss_and_grad(coo, np.zeros(20), np.zeros(10), 0.0)
+    csc = sp.random(20, 10, density=0.3, format="csc", random_state=0)
+    csc.indices[2] = 99
+    with pytest.raises(ValueError, match=r"X \(CSC\) is malformed"):
+        fastgd.loss_and_grad(csc, np.zeros(20), np.zeros(10), 0.0)
+
+
+def test_kernel_refuses_an_unchecked_matrix():
+    X, *_ = sparse_problem()
+    problem = fastgd._problem.Problem(X, np.zeros((X.shape[0], 1)), None,
+                                      fastgd.losses.get("squared"), 1)
+    broken = X.copy()
+    broken.indptr = broken.indptr.copy()
+    broken.indptr[-1] = len(broken.data) + 1
+    for build in BUILDS.values():
+        with pytest.raises(ValueError, match="not a checked CSR"):
+            build.csr_grad_pass(problem.__class__(broken, problem.Y, None, problem.loss, 1),
+                                np.zeros((1, X.shape[1])), np.zeros(1), 1)
+
+
+def test_non_finite_values_are_reported_by_row_and_column():
+    X, *_ = sparse_problem(n=50, d=8, density=0.5)
+    X.data[7] = np.nan
+    row = int(np.searchsorted(X.indptr, 7, side="right")) - 1
+    with pytest.raises(ValueError, match=f"row {row}, column {X.indices[7]}"):
+        fastgd.GDRegressor().fit(X, np.zeros(50))
+
+
+def test_an_all_zero_matrix_trains_on_the_intercept():
+    X = sp.csr_matrix((100, 7))
+    y = np.full(100, 3.0)
+    model = fastgd.GDRegressor().fit(X, y)
+    np.testing.assert_allclose(model.intercept_, 3.0)
+    np.testing.assert_array_equal(model.coef_, 0.0)
+    np.testing.assert_allclose(model.predict(X), 3.0)
+
+
+def wide_problem(n=40_000, d=50_000, per_row=60, seed=1, dtype=np.float64):
+    """Rows of `per_row` entries at Zipf-distributed columns: enough work for the threads
+    (the passes' small-pass rule runs less on one), several chunks."""
+    rng = np.random.default_rng(seed)
+    columns = (rng.zipf(1.3, size=n * per_row) * 7919) % d
+    X = sp.csr_matrix((rng.normal(size=n * per_row).astype(dtype), columns,
+                       np.arange(0, n * per_row + 1, per_row)), shape=(n, d))
+    X.sum_duplicates()
+    return X
+
+
+@pytest.mark.parametrize("build", BUILDS.values(), ids=BUILDS.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_passes_are_bit_identical_for_any_thread_count(build, dtype):
+    from fastgd import losses
+    from fastgd._problem import Problem
+    X = wide_problem(dtype=dtype)
+    rng = np.random.default_rng(0)
+    n, d = X.shape
+    assert len(build.csr_chunks(X.indptr, None, d + 3)[0]) > 3  # several chunks
+    Y = rng.integers(0, 2, size=(n, 1)).astype(dtype)
+    sw = rng.uniform(0, 2, n).astype(dtype)
+    rows = np.sort(rng.choice(n, n // 2, replace=False)).astype(np.intp)
+    coef, intercept = rng.normal(size=(1, d)) * 0.1, np.array([0.2])
+    for subset in (None, rows):
+        problem = Problem(X, Y, sw, losses.get("log"), 1, rows=subset)
+        results = [build.csr_grad_pass(problem, coef, intercept, t) for t in (1, 2, 3)]
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_array_equal(a, b)
+        expected = reference.csr_grad_pass(problem, coef, intercept)
+        for a, b in zip(results[0], expected, strict=True):
+            np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=1e-12)
+    problem = Problem(X, Y, sw, losses.get("log"), 1)
+    stats = [build.csr_column_stats(problem, t) for t in (1, 2, 3)]
+    for other in stats[1:]:
+        np.testing.assert_array_equal(stats[0][0], other[0])
+        np.testing.assert_array_equal(stats[0][1], other[1])
+    expected = reference.csr_column_stats(problem)
+    np.testing.assert_allclose(stats[0][0], expected[0], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(stats[0][1], expected[1], rtol=1e-10, atol=1e-15)
+    dense = reference.column_stats(Problem(X[:2000].toarray(), None, sw[:2000],
+                                           losses.get("log")))
+    head = reference.csr_column_stats(Problem(X[:2000], None, sw[:2000], losses.get("log")))
+    np.testing.assert_allclose(head[0], dense[0], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(head[1], dense[1], rtol=1e-10, atol=1e-15)
+
+
+def test_chunks_keep_partial_sums_within_a_share_of_the_data():
+    """The chunks' partial sums take at most a CSR_SUMS_SHARE-th of X's stored entries (in
+    doubles), or two gradients, whichever is larger."""
+    build = BUILDS["baseline"]
+    for d in (100, 50_000, 1 << 20):
+        X = wide_problem(d=d)
+        width = d + 3
+        starts, work = build.csr_chunks(X.indptr, None, width)
+        chunks = len(starts) - 1
+        assert chunks * width <= max(work / build.CSR_SUMS_SHARE, 2 * width)
+        assert starts[0] == 0 and starts[-1] == X.shape[0] and (np.diff(starts) > 0).all()
+
+
+def test_the_engine_for_sparse_x():
+    X, *_ = sparse_problem()
+    assert isinstance(engine_for(_sparse.as_csr(X)), Sparse)
+    assert isinstance(engine_for(_sparse.as_csr(X), "numpy"), Sparse)
+
+
+def test_largest_row_norm_equals_the_dense_rows():
+    from fastgd import losses
+    from fastgd._engines import InMemory
+    from fastgd._problem import Problem
+    from fastgd._state import Standardization
+    X, _, _, _, sw = sparse_problem(weights=True)
+    X = _sparse.as_csr(sp.hstack([X, sp.csr_matrix((X.shape[0], 1))], format="csr"))
+    squared = losses.get("squared")
+    sparse, dense = Problem(X, None, sw, squared), Problem(X.toarray(), None, sw, squared)
+    std = Standardization.fit(InMemory(reference, 1), dense)
+    assert np.isinf(std.divisor[-1])  # a constant feature
+    for s in (None, std):
+        np.testing.assert_allclose(Sparse(reference, 1).largest_row_norm(sparse, s),
+                                   InMemory(reference, 1).largest_row_norm(dense, s),
+                                   rtol=1e-12)
+
+
+REGRESSORS = [dict(optimizer="lbfgs", alpha=1e-3, tol=1e-10),
+              dict(optimizer="sgd", batch_size=16, learning_rate=0.01, max_epochs=3),
+              dict(optimizer="adam", batch_size=50, max_epochs=3, alpha=1e-2, l1_ratio=0.5),
+              dict(optimizer="nesterov", max_epochs=20, tol=None),
+              dict(optimizer="lbfgs", early_stopping=True)]
+
+
+@pytest.mark.parametrize("settings", REGRESSORS, ids=lambda s: s["optimizer"])
+@pytest.mark.parametrize("engine", ["cython", "numpy"])
+def test_regressor_on_sparse_equals_dense(settings, engine):
+    X, _, coef, _, sw = sparse_problem(n=400, d=30, weights=True)
+    y = X @ coef[0] + 0.3 + 0.1 * np.random.default_rng(3).normal(size=400)
+    kwargs = dict(random_state=0, engine=engine, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = fastgd.GDRegressor(**kwargs).fit(X, y, sample_weight=sw)
+        b = fastgd.GDRegressor(**kwargs).fit(X.toarray(), y, sample_weight=sw)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=1e-9)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-9)
+    np.testing.assert_allclose(a.predict(X), b.predict(X.toarray()), rtol=1e-9, atol=1e-12)
+
+
+def test_classifier_partial_fit_on_sparse_equals_dense():
+    X, _, coef, _, _ = sparse_problem(n=300, d=25)
+    y = np.asarray(X @ coef[0] > 0).astype(int) + (np.arange(300) % 7 == 0)
+    models = [fastgd.GDClassifier(optimizer="adagrad", batch_size=20, random_state=0)
+              for _ in range(2)]
+    for lo in range(0, 300, 100):
+        models[0].partial_fit(X[lo:lo + 100], y[lo:lo + 100], classes=[0, 1, 2])
+        models[1].partial_fit(X[lo:lo + 100].toarray(), y[lo:lo + 100], classes=[0, 1, 2])
+    np.testing.assert_allclose(models[0].coef_, models[1].coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(models[0].predict_proba(X), models[1].predict_proba(
+        X.toarray()), rtol=1e-9, atol=1e-12)
+
+
+def test_saved_model_predicts_sparse(tmp_path):
+    X, _, coef, _, _ = sparse_problem()
+    y = X @ coef[0]
+    model = fastgd.GDRegressor().fit(X, y)
+    model.save(tmp_path / "m.fastgd")
+    loaded = fastgd.load(tmp_path / "m.fastgd")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X.toarray()), rtol=1e-12)
+
+
+def test_text_and_one_hot_pipelines():
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    rng = np.random.default_rng(0)
+    words = np.array(["red", "green", "blue", "cat", "dog", "bird", "fast", "slow"])
+    docs = [" ".join(rng.choice(words, 5)) for _ in range(300)]
+    labels = np.array(["cat" in doc.split() for doc in docs])
+    for vectorizer in (TfidfVectorizer(), HashingVectorizer(n_features=2**12)):
+        pipe = make_pipeline(vectorizer, fastgd.GDClassifier()).fit(docs, labels)
+        assert pipe.score(docs, labels) == 1.0
+    table = np.column_stack([rng.choice(["a", "b", "c"], 300), rng.choice(["x", "y"], 300)])
+    target = (table[:, 0] == "a") * 2.0 + (table[:, 1] == "y") * 1.0
+    pipe = make_pipeline(OneHotEncoder(), fastgd.GDRegressor()).fit(table, target)
+    np.testing.assert_allclose(pipe.predict(table), target, atol=1e-4)
+
+
+def test_newton_refuses_sparse_x_by_name_until_it_has_sparse_passes():
+    X, _, coef, _, _ = sparse_problem()
+    with pytest.raises(ValueError, match="optimizer='newton' does not train on sparse X"):
+        fastgd.GDRegressor(optimizer="newton").fit(X, X @ coef[0])
