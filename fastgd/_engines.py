@@ -103,10 +103,15 @@ class Sparse(InMemory):
     and csr_column_stats, its other reads from the stored entries. Per pass O(nnz + d),
     standardization included (implicit, as for dense X)."""
 
+    def __init__(self, module, n_threads: int):
+        super().__init__(module, n_threads)
+        self.workspace = {}  # the passes' buffers, kept from one pass to the next
+
     def loss_and_grad(self, problem: Problem, coef, intercept):
         if problem.Y is None:
             problem = replace(problem, Y=self.zero_targets(problem.X))
-        return self.module.csr_grad_pass(problem, coef, intercept, n_threads=self.n_threads)
+        return self.module.csr_grad_pass(problem, coef, intercept, n_threads=self.n_threads,
+                                         workspace=self.workspace)
 
     def column_stats(self, problem: Problem):
         return self.module.csr_column_stats(problem, n_threads=self.n_threads)

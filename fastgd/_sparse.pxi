@@ -4,13 +4,16 @@
 #
 # A row's prediction gathers the parameters at its columns, its gradient scatters into a
 # dense vector of d: per-row work O(stored entries). The scatter is what makes sparse sums
-# hard to share: each chunk of rows has its own dense partial sums (k (d + 1) doubles),
-# added in chunk order (columns shared by the threads: the same bits for any count). With
-# 2^20 features a chunk's sums take 8 MB, so the chunks are few: cut by the rows' stored
-# entries (the work, not the row count), as many as keep all partial sums within a
-# CSR_SUMS_SHARE-th of X's stored entries (in doubles), but two at least (for two threads
-# to share) and MAX_CHUNKS at most. Extra memory of a pass: max(nnz / CSR_SUMS_SHARE,
-# 2 k (d + 1)) doubles, and as many additions to combine them.
+# hard to share: each chunk of rows has its own dense partial sums, added in chunk order
+# (columns shared by the threads: the same bits for any count). A chunk keeps them beside
+# a copy of the parameters, in (parameter, gradient) pairs: the line a row's gather brings
+# in is the one its scatter writes (with separate vectors, every column missed twice:
+# 2.7 x slower at 2^20 features), and the gathers of the entries PREFETCH_ENTRIES ahead
+# are requested meanwhile (a further 1.4 x). With 2^20 features a chunk's pairs take
+# 16 MB, so the chunks are few: cut by the rows' stored entries (the work, not the row
+# count), as many as keep all pairs within nnz / CSR_SUMS_SHARE doubles, but two at least
+# (for two threads to share) and MAX_CHUNKS at most. Extra memory of a pass:
+# max(nnz / CSR_SUMS_SHARE, 4 k d) doubles (16 k d bytes a chunk).
 
 from libc.stdint cimport int32_t, int64_t
 
@@ -19,17 +22,24 @@ ctypedef fused index_t:
     int64_t
 
 CSR_ROW_COST = 4          # a row's own work (its loss, residual, weight) in stored entries
-CSR_SUMS_SHARE = 4        # chunks' partial sums: at most nnz / 4 doubles (2 bytes a non-zero,
-                          # against X's 12 for float64 values and int32 indices), but
+CSR_SUMS_SHARE = 16       # chunks' pairs: at most nnz / 16 doubles (half a byte a non-zero,
+                          # against X's 12 for float64 values and int32 indices: setting
+                          # them up and adding them streams 8 % of X's bytes; a quarter
+                          # measured 1.2 x slower on one-hot rows), but
 CSR_MIN_CHUNK = 16384     # a chunk has this much work at least
 cdef enum:
     CSR_COLUMN_BLOCK = 2048   # columns of the partial sums a thread adds up at a time
+    PREFETCH_ENTRIES = 256    # stored entries ahead whose parameters are requested (measured
+                              # at 2^20 features: 64 ahead 1.1 x slower, 512 the same),
+    PREFETCH_MIN_BYTES = 1048576  # where the pairs outgrow L2 (one-hot rows of 32k features:
+                                  # the requests cost 1.1 x, and hid nothing)
 
 
 def csr_chunks(indptr, rows, Py_ssize_t width):
-    """The positions where the chunks of a pass start (and the end): cut by the work of
-    the rows (stored entries + CSR_ROW_COST each), into as many chunks as the memory of
-    their partial sums (`width` doubles each) allows. Depends on X's structure only."""
+    """The positions where the chunks of a pass start (and the end), and the pass's work:
+    cut by the work of the rows (stored entries + CSR_ROW_COST each), into as many chunks
+    as the memory of their buffers (`width` doubles each) allows. Depends on X's structure
+    only."""
     lengths = np.diff(indptr) if rows is None else (
         np.asarray(indptr)[np.asarray(rows) + 1] - np.asarray(indptr)[rows])
     cost = np.cumsum(lengths.astype(np.int64) + CSR_ROW_COST)
@@ -42,83 +52,132 @@ def csr_chunks(indptr, rows, Py_ssize_t width):
 
 
 cdef inline double csr_dot(const floating* values, const index_t* columns, Py_ssize_t m,
-                           const double* w) noexcept nogil:
-    """sum_q values[q] w[columns[q]]: four independent sums (the gathers overlap)."""
+                           const double* w, Py_ssize_t stride,
+                           const index_t* ahead) noexcept nogil:
+    """sum_q values[q] w[stride columns[q]]: four independent sums (the gathers overlap);
+    meanwhile the lines of w at the columns ahead[0:m] are requested (NULL: none)."""
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     cdef Py_ssize_t q = 0
     while q + 4 <= m:
-        s0 += values[q] * w[columns[q]]
-        s1 += values[q + 1] * w[columns[q + 1]]
-        s2 += values[q + 2] * w[columns[q + 2]]
-        s3 += values[q + 3] * w[columns[q + 3]]
+        if ahead != NULL:
+            fastgd_prefetch_l1(w + stride * ahead[q])
+            fastgd_prefetch_l1(w + stride * ahead[q + 1])
+            fastgd_prefetch_l1(w + stride * ahead[q + 2])
+            fastgd_prefetch_l1(w + stride * ahead[q + 3])
+        s0 += values[q] * w[stride * columns[q]]
+        s1 += values[q + 1] * w[stride * columns[q + 1]]
+        s2 += values[q + 2] * w[stride * columns[q + 2]]
+        s3 += values[q + 3] * w[stride * columns[q + 3]]
         q = q + 4
     while q < m:
-        s0 += values[q] * w[columns[q]]
+        if ahead != NULL:
+            fastgd_prefetch_l1(w + stride * ahead[q])
+        s0 += values[q] * w[stride * columns[q]]
         q = q + 1
     return (s0 + s1) + (s2 + s3)
 
 
 cdef inline void csr_axpy(const floating* values, const index_t* columns, Py_ssize_t m,
-                          double a, double* out) noexcept nogil:
-    """out[columns[q]] += a values[q] (a row's columns are distinct: canonical CSR)."""
+                          double a, double* out, Py_ssize_t stride) noexcept nogil:
+    """out[stride columns[q]] += a values[q] (a row's columns are distinct: canonical)."""
     cdef Py_ssize_t q
     for q in range(m):
-        out[columns[q]] += a * values[q]
+        out[stride * columns[q]] += a * values[q]
 
 
 cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
                                const index_t* indptr, Py_ssize_t d, const floating* y,
-                               const floating* sw, const double* params, const Loss* loss,
-                               Py_ssize_t k, const Py_ssize_t* rows, Py_ssize_t start,
-                               Py_ssize_t stop, double* acc, double* z) noexcept nogil:
-    """Gradient sums of positions [start, stop) (rows[p], or p without rows) into
-    acc[0 : sums_width(d, k)] (zeroed first): per row, its predictions gathered, its
-    residuals, and its gradient scattered while its entries are in L1. z: k doubles."""
-    cdef Py_ssize_t nw = k * d, p, i, o, lo, m
-    cdef double* sums = acc + nw
+                               const floating* sw, const double* coef,
+                               const double* intercept, const Loss* loss, Py_ssize_t k,
+                               const Py_ssize_t* rows, Py_ssize_t start, Py_ssize_t stop,
+                               Py_ssize_t nnz, double* pairs, double* sums,
+                               double* z) noexcept nogil:
+    """Gradient sums of positions [start, stop) (rows[p], or p without rows): pairs
+    (2 k d doubles) become (parameter, gradient sum) of each coefficient, sums (k +
+    N_SCALARS) those of the intercepts, the loss and the weight. RESIDUAL_RUN rows at a
+    time: their predictions gathered from the pairs (where they outgrow L2, the
+    parameters of X's entries, nnz in all, PREFETCH_ENTRIES ahead requested meanwhile),
+    their residuals (one output: the
+    loss's vectorized loop, run_residuals; measured 1.3 x faster than a row at a time on
+    one-hot rows), then their gradients scattered into the pairs while the rows' entries
+    are in L1. z: RESIDUAL_RUN k doubles."""
+    cdef Py_ssize_t nw = k * d, p, i, o, j, q, g, lo, m
+    cdef bint ahead = 16 * nw > PREFETCH_MIN_BYTES
     cdef double loss_sum = 0.0, weight_sum = 0.0
-    memset(acc, 0, (nw + k + N_SCALARS) * sizeof(double))
-    for p in range(start, stop):
-        i = p if rows == NULL else rows[p]
-        lo = indptr[i]
-        m = indptr[i + 1] - lo
-        for o in range(k):
-            z[o] = csr_dot(values + lo, columns + lo, m, params + o * d) + params[nw + o]
-        row_residuals(loss, k, z, y, sw, i, &loss_sum, &weight_sum)
-        for o in range(k):
-            sums[o] += z[o]
-            csr_axpy(values + lo, columns + lo, m, z[o], acc + o * d)
+    cdef floating y_at[RESIDUAL_RUN]   # one output's targets and weights of rows
+    cdef floating sw_at[RESIDUAL_RUN]  # read through `rows`
+    for j in range(nw):
+        pairs[2 * j] = coef[j]
+        pairs[2 * j + 1] = 0.0
+    memset(sums, 0, (k + N_SCALARS) * sizeof(double))
+    p = start
+    while p < stop:
+        g = min(<Py_ssize_t>RESIDUAL_RUN, stop - p)
+        for q in range(g):
+            i = p + q if rows == NULL else rows[p + q]
+            lo = indptr[i]
+            m = indptr[i + 1] - lo
+            for o in range(k):
+                z[q * k + o] = csr_dot(values + lo, columns + lo, m, pairs + 2 * o * d, 2,
+                                       columns + min(lo + PREFETCH_ENTRIES, nnz - m)
+                                       if o == 0 and ahead else NULL) + intercept[o]
+        if k == 1 and rows == NULL:
+            run_residuals(loss, z, y + p, NULL if sw == NULL else sw + p, g, sums)
+        elif k == 1:
+            for q in range(g):
+                y_at[q] = y[rows[p + q]]
+                sw_at[q] = 1 if sw == NULL else sw[rows[p + q]]
+            run_residuals(loss, z, y_at, NULL if sw == NULL else sw_at, g, sums)
+        else:
+            for q in range(g):
+                row_residuals(loss, k, z + q * k, y, sw, p + q if rows == NULL else
+                              rows[p + q], &loss_sum, &weight_sum)
+            add_residuals(z, k, g, k, sums)
+        for q in range(g):
+            i = p + q if rows == NULL else rows[p + q]
+            lo = indptr[i]
+            m = indptr[i + 1] - lo
+            for o in range(k):
+                csr_axpy(values + lo, columns + lo, m, z[q * k + o], pairs + 2 * o * d + 1, 2)
+        p = p + g
     sums[k + SUM_LOSS] += loss_sum
     sums[k + SUM_W] += weight_sum
 
 
 cdef void csr_chunk_sums(const floating* values, const index_t* columns,
                          const index_t* indptr, Py_ssize_t d, const floating* y,
-                         const floating* sw, const double* params, const Loss* loss,
-                         const Py_ssize_t* rows, Py_ssize_t start, Py_ssize_t stop,
-                         double* acc, double* z) noexcept nogil:
+                         const floating* sw, const double* coef, const double* intercept,
+                         const Loss* loss, const Py_ssize_t* rows, Py_ssize_t start,
+                         Py_ssize_t stop, Py_ssize_t nnz, double* pairs, double* sums,
+                         double* z) noexcept nogil:
     """csr_rows_sums with k = 1 known to the compiler for one output."""
     if loss.k == 1:
-        csr_rows_sums(values, columns, indptr, d, y, sw, params, loss, 1, rows, start, stop,
-                      acc, z)
+        csr_rows_sums(values, columns, indptr, d, y, sw, coef, intercept, loss, 1, rows,
+                      start, stop, nnz, pairs, sums, z)
     else:
-        csr_rows_sums(values, columns, indptr, d, y, sw, params, loss, loss.k, rows, start,
-                      stop, acc, z)
+        csr_rows_sums(values, columns, indptr, d, y, sw, coef, intercept, loss, loss.k, rows,
+                      start, stop, nnz, pairs, sums, z)
 
 
 cdef void add_chunk_columns(const double* partial, Py_ssize_t n_chunks, Py_ssize_t stride,
-                            Py_ssize_t width, double* out, int threads) noexcept nogil:
-    """out[j] = the chunks' partial sums of column j added in chunk order, blocks of
-    columns shared by the threads: the same bits for any number of threads."""
+                            Py_ssize_t width, Py_ssize_t step, double divisor, double* out,
+                            int threads) noexcept nogil:
+    """out[j] = the chunks' partial sums partial[c stride + step j] of column j added in
+    chunk order, divided by `divisor`; blocks of columns shared by the threads: the same
+    bits for any number of threads."""
     cdef Py_ssize_t b, c, j, lo, hi
     cdef Py_ssize_t n_blocks = (width + CSR_COLUMN_BLOCK - 1) // CSR_COLUMN_BLOCK
     for b in prange(n_blocks, num_threads=threads, schedule="static"):
         lo = b * CSR_COLUMN_BLOCK
         hi = min(lo + CSR_COLUMN_BLOCK, width)
-        memcpy(out + lo, partial + lo, (hi - lo) * sizeof(double))
+        for j in range(lo, hi):
+            out[j] = partial[step * j]
         for c in range(1, n_chunks):
             for j in range(lo, hi):
-                out[j] += partial[c * stride + j]
+                out[j] += partial[c * stride + step * j]
+        if divisor != 1.0:
+            for j in range(lo, hi):
+                out[j] = out[j] / divisor
 
 
 cdef int csr_threads(int n_threads, Py_ssize_t n_chunks, Py_ssize_t work) noexcept nogil:
@@ -128,14 +187,25 @@ cdef int csr_threads(int n_threads, Py_ssize_t n_chunks, Py_ssize_t work) noexce
     return <int>max(1, min(n_threads, n_chunks))
 
 
-def csr_grad_pass(problem, coef, intercept, int n_threads):
+def csr_grad_pass(problem, coef, intercept, int n_threads, workspace=None):
     """grad_pass (fastgd/_passes.pxi) for CSR problem.X (fastgd/_sparse.py's): mean loss,
     its gradient in coef (k, d) and in intercept (k,), in one pass over the stored entries
-    of the problem's rows."""
+    of the problem's rows. `workspace`, a dict, keeps the chunks' buffers from one pass to
+    the next (the engine's: a fresh buffer of 16 MB a chunk costs its pages every pass)."""
     X = problem.X
     return _csr_grad_pass(X.data, X.indices, X.indptr, X.shape[1], problem.Y,
                           problem.sample_weight, coef, intercept, problem.loss, n_threads,
-                          problem.rows)
+                          {} if workspace is None else workspace, problem.rows)
+
+
+def buffer(dict workspace, str name, shape):
+    """An aligned buffer of doubles (not set) of this shape, kept in `workspace` for the
+    next pass that asks for as much or less."""
+    kept = workspace.get(name)
+    size = int(np.prod(shape))
+    if kept is None or kept.size < size:
+        kept = workspace[name] = aligned_array((size,), np.empty)
+    return kept[:size].reshape(shape)
 
 
 cdef Py_ssize_t csr_rows(const floating[::1] values, const index_t[::1] columns,
@@ -153,7 +223,7 @@ cdef Py_ssize_t csr_rows(const floating[::1] values, const index_t[::1] columns,
 def _csr_grad_pass(const floating[::1] values, const index_t[::1] columns,
                    const index_t[::1] indptr, Py_ssize_t d, const floating[:, ::1] Y,
                    const floating[::1] sample_weight, const double[:, ::1] coef,
-                   const double[::1] intercept, loss, int n_threads,
+                   const double[::1] intercept, loss, int n_threads, dict workspace,
                    const Py_ssize_t[::1] rows=None):
     cdef Py_ssize_t k = coef.shape[0], n = csr_rows(values, columns, indptr)
     if coef.shape[1] != d or intercept.shape[0] != k:
@@ -162,30 +232,33 @@ def _csr_grad_pass(const floating[::1] values, const index_t[::1] columns,
     cdef Order order = make_order(None, rows, n)
     if order.n == 0:
         raise ValueError("no rows to sum")
-    cdef Py_ssize_t width = sums_width(d, k), stride = whole_lines(width)
-    starts_array, work = csr_chunks(indptr, None if rows is None else np.asarray(rows), width)
+    cdef Py_ssize_t nw = k * d, width = k + N_SCALARS, pair_stride = whole_lines(2 * nw)
+    starts_array, work = csr_chunks(indptr, None if rows is None else np.asarray(rows), 2 * nw)
     cdef const Py_ssize_t[::1] starts = starts_array
     cdef Py_ssize_t n_chunks = starts.shape[0] - 1, c
-    cdef double[::1] params = np.append(coef, intercept)
-    cdef double[:, ::1] partial = aligned_array((n_chunks, stride), np.empty)
+    cdef double[:, ::1] pairs = buffer(workspace, "pairs", (n_chunks, pair_stride))
+    cdef double[:, ::1] sums = aligned_array((n_chunks, whole_lines(width)), np.empty)
     cdef double[::1] total = np.empty(width)
+    cdef double[:, ::1] gradient = np.empty((k, d))
     cdef int threads = csr_threads(n_threads, n_chunks, work * k)
-    cdef double[:, ::1] z = aligned_array((threads, whole_lines(k)))
+    cdef double[:, ::1] z = aligned_array((threads, whole_lines(RESIDUAL_RUN * k)))
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef const Py_ssize_t* rows_ptr = order.rows
     cdef const floating* values_ptr = &values[0] if values.shape[0] else NULL  # nnz may be 0
     cdef const index_t* columns_ptr = &columns[0] if columns.shape[0] else NULL
+    cdef Py_ssize_t nnz = indptr[n]
+    cdef double weight
     with nogil:
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
-            csr_chunk_sums(values_ptr, columns_ptr, &indptr[0], d, &Y[0, 0], swp, &params[0],
-                           &spec, rows_ptr, starts[c], starts[c + 1], &partial[c, 0],
-                           &z[omp_get_thread_num(), 0])
-        add_chunk_columns(&partial[0, 0], n_chunks, stride, width, &total[0], threads)
-    sums = np.asarray(total)
-    nw = k * d
-    weight = sums[nw + k + SUM_W]
-    return (sums[nw + k + SUM_LOSS] / weight, sums[:nw].reshape(k, d) / weight,
-            sums[nw:nw + k] / weight)
+            csr_chunk_sums(values_ptr, columns_ptr, &indptr[0], d, &Y[0, 0], swp, &coef[0, 0],
+                           &intercept[0], &spec, rows_ptr, starts[c], starts[c + 1], nnz,
+                           &pairs[c, 0], &sums[c, 0], &z[omp_get_thread_num(), 0])
+        add_chunks(&sums[0, 0], n_chunks, width, &total[0])
+        weight = total[k + SUM_W]
+        add_chunk_columns(&pairs[0, 1], n_chunks, pair_stride, nw, 2, weight, &gradient[0, 0],
+                          threads)
+    result = np.asarray(total)
+    return result[k + SUM_LOSS] / weight, np.asarray(gradient), result[:k] / weight
 
 
 # Column statistics of CSR X, in two passes (X's columns are mostly zeros: a mean from the
@@ -245,7 +318,7 @@ def _csr_column_stats(const floating[::1] values, const index_t[::1] columns,
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             csr_stats_sums(values_ptr, columns_ptr, &indptr[0], d, swp, NULL, starts[c],
                            starts[c + 1], &partial[c, 0])
-        add_chunk_columns(&partial[0, 0], n_chunks, stride, width, &total[0], threads)
+        add_chunk_columns(&partial[0, 0], n_chunks, stride, width, 1, 1.0, &total[0], threads)
     weight = total[0]
     sums = np.asarray(total)
     mean_array = sums[1:1 + d] / weight
@@ -255,7 +328,49 @@ def _csr_column_stats(const floating[::1] values, const index_t[::1] columns,
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             csr_stats_sums(values_ptr, columns_ptr, &indptr[0], d, swp, &mean[0], starts[c],
                            starts[c + 1], &partial[c, 0])
-        add_chunk_columns(&partial[0, 0], n_chunks, stride, d, &total[0], threads)
+        add_chunk_columns(&partial[0, 0], n_chunks, stride, d, 1, 1.0, &total[0], threads)
     deviations = np.asarray(total)[:d]
     zeros_weight = np.maximum(weight - stored_weight, 0.0)
     return mean_array, (deviations + zeros_weight * mean_array ** 2) / weight
+
+
+# The structure check of fastgd/_sparse.py, in one read of the indices.
+CSR_CANONICAL, CSR_UNSORTED, CSR_BAD_START, CSR_DECREASING, CSR_PAST_END, CSR_BAD_INDEX = range(6)
+
+
+def csr_structure(const index_t[::1] indptr, const index_t[::1] indices,
+                  Py_ssize_t n_values, Py_ssize_t n_indices):
+    """(verdict, where) of a compressed matrix's offsets and indices: CSR_CANONICAL (each
+    row's indices strictly increasing), CSR_UNSORTED (well formed, but some row unsorted or
+    with duplicates), or what is wrong first: CSR_BAD_START (indptr[0] != 0),
+    CSR_DECREASING (indptr decreases after entry `where`), CSR_PAST_END (indptr ends past
+    the indices or the n_values values), CSR_BAD_INDEX (entry `where` outside
+    [0, n_indices))."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1, i, q, lo, hi
+    cdef Py_ssize_t nnz
+    cdef long long previous
+    cdef bint sorted_rows = True
+    if n < 0:
+        return CSR_DECREASING, 0
+    if indptr[0] != 0:
+        return CSR_BAD_START, 0
+    with nogil:
+        for i in range(n):
+            if indptr[i + 1] < indptr[i]:
+                with gil:
+                    return CSR_DECREASING, i
+    nnz = indptr[n]
+    if nnz > indices.shape[0] or nnz > n_values:
+        return CSR_PAST_END, nnz
+    with nogil:
+        for i in range(n):
+            lo, hi = indptr[i], indptr[i + 1]
+            previous = -1
+            for q in range(lo, hi):
+                if indices[q] < 0 or indices[q] >= n_indices:
+                    with gil:
+                        return CSR_BAD_INDEX, q
+                if indices[q] <= previous:
+                    sorted_rows = False
+                previous = indices[q]
+    return (CSR_CANONICAL if sorted_rows else CSR_UNSORTED), 0

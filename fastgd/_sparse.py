@@ -2,9 +2,10 @@
 
 The kernels walk X's rows through `indptr` and `indices` with raw pointers: a malformed
 matrix (an index out of [0, d), an indptr that goes backwards or past the end) would read
-outside its arrays. So every sparse X is checked here, in O(nnz) and by blocks (bounded
-temporaries), before any pass, and the check's answer is a ValueError that names the
-problem. What is read in place and what is converted, and what that costs:
+outside its arrays. So every sparse X is checked here, before any pass, in one compiled
+read of its indices (fastgd/_sparse.pxi: csr_structure), and the check's answer is a
+ValueError that names the problem. What is read in place and what is converted, and what
+that costs:
 
 - CSR (scipy's csr_matrix or csr_array) of float32/float64 values and int32/int64 indices,
   its indices sorted within each row and without duplicates (the canonical form, what
@@ -17,7 +18,8 @@ problem. What is read in place and what is converted, and what that costs:
   A CSR pass streams X's rows once; a CSC X would have to be read by columns twice or
   transposed anyway.
 - other value types (integers, bools, float16): converted to float64; other index types
-  (unsigned, 16-bit): to int64.
+  (unsigned, 16-bit): to int64 (an unsigned index of 2^63 or more becomes negative, and
+  is refused as outside [0, d)).
 
 scipy is imported only when X is one of its matrices: `import fastgd` needs NumPy alone.
 """
@@ -27,9 +29,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
-CHECK_BLOCK = 1 << 20  # indices checked per block (bounded temporaries: a few MB)
-
 
 def is_sparse(X) -> bool:
     """Whether X is a scipy.sparse matrix or array (without importing scipy)."""
@@ -56,24 +55,23 @@ def as_csr(X, name: str = "X"):
         if X.format == "coo":  # tocsr() trusts its coordinates: check them first
             _check_coordinates(X, name)
         elif X.format == "csc":
-            _check_compressed(X.indptr, X.indices, X.data, d + 1, n, f"{name} (CSC)")
+            _check_compressed(X, d, n, f"{name} (CSC)")
         X = X.tocsr()
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    index = X.indices.dtype if (X.indices.dtype == X.indptr.dtype
-                                and X.indices.dtype in (np.int32, np.int64)) else np.int64
-    indptr, indices, data = X.indptr, X.indices, X.data
-    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
-        raise TypeError(f"{name}'s indptr and indices must be integers, got "
-                        f"{indptr.dtype} and {indices.dtype}")
-    nnz = _check_compressed(indptr, indices, data, n + 1, d, name)
-    canonical = _canonical(indptr, indices, nnz)
-    if (dtype == data.dtype and index == indices.dtype and index == indptr.dtype
-            and canonical and len(data) == nnz and len(indices) == nnz
-            and all(a.flags.c_contiguous and a.dtype.isnative for a in (data, indices, indptr))):
+    canonical = _check_compressed(X, n, d, name)
+    index = X.indices.dtype
+    if not (index == X.indptr.dtype and index in (np.int32, np.int64)):
+        index = np.int64
+    nnz = int(X.indptr[-1])
+    if (dtype == X.data.dtype and index == X.indices.dtype and index == X.indptr.dtype
+            and canonical and len(X.data) == nnz and len(X.indices) == nnz and all(
+                a.flags.c_contiguous and a.dtype.isnative
+                for a in (X.data, X.indices, X.indptr))):
         return X
-    copy = type(X)((np.require(data[:nnz], dtype=dtype.newbyteorder("="), requirements="C"),
-                    np.require(indices[:nnz].astype(index), requirements="C"),
-                    np.require(indptr.astype(index), requirements="C")), shape=(n, d),
+    copy = type(X)((np.require(X.data[:nnz], dtype=dtype.newbyteorder("="),
+                               requirements="C"),
+                    np.require(X.indices[:nnz], dtype=index, requirements="C"),
+                    np.require(X.indptr, dtype=index, requirements="C")), shape=(n, d),
                    copy=False)
     if not canonical:
         copy = copy.copy()  # sum_duplicates works in place: never on the user's arrays
@@ -82,57 +80,45 @@ def as_csr(X, name: str = "X"):
     return copy
 
 
-def _check_compressed(indptr, indices, data, n_pointers: int, n_indices: int,
-                      name: str) -> int:
-    """That a compressed matrix's offsets and indices describe it: n_pointers offsets from
-    0, never decreasing, within its arrays, and indices in [0, n_indices). Returns its
-    number of non-zeros."""
-    if indptr.ndim != 1 or len(indptr) != n_pointers:
+def _check_compressed(X, n_rows: int, n_indices: int, name: str) -> bool:
+    """That a compressed matrix's offsets and indices describe it: n_rows + 1 offsets from
+    0, never decreasing, within its arrays, and indices in [0, n_indices), in one read of
+    them (fastgd/_sparse.pxi). Whether each row's indices are strictly increasing."""
+    from fastgd._compiled import kernels
+    indptr, indices, data = X.indptr, X.indices, X.data
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise TypeError(f"{name}'s indptr and indices must be integers, got "
+                        f"{indptr.dtype} and {indices.dtype}")
+    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+        raise ValueError(f"{name} is malformed: its indptr, indices and data must be 1-D")
+    if len(indptr) != n_rows + 1:
         raise ValueError(f"{name} is malformed: its indptr has {len(indptr)} entries, "
-                         f"expected {n_pointers}")
-    if indices.ndim != 1 or data.ndim != 1:
-        raise ValueError(f"{name} is malformed: its indices and data must be 1-D")
-    if indptr[0] != 0:
+                         f"expected {n_rows + 1}")
+    both = np.result_type(indptr, indices)
+    index = both if both in (np.int32, np.int64) else np.int64  # unsigned: checked as signed
+    verdict, where = kernels.csr_structure(
+        np.require(indptr, dtype=index, requirements="C"),
+        np.require(indices, dtype=index, requirements="C"), len(data), n_indices)
+    if verdict == kernels.CSR_BAD_START:
         raise ValueError(f"{name} is malformed: its indptr starts at {indptr[0]}, not 0")
-    for lo in range(0, len(indptr) - 1, CHECK_BLOCK):
-        step = np.diff(indptr[lo:lo + CHECK_BLOCK + 1])
-        if (step < 0).any():
-            row = lo + int(np.argmax(step < 0))
-            raise ValueError(f"{name} is malformed: its indptr decreases after entry {row}")
-    nnz = int(indptr[-1])
-    if nnz > len(indices) or nnz > len(data):
-        raise ValueError(f"{name} is malformed: its indptr ends at {nnz} but it holds "
+    if verdict == kernels.CSR_DECREASING:
+        raise ValueError(f"{name} is malformed: its indptr decreases after entry {where}")
+    if verdict == kernels.CSR_PAST_END:
+        raise ValueError(f"{name} is malformed: its indptr ends at {where} but it holds "
                          f"{len(indices)} indices and {len(data)} values")
-    for lo in range(0, nnz, CHECK_BLOCK):
-        block = indices[lo:min(lo + CHECK_BLOCK, nnz)]
-        if block.min() < 0 or block.max() >= n_indices:
-            bad = lo + int(np.argmax((block < 0) | (block >= n_indices)))
-            raise ValueError(f"{name} is malformed: index {indices[bad]} (entry {bad}) is "
-                             f"outside [0, {n_indices})")
-    return nnz
+    if verdict == kernels.CSR_BAD_INDEX:
+        raise ValueError(f"{name} is malformed: index {indices[where]} (entry {where}) is "
+                         f"outside [0, {n_indices})")
+    return verdict == kernels.CSR_CANONICAL
 
 
 def _check_coordinates(X, name: str) -> None:
     n, d = X.shape
+    if not (len(X.row) == len(X.col) == len(X.data)):
+        raise ValueError(f"{name} is malformed: its row, col and data differ in length")
     for what, coords, size in (("row", X.row, n), ("column", X.col, d)):
         if len(coords) and (coords.min() < 0 or coords.max() >= size):
             raise ValueError(f"{name} is malformed: a {what} index is outside [0, {size})")
-    if not (len(X.row) == len(X.col) == len(X.data)):
-        raise ValueError(f"{name} is malformed: its row, col and data differ in length")
-
-
-def _canonical(indptr, indices, nnz: int) -> bool:
-    """Whether each row's indices are strictly increasing (sorted, no duplicates)."""
-    row_starts = indptr[1:-1]
-    for lo in range(0, nnz - 1, CHECK_BLOCK):
-        hi = min(lo + CHECK_BLOCK + 1, nnz)
-        rising = np.diff(indices[lo:hi].astype(np.int64)) > 0
-        # a fall from entry p to p + 1 is allowed where p + 1 starts a row
-        starts = row_starts[(row_starts > lo) & (row_starts < hi)] - lo - 1
-        rising[starts] = True
-        if not rising.all():
-            return False
-    return True
 
 
 def row_squared_norms(X, std, block_rows: int = 1 << 14) -> np.ndarray:

@@ -41,9 +41,9 @@ def grad_pass(problem, coef, intercept, n_threads=1):
         return (w * value).sum() / w.sum(), (X.T @ R).T, R.sum(axis=0)
 
 
-def csr_grad_pass(problem, coef, intercept, n_threads=1):
+def csr_grad_pass(problem, coef, intercept, n_threads=1, workspace=None):
     """grad_pass for CSR X (fastgd/_sparse.py): the same products, X @ W^T and X^T R,
-    by scipy on the stored entries, never densified."""
+    by scipy on the stored entries, never densified (`workspace`: the compiled pass's)."""
     return grad_pass(problem, coef, intercept)
 
 

@@ -1,0 +1,125 @@
+"""Sparse X (issue 20): the fused CSR pass against scipy's products, in one process.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/sparse.py \\
+        [--problems text-200k,text-1M,one-hot-1M] [--repeats 5] [--rounds 5]
+
+The problems:
+
+- text-200k, text-1M: text-like rows (200,000 or 1,000,000) hashed into 2^20 features,
+  as HashingVectorizer makes them: 50 words a row drawn from a Zipf law (numpy's zipf,
+  a = 1.1, a heavy head of common words and a long tail), hashed to columns; a word
+  repeated in a row adds up (about 42 stored entries a row), values log(1 + count),
+  rows scaled to unit norm (TF-IDF's l2 normalization); labels from a sparse linear model.
+- one-hot-1M: 1,000,000 rows of 20 categorical columns with 10 to 10,000 levels (log
+  spaced, 35,000 levels in all; levels drawn from a Zipf law) one-hot encoded, beside
+  10 dense standard-normal columns: 30 stored entries a row.
+
+Per problem, the median seconds of a pass (median over rounds of blocks of runs, after a
+warm-up; fastgd._timing), and the ratios against scipy's `X @ w` on one thread (scipy's
+products have one thread; the floor: one read of X) and against `X @ w` then
+`X.T @ (X @ w - y)` (the textbook gradient, two reads):
+
+- `fastgd 1 thread` / `2 threads`: the compiled kernel's pass (loss, gradient; X checked
+  already, as in training, where it is checked once);
+- `loss_and_grad`: the public function, which checks X's structure on every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import scipy.sparse as sp
+
+from fastgd import _compiled, _sparse, losses
+from fastgd._problem import Problem
+from fastgd._timing import block_medians
+from fastgd.bench import machine
+
+import fastgd
+
+
+def text_like(n, d=1 << 20, words=50, seed=0):
+    """Hashed Zipf words, counts log-scaled, rows of unit norm (see the module's docstring)."""
+    rng = np.random.default_rng(seed)
+    ranks = (rng.zipf(1.1, size=n * words) % (1 << 40)).astype(np.uint64)
+    columns = ((ranks * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)) % np.uint64(d)
+    X = sp.csr_matrix((np.ones(n * words), columns.astype(np.int32),
+                       np.arange(0, n * words + 1, words)), shape=(n, d))
+    X.sum_duplicates()
+    X.data = np.log1p(X.data)
+    norms = np.sqrt(np.add.reduceat(X.data ** 2, X.indptr[:-1]))
+    X.data /= np.repeat(norms, np.diff(X.indptr))
+    return X, labels(X, rng)
+
+
+def one_hot(n, seed=0):
+    """20 one-hot categorical columns (10 to 10,000 levels) and 10 dense ones."""
+    rng = np.random.default_rng(seed)
+    levels = np.geomspace(10, 10_000, 20).round().astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(levels)])
+    dense = 10
+    codes = [(rng.zipf(1.3, size=n) - 1) % size for size in levels]
+    columns = np.column_stack([offsets[c] + code for c, code in enumerate(codes)]
+                              + [np.broadcast_to(offsets[-1] + np.arange(dense), (n, dense))])
+    values = np.column_stack([np.ones((n, len(levels))), rng.standard_normal((n, dense))])
+    width = columns.shape[1]
+    X = sp.csr_matrix((values.ravel(), columns.ravel().astype(np.int32),
+                       np.arange(0, n * width + 1, width)), shape=(n, offsets[-1] + dense))
+    return X, labels(X, rng)
+
+
+def labels(X, rng):
+    w = rng.standard_normal(X.shape[1]) * (rng.random(X.shape[1]) < 0.1)
+    z = X @ w
+    z = (z - z.mean()) / (z.std() + 1e-12)
+    return (rng.random(X.shape[0]) < 1 / (1 + np.exp(-2 * z))).astype(np.float64)
+
+
+PROBLEMS = {"text-200k": lambda: text_like(200_000), "text-1M": lambda: text_like(1_000_000),
+            "one-hot-1M": lambda: one_hot(1_000_000)}
+
+
+def pass_timings(X, y, repeats, rounds):
+    kernels = _compiled.kernels
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(X.shape[1]) * 0.1
+    problem = Problem(X, y[:, None].copy(), None, losses.get("log"), 1)
+    coef, intercept = w[None].copy(), np.zeros(1)
+    workspace = {}  # the engine's: buffers kept from one pass to the next
+    candidates = {
+        "X @ w": lambda: X @ w,
+        "X @ w, X.T @ r": lambda: X.T @ (X @ w - y),
+        "fastgd 1 thread": lambda: kernels.csr_grad_pass(problem, coef, intercept, 1,
+                                                         workspace),
+        "fastgd 2 threads": lambda: kernels.csr_grad_pass(problem, coef, intercept, 2,
+                                                          workspace),
+        "loss_and_grad": lambda: fastgd.loss_and_grad(X, y, w, 0.0, loss="log"),
+    }
+    return block_medians(candidates, repeats, rounds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(machine())
+    print()
+    print("| problem | nnz | X @ w | X @ w, X.T @ r | fastgd 1 thread | fastgd 2 threads "
+          "| loss_and_grad |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.problems.split(","):
+        X, y = PROBLEMS[name]()
+        X = _sparse.as_csr(X)
+        t = pass_timings(X, y, args.repeats, args.rounds)
+        cells = [f"{t[c] * 1e3:.1f} ms ({t.ratio(c, 'X @ w'):.2f} x)"
+                 for c in ("X @ w, X.T @ r", "fastgd 1 thread", "fastgd 2 threads",
+                           "loss_and_grad")]
+        print(f"| {name} ({X.shape[0]:,} x {X.shape[1]:,}) | {X.nnz:,} "
+              f"| {t['X @ w'] * 1e3:.1f} ms | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
