@@ -23,9 +23,9 @@ import numpy as np
 
 from fastgd import _validation, reference
 from fastgd._compiled import kernels
-from fastgd._moments import Moments
+from fastgd._memory import in_memory
 from fastgd._problem import Problem, splitmix64
-from fastgd._validation import as_matrix, as_sample_weight, as_targets
+from fastgd._validation import as_data, as_sample_weight, as_targets
 from fastgd.losses import constant_loss_sum
 
 
@@ -51,15 +51,16 @@ def _known_rows(array):
 
 def _pack(X, Y, sample_weight, k, check_targets=None):
     """One shard, on its worker: (X, Y, sample_weight, their weight), arrays the kernels read
-    in place, y and the weights checked as in memory (X, as in memory, only if a loss comes
-    out non-finite; Y by check_targets, the loss's domain, if given)."""
-    X = as_matrix(np.asarray(X))
-    Y = as_targets(np.asarray(Y), len(X), k, X.dtype)
+    in place (X dense, or scipy.sparse checked into CSR), y and the weights checked as in
+    memory (X's values, as in memory, only if a loss comes out non-finite; Y by
+    check_targets, the loss's domain, if given)."""
+    X = as_data(X if hasattr(X, "tocsr") else np.asarray(X))
+    n = X.shape[0]
+    Y = as_targets(np.asarray(Y), n, k, X.dtype)
     if check_targets is not None:
         check_targets(Y)
-    sample_weight = as_sample_weight(sample_weight, len(X), X.dtype, shard=True)
-    weight = float(len(X)) if sample_weight is None else float(
-        sample_weight.sum(dtype=np.float64))
+    sample_weight = as_sample_weight(sample_weight, n, X.dtype, shard=True)
+    weight = float(n) if sample_weight is None else float(sample_weight.sum(dtype=np.float64))
     return X, Y, sample_weight, weight
 
 
@@ -93,51 +94,50 @@ def _weight(shard) -> float:
     return shard[3]
 
 
+def _engine(shard, n_threads):
+    """The in-memory engine (fastgd/_memory.py) for a shard's X, on this worker's threads."""
+    return in_memory(shard[0], kernels, _worker_threads(n_threads))
+
+
+def _problem(shard, loss, k, targets=True) -> Problem:
+    X, Y, sample_weight, _ = shard
+    return Problem(X, Y if targets else None, sample_weight, loss, k)
+
+
 def _grad_pass(shard, coef, intercept, loss, k, n_threads, zero_targets=False):
     weight = _weight(shard)
     if weight == 0.0:  # carries no gradient (and its mean would be 0 / 0)
         return weight, None
-    X, Y, sample_weight, _ = shard
-    if zero_targets:
-        Y = np.zeros((len(X), 1), dtype=X.dtype)
-    return weight, kernels.grad_pass(Problem(X, Y, sample_weight, loss, k), coef, intercept,
-                                     n_threads=_worker_threads(n_threads))
+    return weight, _engine(shard, n_threads).loss_and_grad(
+        _problem(shard, loss, k, targets=not zero_targets), coef, intercept)
 
 
 def _hessian_pass(shard, theta, std, loss, k, n_threads):
     weight = _weight(shard)
     if weight == 0.0:
         return weight, None
-    X, Y, sample_weight, _ = shard
-    return weight, kernels.hessian_pass(Problem(X, Y, sample_weight, loss, k), theta, std,
-                                        n_threads=_worker_threads(n_threads))
+    return weight, _engine(shard, n_threads).hessian(_problem(shard, loss, k), theta, std)
 
 
 def _hessian_vector_pass(shard, theta, std, vector, loss, k, n_threads):
     weight = _weight(shard)
     if weight == 0.0:
         return weight, None
-    X, Y, sample_weight, _ = shard
-    return weight, kernels.hessian_vector_pass(Problem(X, Y, sample_weight, loss, k), theta,
-                                               std, vector,
-                                               n_threads=_worker_threads(n_threads))
+    return weight, _engine(shard, n_threads).hessian_vector(_problem(shard, loss, k), theta,
+                                                            std, vector)
 
 
 def _moments_pass(shard, loss, k, n_threads):
     if _weight(shard) == 0.0:
         return None
-    X, Y, sample_weight, _ = shard
-    return kernels.moments_pass(Problem(X, Y, sample_weight, loss, k),
-                                n_threads=_worker_threads(n_threads))
+    return _engine(shard, n_threads).moments(_problem(shard, loss, k))
 
 
 def _column_stats(shard, n_threads):
     weight = _weight(shard)
     if weight == 0.0:
         return weight, None
-    X, _, sample_weight, _ = shard
-    return weight, kernels.column_stats(Problem(X, None, sample_weight, None),
-                                        n_threads=_worker_threads(n_threads))
+    return weight, _engine(shard, n_threads).column_stats(_problem(shard, None, 1, False))
 
 
 @dataclass
@@ -309,10 +309,9 @@ class DaskEngine:
         """Each shard's moments, merged in shard order (Moments.merged)."""
         _held(problem)
         merged = None
-        for result in problem.X.map(_moments_pass, problem.rows, loss=problem.loss,
-                                    k=problem.k, n_threads=self.n_threads):
-            if result is not None:
-                part = Moments.of(result, problem.n_features)
+        for part in problem.X.map(_moments_pass, problem.rows, loss=problem.loss,
+                                  k=problem.k, n_threads=self.n_threads):
+            if part is not None:
                 merged = part if merged is None else merged.merged(part)
         if merged is None:
             raise ValueError("sample_weight must not be all zero")
@@ -407,9 +406,9 @@ def _local_epoch(shard, number, theta, state, plan, loss, k, n_threads):
     keys = plan.shuffle_keys
     if keys is not None:  # each shard its own order
         keys = tuple(splitmix64(key ^ number) for key in keys)
-    plan = replace(plan, batch_size=min(plan.batch_size, len(X)), shuffle_keys=keys)
-    total, weight, steps = kernels.run_epoch(Problem(X, Y, sample_weight, loss, k), theta,
-                                             state, plan, n_threads=_worker_threads(n_threads))
+    plan = replace(plan, batch_size=min(plan.batch_size, X.shape[0]), shuffle_keys=keys)
+    total, weight, steps = _engine(shard, n_threads).run_epoch(
+        Problem(X, Y, sample_weight, loss, k), theta, state, plan)
     return weight, (theta, state, total, steps)
 
 

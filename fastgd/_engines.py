@@ -1,160 +1,22 @@
-"""The engines for data in memory, and the one place that picks an engine for an X.
-
-`InMemory` implements the engine interface (fastgd/_problem.py) for NumPy arrays on top of a
-module of three passes with one signature: the compiled kernels (fastgd/_kernels.pxi, the
-default) or fastgd.reference (plain NumPy, the definition of correct). Its other reads of
-the data are NumPy code shared by both, so `engine="numpy"` checks the compiled engine step
-for step through the very same training loop.
-"""
+"""The one place that picks an engine for an X: in this process (fastgd/_memory.py: NumPy
+arrays, sparse CSR, over the compiled kernels or fastgd.reference) or on a Dask cluster
+(fastgd/_dask.py)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from functools import partial
-
-import numpy as np
-
-from fastgd import _compiled, _dask, _sparse, reference
-from fastgd._moments import Moments
-from fastgd._problem import EpochPlan, Problem
+from fastgd import _compiled, _dask, reference
+from fastgd._memory import InMemory, Sparse, in_memory
 from fastgd._threads import effective_n_threads
-from fastgd._validation import raise_if_nonfinite
-from fastgd.losses import constant_loss_sum
 
-SAMPLED_ROWS = 64  # rows of X, y and the weights hashed into a fingerprint
-
-
-class InMemory:
-    """An engine over NumPy arrays: a module's grad_pass, hessian_pass, column_stats and
-    run_epoch."""
-
-    def __init__(self, module, n_threads: int):
-        self.module, self.n_threads = module, n_threads
-        self._zeros = None  # the zero targets of the curvature's passes, made once
-
-    def n_rows(self, problem: Problem) -> int:
-        return problem.X.shape[0] if problem.rows is None else len(problem.rows)
-
-    def loss_and_grad(self, problem: Problem, coef, intercept):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
-        return self.module.grad_pass(problem, coef, intercept, n_threads=self.n_threads)
-
-    def zero_targets(self, X):
-        """Targets of zero (n, 1) in X's dtype, allocated once for all the passes of X."""
-        if self._zeros is None or self._zeros.shape[0] != X.shape[0] or (
-                self._zeros.dtype != X.dtype):
-            self._zeros = np.zeros((X.shape[0], 1), dtype=X.dtype)
-        return self._zeros
-
-    def hessian(self, problem: Problem, theta, std):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
-        return self.module.hessian_pass(problem, theta, std, n_threads=self.n_threads)
-
-    def hessian_vector(self, problem: Problem, theta, std, vector):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
-        return self.module.hessian_vector_pass(problem, theta, std, vector,
-                                               n_threads=self.n_threads)
-
-    def moments(self, problem: Problem) -> Moments:
-        return Moments.of(self.module.moments_pass(problem, n_threads=self.n_threads),
-                          problem.n_features)
-
-    def column_stats(self, problem: Problem):
-        return self.module.column_stats(problem, n_threads=self.n_threads)
-
-    def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
-        return self.module.run_epoch(problem, theta, state, plan, n_threads=self.n_threads)
-
-    def raise_if_nonfinite(self, problem: Problem) -> None:
-        raise_if_nonfinite(problem.X)
-
-    def largest_row_norm(self, problem: Problem, std) -> float:
-        sample_weight = problem.sample_weight
-        mean_weight = 1.0 if sample_weight is None else float(
-            sample_weight.mean(dtype=np.float64))
-        return reference.largest_row_norm(problem.X, sample_weight, std, mean_weight)
-
-    def constant_loss(self, problem: Problem) -> float:
-        """Y is read by blocks of rows (bounded temporaries); X not at all."""
-        loss, Y, sample_weight = problem.loss, problem.Y, problem.sample_weight
-        total, sums = loss.target_sums(Y, sample_weight, problem.k)
-        return loss.constant_loss(total, sums,
-                                  lambda z: constant_loss_sum(loss, Y, sample_weight, z))
-
-    def fingerprint(self, problem: Problem, digest) -> dict:
-        """A hash of SAMPLED_ROWS whole rows of X, Y and the weights, and X's dtype."""
-        n = problem.X.shape[0]
-        rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.intp))
-        for part in self.sampled(problem.X, rows) + tuple(
-                part[rows] for part in (problem.Y, problem.sample_weight) if part is not None):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        return {"dtype": problem.X.dtype.str, "blocks": None}
-
-    def sampled(self, X, rows) -> tuple:
-        """What a fingerprint hashes of X's sampled rows: the rows."""
-        return (X[rows],)
-
-
-class Sparse(InMemory):
-    """An engine over CSR X (fastgd/_sparse.py: checked, canonical): the module's csr_grad_pass
-    and csr_column_stats, its other reads from the stored entries. Per pass O(nnz + d),
-    standardization included (implicit, as for dense X)."""
-
-    def __init__(self, module, n_threads: int):
-        super().__init__(module, n_threads)
-        self.workspace = {}  # the passes' buffers, kept from one pass to the next
-
-    def loss_and_grad(self, problem: Problem, coef, intercept):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
-        return self.module.csr_grad_pass(problem, coef, intercept, n_threads=self.n_threads,
-                                         workspace=self.workspace)
-
-    def column_stats(self, problem: Problem):
-        return self.module.csr_column_stats(problem, n_threads=self.n_threads)
-
-    def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
-        return reference.run_epoch(problem, theta, state, plan, grad_pass=partial(
-            self.module.csr_grad_pass, n_threads=1))
-
-    def hessian(self, problem: Problem, theta, std):
-        raise ValueError(SECOND_ORDER_ON_SPARSE)
-
-    def hessian_vector(self, problem: Problem, theta, std, vector):
-        raise ValueError(SECOND_ORDER_ON_SPARSE)
-
-    def moments(self, problem: Problem) -> Moments:
-        raise ValueError(SECOND_ORDER_ON_SPARSE)
-
-    def largest_row_norm(self, problem: Problem, std) -> float:
-        norms = _sparse.row_squared_norms(problem.X, std) + 1.0
-        if problem.sample_weight is not None:
-            weight = problem.sample_weight.astype(np.float64)
-            norms *= weight / weight.mean()
-        return float(norms.max())
-
-    def sampled(self, X, rows) -> tuple:
-        """The sampled rows' stored entries (a checkpoint resumes on the same data in the
-        same format)."""
-        sample = X[rows]
-        return sample.indptr, sample.indices, sample.data
-
-
-SECOND_ORDER_ON_SPARSE = ("optimizer='newton' does not train on sparse X yet: use "
-                          "optimizer='lbfgs' (what optimizer='auto' picks for sparse X)")
+__all__ = ["ENGINES", "InMemory", "Sparse", "engine_for"]
 
 ENGINES = {"cython": None, "numpy": reference}  # None: the compiled build this CPU runs
 
 
 def engine_for(X, engine: str = "cython", n_threads=None):
     """The engine for X: for a Dask engine's shards the Dask engine (n_threads resolved on
-    each worker, for its cores), else `engine`'s in-memory one on the threads n_threads
-    resolves to (fastgd._threads)."""
+    each worker, for its cores), else `engine`'s in-memory one (dense or sparse X) on the
+    threads n_threads resolves to (fastgd._threads)."""
     if isinstance(X, _dask.Shards):
         return _dask.DaskEngine(n_threads)
-    module = ENGINES[engine] or _compiled.kernels
-    kind = Sparse if _sparse.is_sparse(X) else InMemory
-    return kind(module, effective_n_threads(n_threads))
+    return in_memory(X, ENGINES[engine] or _compiled.kernels, effective_n_threads(n_threads))

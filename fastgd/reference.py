@@ -17,6 +17,7 @@ import numpy as np
 from fastgd import _design
 from fastgd._api import make_loss_and_grad
 from fastgd._problem import Problem
+from fastgd._sparse import is_sparse, row_squared_norms
 
 
 def _weights(sample_weight, n):
@@ -139,7 +140,13 @@ BLOCK_ELEMENTS = 1 << 15  # of X per NumPy block when measuring row norms (256 K
 
 def largest_row_norm(X, sample_weight, std, mean_weight) -> float:
     """max over rows of (|x_i|^2 + 1) x weight_i / mean_weight (x_i standardized by std),
-    in NumPy by blocks of rows: the smoothness of a batch of one (fastgd.solvers.curvature)."""
+    in NumPy by blocks of rows: the smoothness of a batch of one (fastgd.solvers.curvature).
+    CSR X: from its stored entries (fastgd/_sparse.py: row_squared_norms)."""
+    if is_sparse(X):
+        norms = row_squared_norms(X, std) + 1.0
+        if sample_weight is not None:
+            norms *= sample_weight / mean_weight
+        return float(norms.max())
     largest = 0.0
     block = max(1, BLOCK_ELEMENTS // X.shape[1])
     for lo in range(0, X.shape[0], block):

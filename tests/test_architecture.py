@@ -308,18 +308,18 @@ def fastgd_load(path):
 
 
 def test_every_engine_has_the_protocols_methods():
-    """InMemory and DaskEngine implement every method of the Engine protocol, with its
-    parameters."""
+    """InMemory, Sparse and DaskEngine implement every method of the Engine protocol, with
+    its parameters."""
     import inspect
 
     from fastgd._dask import DaskEngine
-    from fastgd._engines import InMemory
+    from fastgd._memory import InMemory, Sparse
     from fastgd._problem import Engine
 
     wanted = {name: inspect.signature(f) for name, f in vars(Engine).items()
               if inspect.isfunction(f) and not name.startswith("_")}
     assert len(wanted) == 11
-    for engine in (InMemory, DaskEngine):
+    for engine in (InMemory, Sparse, DaskEngine):
         for name, signature in wanted.items():
             assert list(inspect.signature(getattr(engine, name)).parameters) == list(
                 signature.parameters), (engine.__name__, name)

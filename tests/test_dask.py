@@ -464,3 +464,41 @@ def test_checkpoint_and_resume_on_a_cluster(client, tmp_path):
     assert_same_fit(resumed, uninterrupted)
     with pytest.raises(ValueError, match="was written for other data"):
         GDRegressor(**settings).fit(Xd[:2000], yd[:2000], client=client, resume=path)
+
+
+def test_sparse_blocks_train_as_in_memory(client):
+    """A Dask array whose blocks are scipy.sparse CSR matrices: the passes run the CSR
+    kernels on the workers; a fit equals the in-memory sparse fit (full batch: the same
+    steps; mini-batches: local epochs, as for dense blocks) and predicts blocks lazily."""
+    import scipy.sparse as sp
+
+    from fastgd import GDRegressor
+    X = sp.random(2000, 60, density=0.1, format="csr", random_state=0)
+    rng = np.random.default_rng(0)
+    y = X @ rng.normal(size=60) + 0.5
+    sw = rng.uniform(0.5, 1.5, 2000)
+    Xd = da.from_array(X, chunks=(700, 60), asarray=False)
+    assert sp.issparse(Xd.blocks[0].compute())
+    settings = dict(optimizer="lbfgs", alpha=1e-3, tol=1e-10, max_epochs=50)
+    in_memory = GDRegressor(**settings).fit(X, y, sample_weight=sw)
+    model = GDRegressor(**settings).fit(Xd, da.from_array(y, chunks=700),
+                                        sample_weight=da.from_array(sw, chunks=700))
+    np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(model.mean_, in_memory.mean_, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(model.predict(Xd).compute(), in_memory.predict(X), rtol=1e-8)
+    shards = _dask.Shards.of(Xd, da.from_array(y, chunks=700), client=client)
+    problem = on_shards(shards, "squared")
+    coef, intercept = rng.normal(size=(1, 60)), np.array([0.1])
+    expected = IN_MEMORY.loss_and_grad(Problem(X.toarray(), y[:, None], None,
+                                               losses.get("squared")), coef, intercept)
+    for a, b in zip(ON_SHARDS.loss_and_grad(problem, coef, intercept), expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+    assert ON_SHARDS.largest_row_norm(problem, None) == pytest.approx(
+        IN_MEMORY.largest_row_norm(Problem(X.toarray(), None, None, None), None), rel=1e-12)
+    shards.release()
+    sgd = GDRegressor(optimizer="sgd", batch_size=50, learning_rate=0.01, max_epochs=2,
+                      tol=None, random_state=0)
+    dense = GDRegressor(**sgd.get_params()).fit(da.from_array(X.toarray(), chunks=(700, 60)),
+                                                da.from_array(y, chunks=700))
+    sgd.fit(Xd, da.from_array(y, chunks=700))
+    np.testing.assert_allclose(sgd.coef_, dense.coef_, rtol=1e-9, atol=1e-12)
