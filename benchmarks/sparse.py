@@ -1,7 +1,7 @@
 """Sparse X (issue 20): the fused CSR pass against scipy's products, in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/sparse.py \\
-        [--problems text-200k,text-1M,one-hot-1M] [--repeats 5] [--rounds 5]
+        [--problems text-200k,text-1M,one-hot-1M] [--repeats 5] [--rounds 5] [--fits]
 
 The problems:
 
@@ -22,6 +22,16 @@ products have one thread; the floor: one read of X) and against `X @ w` then
 - `fastgd 1 thread` / `2 threads`: the compiled kernel's pass (loss, gradient; X checked
   already, as in training, where it is checked once);
 - `loss_and_grad`: the public function, which checks X's structure on every call.
+
+With --fits, seconds to a trained model instead: L2 logistic regression, the objective
+mean log-loss + alpha/2 |w|^2 in X's own units (alpha = 1/n: scikit-learn's C = 1; no
+standardization, as scikit-learn leaves sparse X), until within 1e-6 of the optimum
+(f - f* <= 1e-6 (f_constant - f*); f* from fastgd's L-BFGS to rounding), each method's
+tolerance tightened until it gets there (benchmarks/time_to_model.py's rule), a fit cut
+off after BUDGET seconds. fastgd's default solver (optimizer="auto") with
+standardize=False (the same objective) against LogisticRegression's liblinear, saga and
+lbfgs. glum is left out: its Newton solver forms a d x d Hessian (2^20 features: 8 TiB;
+the one-hot problem's 35,000: 9.8 GB).
 """
 
 from __future__ import annotations
@@ -30,6 +40,11 @@ import argparse
 
 import numpy as np
 import scipy.sparse as sp
+
+import sys
+import time
+import warnings
+from pathlib import Path
 
 from fastgd import _compiled, _sparse, losses
 from fastgd._problem import Problem
@@ -99,14 +114,85 @@ def pass_timings(X, y, repeats, rounds):
     return block_medians(candidates, repeats, rounds)
 
 
+BUDGET = 300.0  # seconds a fit may take: the slowest peers' runs are cut off there
+OPTIMUM_BUDGET = 120.0  # seconds of L-BFGS to rounding for f*
+
+
+def log_objective(X, y, alpha):
+    def objective(coef, intercept):
+        z = X @ np.ravel(coef) + float(np.ravel(intercept)[0])
+        return float(np.mean(np.logaddexp(0, z) - y * z) + alpha / 2 * np.sum(
+            np.square(coef)))
+    return objective
+
+
+def fastgd_fit(X, y, alpha, tol, budget=BUDGET):
+    start = time.perf_counter()
+    model = fastgd.GDClassifier(alpha=alpha, tol=tol, standardize=False, max_epochs=100_000,
+                                callbacks=lambda figures: time.perf_counter() - start > budget,
+                                **({} if tol else dict(tolerance_grad=0.0,
+                                                       tolerance_change=0.0))).fit(X, y)
+    return model.coef_, model.intercept_, model.solver_
+
+
+def sklearn_fit(solver, X, y, alpha, tol):
+    from sklearn.linear_model import LogisticRegression
+    model = LogisticRegression(C=1 / (len(y) * alpha), solver=solver, tol=tol,
+                               max_iter=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    return model.coef_, model.intercept_
+
+
+def fit_timings(X, y):
+    """Seconds to within 1e-6 of the optimum, per method (time_to_model.py's rule)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import time_to_model as ttm
+
+    ttm.BUDGET = BUDGET
+    alpha = 1.0 / len(y)
+    objective = log_objective(X, y, alpha)
+    coef, intercept, _ = fastgd_fit(X, y, alpha, 0.0, OPTIMUM_BUDGET)
+    best = objective(coef, intercept)
+    p = y.mean()
+    constant = float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
+    target = best + ttm.ACCURACY * (constant - best)
+    tols = [1e-4, 1e-6, 1e-8]
+    rows = {}
+    solver = fastgd_fit(X, y, alpha, 1e-6)[2]
+    methods = {f"fastgd default ({solver})": lambda t: fastgd_fit(X, y, alpha, t)[:2]}
+    for name in ("liblinear", "saga", "lbfgs"):
+        methods[f"LogisticRegression({name})"] = (
+            lambda t, name=name: sklearn_fit(name, X, y, alpha, t))
+    for name, fit in methods.items():
+        seconds, how = ttm.time_to_model(fit, objective, target,
+                                         [1e-6, 1e-8, 1e-10] if "fastgd" in name else tols, 1)
+        rows[name] = (seconds, how)
+        shown = "not reached" if seconds is None else f"{seconds:.2f} s (tol {how:g})"
+        print(f"  {name}: {shown}", flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fits", action="store_true", help="seconds to a trained model")
     args = parser.parse_args()
     print(machine())
     print()
+    if args.fits:
+        for name in args.problems.split(","):
+            X, y = PROBLEMS[name]()
+            print(f"{name} ({X.shape[0]:,} x {X.shape[1]:,}, {X.nnz:,} stored):")
+            rows = fit_timings(_sparse.as_csr(X), y)
+            peers = [s for n, (s, _) in rows.items() if s is not None and "fastgd" not in n]
+            ours = [s for n, (s, _) in rows.items() if s is not None and "fastgd" in n]
+            if peers and ours:
+                print(f"  default vs fastest peer: {min(peers) / ours[0]:.2f} x faster")
+        return
     print("| problem | nnz | X @ w | X @ w, X.T @ r | fastgd 1 thread | fastgd 2 threads "
           "| loss_and_grad |")
     print("|---|---|---|---|---|---|---|")

@@ -282,45 +282,50 @@ cdef void pack_block(const floating* X, Layout lay, Py_ssize_t d, const floating
                      Py_ssize_t padded, Py_ssize_t block, double* panels,
                      double* terms) noexcept nogil:
     """Rows start..start+m-1 (of `rows` if given) packed into panels in trained units, and
-    for each its terms: [w loss, w, w dloss/dz (k), z (k), w h (pairs)]. All the rows are
-    packed before any is read back (a row read right after its stores waits for them)."""
-    cdef Py_ssize_t i, a, b, r, q
-    cdef double w, zero_one
+    for each its terms (row_terms). All the rows are packed before any is read back (a row
+    read right after its stores waits for them)."""
+    cdef Py_ssize_t i, a, r
     cdef double* t
     cdef double* z
-    cdef double* dz
-    cdef const floating* y
     for i in range(m):
         r = start + i if rows == NULL else rows[start + i]
         pack_row(X + r * lay.rs, lay.cs, d, mean, inverse, panels + i * 8, block * 8)
         panel_at(panels, block, i, d)[0] = 1.0
     for i in range(m):
         r = start + i if rows == NULL else rows[start + i]
-        y = Y + r * loss.ky
         t = terms + i * (2 + 2 * k + pairs)
-        dz = t + 2
-        z = dz + k
+        z = t + 2 + k
         for a in range(k):
             z[a] = fastgd_panel_dot(panels + i * 8, block * 8, Theta + a * padded,
                                     padded // 8)
-            dz[a] = z[a]
-        w = 1.0 if sw == NULL else <double>sw[r]
-        t[0] = w * row_loss(loss, k, dz, y)
-        t[1] = w
-        q = 0
-        if loss.kind == MULTINOMIAL:  # p = dloss/dz + onehot(y); h_ab = p_a ([a == b] - p_b)
-            for a in range(k):
-                for b in range(a, k):
-                    zero_one = 1.0 if a == b else 0.0
-                    t[2 + 2 * k + q] = w * ((dz[a] + (1.0 if a == <Py_ssize_t>y[0] else 0.0))
-                                            * (zero_one - dz[b]
-                                               - (1.0 if b == <Py_ssize_t>y[0] else 0.0)))
-                    q = q + 1
-        else:
-            for a in range(k):
-                t[2 + 2 * k + a] = w * elementwise_d2loss(loss, z[a], y[a])
+        row_terms(loss, k, Y + r * loss.ky, 1.0 if sw == NULL else <double>sw[r], t)
+
+
+cdef inline void row_terms(const Loss* loss, Py_ssize_t k, const floating* y, double w,
+                           double* t) noexcept nogil:
+    """A row's terms from its outputs z (in t[2 + k : 2 + 2 k]) and weight w: t becomes
+    [w loss, w, w dloss/dz (k), z (k), w h (a pair of outputs each, hessian_pairs)]."""
+    cdef Py_ssize_t a, b, q = 0
+    cdef double zero_one
+    cdef double* dz = t + 2
+    cdef double* z = dz + k
+    for a in range(k):
+        dz[a] = z[a]
+    t[0] = w * row_loss(loss, k, dz, y)
+    t[1] = w
+    if loss.kind == MULTINOMIAL:  # p = dloss/dz + onehot(y); h_ab = p_a ([a == b] - p_b)
         for a in range(k):
-            dz[a] = w * dz[a]
+            for b in range(a, k):
+                zero_one = 1.0 if a == b else 0.0
+                t[2 + 2 * k + q] = w * ((dz[a] + (1.0 if a == <Py_ssize_t>y[0] else 0.0))
+                                        * (zero_one - dz[b]
+                                           - (1.0 if b == <Py_ssize_t>y[0] else 0.0)))
+                q = q + 1
+    else:
+        for a in range(k):
+            t[2 + 2 * k + a] = w * elementwise_d2loss(loss, z[a], y[a])
+    for a in range(k):
+        dz[a] = w * dz[a]
 
 
 cdef inline void pack_row(const floating* x, Py_ssize_t cs, Py_ssize_t d, const double* mean,

@@ -128,20 +128,25 @@ class Sparse(InMemory):
             self.module.csr_grad_pass, n_threads=1))
 
     def hessian(self, problem: Problem, theta, std):
-        raise ValueError(SECOND_ORDER_ON_SPARSE)
+        if problem.Y is None:
+            problem = replace(problem, Y=self.zero_targets(problem.X))
+        return self.module.csr_hessian_pass(problem, theta, std, n_threads=self.n_threads)
 
     def hessian_vector(self, problem: Problem, theta, std, vector):
-        raise ValueError(SECOND_ORDER_ON_SPARSE)
+        if problem.Y is None:
+            problem = replace(problem, Y=self.zero_targets(problem.X))
+        return self.module.csr_hessian_vector_pass(problem, theta, std, vector,
+                                                   n_threads=self.n_threads,
+                                                   workspace=self.workspace)
 
     def moments(self, problem: Problem) -> Moments:
-        raise ValueError(SECOND_ORDER_ON_SPARSE)
+        """Not on CSR rows (their centered cross-products are dense): Newton reads a
+        quadratic loss's Hessian pass instead (solvers/newton.py: reads_moments)."""
+        raise ValueError("sparse X has no moments pass: its Newton steps read the Hessian "
+                         "pass")
 
     def sampled(self, X, rows) -> tuple:
         """The sampled rows' stored entries (a checkpoint resumes on the same data in the
         same format)."""
         sample = X[rows]
         return sample.indptr, sample.indices, sample.data
-
-
-SECOND_ORDER_ON_SPARSE = ("optimizer='newton' does not train on sparse X yet: use "
-                          "optimizer='lbfgs' (what optimizer='auto' picks for sparse X)")

@@ -90,8 +90,8 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
                                const floating* sw, const double* coef,
                                const double* intercept, const Loss* loss, Py_ssize_t k,
                                const Py_ssize_t* rows, Py_ssize_t start, Py_ssize_t stop,
-                               Py_ssize_t nnz, double* pairs, double* sums,
-                               double* z) noexcept nogil:
+                               Py_ssize_t nnz, double* pairs, double* sums, double* z,
+                               Py_ssize_t hv_pairs) noexcept nogil:
     """Gradient sums of positions [start, stop) (rows[p], or p without rows): pairs
     (2 k d doubles) become (parameter, gradient sum) of each coefficient, sums (k +
     N_SCALARS) those of the intercepts, the loss and the weight. RESIDUAL_RUN rows at a
@@ -100,7 +100,11 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
     their residuals (one output: the
     loss's vectorized loop, run_residuals; measured 1.3 x faster than a row at a time on
     one-hot rows), then their gradients scattered into the pairs while the rows' entries
-    are in L1. z: RESIDUAL_RUN k doubles."""
+    are in L1. z: RESIDUAL_RUN k doubles, and 2 + k + hv_pairs more.
+
+    hv_pairs >= 0: the Hessian-vector pass of a loss of k / 2 outputs and hv_pairs pairs
+    of them (hessian_vector_residuals): coef and intercept are the model's, then the
+    vector's, and the sums their gradient's, then H v's."""
     cdef Py_ssize_t nw = k * d, p, i, o, j, q, g, lo, m
     cdef bint ahead = 16 * nw > PREFETCH_MIN_BYTES
     cdef double loss_sum = 0.0, weight_sum = 0.0
@@ -121,7 +125,14 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
                 z[q * k + o] = csr_dot(values + lo, columns + lo, m, pairs + 2 * o * d, 2,
                                        columns + min(lo + PREFETCH_ENTRIES, nnz - m)
                                        if o == 0 and ahead else NULL) + intercept[o]
-        if k == 1 and rows == NULL:
+        if hv_pairs >= 0:
+            for q in range(g):
+                i = p + q if rows == NULL else rows[p + q]
+                hessian_vector_residuals(loss, k // 2, hv_pairs, z + q * k, y + i * loss.ky,
+                                         1.0 if sw == NULL else <double>sw[i],
+                                         z + RESIDUAL_RUN * k, &loss_sum, &weight_sum)
+            add_residuals(z, k, g, k, sums)
+        elif k == 1 and rows == NULL:
             run_residuals(loss, z, y + p, NULL if sw == NULL else sw + p, g, sums)
         elif k == 1:
             for q in range(g):
@@ -144,19 +155,51 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
     sums[k + SUM_W] += weight_sum
 
 
+cdef inline void hessian_vector_residuals(const Loss* loss, Py_ssize_t k, Py_ssize_t pairs,
+                                         double* z, const floating* y, double w, double* t,
+                                         double* loss_sum, double* weight_sum) noexcept nogil:
+    """A row's outputs z (k) and u = a . v (k) become w dloss/dz (k) and q_a = sum_b
+    w h_ab u_b (k): the residuals of the gradient and of H v (t: the row's terms,
+    row_terms)."""
+    cdef Py_ssize_t a, b, q = 0
+    cdef double* u = z + k
+    cdef double* h = t + 2 + 2 * k
+    for a in range(k):
+        t[2 + k + a] = z[a]
+    row_terms(loss, k, y, w, t)
+    loss_sum[0] += t[0]
+    weight_sum[0] += t[1]
+    for a in range(k):
+        z[a] = t[2 + a]
+    if pairs == k and loss.kind != MULTINOMIAL:  # the diagonal: each output alone
+        for a in range(k):
+            u[a] = h[a] * u[a]
+        return
+    for a in range(k):  # h_ab for a <= b, in hessian_pairs' order: q = H_row u
+        t[2 + k + a] = 0.0
+    for a in range(k):
+        for b in range(a, k):
+            t[2 + k + a] += h[q] * u[b]
+            if a != b:
+                t[2 + k + b] += h[q] * u[a]
+            q = q + 1
+    for a in range(k):
+        u[a] = t[2 + k + a]
+
+
 cdef void csr_chunk_sums(const floating* values, const index_t* columns,
                          const index_t* indptr, Py_ssize_t d, const floating* y,
                          const floating* sw, const double* coef, const double* intercept,
                          const Loss* loss, const Py_ssize_t* rows, Py_ssize_t start,
                          Py_ssize_t stop, Py_ssize_t nnz, double* pairs, double* sums,
-                         double* z) noexcept nogil:
+                         double* z, Py_ssize_t outputs, Py_ssize_t hv_pairs) noexcept nogil:
     """csr_rows_sums with k = 1 known to the compiler for one output."""
-    if loss.k == 1:
+    if outputs == 1:
         csr_rows_sums(values, columns, indptr, d, y, sw, coef, intercept, loss, 1, rows,
-                      start, stop, nnz, pairs, sums, z)
+                      start, stop, nnz, pairs, sums, z, hv_pairs)
     else:
-        csr_rows_sums(values, columns, indptr, d, y, sw, coef, intercept, loss, loss.k, rows,
-                      start, stop, nnz, pairs, sums, z)
+        csr_rows_sums(values, columns, indptr, d, y, sw, coef, intercept, loss, outputs, rows,
+                      start, stop, nnz, pairs, sums, z, hv_pairs)
 
 
 cdef void add_chunk_columns(const double* partial, Py_ssize_t n_chunks, Py_ssize_t stride,
@@ -224,24 +267,31 @@ def _csr_grad_pass(const floating[::1] values, const index_t[::1] columns,
                    const index_t[::1] indptr, Py_ssize_t d, const floating[:, ::1] Y,
                    const floating[::1] sample_weight, const double[:, ::1] coef,
                    const double[::1] intercept, loss, int n_threads, dict workspace,
-                   const Py_ssize_t[::1] rows=None):
-    cdef Py_ssize_t k = coef.shape[0], n = csr_rows(values, columns, indptr)
-    if coef.shape[1] != d or intercept.shape[0] != k:
-        raise ValueError(f"coef must have shape ({k}, {d}) and intercept ({k},)")
+                   const Py_ssize_t[::1] rows=None, bint hessian_vector=False):
+    """The pass; with hessian_vector, coef and intercept stack the model's and the
+    vector's (2 k rows) and the result is the sums of both (csr_rows_sums)."""
+    cdef Py_ssize_t outputs = coef.shape[0], n = csr_rows(values, columns, indptr)
+    cdef Py_ssize_t k = outputs // 2 if hessian_vector else outputs
+    if coef.shape[1] != d or intercept.shape[0] != outputs or (hessian_vector
+                                                                and outputs % 2):
+        raise ValueError(f"coef must have shape ({outputs}, {d}) and intercept ({outputs},)")
     cdef Loss spec = checked_loss(loss, k, n, Y, sample_weight)
+    cdef Py_ssize_t hv_pairs = len(loss.hessian_pairs(k)) if hessian_vector else -1
     cdef Order order = make_order(None, rows, n)
     if order.n == 0:
         raise ValueError("no rows to sum")
-    cdef Py_ssize_t nw = k * d, width = k + N_SCALARS, pair_stride = whole_lines(2 * nw)
+    cdef Py_ssize_t nw = outputs * d, width = outputs + N_SCALARS
+    cdef Py_ssize_t pair_stride = whole_lines(2 * nw)
     starts_array, work = csr_chunks(indptr, None if rows is None else np.asarray(rows), 2 * nw)
     cdef const Py_ssize_t[::1] starts = starts_array
     cdef Py_ssize_t n_chunks = starts.shape[0] - 1, c
     cdef double[:, ::1] pairs = buffer(workspace, "pairs", (n_chunks, pair_stride))
     cdef double[:, ::1] sums = aligned_array((n_chunks, whole_lines(width)), np.empty)
     cdef double[::1] total = np.empty(width)
-    cdef double[:, ::1] gradient = np.empty((k, d))
-    cdef int threads = csr_threads(n_threads, n_chunks, work * k)
-    cdef double[:, ::1] z = aligned_array((threads, whole_lines(RESIDUAL_RUN * k)))
+    cdef double[:, ::1] gradient = np.empty((outputs, d))
+    cdef int threads = csr_threads(n_threads, n_chunks, work * outputs)
+    cdef double[:, ::1] z = aligned_array(
+        (threads, whole_lines(RESIDUAL_RUN * outputs + 2 + outputs + max(hv_pairs, 0))))
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef const Py_ssize_t* rows_ptr = order.rows
     cdef const floating* values_ptr = &values[0] if values.shape[0] else NULL  # nnz may be 0
@@ -252,13 +302,35 @@ def _csr_grad_pass(const floating[::1] values, const index_t[::1] columns,
         for c in prange(n_chunks, num_threads=threads, schedule="dynamic"):
             csr_chunk_sums(values_ptr, columns_ptr, &indptr[0], d, &Y[0, 0], swp, &coef[0, 0],
                            &intercept[0], &spec, rows_ptr, starts[c], starts[c + 1], nnz,
-                           &pairs[c, 0], &sums[c, 0], &z[omp_get_thread_num(), 0])
+                           &pairs[c, 0], &sums[c, 0], &z[omp_get_thread_num(), 0], outputs,
+                           hv_pairs)
         add_chunks(&sums[0, 0], n_chunks, width, &total[0])
-        weight = total[k + SUM_W]
+        weight = total[outputs + SUM_W]
         add_chunk_columns(&pairs[0, 1], n_chunks, pair_stride, nw, 2, weight, &gradient[0, 0],
                           threads)
     result = np.asarray(total)
-    return result[k + SUM_LOSS] / weight, np.asarray(gradient), result[:k] / weight
+    return (result[outputs + SUM_LOSS] / weight, np.asarray(gradient),
+            result[:outputs] / weight)
+
+
+def csr_hessian_vector_pass(problem, theta, std, vector, int n_threads, workspace=None):
+    """hessian_vector_pass (fastgd/_hessian.pxi) for CSR problem.X: (mean loss, gradient
+    (p,), H vector (p,)) at trained parameters theta, in one pass of the fused kernel over
+    2 k outputs: the model's z and the vector's u = a . v gathered a row at a time, the
+    gradient's residuals and H v's (q_a = sum_b w h_ab u_b) scattered, then both
+    standardized (as gradient_to_trained)."""
+    X, k = problem.X, problem.k
+    d = X.shape[1]
+    mean, inverse = trained_units(std, d)
+    stacked = np.vstack([design_parameters(theta, k, d), design_parameters(vector, k, d)])
+    coef = stacked[:, :d] * inverse  # in X's units
+    intercept = stacked[:, d] - coef @ mean
+    value, sums, totals = _csr_grad_pass(
+        X.data, X.indices, X.indptr, d, problem.Y, problem.sample_weight,
+        np.ascontiguousarray(coef), intercept, problem.loss, n_threads,
+        {} if workspace is None else workspace, problem.rows, True)
+    trained = np.column_stack([(sums - np.outer(totals, mean)) * inverse, totals])
+    return value, flatten_gradient(trained[:k]), flatten_gradient(trained[k:])
 
 
 # Column statistics of CSR X, in two passes (X's columns are mostly zeros: a mean from the
@@ -374,3 +446,144 @@ def csr_structure(const index_t[::1] indptr, const index_t[::1] indices,
                     sorted_rows = False
                 previous = indices[q]
     return (CSR_CANONICAL if sorted_rows else CSR_UNSORTED), 0
+
+
+# The Hessian pass on CSR rows (Newton's method): the loss, its gradient and X^T diag(w h) X
+# for each pair of outputs, from the stored entries, and their standardization applied
+# after (the design a = ((x - mean) / divisor, 1) is dense where x is sparse: its Gram
+# matrix is that of x, corrected by rank-one terms of the sums of w h x and w h). Two
+# reads: first each row's terms (z from the parameters in original units, the loss, its
+# derivatives, w h: row_terms) by chunks of rows; then the d x d sums by CSR_GRAM_BLOCKS
+# blocks of the matrix's rows (columns j in the block's range), each block reading every
+# row's entries from its first column in range on (a binary search: indices are sorted)
+# and adding w h x_j x_q for the columns q >= j after it: every entry summed by one block
+# in row order, the same bits for any thread count. Memory: the matrices (what the solver
+# asks for: HESSIAN_BYTES at most) and the terms, 2 + 2 k + pairs doubles a row.
+
+cdef enum:
+    CSR_GRAM_BLOCKS = 16  # blocks of the Hessian's rows the threads share out
+
+
+def csr_hessian_pass(problem, theta, std, int n_threads):
+    """hessian_pass (fastgd/_hessian.pxi) for CSR problem.X: (mean loss, gradient (p,),
+    Hessian (p, p)) at trained parameters theta, standardized by std, weighted, over the
+    problem's rows."""
+    X, k, loss = problem.X, problem.k, problem.loss
+    d = X.shape[1]
+    pairs = loss.hessian_pairs(k)
+    W = design_parameters(theta, k, d)
+    mean, inverse = trained_units(std, d)
+    coef = W[:, :d] * inverse  # the parameters in X's units
+    intercept = W[:, d] - coef @ mean
+    terms = np.empty((problem.X.shape[0] if problem.rows is None else len(problem.rows),
+                      2 + 2 * k + len(pairs)))
+    gram = np.zeros((len(pairs), d, d))
+    sums = np.zeros((k + len(pairs), d))  # sum of w dloss/dz_a x, of w h x (each pair)
+    _csr_hessian_pass(X.data, X.indices, X.indptr, d, problem.Y, problem.sample_weight,
+                      np.ascontiguousarray(coef), np.ascontiguousarray(intercept), loss, k,
+                      len(pairs), row_numbers(problem), terms, gram, sums, n_threads)
+    total = terms.sum(axis=0)  # in row order: [w loss, w, w dz (k), z (k), w h (pairs)]
+    weight = total[1]
+    dz_sums, h_sums = total[2:2 + k], total[2 + 2 * k:]
+    gradient = np.column_stack([(sums[:k] - np.outer(dz_sums, mean)) * inverse, dz_sums])
+    blocks = {}
+    for number, pair in enumerate(pairs):
+        M, v, s = gram[number], sums[k + number], h_sums[number]
+        M += np.triu(M, 1).T  # the lower triangle from the upper
+        cross = np.outer(mean, v)
+        block = np.empty((d + 1, d + 1))
+        block[:d, :d] = (M - cross - cross.T + s * np.outer(mean, mean)) * np.outer(inverse,
+                                                                                   inverse)
+        block[:d, d] = block[d, :d] = (v - s * mean) * inverse
+        block[d, d] = s
+        blocks[pair] = block
+    return (total[0] / weight, flatten_gradient(gradient / weight),
+            assemble(blocks, k, d, weight))
+
+
+def _csr_hessian_pass(const floating[::1] values, const index_t[::1] columns,
+                      const index_t[::1] indptr, Py_ssize_t d, const floating[:, ::1] Y,
+                      const floating[::1] sample_weight, const double[:, ::1] coef,
+                      const double[::1] intercept, loss, Py_ssize_t k, Py_ssize_t pairs,
+                      const Py_ssize_t[::1] rows, double[:, ::1] terms,
+                      double[:, :, ::1] gram, double[:, ::1] sums, int n_threads):
+    cdef Py_ssize_t n = csr_rows(values, columns, indptr)
+    cdef Loss spec = checked_loss(loss, k, n, Y, sample_weight)
+    cdef Order order = make_order(None, rows, n)
+    if order.n == 0:
+        raise ValueError("the Hessian pass needs at least one row")
+    if coef.shape[0] != k or coef.shape[1] != d or terms.shape[0] != order.n:
+        raise ValueError("the Hessian pass's buffers disagree with X")
+    cdef Py_ssize_t width = 2 + 2 * k + pairs, c, b, p, i, a, lo, m
+    cdef Py_ssize_t rows_per_chunk = max(1, (order.n + MAX_CHUNKS - 1) // MAX_CHUNKS)
+    cdef Py_ssize_t n_chunks = (order.n + rows_per_chunk - 1) // rows_per_chunk
+    cdef Py_ssize_t nnz = indptr[n]
+    cdef int threads = csr_threads(n_threads, n_chunks, nnz * (k + pairs))
+    cdef const floating* values_ptr = &values[0] if values.shape[0] else NULL
+    cdef const index_t* columns_ptr = &columns[0] if columns.shape[0] else NULL
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef const Order* order_ptr = &order
+    cdef Py_ssize_t positions = order.n, stop
+    cdef double* t
+    with nogil:
+        for c in prange(n_chunks, num_threads=threads, schedule="static"):
+            stop = min((c + 1) * rows_per_chunk, positions)
+            for p in range(c * rows_per_chunk, stop):
+                i = row_at(order_ptr, p)
+                lo = indptr[i]
+                m = indptr[i + 1] - lo
+                t = &terms[p, 0]
+                for a in range(k):
+                    t[2 + k + a] = csr_dot(values_ptr + lo, columns_ptr + lo, m,
+                                           &coef[a, 0], 1, NULL) + intercept[a]
+                row_terms(&spec, k, &Y[0, 0] + i * spec.ky,
+                          1.0 if swp == NULL else <double>swp[i], t)
+        for b in prange(CSR_GRAM_BLOCKS, num_threads=threads, schedule="dynamic"):
+            csr_gram_block(values_ptr, columns_ptr, &indptr[0], d, order_ptr, &terms[0, 0],
+                           width, k, pairs, b * d // CSR_GRAM_BLOCKS,
+                           (b + 1) * d // CSR_GRAM_BLOCKS, &gram[0, 0, 0], &sums[0, 0])
+
+
+cdef void csr_gram_block(const floating* values, const index_t* columns,
+                         const index_t* indptr, Py_ssize_t d, const Order* order,
+                         const double* terms, Py_ssize_t width, Py_ssize_t k,
+                         Py_ssize_t pairs, Py_ssize_t j_lo, Py_ssize_t j_hi, double* gram,
+                         double* sums) noexcept nogil:
+    """Rows j_lo..j_hi-1 of each pair's Gram matrix (the upper triangle: columns q >= j)
+    and columns j_lo..j_hi-1 of the sums of w dz_a x and w h x, over the order's rows."""
+    cdef Py_ssize_t p, i, q, r, hi, a, j
+    cdef const double* t
+    cdef double x, wh
+    cdef double* row
+    if j_lo >= j_hi:
+        return
+    for p in range(order.n):
+        i = row_at(order, p)
+        hi = indptr[i + 1]
+        q = first_at_least(columns, indptr[i], hi, j_lo)
+        t = terms + p * width
+        while q < hi and columns[q] < j_hi:
+            j = columns[q]
+            x = values[q]
+            for a in range(k):
+                sums[a * d + j] += t[2 + a] * x
+            for a in range(pairs):
+                wh = t[2 + 2 * k + a] * x
+                sums[(k + a) * d + j] += wh
+                row = gram + (a * d + j) * d
+                for r in range(q, hi):
+                    row[columns[r]] += wh * values[r]
+            q = q + 1
+
+
+cdef inline Py_ssize_t first_at_least(const index_t* columns, Py_ssize_t lo, Py_ssize_t hi,
+                                      Py_ssize_t column) noexcept nogil:
+    """The first entry in [lo, hi) whose column is >= `column` (hi if none): sorted."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if columns[mid] < column:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

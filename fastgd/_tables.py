@@ -2,8 +2,11 @@
 
 CSV (.csv, .tsv, also compressed: .csv.gz, .csv.zst, ...) and Parquet are read by pandas,
 with pyarrow's multithreaded reader when pyarrow is installed; .npy and .npz by NumPy,
-never unpickling. Every problem with a file is a ValueError whose message names the file
-and says what is wrong, for the command line to print as one line.
+never unpickling. Sparse data: svmlight / libsvm files (.svm, .svmlight, .libsvm, also
+.gz or .bz2, as scikit-learn's dump_svmlight_file writes them: indices from 0) and .npz
+files of scipy.sparse.save_npz are read as a scipy.sparse matrix (read_sparse), never
+densified. Every problem with a file is a ValueError whose message names the file and
+says what is wrong, for the command line to print as one line.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import numpy as np
 from fastgd._files import atomic_write
 
 COMPRESSIONS = {"gz": "gzip", "bz2": "bz2", "xz": "xz", "zst": "zstd", "zip": "zip"}
-READS = ".csv, .tsv (also compressed: .csv.gz, ...), .parquet, .npy, .npz"
+READS = (".csv, .tsv (also compressed: .csv.gz, ...), .parquet, .npy, .npz; sparse: .svm, "
+         ".svmlight, .libsvm (also .gz, .bz2), .npz of scipy.sparse.save_npz")
+SVMLIGHT = (".svm", ".svmlight", ".libsvm")
+SPARSE_NPZ_KEYS = {"format", "shape", "data"}  # what scipy.sparse.save_npz always writes
 WRITES = ".csv, .tsv (also compressed), .parquet, .npy"
 
 
@@ -63,6 +69,48 @@ def read_table(path, role: str = "data", columns=None):
         raise ValueError(f"{name} cannot be read as {kind}: {_first_line(error)}") from None
     table.attrs["name"] = name
     return table
+
+
+def is_sparse_file(path) -> bool:
+    """Whether `path` holds a sparse matrix: an svmlight file, or a .npz of save_npz."""
+    lower = os.fspath(path).lower()
+    stem = lower.rsplit(".", 1)[0] if lower.endswith((".gz", ".bz2")) else lower
+    if stem.endswith(SVMLIGHT):
+        return True
+    if _kind(path) != "npz" or not os.path.isfile(path):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as loaded:
+            return SPARSE_NPZ_KEYS <= set(loaded.files)
+    except (ValueError, OSError, EOFError):
+        return False  # read_table says what is wrong with it
+
+
+def read_sparse(path, role: str = "data", n_features: int | None = None):
+    """(X, y) of a sparse data file: X a scipy.sparse CSR matrix (of n_features columns if
+    given: a model's), y the svmlight file's targets (None for a .npz, which holds X only)."""
+    name = f"{role} file {os.fspath(path)!r}"
+    if not os.path.isfile(path):
+        raise ValueError(f"{name} does not exist")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{name} is empty")
+    try:
+        if _kind(path) == "npz":
+            import scipy.sparse
+
+            X, y = scipy.sparse.load_npz(path).tocsr(), None
+            if n_features is not None and X.shape[1] != n_features:
+                raise ValueError(f"it has {X.shape[1]} columns; the model takes {n_features}")
+        else:
+            from sklearn.datasets import load_svmlight_file
+
+            X, y = load_svmlight_file(os.fspath(path), n_features=n_features,
+                                      dtype=np.float64, zero_based=True)
+    except (ValueError, OSError, EOFError, KeyError) as error:
+        raise ValueError(f"{name} cannot be read as sparse data: {_first_line(error)}") from None
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no rows")
+    return X, y
 
 
 def numeric(table, columns, what: str) -> np.ndarray:

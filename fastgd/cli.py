@@ -54,22 +54,36 @@ def train(args) -> None:
         raise ValueError("--resume goes on from --checkpoint FILE, which must exist"
                          + (f": {args.checkpoint!r} does not" if args.checkpoint else ""))
 
-    table = _read(args.data, None if features is None else features + targets)
-    features = features or [c for c in table.columns if c not in targets]
-    _check_columns(table, features, targets)
-    task, why = _task(table, targets, args.task)
-    print(f"task: {task} ({why})")
-    X = _tables.numeric(table, features, "feature")
-    y = _targets(table, targets, task)
-    del table  # the data are in X and y now: free the parsed table before the split copies
+    if _tables.is_sparse_file(args.data):
+        if features is not None:
+            raise ValueError(f"--features names columns of a table; {args.data} is sparse "
+                             f"data, whose columns are all features")
+        X, y = _read_sparse(args.data, args.target, args.target_file)
+        task, why = _task_of_values(y, args.task)
+        print(f"task: {task} ({why})")
+    else:
+        if not targets:
+            raise ValueError("--target COL names the column to predict (required for a "
+                             "table)")
+        table = _read(args.data, None if features is None else features + targets)
+        features = features or [c for c in table.columns if c not in targets]
+        _check_columns(table, features, targets)
+        task, why = _task(table, targets, args.task)
+        print(f"task: {task} ({why})")
+        X = _tables.numeric(table, features, "feature")
+        y = _targets(table, targets, task)
+        del table  # the data are in X and y now: free the parsed table before the split
     X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
     del X, y
-    print(f"features: {len(features)} column{'s' if len(features) > 1 else ''} "
-          f"({_shorten(features)})")
+    if features is None:
+        print(f"features: {X_train.shape[1]:,} sparse columns")
+    else:
+        print(f"features: {len(features)} column{'s' if len(features) > 1 else ''} "
+              f"({_shorten(features)})")
     model = _estimator(task, args)
     validating = (f" ({model.validation_fraction:g} of them held out to validate on for "
                   f"--early-stopping)" if model.early_stopping else "")
-    print(f"rows: {len(X_train):,} to train on{validating}, {len(X_test):,} to test on "
+    print(f"rows: {X_train.shape[0]:,} to train on{validating}, {X_test.shape[0]:,} to test on "
           f"(--test-fraction {args.test_fraction}, --seed {args.seed})")
 
     start = time.perf_counter()
@@ -78,7 +92,8 @@ def train(args) -> None:
     seconds = time.perf_counter() - start
     epochs = model.n_iter_
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
-          f"{seconds:.2f} s ({len(X_train) * epochs / max(seconds, 1e-9) / 1e6:.3g} M rows/s), "
+          f"{seconds:.2f} s ({X_train.shape[0] * epochs / max(seconds, 1e-9) / 1e6:.3g} M "
+          f"rows/s), "
           f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}")
     if args.output:  # first: whatever happens next, the training is not lost
         model.save(args.output)
@@ -87,15 +102,15 @@ def train(args) -> None:
     else:
         print("model not saved (give -o MODEL to keep it)")
 
-    if len(X_test):
+    if X_test.shape[0]:
         scores = _scores(model, _frame(X_test, features), y_test, task)
-        _print_scores(scores, task, f"test metrics ({len(X_test):,} rows)")
+        _print_scores(scores, task, f"test metrics ({X_test.shape[0]:,} rows)")
     else:
         scores = _scores(model, _frame(X_train, features), y_train, task)
         _print_scores(scores, task, "training metrics (--test-fraction 0: no test rows)")
     if args.json:
         _write_json(args.json, {"task": task, "epochs": epochs, "seconds": seconds,
-                                "rows_train": len(X_train), "rows_test": len(X_test),
+                                "rows_train": X_train.shape[0], "rows_test": X_test.shape[0],
                                 "metrics": scores})
     if args.plot:
         curves = {"training loss": model.history_["loss"]}
@@ -114,9 +129,16 @@ def predict(args) -> None:
     model = _load(args.model)
     if args.proba and not hasattr(model, "predict_proba"):
         raise ValueError("--proba needs a classifier; this model is a regressor")
-    table, X = _model_input(model, args.data, keep, log=sys.stderr)
-    _tables.check_present(table, keep)
-    frame = table[keep].copy() if keep else _tables.pandas().DataFrame(index=table.index)
+    if _tables.is_sparse_file(args.data):
+        if keep:
+            raise ValueError(f"--keep copies columns of a table; {args.data} is sparse data")
+        X, _ = _read_sparse(args.data, n_features=model.n_features_in_, log=sys.stderr,
+                            targets_needed=False)
+        frame = _tables.pandas().DataFrame(index=range(X.shape[0]))
+    else:
+        table, X = _model_input(model, args.data, keep, log=sys.stderr)
+        _tables.check_present(table, keep)
+        frame = table[keep].copy() if keep else _tables.pandas().DataFrame(index=table.index)
     predictions = model.predict(X)
     if predictions.ndim == 1:
         frame["prediction"] = predictions
@@ -137,21 +159,31 @@ def evaluate(args) -> None:
     _check_outputs({"--json": args.json}, [args.model, args.data])
     model = _load(args.model)
     task = "classification" if hasattr(model, "classes_") else "regression"
-    table, X = _model_input(model, args.data, targets)
-    y = _targets(table, targets, task)
+    from fastgd._tables import is_sparse_file
+
+    if is_sparse_file(args.data):
+        X, y = _read_sparse(args.data, args.target, args.target_file, model.n_features_in_)
+    else:
+        if not targets:
+            raise ValueError("--target COL names the true values' column (required for a "
+                             "table)")
+        table, X = _model_input(model, args.data, targets)
+        y = _targets(table, targets, task)
     if task == "classification":
         unknown = sorted(set(np.unique(y).tolist()) - set(model.classes_.tolist()), key=str)
         if unknown:
-            raise ValueError(f"target column {targets[0]!r} holds labels the model was not "
-                             f"trained on: {_shorten(unknown)}")
+            what = f"target column {targets[0]!r}" if targets else f"{args.data}'s targets"
+            raise ValueError(f"{what} holds labels the model was not trained on: "
+                             f"{_shorten(unknown)}")
     outputs = len(model.coef_) if task == "regression" and np.ndim(model.coef_) == 2 else 1
-    if task == "regression" and len(targets) != outputs:
+    given = 1 if np.ndim(y) == 1 else y.shape[1]
+    if task == "regression" and given != outputs:
         raise ValueError(f"the model predicts {outputs} target{'s' if outputs > 1 else ''}; "
-                         f"--target names {len(targets)}")
+                         f"--target names {given}")
     scores = _scores(model, X, y, task)
-    _print_scores(scores, task, f"{_describe(model)} on {len(X):,} rows of {args.data}")
+    _print_scores(scores, task, f"{_describe(model)} on {X.shape[0]:,} rows of {args.data}")
     if args.json:
-        _write_json(args.json, {"task": task, "rows": len(X), "metrics": scores})
+        _write_json(args.json, {"task": task, "rows": X.shape[0], "metrics": scores})
 
 
 def info(args) -> None:
@@ -166,6 +198,49 @@ def _read(path, columns=None, log=sys.stdout):
     print(f"read {path}: {table.shape[0]:,} rows, {table.shape[1]} columns in "
           f"{time.perf_counter() - start:.2f} s", file=log)
     return table
+
+
+def _read_sparse(path, target=None, target_file=None, n_features=None, log=None,
+                 targets_needed=True):
+    """(X, y) of a sparse data file: y the svmlight file's targets, or --target-file's
+    (None where not needed: predict); n_features: a model's (fastgd/_tables.py:
+    read_sparse)."""
+    from fastgd._tables import numeric, read_sparse, read_table
+
+    start = time.perf_counter()
+    X, y = read_sparse(path, "data", n_features)
+    print(f"read {path}: {X.shape[0]:,} rows, {X.shape[1]:,} columns, {X.nnz:,} stored "
+          f"entries (sparse) in {time.perf_counter() - start:.2f} s", file=log or sys.stdout)
+    if target:
+        raise ValueError(f"--target names a column of a table; {path} is sparse data: "
+                         f"svmlight files hold their targets, for a .npz give --target-file")
+    if target_file is not None:
+        if y is not None:
+            raise ValueError(f"{path} holds its targets (svmlight): --target-file is for a "
+                             f".npz of scipy.sparse.save_npz")
+        table = read_table(target_file, "target")
+        if table.shape[1] != 1 or table.shape[0] != X.shape[0]:
+            raise ValueError(f"--target-file {target_file!r} must hold one column of "
+                             f"{X.shape[0]:,} values, one a row of {path}; it has "
+                             f"{table.shape[1]} columns of {table.shape[0]:,}")
+        column = table.columns[0]
+        y = numeric(table, [column], "target")[:, 0] if table[column].dtype.kind in "biuf" \
+            else table[column].to_numpy()
+    elif y is None and targets_needed:
+        raise ValueError(f"{path} holds X only (scipy.sparse.save_npz): give its targets "
+                         f"with --target-file FILE (one column, a row of {path} each)")
+    return X, y
+
+
+def _task_of_values(y, asked):
+    """The task asked for, or else the one the values of y suggest, and why."""
+    if asked:
+        return asked, "as --task asks"
+    values = np.unique(y)
+    if y.dtype.kind not in "biuf" or len(values) <= 2:
+        return "classification", (f"the targets hold {len(values)} distinct values; --task "
+                                  f"to choose")
+    return "regression", "the targets are numeric; --task classification if they are labels"
 
 
 def _model_input(model, data, other, log=sys.stdout):
@@ -295,9 +370,11 @@ def _describe(model) -> str:
 
 def _frame(X, names):
     """X as a DataFrame with these column names (no copy), which fit records and predict
-    checks, as scikit-learn does."""
+    checks, as scikit-learn does; sparse X (names None) as it is."""
     from fastgd._tables import pandas
 
+    if names is None:
+        return X
     return pandas().DataFrame(X, columns=list(names), copy=False)
 
 
@@ -395,7 +472,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _train_options(command(
         "train", train, "train a model on a data file and report its test metrics",
-        "Read DATA (.csv, .tsv, .parquet, .npy, .npz), split off test rows, train "
+        "Read DATA (.csv, .tsv, .parquet, .npy, .npz; sparse: .svm, .npz of "
+        "scipy.sparse.save_npz), split off test rows, train "
         "GDRegressor or GDClassifier on the rest, print test metrics and save the model.",
         "fastgd train houses.csv --target price -o price.fastgd --plot loss.png"))
 
@@ -417,7 +495,9 @@ def _parser() -> argparse.ArgumentParser:
                 "fastgd evaluate price.fastgd houses_2025.csv --target price")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("data", metavar="DATA")
-    p.add_argument("--target", required=True, metavar="COL", help="the true values' column")
+    p.add_argument("--target", metavar="COL", help="the true values' column (a table's)")
+    p.add_argument("--target-file", metavar="FILE", help="the true values of a sparse .npz's "
+                   "rows: one column")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
 
     p = command("info", info, "how fastgd was built and how it runs here",
@@ -430,9 +510,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train_options(p) -> None:
-    p.add_argument("data", metavar="DATA", help="the data file, with a header for CSV")
-    p.add_argument("--target", required=True, metavar="COL",
-                   help="the column to predict (regression: several, comma-separated)")
+    p.add_argument("data", metavar="DATA", help="the data file, with a header for CSV; or "
+                   "sparse data: svmlight (.svm), a .npz of scipy.sparse.save_npz")
+    p.add_argument("--target", metavar="COL", help="the column to predict (regression: "
+                   "several, comma-separated); an svmlight file holds its own")
+    p.add_argument("--target-file", metavar="FILE", help="the targets of a sparse .npz's "
+                   "rows: a file of one column")
     p.add_argument("--features", metavar="COLS",
                    help="comma-separated feature columns (default: all other columns)")
     p.add_argument("--task", choices=TASKS, help="default: classification if the target "

@@ -406,8 +406,7 @@ class _GDEstimator(BaseEstimator):
         return auto.choose(engine.n_rows(problem), problem.n_features, problem.k,
                            problem.loss, l1=float(self.alpha * self.l1_ratio),
                            first_order=any(self._first_order_settings().values()),
-                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize,
-                           sparse=is_sparse(X))
+                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize)
 
     def _check_full_batch(self):
         """Refuse the first-order settings a solver on the whole data has no use for."""
@@ -823,7 +822,8 @@ class GDRegressor(RegressorMixin, _GDEstimator):
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
                  weight_decay=0.01, history_size=10, line_search_fn="strong_wolfe",
                  tolerance_grad=1e-7, tolerance_change=1e-9, schedule="constant",
-                 step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=0.0, l1_ratio=0.0,
+                 step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0,
+                 alpha=0.0, l1_ratio=0.0,
                  clip_norm=None, batch_size=None, shuffle=True, random_state=None,
                  max_epochs=1000, tol=1e-6, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, standardize=True, warm_start=False,
@@ -950,7 +950,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99,
                  epsilon=None, weight_decay=0.01, history_size=10,
                  line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-9,
-                 schedule="constant", step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0, warmup_epochs=0, alpha=1e-3,
+                 schedule="constant", step_size=10, gamma=0.1, power_t=0.25, eta_min=0.0,
+                 warmup_epochs=0, alpha=1e-3,
                  l1_ratio=0.0, clip_norm=None, batch_size=None, shuffle=True,
                  random_state=None, max_epochs=1000, tol=1e-6, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, standardize=True,

@@ -57,7 +57,7 @@ def design(problem, std):
     if problem.rows is not None:
         X, Y = X[problem.rows], Y[problem.rows]
         sample_weight = None if sample_weight is None else sample_weight[problem.rows]
-    X = X.astype(np.float64)
+    X = (X.toarray() if is_sparse(X) else X).astype(np.float64)  # sparse: small, tests
     if std:
         X = (X - std.mean) / std.divisor
     return (np.hstack([X, np.ones((len(X), 1))]), Y.astype(np.float64),
@@ -76,6 +76,16 @@ def hessian_pass(problem, theta, std, n_threads=1):
         return ((w * value).sum() / w.sum(),
                 _design.flatten_gradient((w[:, None] * derivative).T @ A / w.sum()),
                 _design.assemble(blocks, k, d, w.sum()))
+
+
+def csr_hessian_pass(problem, theta, std, n_threads=1):
+    """hessian_pass for CSR X: the same, on its rows densified (the definition)."""
+    return hessian_pass(problem, theta, std)
+
+
+def csr_hessian_vector_pass(problem, theta, std, vector, n_threads=1, workspace=None):
+    """hessian_vector_pass for CSR X: the same, on its rows densified (the definition)."""
+    return hessian_vector_pass(problem, theta, std, vector)
 
 
 def hessian_vector_pass(problem, theta, std, vector, n_threads=1):

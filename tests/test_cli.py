@@ -434,7 +434,6 @@ def files():
     (["train", "houses.csv", "--target", "price", "--loss", "hinge"],
      "argument --loss: invalid choice: 'hinge'"),
     (["bench", "--repeats", "0"], "argument --repeats: takes a whole number > 0, got '0'"),
-    (["train", "houses.csv"], "the following arguments are required: --target"),
     (["fit"], "invalid choice: 'fit'"),
 ])
 def test_bad_options_are_usage_errors(data, capsys, argv, message):
@@ -535,3 +534,64 @@ def test_train_checkpoints_and_resumes(data, capsys):
     assert resumed.n_iter_ == 12
     status, _, err = run(capsys, *common, "--resume")
     assert status == 2 and "--resume goes on from --checkpoint FILE, which must exist" in err
+
+
+# ---- sparse data files --------------------------------------------------------------------
+
+def sparse_data(n=600, d=300, seed=0):
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(seed)
+    X = sparse.random(n, d, density=0.05, format="csr", random_state=seed)
+    y = (X @ rng.normal(size=d) > 0).astype(np.float64)
+    return X, y
+
+
+def test_svmlight_train_predict_evaluate(data, capsys):
+    """An svmlight file as dump_svmlight_file writes it trains the model X and y in memory
+    train, never densified; predict and evaluate read the same format."""
+    from sklearn.datasets import dump_svmlight_file
+    X, y = sparse_data()
+    dump_svmlight_file(X, y, "train.svm")
+    status, out, err = run(capsys, "train", "train.svm", "-o", "m.fastgd", "--test-fraction",
+                           "0", "-q")
+    assert status == 0, err
+    assert "300 sparse columns" in out and "stored entries (sparse)" in out
+    model = fastgd.load("m.fastgd")
+    expected = fastgd.GDClassifier(random_state=0).fit(X, y)
+    np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-10)
+    status, _, err = run(capsys, "predict", "m.fastgd", "train.svm", "-o", "p.csv", "--proba")
+    assert status == 0, err
+    written = pd.read_csv("p.csv")
+    np.testing.assert_array_equal(written["prediction"], expected.predict(X))
+    np.testing.assert_allclose(written["proba_1.0"], expected.predict_proba(X)[:, 1],
+                               rtol=1e-12)
+    status, out, err = run(capsys, "evaluate", "m.fastgd", "train.svm", "--json", "e.json")
+    assert status == 0, err
+    scores = json.loads(pathlib.Path("e.json").read_text())["metrics"]
+    assert scores["accuracy"] == pytest.approx(expected.score(X, y))
+
+
+def test_sparse_npz_with_a_target_file(data, capsys):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = sparse_data()
+    sparse.save_npz("X.npz", X)
+    np.save("y.npy", y)
+    status, out, err = run(capsys, "train", "X.npz", "--target-file", "y.npy", "-o",
+                           "m.fastgd", "--test-fraction", "0.25", "-q")
+    assert status == 0, err
+    assert "task: classification" in out
+    status, _, err = run(capsys, "predict", "m.fastgd", "X.npz", "-o", "p.npy")
+    assert status == 0, err
+    assert len(np.load("p.npy")) == X.shape[0]
+    pd.DataFrame({"a": y, "b": y}).to_csv("two.csv", index=False)
+    for argv, message in [
+            (["train", "X.npz", "-q"], "give its targets with --target-file"),
+            (["train", "X.npz", "--target", "y"], "--target names a column of a table"),
+            (["train", "X.npz", "--target-file", "two.csv"], "must hold one column"),
+            (["predict", "m.fastgd", "X.npz", "--keep", "id"], "--keep copies columns"),
+            (["train", "houses.csv"], "--target COL names the column to predict")]:
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and message in err, (argv, err)
+    pathlib.Path("bad.svm").write_text("1 0:1.5 7:x\n")
+    status, _, err = run(capsys, "train", "bad.svm")
+    assert status == 2 and "cannot be read as sparse data" in err

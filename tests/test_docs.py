@@ -34,6 +34,11 @@ CHECKS = {
                                    "clf.predict(X_test)).all()",
     "Y = np.column_stack": "assert fastgd.GDRegressor().fit(X, Y).coef_.shape == (2, 20)\n"
                            "assert model.score(X, y) > 0.999",
+    "text = make_pipeline": "assert text.score(docs[2000:], labels[2000:]) > 0.95\n"
+                            "assert text[-1].solver_ == 'newton'",
+    "encode = make_column_transformer": "import scipy.sparse\n"
+                                        "assert scipy.sparse.issparse(encode.transform(rides))\n"
+                                        "assert model.score(rides, fare) > 0.98",
 }
 
 

@@ -332,7 +332,94 @@ def test_text_and_one_hot_pipelines():
     np.testing.assert_allclose(pipe.predict(table), target, atol=1e-4)
 
 
-def test_newton_refuses_sparse_x_by_name_until_it_has_sparse_passes():
-    X, _, coef, _, _ = sparse_problem()
-    with pytest.raises(ValueError, match="optimizer='newton' does not train on sparse X"):
-        fastgd.GDRegressor(optimizer="newton").fit(X, X @ coef[0])
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+def test_hessian_pass_equals_dense_and_reference(loss):
+    """The CSR Hessian pass: the dense pass's loss, gradient and Hessian in the trained
+    (standardized) parameters, all rows or a subset, the same bits for any thread count."""
+    from fastgd._memory import InMemory
+    from fastgd._problem import Problem
+    from fastgd._state import Standardization
+    k = 3 if loss.class_indices else 2 if loss.task == "regression" else 1
+    X, Y, *_ = sparse_problem(n=2000, d=30, density=0.15, k=k, loss=loss)
+    X = _sparse.as_csr(X)
+    rng = np.random.default_rng(1)
+    sw = rng.uniform(0.5, 2, X.shape[0])
+    theta = rng.normal(size=k * 31) * 0.3
+    for rows in (None, np.sort(rng.choice(X.shape[0], 700, replace=False))):
+        dense = Problem(X.toarray(), Y, sw, loss, k, rows=rows)
+        sparse = Problem(X, Y, sw, loss, k, rows=rows)
+        std = Standardization.fit(InMemory(reference, 1), dense)
+        expected = InMemory(BUILDS["baseline"], 1).hessian(dense, theta, std)
+        for build in BUILDS.values():
+            got = [Sparse(build, t).hessian(sparse, theta, std) for t in (1, 2, 3)]
+            for other in got[1:]:
+                for a, b in zip(got[0], other, strict=True):
+                    np.testing.assert_array_equal(a, b)
+            for a, b in zip(got[0], expected, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        for a, b in zip(Sparse(reference, 1).hessian(sparse, theta, std), expected,
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["regressor", "classifier", "softmax"])
+def test_the_defaults_fit_the_same_model_as_dense(estimator):
+    """optimizer="auto" judges sparse X by its shape, so X and X.toarray() get the same
+    solver (Newton here) and the same model."""
+    X, _, coef, _, sw = sparse_problem(n=1500, d=40, weights=True)
+    z = X @ coef[0]
+    if estimator == "regressor":
+        model, y = fastgd.GDRegressor, z + 0.1 * np.random.default_rng(2).normal(size=1500)
+    else:
+        model = fastgd.GDClassifier
+        y = np.digitize(z, np.quantile(z, [0.5] if estimator == "classifier" else [0.3, 0.6]))
+    a = model().fit(X, y, sample_weight=sw)
+    b = model().fit(X.toarray(), y, sample_weight=sw)
+    assert a.solver_ == b.solver_ == "newton"
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=1e-6, atol=1e-10)
+    assert a.n_iter_ == b.n_iter_
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+def test_hessian_vector_pass_equals_dense_and_h_v(loss):
+    """The CSR Hessian-vector pass (the fused pass over the model's and the vector's
+    outputs): the dense pass's loss, gradient and H v, H v the Hessian pass's H times v;
+    the same bits for any thread count."""
+    from fastgd._memory import InMemory
+    from fastgd._problem import Problem
+    from fastgd._state import Standardization
+    k = 3 if loss.class_indices else 2 if loss.task == "regression" else 1
+    X, Y, *_ = sparse_problem(n=2000, d=30, density=0.15, k=k, loss=loss)
+    X = _sparse.as_csr(X)
+    rng = np.random.default_rng(2)
+    sw = rng.uniform(0.5, 2, X.shape[0])
+    theta, vector = rng.normal(size=k * 31) * 0.3, rng.normal(size=k * 31)
+    for rows in (None, np.sort(rng.choice(X.shape[0], 700, replace=False))):
+        dense = Problem(X.toarray(), Y, sw, loss, k, rows=rows)
+        sparse = Problem(X, Y, sw, loss, k, rows=rows)
+        std = Standardization.fit(InMemory(reference, 1), dense)
+        expected = InMemory(BUILDS["baseline"], 1).hessian_vector(dense, theta, std, vector)
+        hessian = InMemory(BUILDS["baseline"], 1).hessian(dense, theta, std)[2]
+        np.testing.assert_allclose(expected[2], hessian @ vector, rtol=1e-9, atol=1e-12)
+        for build in list(BUILDS.values()) + [reference]:
+            got = [Sparse(build, t).hessian_vector(sparse, theta, std, vector)
+                   for t in (1, 2, 3)]
+            for other in got[1:]:
+                for a, b in zip(got[0], other, strict=True):
+                    np.testing.assert_array_equal(a, b)
+            for a, b in zip(got[0], expected, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_newton_cg_on_sparse_equals_dense(monkeypatch):
+    """Where the Hessian is not formed (here: none is), Newton-CG on the CSR
+    Hessian-vector pass takes the dense fit's steps."""
+    from fastgd.solvers import newton
+    monkeypatch.setattr(newton, "HESSIAN_BYTES", 0)
+    X, _, coef, _, _ = sparse_problem(n=1000, d=30)
+    y = (X @ coef[0] > 0).astype(int)
+    a = fastgd.GDClassifier(optimizer="newton", alpha=1e-3).fit(X, y)
+    b = fastgd.GDClassifier(optimizer="newton", alpha=1e-3).fit(X.toarray(), y)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-8, atol=1e-12)
+    assert a.n_iter_ == b.n_iter_

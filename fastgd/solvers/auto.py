@@ -11,7 +11,7 @@ wherever it was measured, so auto leaves it to optimizer="newton". So:
 
 - mini-batches (batch_size), a schedule, clipping or an L1 penalty: "nesterov", the
   first-order default (and partial_fit's);
-- a Hessian larger than HESSIAN_BYTES (or than a quarter of X), or sparse X: "lbfgs";
+- a Hessian larger than HESSIAN_BYTES (or than a quarter of X, dense): "lbfgs";
 - else "newton" where its passes cost less than L-BFGS's, or take a few milliseconds in all
   (then the steps' fixed costs rule, and Newton takes few), "lbfgs" where they do not.
 """
@@ -30,15 +30,13 @@ SMALL_HESSIAN = 2e7           # multiply-adds of a Hessian pass under a few mill
 
 
 def choose(n_rows: int, n_features: int, k: int, loss, *, l1: float, first_order: bool,
-           itemsize: int, sparse: bool = False) -> str:
+           itemsize: int) -> str:
     """The optimizer "auto" stands for, for n_rows x n_features data of `itemsize` bytes
-    a value (sparse: a scipy.sparse X), a model of k outputs with this loss and an L1
-    penalty l1; first_order: the settings ask for first-order epochs (mini-batches, a
-    schedule, clipping)."""
+    a value, a model of k outputs with this loss and an L1 penalty l1; first_order: the
+    settings ask for first-order epochs (mini-batches, a schedule, clipping). A sparse X
+    is judged by its shape, as X.toarray() would be: the same solver, the same model."""
     if first_order or l1 > 0:
         return FIRST_ORDER
-    if sparse:  # Newton's passes have no sparse kernels yet
-        return "lbfgs"
     dp = n_features + 1
     hessian_bytes = 8 * (k * dp) ** 2
     if hessian_bytes > min(HESSIAN_BYTES, max(n_rows * n_features * itemsize // 4, 1 << 20)):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fastgd._sparse import is_sparse
+
 from fastgd._moments import Moments
 from fastgd._state import TrainState
 from fastgd.solvers import Step, smooth_objective, weights_of
@@ -52,8 +54,10 @@ class Newton:
     name: str = field(default="newton", init=False)
 
     def reads_moments(self, problem) -> bool:
-        """A quadratic loss's Newton step is its moments' (when its Hessian is formed)."""
-        return problem.loss.quadratic and forms_hessian(problem.k * (problem.n_features + 1))
+        """A quadratic loss's Newton step is its moments' (when its Hessian is formed; for
+        dense X: sparse X has no moments pass, its Hessian pass serves)."""
+        return (problem.loss.quadratic and not is_sparse(problem.X)
+                and forms_hessian(problem.k * (problem.n_features + 1)))
 
     def new_state(self, theta, std) -> TrainState:
         """The mean loss, objective, gradient and Hessian at theta (objective NaN: not
