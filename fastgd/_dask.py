@@ -25,6 +25,7 @@ from fastgd import _validation, reference
 from fastgd._compiled import kernels
 from fastgd._memory import in_memory
 from fastgd._problem import Problem, splitmix64
+from fastgd._sparse import is_sparse
 from fastgd._validation import as_data, as_sample_weight, as_targets
 from fastgd.losses import constant_loss_sum
 
@@ -148,6 +149,7 @@ class Shards:
     futures: list
     rows: list  # of each shard, in order
     n_features: int
+    sparse: bool = False  # the blocks are scipy.sparse matrices (CSR on the workers)
     _holders: list | None = None  # the worker of each shard, once asked
 
     @property
@@ -191,7 +193,7 @@ class Shards:
         if not blocks:
             raise ValueError("X has 0 rows: at least one sample is required")
         return cls(client, client.compute(blocks), [r for r in row_chunks if r > 0],
-                   X.shape[1])
+                   X.shape[1], is_sparse(getattr(X, "_meta", None)))
 
     def map(self, function, rows=None, per_shard=None, **arguments) -> list:
         """function(shard, [per_shard[i],] **arguments) on every shard i (or the shards

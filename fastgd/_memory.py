@@ -125,7 +125,7 @@ class Sparse(InMemory):
 
     def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
         return reference.run_epoch(problem, theta, state, plan, grad_pass=partial(
-            self.module.csr_grad_pass, n_threads=1))
+            self.module.csr_grad_pass, n_threads=1, workspace=self.workspace))
 
     def hessian(self, problem: Problem, theta, std):
         if problem.Y is None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from fastgd._sparse import is_sparse
 from fastgd.losses import Loss, Squared
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class Problem:
     @property
     def n_features(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def sparse(self) -> bool:
+        """Whether X is a scipy.sparse matrix (or shards of them: a Dask engine's)."""
+        return is_sparse(self.X) or bool(getattr(self.X, "sparse", False))
 
     def restricted(self, rows) -> Problem:
         return replace(self, rows=rows)

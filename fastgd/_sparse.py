@@ -44,6 +44,8 @@ def is_csr(X) -> bool:
 def as_csr(X, name: str = "X"):
     """X (a scipy.sparse matrix or array) as canonical CSR of float32/float64 values and
     int32/int64 indices, checked (see the module's docstring for what is copied)."""
+    if len(X.shape) != 2:
+        raise ValueError(f"{name} must be a 2-D matrix, got shape {X.shape}")
     n, d = X.shape
     if n == 0:
         raise ValueError(f"{name} has 0 rows: at least one sample is required")
@@ -56,6 +58,9 @@ def as_csr(X, name: str = "X"):
             _check_coordinates(X, name)
         elif X.format == "csc":
             _check_compressed(X, d, n, f"{name} (CSC)")
+        elif X.format == "bsr":  # rows of blocks: checked as CSR of its blocks
+            _check_compressed(X, n // X.blocksize[0], d // X.blocksize[1], f"{name} (BSR)",
+                              n_values=X.data.shape[0])
         X = X.tocsr()
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     canonical = _check_compressed(X, n, d, name)
@@ -80,16 +85,18 @@ def as_csr(X, name: str = "X"):
     return copy
 
 
-def _check_compressed(X, n_rows: int, n_indices: int, name: str) -> bool:
+def _check_compressed(X, n_rows: int, n_indices: int, name: str,
+                      n_values: int | None = None) -> bool:
     """That a compressed matrix's offsets and indices describe it: n_rows + 1 offsets from
-    0, never decreasing, within its arrays, and indices in [0, n_indices), in one read of
-    them (fastgd/_sparse.pxi). Whether each row's indices are strictly increasing."""
+    0, never decreasing, within its arrays (n_values: its values, or blocks of them), and
+    indices in [0, n_indices), in one read of them (fastgd/_sparse.pxi). Whether each
+    row's indices are strictly increasing."""
     from fastgd._compiled import kernels
     indptr, indices, data = X.indptr, X.indices, X.data
     if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
         raise TypeError(f"{name}'s indptr and indices must be integers, got "
                         f"{indptr.dtype} and {indices.dtype}")
-    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+    if indptr.ndim != 1 or indices.ndim != 1 or (n_values is None and data.ndim != 1):
         raise ValueError(f"{name} is malformed: its indptr, indices and data must be 1-D")
     if len(indptr) != n_rows + 1:
         raise ValueError(f"{name} is malformed: its indptr has {len(indptr)} entries, "
@@ -98,7 +105,8 @@ def _check_compressed(X, n_rows: int, n_indices: int, name: str) -> bool:
     index = both if both in (np.int32, np.int64) else np.int64  # unsigned: checked as signed
     verdict, where = kernels.csr_structure(
         np.require(indptr, dtype=index, requirements="C"),
-        np.require(indices, dtype=index, requirements="C"), len(data), n_indices)
+        np.require(indices, dtype=index, requirements="C"),
+        len(data) if n_values is None else n_values, n_indices)
     if verdict == kernels.CSR_BAD_START:
         raise ValueError(f"{name} is malformed: its indptr starts at {indptr[0]}, not 0")
     if verdict == kernels.CSR_DECREASING:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
 
 import numpy as np
 
 from fastgd._files import atomic_write
+from fastgd._sparse import as_csr
 
 COMPRESSIONS = {"gz": "gzip", "bz2": "bz2", "xz": "xz", "zst": "zstd", "zip": "zip"}
 READS = (".csv, .tsv (also compressed: .csv.gz, ...), .parquet, .npy, .npz; sparse: .svm, "
@@ -65,7 +67,8 @@ def read_table(path, role: str = "data", columns=None):
         raise ValueError(f"{name} is empty") from None
     except ColumnError:
         raise
-    except (ValueError, pd.errors.ParserError, OSError, EOFError, KeyError) as error:
+    except (ValueError, pd.errors.ParserError, OSError, EOFError, KeyError,
+            zipfile.BadZipFile) as error:
         raise ValueError(f"{name} cannot be read as {kind}: {_first_line(error)}") from None
     table.attrs["name"] = name
     return table
@@ -82,7 +85,7 @@ def is_sparse_file(path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as loaded:
             return SPARSE_NPZ_KEYS <= set(loaded.files)
-    except (ValueError, OSError, EOFError):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
         return False  # read_table says what is wrong with it
 
 
@@ -98,7 +101,9 @@ def read_sparse(path, role: str = "data", n_features: int | None = None):
         if _kind(path) == "npz":
             import scipy.sparse
 
-            X, y = scipy.sparse.load_npz(path).tocsr(), None
+            X, y = scipy.sparse.load_npz(path), None
+            if len(X.shape) != 2:
+                raise ValueError(f"it holds a matrix of {len(X.shape)} dimensions, not 2")
             if n_features is not None and X.shape[1] != n_features:
                 raise ValueError(f"it has {X.shape[1]} columns; the model takes {n_features}")
         else:
@@ -106,7 +111,9 @@ def read_sparse(path, role: str = "data", n_features: int | None = None):
 
             X, y = load_svmlight_file(os.fspath(path), n_features=n_features,
                                       dtype=np.float64, zero_based=True)
-    except (ValueError, OSError, EOFError, KeyError) as error:
+        X = as_csr(X)  # checked before anything (a split, a conversion) reads its indices
+    except (ValueError, TypeError, AttributeError, IndexError, NotImplementedError, OSError,
+            EOFError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"{name} cannot be read as sparse data: {_first_line(error)}") from None
     if X.shape[0] == 0:
         raise ValueError(f"{name} has no rows")

@@ -181,7 +181,7 @@ def raise_if_nonfinite(X, name: str = "X", row_offset: int = 0) -> None:
     caller is looking at an overflow and reports that itself.
     """
     if _sparse.is_sparse(X):
-        return _sparse.raise_if_nonfinite(X, name)
+        return _sparse.raise_if_nonfinite(X, name, row_offset)
     bad = ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]

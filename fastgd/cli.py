@@ -43,36 +43,19 @@ def demo(args) -> None:
 
 
 def train(args) -> None:
-    from fastgd import _plots, _tables
+    from fastgd import _plots
 
     targets, features = _names(args.target, "--target"), _names(args.features, "--features")
     _check_outputs({"-o": args.output, "--json": args.json, "--plot": args.plot,
-                    "--checkpoint": args.checkpoint}, [args.data])
+                    "--checkpoint": args.checkpoint},
+                   [args.data] + ([args.target_file] if args.target_file else []))
     if args.plot:
         _plots.check_output(args.plot)
     if args.resume and not (args.checkpoint and os.path.exists(args.checkpoint)):
         raise ValueError("--resume goes on from --checkpoint FILE, which must exist"
                          + (f": {args.checkpoint!r} does not" if args.checkpoint else ""))
 
-    if _tables.is_sparse_file(args.data):
-        if features is not None:
-            raise ValueError(f"--features names columns of a table; {args.data} is sparse "
-                             f"data, whose columns are all features")
-        X, y = _read_sparse(args.data, args.target, args.target_file)
-        task, why = _task_of_values(y, args.task)
-        print(f"task: {task} ({why})")
-    else:
-        if not targets:
-            raise ValueError("--target COL names the column to predict (required for a "
-                             "table)")
-        table = _read(args.data, None if features is None else features + targets)
-        features = features or [c for c in table.columns if c not in targets]
-        _check_columns(table, features, targets)
-        task, why = _task(table, targets, args.task)
-        print(f"task: {task} ({why})")
-        X = _tables.numeric(table, features, "feature")
-        y = _targets(table, targets, task)
-        del table  # the data are in X and y now: free the parsed table before the split
+    X, y, features, task = _training_data(args, targets, features)
     X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
     del X, y
     if features is None:
@@ -121,6 +104,32 @@ def train(args) -> None:
         print(f"loss curve written to {args.plot}")
 
 
+def _training_data(args, targets, features):
+    """(X, y, the feature columns' names (None: sparse data), the task) of DATA."""
+    from fastgd import _tables
+
+    if _tables.is_sparse_file(args.data):
+        if features is not None:
+            raise ValueError(f"--features names columns of a table; {args.data} is sparse "
+                             f"data, whose columns are all features")
+        X, y = _read_sparse(args.data, args.target, args.target_file)
+        task, why = _task_of_values(y, args.task)
+        print(f"task: {task} ({why})")
+        return X, y, None, task
+    if not targets:
+        raise ValueError("--target COL names the column to predict (required for a table)")
+    if args.target_file:
+        raise ValueError("--target-file gives the targets of sparse data (a .npz of "
+                         "scipy.sparse.save_npz); a table's are its --target column")
+    table = _read(args.data, None if features is None else features + targets)
+    features = features or [c for c in table.columns if c not in targets]
+    _check_columns(table, features, targets)
+    task, why = _task(table, targets, args.task)
+    print(f"task: {task} ({why})")
+    return _tables.numeric(table, features, "feature"), _targets(table, targets, task), \
+        features, task
+
+
 def predict(args) -> None:
     from fastgd import _tables
 
@@ -156,7 +165,8 @@ def predict(args) -> None:
 
 def evaluate(args) -> None:
     targets = _names(args.target, "--target")
-    _check_outputs({"--json": args.json}, [args.model, args.data])
+    _check_outputs({"--json": args.json}, [args.model, args.data]
+                   + ([args.target_file] if args.target_file else []))
     model = _load(args.model)
     task = "classification" if hasattr(model, "classes_") else "regression"
     from fastgd._tables import is_sparse_file
@@ -167,6 +177,9 @@ def evaluate(args) -> None:
         if not targets:
             raise ValueError("--target COL names the true values' column (required for a "
                              "table)")
+        if args.target_file:
+            raise ValueError("--target-file gives the targets of sparse data (a .npz of "
+                             "scipy.sparse.save_npz); a table's are its --target column")
         table, X = _model_input(model, args.data, targets)
         y = _targets(table, targets, task)
     if task == "classification":
@@ -205,7 +218,7 @@ def _read_sparse(path, target=None, target_file=None, n_features=None, log=None,
     """(X, y) of a sparse data file: y the svmlight file's targets, or --target-file's
     (None where not needed: predict); n_features: a model's (fastgd/_tables.py:
     read_sparse)."""
-    from fastgd._tables import numeric, read_sparse, read_table
+    from fastgd._tables import is_numeric, labels, numeric, read_sparse, read_table
 
     start = time.perf_counter()
     X, y = read_sparse(path, "data", n_features)
@@ -224,8 +237,8 @@ def _read_sparse(path, target=None, target_file=None, n_features=None, log=None,
                              f"{X.shape[0]:,} values, one a row of {path}; it has "
                              f"{table.shape[1]} columns of {table.shape[0]:,}")
         column = table.columns[0]
-        y = numeric(table, [column], "target")[:, 0] if table[column].dtype.kind in "biuf" \
-            else table[column].to_numpy()
+        y = (numeric(table, [column], "target")[:, 0] if is_numeric(table, column)
+             else labels(table, column))
     elif y is None and targets_needed:
         raise ValueError(f"{path} holds X only (scipy.sparse.save_npz): give its targets "
                          f"with --target-file FILE (one column, a row of {path} each)")
@@ -311,7 +324,7 @@ def _split(X, y, task, fraction, seed):
     try:
         return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError as error:  # e.g. too few rows for the fraction asked
-        raise ValueError(f"cannot split {len(X)} rows with --test-fraction {fraction}: "
+        raise ValueError(f"cannot split {X.shape[0]} rows with --test-fraction {fraction}: "
                          f"{error}") from None
 
 

@@ -595,3 +595,28 @@ def test_sparse_npz_with_a_target_file(data, capsys):
     pathlib.Path("bad.svm").write_text("1 0:1.5 7:x\n")
     status, _, err = run(capsys, "train", "bad.svm")
     assert status == 2 and "cannot be read as sparse data" in err
+    # files whose indices scipy would trust: checked before any split or conversion
+    bad = sparse.csc_matrix((np.ones(2), np.array([0, 1]), np.array([0, 2])), shape=(3, 1))
+    bad.indices = np.array([0, 10**6], dtype=np.int32)
+    sparse.save_npz("bad_csc.npz", bad, compressed=False)
+    bad = sparse.csr_matrix((np.ones(3), np.array([0, 0, 0]), np.array([0, 1, 2, 3])),
+                            shape=(3, 1))
+    bad.indptr = np.array([0, 3, 1, 3], dtype=np.int32)
+    sparse.save_npz("bad_csr.npz", bad, compressed=False)
+    np.save("y3.npy", np.arange(3.0))
+    for name, message in (("bad_csc.npz", "(CSC) is malformed"),
+                          ("bad_csr.npz", "indptr decreases")):
+        status, _, err = run(capsys, "train", name, "--target-file", "y3.npy")
+        assert status == 2 and "cannot be read as sparse data" in err and message in err, err
+    pathlib.Path("broken.npz").write_bytes(b"PK\x03\x04 not a zip")
+    status, _, err = run(capsys, "train", "broken.npz", "--target", "x")
+    assert status == 2 and "broken.npz" in err, err
+    # labels with a missing value, targets of a table, a target file overwritten
+    pd.DataFrame({"label": ["a", None] * 300}).to_csv("labels.csv", index=False)
+    for argv, message in [
+            (["train", "X.npz", "--target-file", "labels.csv"], "missing"),
+            (["train", "houses.csv", "--target", "price", "--target-file", "y.npy"],
+             "--target-file gives the targets of sparse data"),
+            (["train", "X.npz", "--target-file", "y.npy", "--json", "y.npy"], "y.npy")]:
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and message in err, (argv, err)

@@ -479,6 +479,9 @@ def test_sparse_blocks_train_as_in_memory(client):
     sw = rng.uniform(0.5, 1.5, 2000)
     Xd = da.from_array(X, chunks=(700, 60), asarray=False)
     assert sp.issparse(Xd.blocks[0].compute())
+    default = GDRegressor().fit(Xd, da.from_array(y, chunks=700))  # auto: newton
+    assert default.solver_ == "newton"
+    np.testing.assert_allclose(default.coef_, GDRegressor().fit(X, y).coef_, rtol=1e-8)
     settings = dict(optimizer="lbfgs", alpha=1e-3, tol=1e-10, max_epochs=50)
     in_memory = GDRegressor(**settings).fit(X, y, sample_weight=sw)
     model = GDRegressor(**settings).fit(Xd, da.from_array(y, chunks=700),

@@ -154,6 +154,18 @@ def test_malformed_coordinates_and_columns_are_refused():
         fastgd.loss_and_grad(csc, np.zeros(20), np.zeros(10), 0.0)
 
 
+def test_malformed_blocks_and_shapes_are_refused():
+    """BSR's block offsets are checked before scipy converts it (its conversion trusts
+    them); a sparse array of one dimension is refused by name."""
+    bsr = sp.bsr_matrix((np.ones((3, 1, 1)), np.zeros(3, dtype=np.int32),
+                         np.array([0, 3, 3], dtype=np.int32)), shape=(2, 1))
+    bsr.indptr = np.array([0, 10, 3], dtype=np.int32)
+    with pytest.raises(ValueError, match=r"X \(BSR\) is malformed"):
+        fastgd.loss_and_grad(bsr, np.zeros(2), np.zeros(1), 0.0)
+    with pytest.raises(ValueError, match="must be a 2-D matrix"):
+        fastgd.loss_and_grad(sp.coo_array(np.ones(4)), np.zeros(4), np.zeros(1), 0.0)
+
+
 def test_kernel_refuses_an_unchecked_matrix():
     X, *_ = sparse_problem()
     problem = fastgd._problem.Problem(X, np.zeros((X.shape[0], 1)), None,
@@ -423,3 +435,24 @@ def test_newton_cg_on_sparse_equals_dense(monkeypatch):
     b = fastgd.GDClassifier(optimizer="newton", alpha=1e-3).fit(X.toarray(), y)
     np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-8, atol=1e-12)
     assert a.n_iter_ == b.n_iter_
+
+
+@pytest.mark.parametrize("batch_size", [None, 40])
+def test_checkpoints_resume_on_sparse_x(tmp_path, batch_size):
+    """A fit on sparse X stopped after epoch 3 and resumed from its checkpoint ends with
+    the uninterrupted fit's bits; the checkpoint's fingerprint is of the stored entries,
+    so other data (here: other values in the same places) is refused."""
+    X, _, coef, _, _ = sparse_problem(n=500, d=25)
+    y = X @ coef[0] + 0.2
+    settings = dict(optimizer="adam", batch_size=batch_size, learning_rate=0.01,
+                    max_epochs=6, tol=None, random_state=1)
+    whole = fastgd.GDRegressor(**settings).fit(X, y)
+    path = tmp_path / "fit.ckpt"
+    fastgd.GDRegressor(**settings, checkpoint=path,
+                       callbacks=lambda e: e["epoch"] == 3).fit(X, y)
+    resumed = fastgd.GDRegressor(**settings, checkpoint=path).fit(X, y, resume=path)
+    np.testing.assert_array_equal(resumed.coef_, whole.coef_)
+    other = X.copy()
+    other.data = other.data * 1.5
+    with pytest.raises(ValueError, match="fingerprint|other data|not the data"):
+        fastgd.GDRegressor(**settings, checkpoint=path).fit(other, y, resume=path)

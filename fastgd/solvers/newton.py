@@ -22,8 +22,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fastgd._sparse import is_sparse
-
 from fastgd._moments import Moments
 from fastgd._state import TrainState
 from fastgd.solvers import Step, smooth_objective, weights_of
@@ -56,7 +54,7 @@ class Newton:
     def reads_moments(self, problem) -> bool:
         """A quadratic loss's Newton step is its moments' (when its Hessian is formed; for
         dense X: sparse X has no moments pass, its Hessian pass serves)."""
-        return (problem.loss.quadratic and not is_sparse(problem.X)
+        return (problem.loss.quadratic and not problem.sparse
                 and forms_hessian(problem.k * (problem.n_features + 1)))
 
     def new_state(self, theta, std) -> TrainState:
