@@ -43,9 +43,15 @@ class InMemory:
         return problem.X.shape[0] if problem.rows is None else len(problem.rows)
 
     def loss_and_grad(self, problem: Problem, coef, intercept):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
+        problem = self.with_targets(problem)
         return self.module.grad_pass(problem, coef, intercept, n_threads=self.n_threads)
+
+    def with_targets(self, problem: Problem) -> Problem:
+        """The problem as the kernels take it: Y None (the curvature's passes) becomes
+        targets of zero."""
+        if problem.Y is None:
+            return replace(problem, Y=self.zero_targets(problem.X))
+        return problem
 
     def zero_targets(self, X):
         """Targets of zero (n, 1) in X's dtype, allocated once for all the passes of X."""
@@ -55,13 +61,11 @@ class InMemory:
         return self._zeros
 
     def hessian(self, problem: Problem, theta, std):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
+        problem = self.with_targets(problem)
         return self.module.hessian_pass(problem, theta, std, n_threads=self.n_threads)
 
     def hessian_vector(self, problem: Problem, theta, std, vector):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
+        problem = self.with_targets(problem)
         return self.module.hessian_vector_pass(problem, theta, std, vector,
                                                n_threads=self.n_threads)
 
@@ -115,8 +119,7 @@ class Sparse(InMemory):
         self.workspace = {}  # the passes' buffers, kept from one pass to the next
 
     def loss_and_grad(self, problem: Problem, coef, intercept):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
+        problem = self.with_targets(problem)
         return self.module.csr_grad_pass(problem, coef, intercept, n_threads=self.n_threads,
                                          workspace=self.workspace)
 
@@ -128,13 +131,11 @@ class Sparse(InMemory):
             self.module.csr_grad_pass, n_threads=1, workspace=self.workspace))
 
     def hessian(self, problem: Problem, theta, std):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
+        problem = self.with_targets(problem)
         return self.module.csr_hessian_pass(problem, theta, std, n_threads=self.n_threads)
 
     def hessian_vector(self, problem: Problem, theta, std, vector):
-        if problem.Y is None:
-            problem = replace(problem, Y=self.zero_targets(problem.X))
+        problem = self.with_targets(problem)
         return self.module.csr_hessian_vector_pass(problem, theta, std, vector,
                                                    n_threads=self.n_threads,
                                                    workspace=self.workspace)
