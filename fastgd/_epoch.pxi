@@ -227,6 +227,19 @@ cdef Py_ssize_t checked_parameters(Py_ssize_t d, double[::1] theta, dict state,
     return k
 
 
+cdef int plan_into(Epoch* e, plan) except -1:
+    """An EpochPlan's settings into e: the optimizer, penalty, clipping, rate, batch size
+    and the updates made before."""
+    e.config = config_of(plan.optimizer)
+    e.batch_size = plan.batch_size
+    e.l2 = plan.l2
+    e.l1 = plan.l1
+    e.max_norm = plan.clip_norm
+    e.learning_rate = plan.learning_rate
+    e.step = plan.step
+    return 0
+
+
 cdef int epoch_team(Epoch* e, bint shuffled, int n_threads) noexcept nogil:
     """The threads of an epoch; sets e.max_chunks. Threads share each batch when its rows
     are scattered (shuffled: each thread keeps its own rows in flight) or when it is large;
@@ -264,15 +277,9 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
         raise ValueError("batch_size must be >= 1")
     e.n = n
     e.d = d
-    e.batch_size = batch_size
     e.lay = layout_of(X)
     e.loss = checked_loss(loss, k, X.shape[0], Y, sample_weight)
-    e.config = config_of(plan.optimizer)
-    e.l2 = plan.l2
-    e.l1 = plan.l1
-    e.max_norm = plan.clip_norm
-    e.learning_rate = plan.learning_rate
-    e.step = plan.step
+    plan_into(&e, plan)
     e.order = NULL if shuffle_keys is None and rows is None else &order
     cdef int threads = epoch_team(&e, order.shuffled, n_threads)
     cdef floating[::1] scratch = None

@@ -23,7 +23,7 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport isfinite, pow
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 import numpy as np
 
@@ -31,8 +31,8 @@ from fastgd._openmp cimport (FASTGD_OPENMP, FASTGD_LINE, fastgd_openmp_library, 
                              omp_get_max_threads, omp_get_num_threads, omp_get_thread_num)
 from fastgd._losses cimport (MULTINOMIAL, Loss, elementwise_d2loss, elementwise_loss,
                              elementwise_run, loss_of, row_loss, softmax_d2loss)
-from fastgd._optim cimport (OPTIM_SLOTS, OptimConfig, add_l2, clip_norm, config_of, optim_step,
-                            prox_l1)
+from fastgd._optim cimport (OPTIM_SLOTS, OptimConfig, add_l2, clip_norm, config_of,
+                            optim_catch_up, optim_step, prox_l1)
 
 cdef extern from *:
     """
@@ -115,3 +115,4 @@ include "_stats.pxi"
 include "_hessian.pxi"
 include "_moments.pxi"
 include "_sparse.pxi"
+include "_sparse_epoch.pxi"

@@ -12,8 +12,6 @@ A Dask worker runs its shard through these too (fastgd/_dask.py).
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
-
 import numpy as np
 
 from fastgd import _sparse, reference
@@ -127,8 +125,7 @@ class Sparse(InMemory):
         return self.module.csr_column_stats(problem, n_threads=self.n_threads)
 
     def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
-        return reference.run_epoch(problem, theta, state, plan, grad_pass=partial(
-            self.module.csr_grad_pass, n_threads=1, workspace=self.workspace))
+        return self.module.csr_run_epoch(problem, theta, state, plan, n_threads=self.n_threads)
 
     def hessian(self, problem: Problem, theta, std):
         problem = self.with_targets(problem)

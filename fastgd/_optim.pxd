@@ -151,3 +151,23 @@ cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* stat
 
 cdef inline double soft_threshold(double x, double t) noexcept nogil:
     return x - t if x > t else (x + t if x < -t else 0.0)
+
+
+cdef inline void optim_catch_up(const OptimConfig* c, const double* table, double* theta,
+                                double* s0) noexcept nogil:
+    """m steps at once of a weight whose data gradient was zero (its penalty's alone), as
+    fastgd.optimizers' catch_up: table = row m of the optimizer's catch_up_table, s0 the
+    weight's first state entry. For the optimizers whose catches_up holds: SGD, the soft
+    threshold at tau G(m) of c^m w; momentum and Nesterov, (w, m) times the transition's
+    m-th power; Adagrad, one threshold of m lr l1 / (sqrt(sum) + eps); RMSProp, the
+    average times rho^m."""
+    cdef double w = theta[0]
+    if c.kind == SGD:
+        theta[0] = soft_threshold(w * table[0], table[1])
+    elif c.kind == MOMENTUM or c.kind == NESTEROV:
+        theta[0] = table[0] * w + table[1] * s0[0]
+        s0[0] = table[2] * w + table[3] * s0[0]
+    elif c.kind == ADAGRAD:
+        theta[0] = soft_threshold(w, table[0] / (sqrt(s0[0]) + c.eps))
+    elif c.kind == RMSPROP:
+        s0[0] = s0[0] * table[0]

@@ -84,6 +84,17 @@ class EpochPlan:
     l2: float = 0.0
     clip_norm: float = 0.0
 
+    def catch_up_table(self, n_steps: int):
+        """The optimizer's table for weights that wait while batches do not touch their
+        column (sparse X; fastgd.optimizers: catch_up), for an epoch of n_steps updates;
+        None where every weight must be updated at every step: the optimizer has no
+        closed form for these settings, or the step reads every weight (clipping, by the
+        norm of all of them; a centered standardization, whose gradient is dense)."""
+        if self.clip_norm > 0 or (self.std is not None and self.std.mean.any()) or not (
+                self.optimizer.catches_up(self.learning_rate, self.l1, self.l2)):
+            return None
+        return self.optimizer.catch_up_table(self.learning_rate, self.l1, self.l2, n_steps)
+
 
 class Engine(Protocol):
     """The passes over a Problem's data, and the reads of it that training makes."""

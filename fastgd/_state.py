@@ -32,16 +32,18 @@ class Standardization:
     divisor: np.ndarray
 
     @classmethod
-    def fit(cls, engine, problem, moments=None) -> Standardization:
+    def fit(cls, engine, problem, moments=None, center=True) -> Standardization:
         """From the column statistics of all the problem's rows (or their moments, which
-        hold them)."""
+        hold them); center=False: scaled only, a mean of zero (scikit-learn's
+        StandardScaler(with_mean=False): still by the standard deviation)."""
         mean, var = moments.column_stats() if moments else engine.column_stats(problem)
         if not (np.isfinite(mean).all() and np.isfinite(var).all()):
             engine.raise_if_nonfinite(problem)
             raise ValueError("X has values too large to standardize (the variance overflows)")
         constant = constant_features(mean, var, engine.n_rows(problem))
         scale = np.sqrt(var)
-        return cls(mean, np.where(constant, 1.0, scale), np.where(constant, np.inf, scale))
+        return cls(mean if center else np.zeros_like(mean), np.where(constant, 1.0, scale),
+                   np.where(constant, np.inf, scale))
 
     def to_original(self, w_s, b_s):
         w = w_s / self.divisor

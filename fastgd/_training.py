@@ -118,7 +118,7 @@ def stops(answer) -> bool:
     return answer is True or answer is np.True_
 
 
-def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_epochs: int,
+def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, max_epochs: int,
           tol: float | None, callbacks=(), verbose: int = 0, state: TrainState | None = None,
           early_stopping: EarlyStopping | None = None, resume: LoopState | None = None,
           checkpoint=None, checkpoint_every: int = 1) -> FitResult:
@@ -157,7 +157,8 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool, max_ep
     moments = (engine.moments(problem) if state is None and not early_stopping
                and solver.reads_moments(problem) else None)
     if state is None:
-        std = Standardization.fit(engine, problem, moments) if standardize else None
+        std = Standardization.fit(engine, problem, moments, center=standardize != "scale"
+                                  and solver.centers(problem)) if standardize else None
         state = solver.new_state(as_theta(*(std.from_original(coef, intercept) if std
                                             else (coef, intercept))), std)
     tol_scale = (None if tol is None else problem.loss.constant_from_moments(moments)

@@ -173,9 +173,14 @@ COMMON_PARAMETERS = '''
         computed from all rows, as a scaler fitted beforehand would be.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=5
-    standardize : bool, default=True
+    standardize : bool or "scale", default=True
         Train on standardized features (zero mean, unit variance) without copying X;
-        ``coef_`` and ``intercept_`` are reported in the original units.
+        ``coef_`` and ``intercept_`` are reported in the original units. ``"scale"``
+        divides by the standard deviation without centering (scikit-learn's
+        ``StandardScaler(with_mean=False)``); so does True for mini-batches over sparse X,
+        where centering would make every step O(n_features) instead of O(the batch's
+        stored entries). Both reach the same optimum (the penalty is on the scaled
+        weights, the intercept absorbs the means); only the path differs.
     warm_start : bool, default=False
         ``fit`` starts from the previous fit's ``coef_`` and ``intercept_`` (not from
         zeros). ``partial_fit`` always goes on from where training stopped.
@@ -375,7 +380,10 @@ class _GDEstimator(BaseEstimator):
                 and 0 <= seed < 2**32)):
             raise TypeError(f"random_state must be None, an int in [0, 2**32) or a "
                             f"numpy RandomState, got {seed!r}")
-        for name in ("standardize", "shuffle", "warm_start", "early_stopping"):
+        if not (isinstance(self.standardize, (bool, np.bool_)) or self.standardize == "scale"):
+            raise TypeError(f"standardize must be True, False or 'scale', got "
+                            f"{self.standardize!r}")
+        for name in ("shuffle", "warm_start", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (self.checkpoint is None or isinstance(self.checkpoint, (str, os.PathLike))):
@@ -663,7 +671,8 @@ class _GDEstimator(BaseEstimator):
                early_stopping=None, resume=None, checkpoint=None):
         return _training.train(
             engine, problem, self._solver(self._shuffle_seed), coef=coef, intercept=intercept,
-            standardize=bool(self.standardize), max_epochs=max_epochs, tol=tol,
+            standardize=self.standardize if self.standardize == "scale"
+            else bool(self.standardize), max_epochs=max_epochs, tol=tol,
             callbacks=self._callbacks(), verbose=int(self.verbose), state=state,
             early_stopping=early_stopping, resume=resume, checkpoint=checkpoint,
             checkpoint_every=int(self.checkpoint_every))

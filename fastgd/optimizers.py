@@ -81,6 +81,27 @@ class Optimizer:
         """(the torch.optim class, its keyword arguments but lr) of the same rule."""
         return "SGD", {}
 
+    # Lazy updates (mini-batches over sparse X, fastgd/_sparse_epoch.pxi): a weight whose
+    # column a batch does not touch has a data gradient of zero, so its step is the penalty's
+    # alone. Where m such steps have a closed form, the weight waits until a batch touches it
+    # (or the epoch ends) and takes them at once: the same values as m eager steps, up to
+    # rounding, for O(stored entries of the batch) a step instead of O(d).
+
+    def catches_up(self, lr: float, l1: float, l2: float) -> bool:
+        """Whether m steps of a weight with no data gradient have a closed form under these
+        settings (catch_up)."""
+        return False
+
+    def catch_up_table(self, lr: float, l1: float, l2: float, steps: int) -> np.ndarray:
+        """(steps + 1, 4): row m, what catch_up needs for m steps at once (the compiled
+        engine reads the same table: fastgd/_optim.pxd, optim_catch_up)."""
+        raise NotImplementedError
+
+    def catch_up(self, theta, state, idle, table) -> None:
+        """Take idle[i] steps of weight i with no data gradient at once, in place: theta
+        and state's vectors are the waiting weights'."""
+        raise NotImplementedError
+
 
 class SGD(Optimizer):
     name, code = "sgd", 0
@@ -88,6 +109,28 @@ class SGD(Optimizer):
 
     def step(self, theta, g, state, t, lr, n_weights):
         theta -= lr * g
+
+    def catches_up(self, lr, l1, l2):
+        """A step is w = S(c w) with c = 1 - lr l2 and S the soft threshold at lr l1: while
+        c > 0 it never flips w's sign, so m steps are S at tau (1 + c + ... + c^(m-1)) of
+        c^m w (zero stays zero)."""
+        return lr * l2 < 1.0
+
+    def catch_up_table(self, lr, l1, l2, steps):
+        a = lr * l2  # c^m and its geometric sum, without the cancellation of 1 - c
+        log_c = np.log1p(-a) * np.arange(steps + 1)
+        table = np.zeros((steps + 1, 4))
+        table[:, 0] = np.exp(log_c)
+        table[:, 1] = lr * l1 * (-np.expm1(log_c) / a if a > 0 else np.arange(steps + 1))
+        return table
+
+    def catch_up(self, theta, state, idle, table):
+        theta[:] = soft_threshold(theta * table[idle, 0], table[idle, 1])
+
+
+def soft_threshold(x, t):
+    """The proximal step of t |x|: sign(x) max(|x| - t, 0) (fastgd/_optim.pxd's)."""
+    return np.sign(x) * np.maximum(np.abs(x) - t, 0.0)
 
 
 class Momentum(Optimizer):
@@ -118,6 +161,28 @@ class Momentum(Optimizer):
     def torch_equivalent(self):
         return "SGD", {"momentum": self.hyper["momentum"], "nesterov": self.name == "nesterov"}
 
+    def catches_up(self, lr, l1, l2):
+        """Without L1, a step of (w, m) with g = l2 w is linear: m steps are a 2 x 2
+        matrix's m-th power (transition). The L1 threshold after each makes it not."""
+        return l1 == 0
+
+    def transition(self, lr, l2):
+        """(w, m) -> (w, m) of a step whose gradient is l2 w: m' = mu m + l2 w, then
+        w' = w - lr m'."""
+        mu = self.hyper["momentum"]
+        return np.array([[1 - lr * l2, -lr * mu], [l2, mu]])
+
+    def catch_up_table(self, lr, l1, l2, steps):
+        powers = np.eye(2)[None]  # M^0 .. M^(2^j - 1), doubled until there are enough
+        while len(powers) <= steps:
+            powers = np.concatenate([powers, powers @ (powers[-1] @ self.transition(lr, l2))])
+        return powers[:steps + 1].reshape(-1, 4)
+
+    def catch_up(self, theta, state, idle, table):
+        buffer, power = state["momentum_buffer"], table[idle]
+        theta[:], buffer[:] = (power[:, 0] * theta + power[:, 1] * buffer,
+                               power[:, 2] * theta + power[:, 3] * buffer)
+
 
 class Nesterov(Momentum):
     name, code = "nesterov", 2
@@ -125,6 +190,11 @@ class Nesterov(Momentum):
 
     def direction(self, g, buffer):
         return g + self.hyper["momentum"] * buffer
+
+    def transition(self, lr, l2):
+        """m' = mu m + l2 w, then w' = w - lr (l2 w + mu m')."""
+        mu = self.hyper["momentum"]
+        return np.array([[1 - lr * l2 * (1 + mu), -lr * mu * mu], [l2, mu]])
 
 
 class Adaptive(Optimizer):
@@ -173,6 +243,20 @@ class Adagrad(Adaptive):
     def second_moment(self, state):
         return state["sum"]
 
+    def catches_up(self, lr, l1, l2):
+        """Without L2 a weight with no data gradient keeps its sum; its L1 threshold,
+        lr l1 / (sqrt(sum) + epsilon), is the same each step: m steps are one of m times it."""
+        return l2 == 0
+
+    def catch_up_table(self, lr, l1, l2, steps):
+        table = np.zeros((steps + 1, 4))
+        table[:, 0] = lr * l1 * np.arange(steps + 1)
+        return table
+
+    def catch_up(self, theta, state, idle, table):
+        theta[:] = soft_threshold(theta, table[idle, 0] / (np.sqrt(state["sum"])
+                                                          + self.hyper["epsilon"]))
+
     def torch_equivalent(self):
         return "Adagrad", {"eps": self.hyper["epsilon"]}
 
@@ -192,6 +276,19 @@ class RMSprop(Adaptive):
 
     def second_moment(self, state):
         return state["square_avg"]
+
+    def catches_up(self, lr, l1, l2):
+        """Without a penalty, a weight with no data gradient stays; its average decays by
+        rho a step. (Its L1 threshold changes with the average every step.)"""
+        return l1 == 0 and l2 == 0
+
+    def catch_up_table(self, lr, l1, l2, steps):
+        table = np.zeros((steps + 1, 4))
+        table[:, 0] = self.hyper["rho"] ** np.arange(steps + 1)
+        return table
+
+    def catch_up(self, theta, state, idle, table):
+        state["square_avg"] *= table[idle, 0]
 
     def torch_equivalent(self):
         return "RMSprop", {"alpha": self.hyper["rho"], "eps": self.hyper["epsilon"]}

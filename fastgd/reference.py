@@ -11,6 +11,7 @@ fastgd/losses.py and fastgd/optimizers.py, and the baseline of every benchmark.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from fastgd import _design
 from fastgd._api import make_loss_and_grad
 from fastgd._problem import Problem
 from fastgd._sparse import is_sparse, row_squared_norms
+from fastgd._state import Standardization
+from fastgd.optimizers import soft_threshold
 
 
 def _weights(sample_weight, n):
@@ -197,9 +200,14 @@ def shuffled_rows(keys, n):
     return rows.astype(np.intp)
 
 
-def run_epoch(problem, theta, state, plan, n_threads=1, grad_pass=grad_pass):
-    """One epoch of batches; see fastgd/_kernels.pxi (run_epoch) for the contract. Each
-    batch's gradient is `grad_pass`'s (the reference's own, or a sparse engine's)."""
+def run_epoch(problem, theta, state, plan, n_threads=1, workspace=None):
+    """One epoch of batches; see fastgd/_kernels.pxi (run_epoch) for the contract.
+
+    Each batch is a model over the columns it updates: all of X's, or for sparse X with a
+    catch-up table (EpochPlan.catch_up_table), only those its rows store entries in. The
+    others wait, each since its last update, and take their steps at once
+    (Optimizer.catch_up) when a batch next touches them or the epoch ends, as
+    fastgd/_sparse_epoch.pxi does."""
     X, Y, sample_weight = problem.X, problem.Y, problem.sample_weight
     d = X.shape[1]
     k = len(theta) // (d + 1)
@@ -207,26 +215,79 @@ def run_epoch(problem, theta, state, plan, n_threads=1, grad_pass=grad_pass):
     order = None if plan.shuffle_keys is None else shuffled_rows(plan.shuffle_keys, n)
     if problem.rows is not None:
         order = problem.rows if order is None else problem.rows[order]
-    std = plan.std
+    size = plan.batch_size
+    table = plan.catch_up_table(-(-n // size)) if is_sparse(X) else None
+    waiting = Waiting(theta, state, plan.optimizer, table, k, d)
     loss_total = weight_total = 0.0
     steps = 0
-    size = plan.batch_size
     for lo in range(0, n, size):
         rows = slice(lo, lo + size) if order is None else order[lo:lo + size]
         sw = None if sample_weight is None else sample_weight[rows]
         weight = len(Y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
+        columns = waiting.touched(X[rows], steps)
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
-        W, b = original_parameters(theta, k, d, std)
-        batch = Problem(X[rows], Y[rows], sw, problem.loss, k)
-        value, grad_W, grad_b = grad_pass(batch, W, b)
+        sub_theta, sub_state = waiting.gather(columns)
+        sub_plan = replace(plan, std=None if plan.std is None else Standardization(
+            *(part[columns] for part in (plan.std.mean, plan.std.scale, plan.std.divisor))))
+        W, b = original_parameters(sub_theta, k, len(columns), sub_plan.std)
+        batch = X[rows][:, columns] if table is not None else X[rows]
+        value, grad_W, grad_b = grad_pass(Problem(batch, Y[rows], sw, problem.loss, k), W, b)
         loss_total += weight * value
         weight_total += weight
         if not np.isfinite(value):
             break
         steps += 1
-        take_step(theta, state, grad_W, grad_b, plan, plan.step + steps)
+        take_step(sub_theta, sub_state, grad_W, grad_b, sub_plan, plan.step + steps)
+        waiting.scatter(columns, sub_theta, sub_state, steps)
+    waiting.touched(None, steps)
     return loss_total, weight_total, steps
+
+
+csr_run_epoch = run_epoch  # for CSR X too (its batches' columns, their catch-ups)
+
+
+class Waiting:
+    """The weights of an epoch and when each was last updated: with a catch-up table,
+    those of columns no batch touched since wait (fastgd.optimizers: catch_up)."""
+
+    def __init__(self, theta, state, optimizer, table, k, d):
+        self.theta, self.state, self.optimizer, self.table = theta, state, optimizer, table
+        self.k, self.d = k, d
+        self.last = np.zeros(d, dtype=np.intp)  # the step each column's weights are at
+
+    def touched(self, batch, steps):
+        """The columns a batch (None: the epoch's end) updates, brought up to `steps`."""
+        if self.table is None:
+            return np.arange(self.d)
+        columns = np.arange(self.d) if batch is None else np.unique(batch.indices)
+        idle = self.last[columns]
+        behind = columns[idle < steps]
+        if len(behind):
+            sub_theta, sub_state = self.gather(behind, intercepts=False)
+            self.optimizer.catch_up(sub_theta, sub_state, np.tile(
+                steps - self.last[behind], self.k), self.table)
+            self.scatter(behind, sub_theta, sub_state, steps, intercepts=False)
+        return columns
+
+    def gather(self, columns, intercepts=True):
+        """theta and the state's vectors of a model over these columns (copies)."""
+        index = self.index(columns, intercepts)
+        return self.theta[index], {name: v[index] for name, v in self.state.items()}
+
+    def scatter(self, columns, sub_theta, sub_state, steps, intercepts=True):
+        index = self.index(columns, intercepts)
+        self.theta[index] = sub_theta
+        for name, v in self.state.items():
+            v[index] = sub_state[name]
+        self.last[columns] = steps
+
+    def index(self, columns, intercepts):
+        """Where the weights (output by output) and intercepts of these columns are."""
+        weights = (np.arange(self.k)[:, None] * self.d + columns).ravel()
+        if intercepts:
+            weights = np.append(weights, self.k * self.d + np.arange(self.k))
+        return weights
 
 
 def original_parameters(theta, k, d, std):
@@ -255,7 +316,7 @@ def take_step(theta, state, grad_W, grad_b, plan, t):
         plan.optimizer.step(theta, g, state, t, plan.learning_rate, nw)
         if plan.l1 > 0:  # the proximal step of the lasso part
             shrink = plan.learning_rate * plan.l1 * plan.optimizer.l1_scale(state, t, nw)
-            theta[:nw] = np.sign(theta[:nw]) * np.maximum(np.abs(theta[:nw]) - shrink, 0.0)
+            theta[:nw] = soft_threshold(theta[:nw], shrink)
 
 
 loss_and_grad = make_loss_and_grad(sys.modules[__name__], "fastgd.reference")

@@ -75,7 +75,7 @@ def test_kernel_rejects(fn, args, kwargs, error, message):
     ("tol", "small", TypeError, "tol must be a number"),
     ("optimizer", "bfgs", ValueError, "optimizer must be one of 'auto', 'sgd'"),
     ("engine", "torch", ValueError, "engine must be one of 'cython', 'numpy'"),
-    ("standardize", "yes", TypeError, "standardize must be True or False"),
+    ("standardize", "yes", TypeError, "standardize must be True, False or .scale."),
     pytest.param("learning_rate", 10**400, ValueError, "learning_rate must be a finite",
                  id="learning_rate-huge-int"),
     ("max_epochs", 2.0, TypeError, "max_epochs must be an integer"),

@@ -6,15 +6,18 @@ estimators, pipelines and files with sparse X.
 """
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import BUILDS, LOSSES, loss_id, targets_for
+from conftest import BUILDS, LOSSES, OPTIMIZERS, loss_id, targets_for
 
 import fastgd
-from fastgd import _sparse, reference
+from fastgd import _sparse, optimizers, reference
 from fastgd._engines import Sparse, engine_for
+from fastgd._problem import EpochPlan, Problem
+from fastgd._state import Standardization
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 
@@ -282,6 +285,8 @@ def test_largest_row_norm_equals_the_dense_rows():
 
 REGRESSORS = [dict(optimizer="lbfgs", alpha=1e-3, tol=1e-10),
               dict(optimizer="sgd", batch_size=16, learning_rate=0.01, max_epochs=3),
+              dict(optimizer="nesterov", batch_size=16, max_epochs=3, alpha=1e-2),
+              dict(optimizer="adagrad", batch_size=7, max_epochs=2, alpha=1e-2, l1_ratio=1.0),
               dict(optimizer="adam", batch_size=50, max_epochs=3, alpha=1e-2, l1_ratio=0.5),
               dict(optimizer="nesterov", max_epochs=20, tol=None),
               dict(optimizer="lbfgs", early_stopping=True)]
@@ -293,10 +298,14 @@ def test_regressor_on_sparse_equals_dense(settings, engine):
     X, _, coef, _, sw = sparse_problem(n=400, d=30, weights=True)
     y = X @ coef[0] + 0.3 + 0.1 * np.random.default_rng(3).normal(size=400)
     kwargs = dict(random_state=0, engine=engine, **settings)
+    # mini-batches over sparse X standardize by scaling only (Solver.centers)
+    dense = dict(kwargs, standardize="scale" if "batch_size" in settings else True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = fastgd.GDRegressor(**kwargs).fit(X, y, sample_weight=sw)
-        b = fastgd.GDRegressor(**kwargs).fit(X.toarray(), y, sample_weight=sw)
+        b = fastgd.GDRegressor(**dense).fit(X.toarray(), y, sample_weight=sw)
+    if "batch_size" in settings:
+        assert not a.mean_.any() and not b.mean_.any()
     np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=1e-9)
     assert a.n_iter_ == b.n_iter_
@@ -307,8 +316,9 @@ def test_regressor_on_sparse_equals_dense(settings, engine):
 def test_classifier_partial_fit_on_sparse_equals_dense():
     X, _, coef, _, _ = sparse_problem(n=300, d=25)
     y = np.asarray(X @ coef[0] > 0).astype(int) + (np.arange(300) % 7 == 0)
-    models = [fastgd.GDClassifier(optimizer="adagrad", batch_size=20, random_state=0)
-              for _ in range(2)]
+    models = [fastgd.GDClassifier(optimizer="adagrad", batch_size=20, random_state=0,
+                                  standardize=standardize)
+              for standardize in (True, "scale")]
     for lo in range(0, 300, 100):
         models[0].partial_fit(X[lo:lo + 100], y[lo:lo + 100], classes=[0, 1, 2])
         models[1].partial_fit(X[lo:lo + 100].toarray(), y[lo:lo + 100], classes=[0, 1, 2])
@@ -456,3 +466,127 @@ def test_checkpoints_resume_on_sparse_x(tmp_path, batch_size):
     other.data = other.data * 1.5
     with pytest.raises(ValueError, match="fingerprint|other data|not the data"):
         fastgd.GDRegressor(**settings, checkpoint=path).fit(other, y, resume=path)
+
+
+# The mini-batch epoch over CSR X: each batch updates the weights of its own columns, the
+# others catch up in closed form where the optimizer has one (fastgd.optimizers:
+# catch_up; fastgd/_sparse_epoch.pxi), else every weight at every step.
+
+EPOCH_PENALTIES = {"none": (0.0, 0.0, 0.0), "l2": (0.0, 0.1, 0.0), "l1": (0.01, 0.0, 0.0),
+                   "elastic": (0.01, 0.1, 0.0), "clipped": (0.0, 0.1, 0.5)}
+
+
+def run_epochs(engine_run, X, Y, sw, loss, k, plan, theta, state, rows=None, epochs=2):
+    theta, state = theta.copy(), {name: v.copy() for name, v in state.items()}
+    results = [engine_run(Problem(X, Y, sw, loss, k, rows), theta, state, replace(
+        plan, step=plan.step + 20 * epoch, shuffle_keys=(epoch, 2, 3)), n_threads=2)
+        for epoch in range(epochs)]
+    return results, theta, state
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("penalty", EPOCH_PENALTIES, ids=EPOCH_PENALTIES.keys())
+def test_sparse_epoch_equals_reference_and_dense(loss, optimizer, penalty):
+    """Compiled CSR epochs (both builds) = the reference's = the dense engine's on
+    X.toarray(), for every standardization (the centered one updates every weight)."""
+    k = max(loss.min_outputs, 3 if loss.class_indices else 1)
+    X, Y, coef, intercept, sw = sparse_problem(n=230, d=60, density=0.04, k=k, loss=loss,
+                                               weights=True, seed=4)
+    sw[40:56] = 0.0  # a batch that carries no gradient
+    rng = np.random.default_rng(1)
+    l1, l2, clip = EPOCH_PENALTIES[penalty]
+    rule = optimizers.get(optimizer)
+    theta = rng.normal(size=k * 61)
+    state = {name: np.abs(rng.normal(size=k * 61)) for name in rule.slots}
+    for centered, rows in [(None, None), (False, None), (True, np.arange(5, 220, 2))]:
+        std = None if centered is None else Standardization(
+            rng.normal(size=60) * centered, np.ones(60), rng.uniform(0.5, 2, 60))
+        plan = EpochPlan(rule, 0.05, 16, step=3, std=std, l1=l1, l2=l2, clip_norm=clip)
+        want, want_theta, want_state = run_epochs(reference.run_epoch, X, Y, sw, loss, k,
+                                                  plan, theta, state, rows)
+        runs = [run_epochs(build.csr_run_epoch, X, Y, sw, loss, k, plan, theta, state, rows)
+                for build in BUILDS.values()]
+        runs.append(run_epochs(BUILDS["baseline"].run_epoch, X.toarray(), Y, sw, loss, k,
+                               plan, theta, state, rows))
+        for results, got_theta, got_state in runs:
+            np.testing.assert_allclose(got_theta, want_theta, rtol=1e-10, atol=1e-12)
+            for name in rule.slots:
+                np.testing.assert_allclose(got_state[name], want_state[name], rtol=1e-10,
+                                           atol=1e-12)
+            for got, expected in zip(results, want, strict=True):
+                np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_the_epoch_waits_where_the_optimizer_catches_up():
+    """Which settings update only a batch's columns: the closed forms' (and not with
+    clipping or centering, whose steps read every weight)."""
+    lazy = {name: [penalty for penalty, (l1, l2, clip) in EPOCH_PENALTIES.items()
+                   if EpochPlan(optimizers.get(name), 0.05, 16, l1=l1, l2=l2, clip_norm=clip,
+                                std=None).catch_up_table(10) is not None]
+            for name in OPTIMIZERS}
+    assert lazy == {"sgd": ["none", "l2", "l1", "elastic"], "momentum": ["none", "l2"],
+                    "nesterov": ["none", "l2"], "adagrad": ["none", "l1"],
+                    "rmsprop": ["none"], "adam": [], "adamw": []}
+    centered = Standardization(np.ones(3), np.ones(3), np.ones(3))
+    assert EpochPlan(optimizers.get("sgd"), 0.1, 4, std=centered).catch_up_table(5) is None
+    # a step that would flip a weight's sign has no closed form
+    assert EpochPlan(optimizers.get("sgd"), 1.0, 4, l2=1.5).catch_up_table(5) is None
+
+
+CATCH_UPS = [(name, settings) for name in OPTIMIZERS  # (lr, l1, l2) with a closed form
+             for settings in [(0.1, 0.0, 0.0), (0.1, 0.0, 0.3), (0.05, 0.2, 0.0),
+                              (0.05, 0.2, 0.4), (0.5, 0.01, 1.0)]
+             if optimizers.get(name).catches_up(*settings)]
+
+
+@pytest.mark.parametrize(("optimizer", "settings"), CATCH_UPS)
+def test_catch_up_equals_the_steps_it_stands_for(optimizer, settings):
+    """m steps at once = m steps of the penalty alone (zero data gradient), taken one by
+    one by the reference (take_step), for every m up to 40."""
+    lr, l1, l2 = settings
+    rule = optimizers.get(optimizer)
+    rng = np.random.default_rng(0)
+    d, steps = 30, 40
+    theta = np.append(rng.normal(size=d) * 3, 0.0)
+    state = {name: np.append(np.abs(rng.normal(size=d)), 0.0) for name in rule.slots}
+    table = rule.catch_up_table(lr, l1, l2, steps)
+    plan = EpochPlan(rule, lr, 1, l1=l1, l2=l2)
+    eager_theta, eager_state = theta.copy(), {name: v.copy() for name, v in state.items()}
+    for m in range(steps + 1):
+        lazy_theta = theta[:d].copy()
+        lazy_state = {name: v[:d].copy() for name, v in state.items()}
+        rule.catch_up(lazy_theta, lazy_state, np.full(d, m), table)
+        np.testing.assert_allclose(lazy_theta, eager_theta[:d], rtol=1e-12, atol=1e-14)
+        for name in rule.slots:
+            np.testing.assert_allclose(lazy_state[name], eager_state[name][:d], rtol=1e-12,
+                                       atol=1e-14)
+        reference.take_step(eager_theta, eager_state, np.zeros((1, d)), np.zeros(1), plan,
+                            m + 1)
+
+
+def test_minibatches_over_sparse_x_scale_without_centering():
+    """standardize=True on sparse mini-batches is standardize="scale": the same model as
+    dense X with "scale", and by the same optimum as centering at convergence."""
+    X, _, coef, _, _ = sparse_problem(n=600, d=30, seed=5)
+    y = np.asarray(X @ coef[0] > 0.2).astype(int)
+    sparse = fastgd.GDClassifier(optimizer="sgd", batch_size=25, max_epochs=4,
+                                 random_state=0).fit(X, y)
+    dense = fastgd.GDClassifier(optimizer="sgd", batch_size=25, max_epochs=4, random_state=0,
+                                standardize="scale").fit(X.toarray(), y)
+    assert not sparse.mean_.any()
+    np.testing.assert_allclose(sparse.scale_, X.toarray().std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sparse.history_["loss"], dense.history_["loss"], rtol=1e-9)
+    # full batch to the optimum: centering or not, the same model
+    scaled, centered = (fastgd.GDClassifier(optimizer="newton", standardize=standardize,
+                                            tol=1e-12).fit(X.toarray(), y)
+                        for standardize in ("scale", True))
+    np.testing.assert_allclose(scaled.coef_, centered.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(scaled.intercept_, centered.intercept_, rtol=1e-6)
+
+
+def test_standardize_takes_true_false_or_scale():
+    X, y = np.ones((10, 2)), np.arange(10.0)
+    with pytest.raises(TypeError, match="standardize must be True, False or 'scale'"):
+        fastgd.GDRegressor(standardize="center").fit(X, y)

@@ -79,6 +79,13 @@ class Solver(Protocol):
         """Whether the solver takes the problem's objective from Engine.moments (a quadratic
         loss's), which start then gets."""
 
+    def centers(self, problem: Problem) -> bool:
+        """Whether standardize=True centers X's columns for this solver, or only scales
+        them (scikit-learn's with_mean=False): a centered feature's gradient is dense, so
+        mini-batches over sparse X would cost O(d) a step, not O(the batch's entries).
+        Both reach the same optimum: the penalty is on the scaled weights, and the
+        unpenalized intercept absorbs the means."""
+
     def start(self, engine: Engine, problem: Problem, state: TrainState, n_rows: int,
               threshold: float | None = None, moments: Moments | None = None) -> TrainState:
         """Before the first step of a fit or a partial_fit call: the state to step from,

@@ -56,6 +56,9 @@ class FirstOrder:
     def reads_moments(self, problem) -> bool:
         return False
 
+    def centers(self, problem) -> bool:
+        return not (problem.sparse and self.batch_size is not None)
+
     def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
         self.n_rows = n_rows
         if state.learning_rate == "auto":

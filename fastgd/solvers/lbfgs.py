@@ -68,6 +68,9 @@ class LBFGS:
     def reads_moments(self, problem) -> bool:
         return False
 
+    def centers(self, problem) -> bool:
+        return True
+
     def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=1.0)

@@ -57,6 +57,9 @@ class Newton:
         return (problem.loss.quadratic and not problem.sparse
                 and forms_hessian(problem.k * (problem.n_features + 1)))
 
+    def centers(self, problem) -> bool:
+        return True
+
     def new_state(self, theta, std) -> TrainState:
         """The mean loss, objective, gradient and Hessian at theta (objective NaN: not
         evaluated yet, the next step's first pass)."""

@@ -1,0 +1,302 @@
+# The mini-batch epoch over CSR X (fastgd/_sparse.py's), in O(stored entries of a batch) a
+# step where the optimizer allows it. Included by fastgd/_kernels.pxi.
+#
+# A batch's data gradient is zero outside the columns its rows store entries in. Where the
+# optimizer has a closed form for a weight's steps without data gradient (the penalty's
+# alone; EpochPlan.catch_up_table, fastgd.optimizers: catch_up), each batch is a model over
+# its own columns: their weights, caught up to now (optim_catch_up), are gathered into
+# compact vectors, updated by the same code as a dense batch's (batch_update) and scattered
+# back; the others wait. At the epoch's end every weight is brought up to date. Elsewhere
+# (Adam, clipping, a centered standardization: every weight moves at every step) the
+# compact vectors are the whole ones and every step is O(d), as fastgd.reference defines.
+#
+# One thread: a batch of hundreds of sparse rows is tens of microseconds of work, under
+# the price of a barrier per batch once the team shares cores (fastgd/_epoch.pxi measured
+# 13-40 x slower then); the fused full-batch pass is where the threads pay.
+
+cdef enum:
+    CATCH_UP_AHEAD = 16    # entries ahead whose column's lines a batch's gather requests
+
+
+cdef struct Compact:
+    # A batch's model over t columns: weights output by output (o t + q), then the k
+    # intercepts, in vectors of `stride` doubles
+    Py_ssize_t t, t_max, stride, slots   # slots: the optimizer's state vectors
+    double* theta
+    double* state            # OPTIM_SLOTS vectors, stride apart
+    double* params           # in original units, for the forward pass
+    double* grad
+    double* sums             # the gradient's sums, then N_SCALARS
+    double* mean             # of the t columns (NULL: not standardized)
+    double* inv_scale
+    int32_t* column_of       # place q -> its column
+    int32_t* entry_place     # the batch's stored entries' places, in order
+    # per column j, its place q in the batch (-1: not in it) at 2 j and the step its weights
+    # are at at 2 j + 1: one cache line for both (d pairs; lazy only)
+    int32_t* place_step
+
+
+cdef inline void catch_up_column(const OptimConfig* c, const double* table, int32_t* step,
+                                 Py_ssize_t j, long now, double* theta, double* state,
+                                 Py_ssize_t d, Py_ssize_t k) noexcept nogil:
+    """Column j's weights (all outputs), at step *step, brought to `now`."""
+    cdef long m = now - step[0]
+    cdef Py_ssize_t o
+    if m > 0:
+        for o in range(k):
+            optim_catch_up(c, table + 4 * m, theta + o * d + j, state + o * d + j)
+        step[0] = <int32_t>now
+
+
+cdef void compact_batch(const index_t* columns, const index_t* indptr, const Order* order,
+                        Py_ssize_t lo, Py_ssize_t hi, const Epoch* e, const double* table,
+                        long now, double* theta, double* state, Py_ssize_t stride,
+                        Compact* b) noexcept nogil:
+    """The batch [lo, hi)'s columns, caught up to step `now`, gathered into b, and the
+    places of its entries."""
+    cdef Py_ssize_t d = e.d, k = e.loss.k, p, q, i, j, o, v, entry = 0, entries
+    cdef Py_ssize_t t = 0
+    cdef int32_t* place
+    # The entries' columns first, then each in turn, its lines requested ahead in two
+    # stages: a column's place and step and its weight 2 CATCH_UP_AHEAD entries ahead, its
+    # row of the table (at the step count just read) CATCH_UP_AHEAD ahead. (Without, the
+    # misses were most of an epoch.)
+    for p in range(lo, hi):
+        i = row_at(order, p)
+        for q in range(indptr[i], indptr[i + 1]):
+            j = columns[q]
+            b.entry_place[entry] = <int32_t>j
+            if entry < 2 * CATCH_UP_AHEAD:
+                fastgd_prefetch_l1(b.place_step + 2 * j)
+                fastgd_prefetch_l1(theta + j)
+            entry = entry + 1
+    entries = entry
+    for entry in range(entries):
+        if entry + 2 * CATCH_UP_AHEAD < entries:
+            j = b.entry_place[entry + 2 * CATCH_UP_AHEAD]
+            fastgd_prefetch_l1(b.place_step + 2 * j)
+            fastgd_prefetch_l1(theta + j)
+        if entry + CATCH_UP_AHEAD < entries:
+            j = b.entry_place[entry + CATCH_UP_AHEAD]
+            fastgd_prefetch_l1(table + 4 * (now - b.place_step[2 * j + 1]))
+        j = b.entry_place[entry]
+        place = b.place_step + 2 * j
+        if place[0] < 0:
+            place[0] = <int32_t>t
+            b.column_of[t] = <int32_t>j
+            catch_up_column(&e.config, table, place + 1, j, now, theta, state, d, k)
+            for o in range(k):
+                b.theta[o * b.t_max + t] = theta[o * d + j]
+                for v in range(b.slots):
+                    b.state[v * b.stride + o * b.t_max + t] = state[v * stride + o * d + j]
+            if e.inv_scale != NULL:
+                b.mean[t] = 0.0  # no centering here (EpochPlan.catch_up_table)
+                b.inv_scale[t] = e.inv_scale[j]
+            t = t + 1
+        b.entry_place[entry] = place[0]
+    b.t = t
+    if k > 1:  # outputs o t + q: close up the gaps of t_max - t after each
+        for o in range(1, k):
+            memmove(b.theta + o * t, b.theta + o * b.t_max, t * sizeof(double))
+            for v in range(b.slots):
+                memmove(b.state + v * b.stride + o * t, b.state + v * b.stride + o * b.t_max,
+                        t * sizeof(double))
+    for o in range(k):
+        b.theta[k * t + o] = theta[k * d + o]
+        for v in range(b.slots):
+            b.state[v * b.stride + k * t + o] = state[v * stride + k * d + o]
+
+
+cdef void scatter_batch(const Epoch* e, long now, double* theta, double* state,
+                        Py_ssize_t stride, Compact* b) noexcept nogil:
+    """b's updated weights back into theta and the state, at step `now`."""
+    cdef Py_ssize_t d = e.d, k = e.loss.k, t = b.t, q, j, o, v
+    for q in range(t):
+        j = b.column_of[q]
+        for o in range(k):
+            theta[o * d + j] = b.theta[o * t + q]
+            for v in range(b.slots):
+                state[v * stride + o * d + j] = b.state[v * b.stride + o * t + q]
+        b.place_step[2 * j + 1] = <int32_t>now
+    for o in range(k):
+        theta[k * d + o] = b.theta[k * t + o]
+        for v in range(b.slots):
+            state[v * stride + k * d + o] = b.state[v * b.stride + k * t + o]
+
+
+cdef void batch_sums(const floating* values, const index_t* columns, const index_t* indptr,
+                     const floating* y, const floating* sw, const Order* order, Py_ssize_t lo,
+                     Py_ssize_t hi, const Loss* loss, const Compact* b,
+                     double* z) noexcept nogil:
+    """The gradient sums of the batch [lo, hi) at b.params into b.sums (the entries'
+    places in b: b.entry_place, or their columns without), its loss and weight after
+    them."""
+    cdef Py_ssize_t k = loss.k, t = b.t, p, i, o, m, n_params = k * (b.t + 1)
+    cdef double loss_sum = 0.0, weight_sum = 0.0
+    cdef const int32_t* place = b.entry_place
+    memset(b.sums, 0, (n_params + N_SCALARS) * sizeof(double))
+    for p in range(lo, hi):
+        i = row_at(order, p)
+        m = indptr[i + 1] - indptr[i]
+        for o in range(k):
+            if place == NULL:
+                z[o] = csr_dot(values + indptr[i], columns + indptr[i], m, b.params + o * t,
+                               1, <index_t*>NULL)
+            else:
+                z[o] = csr_dot(values + indptr[i], place, m, b.params + o * t, 1,
+                               <int32_t*>NULL)
+            z[o] += b.params[k * t + o]
+        row_residuals(loss, k, z, y, sw, i, &loss_sum, &weight_sum)
+        for o in range(k):
+            b.sums[k * t + o] += z[o]
+            if place == NULL:
+                csr_axpy(values + indptr[i], columns + indptr[i], m, z[o], b.sums + o * t, 1)
+            else:
+                csr_axpy(values + indptr[i], place, m, z[o], b.sums + o * t, 1)
+        if place != NULL:
+            place = place + m
+    b.sums[n_params + SUM_LOSS] = loss_sum
+    b.sums[n_params + SUM_W] = weight_sum
+
+
+cdef void csr_epoch(const floating* values, const index_t* columns, const index_t* indptr,
+                    const floating* y, const floating* sw, Epoch* e, const double* table,
+                    double* theta, double* state, Py_ssize_t stride, Compact* b,
+                    double* z) noexcept nogil:
+    """The epoch's batches (table NULL: b is the whole model, updated every step)."""
+    cdef Py_ssize_t n = e.n, d = e.d, k = e.loss.k, lo = 0, hi, q, j
+    cdef long steps = 0
+    cdef double weight, loss_total = 0.0, weight_total = 0.0
+    cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
+    cdef Epoch sub = e[0]   # the batch's model: its t columns
+    while lo < n:
+        hi = min(lo + e.batch_size, n)
+        if table != NULL:
+            compact_batch(columns, indptr, e.order, lo, hi, e, table, steps, theta, state,
+                          stride, b)
+            sub.d = b.t
+            sub.mean = b.mean if e.inv_scale != NULL else NULL
+            sub.inv_scale = b.inv_scale
+        to_original(b.theta, sub.mean, sub.inv_scale, b.t, k, b.params)
+        batch_sums(values, columns, indptr, y, sw, e.order, lo, hi, &e.loss, b, z)
+        lo = hi
+        weight = b.sums[k * (b.t + 1) + SUM_W]
+        if weight != 0.0:  # zero-weight rows carry no gradient
+            loss_total += b.sums[k * (b.t + 1) + SUM_LOSS]
+            weight_total += weight
+            if not isfinite(b.sums[k * (b.t + 1) + SUM_LOSS]):
+                lo = n  # stop before the update
+            else:
+                steps += 1
+                beta1_t *= e.config.beta1
+                beta2_t *= e.config.beta2
+                batch_update(&sub, b.sums, weight, b.theta, b.state, b.stride, b.grad,
+                             beta1_t, beta2_t)
+                if table != NULL:
+                    scatter_batch(e, steps, theta, state, stride, b)
+        if table != NULL:
+            for q in range(b.t):
+                b.place_step[2 * b.column_of[q]] = -1
+    if table != NULL:
+        for j in range(d):
+            catch_up_column(&e.config, table, b.place_step + 2 * j + 1, j, steps, theta,
+                            state, d, k)
+    e.loss_total = loss_total
+    e.weight_total = weight_total
+    e.steps = steps
+
+
+def csr_run_epoch(problem, double[::1] theta, dict state, plan, int n_threads,
+                  workspace=None):
+    """run_epoch (fastgd/_epoch.pxi) for CSR problem.X, on one thread (see above): each
+    batch in O(its stored entries) where plan.catch_up_table allows, else in O(d)."""
+    X = problem.X
+    n = X.shape[0] if problem.rows is None else len(problem.rows)
+    if plan.batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    table = plan.catch_up_table(-(-n // plan.batch_size)) if n else None
+    return _csr_run_epoch(X.data, X.indices, X.indptr, X.shape[1], problem.Y,
+                          problem.sample_weight, problem.rows, problem.loss, theta, state,
+                          plan, table)
+
+
+def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
+                   const index_t[::1] indptr, Py_ssize_t d, const floating[:, ::1] Y,
+                   const floating[::1] sample_weight, const Py_ssize_t[::1] rows, loss,
+                   double[::1] theta, dict state, plan, const double[:, ::1] table):
+    cdef Py_ssize_t n_rows = csr_rows(values, columns, indptr)
+    cdef Py_ssize_t k = checked_parameters(d, theta, state, plan), j
+    cdef Py_ssize_t n_params = theta.shape[0], stride = whole_lines(n_params)
+    cdef Order order = make_order(plan.shuffle_keys, rows, n_rows)
+    if order.n == 0:
+        raise ValueError("no rows to train on")
+    if table is not None and (table.shape[0] < (order.n + plan.batch_size - 1)
+                              // plan.batch_size + 1 or table.shape[1] != 4):
+        raise ValueError("the catch-up table must have a row of 4 for each step count")
+    if d >= 2 ** 31 or order.n >= 2 ** 31:
+        raise ValueError("the sparse epoch counts features and steps in 32 bits")
+    std = plan.std
+    cdef const double[::1] mean = None if std is None else std.mean
+    cdef double[::1] inv_scale = None if std is None else 1.0 / std.divisor
+    cdef Epoch e
+    e.n = order.n
+    e.d = d
+    e.loss = checked_loss(loss, k, n_rows, Y, sample_weight)
+    e.order = &order
+    plan_into(&e, plan)
+    e.mean = NULL if std is None else &mean[0]
+    e.inv_scale = NULL if std is None else &inv_scale[0]
+    slots = plan.optimizer.slots
+    cdef double[:, ::1] own = aligned_array((1 + OPTIM_SLOTS, stride))
+    own.base[0, :n_params] = theta
+    for v, name in enumerate(slots):
+        own.base[1 + v, :n_params] = state[name]
+    # the batch's model: the whole one (no table), or vectors for its columns at most
+    cdef Py_ssize_t longest = int(np.diff(indptr).max())
+    cdef Py_ssize_t t_max = d if table is None else min(d, <Py_ssize_t>indptr[n_rows],
+                                                         plan.batch_size * longest)
+    cdef Py_ssize_t compact = whole_lines(k * (t_max + 1) + N_SCALARS)
+    # params, grad, sums; with a table, the compact theta, state, mean and scale too
+    cdef double[:, ::1] buffers = aligned_array((3 if table is None else 6 + OPTIM_SLOTS,
+                                                 compact), np.empty)
+    cdef int32_t[:, ::1] place_step = np.zeros((d if table is not None else 1, 2),
+                                               dtype=np.int32)
+    place_step.base[:, 0] = -1
+    cdef int32_t[::1] column_of = np.empty(max(t_max, 1), dtype=np.int32)
+    cdef int32_t[::1] entry_place = np.empty(
+        max(1, min(<Py_ssize_t>indptr[n_rows], plan.batch_size * longest))
+        if table is not None else 1, dtype=np.int32)
+    cdef double[::1] z = np.empty(whole_lines(k))
+    cdef Compact b
+    b.t = d
+    b.t_max = t_max
+    b.slots = len(slots)
+    b.place_step = &place_step[0, 0]
+    b.column_of = &column_of[0]
+    b.entry_place = NULL if table is None else &entry_place[0]
+    b.params = &buffers[0, 0]
+    b.grad = &buffers[1, 0]
+    b.sums = &buffers[2, 0]
+    if table is None:  # the whole model, in place
+        b.stride = stride
+        b.theta = &own[0, 0]
+        b.state = &own[1, 0]
+        b.mean = <double*>e.mean
+        b.inv_scale = <double*>e.inv_scale
+    else:
+        b.stride = compact
+        b.theta = &buffers[3, 0]
+        b.state = &buffers[4, 0]
+        b.mean = &buffers[4 + OPTIM_SLOTS, 0]
+        b.inv_scale = &buffers[5 + OPTIM_SLOTS, 0]
+    cdef const floating* values_ptr = &values[0] if values.shape[0] else NULL
+    cdef const index_t* columns_ptr = &columns[0] if columns.shape[0] else NULL
+    cdef const floating* swp = sample_weight_ptr(sample_weight)
+    with nogil:
+        csr_epoch(values_ptr, columns_ptr, &indptr[0], &Y[0, 0], swp, &e,
+                  NULL if table is None else &table[0, 0], &own[0, 0], &own[1, 0], stride,
+                  &b, &z[0])
+    theta[:] = own[0, :n_params]
+    for v, name in enumerate(slots):
+        state[name][:] = own.base[1 + v, :n_params]
+    return e.loss_total, e.weight_total, e.steps
