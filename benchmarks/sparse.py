@@ -1,7 +1,8 @@
 """Sparse X (issue 20): the fused CSR pass against scipy's products, in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/sparse.py \\
-        [--problems text-200k,text-1M,one-hot-1M] [--repeats 5] [--rounds 5] [--fits]
+        [--problems text-200k,text-1M,one-hot-1M] [--repeats 5] [--rounds 5]
+        [--fits | --epochs]
 
 The problems:
 
@@ -34,6 +35,12 @@ tolerance_grad and tolerance_change 0) with standardize=False (the same objectiv
 against LogisticRegression's liblinear, saga and lbfgs. glum is left out: its Newton
 solver forms a d x d Hessian (2^20 features: 8 TiB; the one-hot problem's 32,797:
 8.6 GB).
+
+With --epochs, seconds of one mini-batch epoch (the median of --rounds fits of one epoch
+each, set-up included, as a user runs it): GDClassifier(optimizer="sgd", batch_size=1
+and 32, learning_rate=0.01, alpha=1e-6, standardize=False, shuffled) against
+SGDClassifier(max_iter=1, the same constant rate and alpha, shuffled; its batches are
+single rows), and fastgd's other optimizers at batch 32.
 """
 
 from __future__ import annotations
@@ -178,6 +185,39 @@ def fit_timings(X, y, peers=True):
     return rows
 
 
+EPOCH_ALPHA, EPOCH_RATE = 1e-6, 0.01
+
+
+def epoch_timings(X, y, rounds):
+    """Median seconds of a fit of one epoch, per method."""
+    from sklearn.linear_model import SGDClassifier
+
+    def fastgd_epoch(optimizer, batch_size):
+        return lambda: fastgd.GDClassifier(
+            optimizer=optimizer, batch_size=batch_size, learning_rate=EPOCH_RATE,
+            alpha=EPOCH_ALPHA, standardize=False, max_epochs=1, tol=None,
+            random_state=0).fit(X, y)
+
+    methods = {"SGDClassifier": lambda: SGDClassifier(
+        loss="log_loss", alpha=EPOCH_ALPHA, learning_rate="constant", eta0=EPOCH_RATE,
+        max_iter=1, tol=None, random_state=0).fit(X, y)}
+    for batch_size in (1, 32):
+        methods[f"sgd, batch {batch_size}"] = fastgd_epoch("sgd", batch_size)
+    for optimizer in ("nesterov", "adagrad", "sparse_adam"):
+        methods[f"{optimizer}, batch 32"] = fastgd_epoch(optimizer, 32)
+    seconds = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch: not converged
+        for name, fit in methods.items():
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                fit()
+                times.append(time.perf_counter() - start)
+            seconds[name] = float(np.median(times))
+    return seconds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS))
@@ -185,9 +225,21 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fits", action="store_true", help="seconds to a trained model")
     parser.add_argument("--no-peers", action="store_true", help="--fits: fastgd's only")
+    parser.add_argument("--epochs", action="store_true", help="one mini-batch epoch")
     args = parser.parse_args()
     print(machine())
     print()
+    if args.epochs:
+        print("| problem | SGDClassifier | fastgd sgd, batch 1 | sgd, batch 32 | nesterov, 32 "
+              "| adagrad, 32 | sparse_adam, 32 |")
+        print("|---|---|---|---|---|---|---|")
+        for name in args.problems.split(","):
+            X, y = PROBLEMS[name]()
+            t = epoch_timings(X, y, args.rounds)
+            base = t.pop("SGDClassifier")
+            cells = [f"{s:.2f} s ({base / s:.2f} x)" for s in t.values()]
+            print(f"| {name} | {base:.2f} s | " + " | ".join(cells) + " |", flush=True)
+        return
     if args.fits:
         for name in args.problems.split(","):
             X, y = PROBLEMS[name]()

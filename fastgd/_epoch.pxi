@@ -179,13 +179,13 @@ cdef inline void batch_update(const Epoch* e, const double* sums, double weight,
             if mu != NULL:
                 grad[o * d + j] = (grad[o * d + j] - mu[j] * grad[nw + o]) * inv_sd[j]
     if e.l2 > 0.0:
-        add_l2(grad, theta, nw, e.l2)
+        add_l2(&e.config, grad, theta, nw, e.l2)
     if e.max_norm > 0.0:
         clip_norm(grad, nw + k, e.max_norm)
     optim_step(&e.config, theta, grad, state, slot, nw + k, nw, beta1_t, beta2_t,
                e.learning_rate)
     if e.l1 > 0.0:
-        prox_l1(&e.config, theta, state, slot, nw, e.learning_rate, e.l1, beta2_t)
+        prox_l1(&e.config, theta, state, slot, nw, e.learning_rate, e.l1, beta2_t, grad)
 
 
 def run_epoch(problem, double[::1] theta, dict state, plan, int n_threads):

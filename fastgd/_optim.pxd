@@ -21,6 +21,7 @@ cdef enum OptimKind:      # the `code` of each fastgd.optimizers class
     RMSPROP = 4
     ADAM = 5
     ADAMW = 6
+    SPARSE_ADAM = 7
 
 cdef enum:
     OPTIM_SLOTS = 2       # state vectors an optimizer keeps at most (the kernels' buffers)
@@ -93,6 +94,15 @@ cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g
             s0[k] += (1.0 - b1) * (g[k] - s0[k])
             s1[k] = b2 * s1[k] + (1.0 - b2) * g[k] * g[k]
             theta[k] -= step_size * s0[k] / (sqrt(s1[k]) * inv_bc2_sqrt + eps)
+    elif c.kind == SPARSE_ADAM:        # Adam where g != 0, in torch SparseAdam's order:
+        # m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);
+        # theta -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)
+        step_size = lr * sqrt(1.0 - beta2_t) / (1.0 - beta1_t)
+        for k in range(n_params):
+            if g[k] != 0.0:
+                s0[k] += (g[k] - s0[k]) * (1.0 - b1)
+                s1[k] += (g[k] * g[k] - s1[k]) * (1.0 - b2)
+                theta[k] -= step_size * (s0[k] / (sqrt(s1[k]) + eps))
 
 
 # Around the update: the elastic-net penalty on the weights (never the intercept) and
@@ -100,9 +110,15 @@ cdef inline void optim_step(const OptimConfig* c, double* theta, const double* g
 #   g_w += l2 w;  clip g to clip_norm (global L2 norm of (g_w, g_b), torch's clip_grad_norm_);
 #   optimizer step;  w = sign(w) max(|w| - t, 0)  (the proximal step of l1 |w|_1, prox_l1).
 
-cdef inline void add_l2(double* g, const double* theta, Py_ssize_t n_weights,
-                        double l2) noexcept nogil:
+cdef inline void add_l2(const OptimConfig* c, double* g, const double* theta,
+                        Py_ssize_t n_weights, double l2) noexcept nogil:
+    """g += l2 w (for SparseAdam, on the weights the data reach: g != 0)."""
     cdef Py_ssize_t k
+    if c.kind == SPARSE_ADAM:
+        for k in range(n_weights):
+            if g[k] != 0.0:
+                g[k] += l2 * theta[k]
+        return
     for k in range(n_weights):
         g[k] += l2 * theta[k]
 
@@ -121,14 +137,15 @@ cdef inline void clip_norm(double* g, Py_ssize_t n_params, double max_norm) noex
 
 cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* state,
                          Py_ssize_t stride, Py_ssize_t n_weights, double lr, double l1,
-                         double beta2_t) noexcept nogil:
+                         double beta2_t, const double* g) noexcept nogil:
     """The proximal step of l1 |w|_1: w = sign(w) max(|w| - t, 0), with t = l1 times the
     step the optimizer makes per unit of a gradient that has settled, so that training
     settles at the penalized optimum: lr for SGD; lr / (1 - momentum) with momentum (m
     grows to g / (1 - momentum)); per weight lr / (sqrt(v) + eps) for Adagrad and RMSProp
     (v their sum or average of g^2), lr / (sqrt(v) / sqrt(1 - beta2^t) + eps) for Adam and
-    AdamW. (A threshold of lr l1 with momentum 0.9 settles where the penalty is ten times
-    weaker.)"""
+    AdamW, lr / ((sqrt(v) + eps) / sqrt(1 - beta2^t)) for SparseAdam, on the weights its
+    step reached (g != 0). (A threshold of lr l1 with momentum 0.9 settles where the
+    penalty is ten times weaker.)"""
     cdef Py_ssize_t k
     cdef double t = lr * l1, unbias = 1.0
     cdef const double* v           # the second moment of an adaptive optimizer
@@ -143,6 +160,13 @@ cdef inline void prox_l1(const OptimConfig* c, double* theta, const double* stat
     elif c.kind == ADAM or c.kind == ADAMW:
         unbias = 1.0 / sqrt(1.0 - beta2_t)
         v = state + stride         # Adam's second vector
+    elif c.kind == SPARSE_ADAM:
+        unbias = 1.0 / sqrt(1.0 - beta2_t)
+        v = state + stride
+        for k in range(n_weights):
+            if g[k] != 0.0:
+                theta[k] = soft_threshold(theta[k], t / ((sqrt(v[k]) + c.eps) * unbias))
+        return
     else:  # every optimizer has its branch here (the tests compare its L1 runs with the
         return  # registry's l1_scale, in NumPy)
     for k in range(n_weights):

@@ -43,6 +43,8 @@ class Optimizer:
     hyperparameters: ClassVar[dict[str, float]] = {}  # setting: default
     slots: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str]
+    on_support: ClassVar[bool] = False  # steps only the weights whose data gradient is not
+                                        # zero: their penalty too (SparseAdam)
 
     def __init__(self, **hyper):
         unknown = set(hyper) - set(self.hyperparameters)
@@ -335,8 +337,50 @@ class AdamW(Adam):
         return "AdamW", {**arguments, "weight_decay": self.hyper["weight_decay"]}
 
 
+class SparseAdam(Adam):
+    """torch.optim.SparseAdam: Adam on the weights a batch's data reach, the others left
+    as they are (their moments do not decay), so that a batch over sparse X costs its
+    stored entries. Reached: a data gradient that is not zero (a column the batch stores
+    entries in, for sparse X); the penalty (L2 and L1) is applied to those only, as it
+    is paid when a weight is seen. Its bias corrections are of the step count, as torch's."""
+
+    name, code = "sparse_adam", 7
+    on_support = True
+    summary = ("Adam where the gradient is not zero, the other weights as they are: "
+               "theta -= lr sqrt(1 - beta2^t) / (1 - beta1^t) · m / (sqrt(v) + epsilon) "
+               "(torch SparseAdam)")
+
+    def step(self, theta, g, state, t, lr, n_weights):
+        m, v, h = state["exp_avg"], state["exp_avg_sq"], self.hyper
+        seen = g != 0
+        g = g[seen]
+        m[seen] += (g - m[seen]) * (1 - h["beta1"])
+        v[seen] += (g * g - v[seen]) * (1 - h["beta2"])
+        step_size = lr * math.sqrt(1 - h["beta2"] ** t) / (1 - h["beta1"] ** t)
+        theta[seen] -= step_size * (m[seen] / (np.sqrt(v[seen]) + h["epsilon"]))
+
+    def l1_scale(self, state, t, n_weights):
+        return 1.0 / ((np.sqrt(self.second_moment(state)[:n_weights]) + self.hyper["epsilon"])
+                      * self.unbias(t))
+
+    def catches_up(self, lr, l1, l2):
+        """A weight no batch reaches takes no step: nothing to catch up."""
+        return True
+
+    def catch_up_table(self, lr, l1, l2, steps):
+        return np.zeros((steps + 1, 4))
+
+    def catch_up(self, theta, state, idle, table):
+        pass
+
+    def torch_equivalent(self):
+        h = self.hyper
+        return "SparseAdam", {"betas": (h["beta1"], h["beta2"]), "eps": h["epsilon"]}
+
+
 OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW)}
+    cls.name: cls for cls in (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW,
+                              SparseAdam)}
 
 
 def get(name, **settings) -> Optimizer:

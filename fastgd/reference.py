@@ -309,13 +309,17 @@ def take_step(theta, state, grad_W, grad_b, plan, t):
     if std is not None:  # gradient in the standardized parameters
         grad_W = (grad_W - np.outer(grad_b, std.mean)) * (1.0 / std.divisor)
     with np.errstate(all="ignore"):  # overflow shows up as divergence in the driver
-        # the ridge part of the penalty
+        # the ridge part of the penalty (on the weights reached only, for on_support)
         g = np.append(grad_W.ravel() + plan.l2 * theta[:nw], grad_b)
+        if plan.optimizer.on_support:
+            g[:nw][grad_W.ravel() == 0] = 0.0
         if plan.clip_norm > 0:  # as torch.nn.utils.clip_grad_norm_
             g *= min(1.0, plan.clip_norm / (np.sqrt(g @ g) + 1e-6))
         plan.optimizer.step(theta, g, state, t, plan.learning_rate, nw)
         if plan.l1 > 0:  # the proximal step of the lasso part
             shrink = plan.learning_rate * plan.l1 * plan.optimizer.l1_scale(state, t, nw)
+            if plan.optimizer.on_support:
+                shrink = np.where(g[:nw] != 0, shrink, 0.0)
             theta[:nw] = soft_threshold(theta[:nw], shrink)
 
 

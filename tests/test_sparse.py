@@ -527,7 +527,8 @@ def test_the_epoch_waits_where_the_optimizer_catches_up():
             for name in OPTIMIZERS}
     assert lazy == {"sgd": ["none", "l2", "l1", "elastic"], "momentum": ["none", "l2"],
                     "nesterov": ["none", "l2"], "adagrad": ["none", "l1"],
-                    "rmsprop": ["none"], "adam": [], "adamw": []}
+                    "rmsprop": ["none"], "adam": [], "adamw": [],
+                    "sparse_adam": ["none", "l2", "l1", "elastic"]}
     centered = Standardization(np.ones(3), np.ones(3), np.ones(3))
     assert EpochPlan(optimizers.get("sgd"), 0.1, 4, std=centered).catch_up_table(5) is None
     # a step that would flip a weight's sign has no closed form

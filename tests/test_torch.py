@@ -18,8 +18,30 @@ def torch_optimizer(name, params, lr):
     return getattr(torch.optim, cls)(params, lr=lr, **arguments)
 
 
+class SparseLinear(torch.nn.Module):
+    """A linear model of sparse gradients, for torch.optim.SparseAdam: each row's
+    prediction is an embedding bag of its non-zero columns weighted by their values, the
+    intercept an embedding of one (what torch.optim.SparseAdam's users train)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(d, 1, dtype=torch.float64))
+        self.bias = torch.nn.Parameter(torch.zeros(1, 1, dtype=torch.float64))
+
+    def forward(self, X):
+        rows, columns = np.nonzero(X)
+        offsets = torch.from_numpy(np.searchsorted(rows, np.arange(len(X))))
+        z = torch.nn.functional.embedding_bag(
+            torch.from_numpy(columns), self.weight, offsets, mode="sum", sparse=True,
+            per_sample_weights=torch.from_numpy(X[rows, columns]))
+        return z + torch.nn.functional.embedding(torch.zeros(len(X), dtype=torch.long),
+                                                 self.bias, sparse=True)
+
+
 def torch_fit(X, y, optimizer, lr, batch_size, epochs, clip_norm=None):
-    model = torch.nn.Linear(X.shape[1], 1, dtype=torch.float64)
+    sparse = optimizers.get(optimizer).torch_equivalent()[0] == "SparseAdam"
+    model = SparseLinear(X.shape[1]) if sparse else torch.nn.Linear(X.shape[1], 1,
+                                                                    dtype=torch.float64)
     torch.nn.init.zeros_(model.weight)
     torch.nn.init.zeros_(model.bias)
     groups = [{"params": [model.weight]},
@@ -29,12 +51,12 @@ def torch_fit(X, y, optimizer, lr, batch_size, epochs, clip_norm=None):
     for _ in range(epochs):
         for lo in range(0, len(y), batch_size):
             opt.zero_grad()
-            out = model(Xt[lo:lo + batch_size])[:, 0]
+            out = model(X[lo:lo + batch_size] if sparse else Xt[lo:lo + batch_size])[:, 0]
             torch.nn.functional.mse_loss(out, yt[lo:lo + batch_size]).backward()
             if clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             opt.step()
-    return model.weight.detach().numpy()[0], float(model.bias.detach())
+    return model.weight.detach().numpy().ravel(), float(model.bias.detach().ravel()[0])
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -45,6 +67,25 @@ def test_same_trajectory_as_torch(optimizer, batch_size):
     ours = GDRegressor(optimizer=optimizer, learning_rate=lr, batch_size=batch_size,
                        max_epochs=3, tol=None, standardize=False, shuffle=False).fit(X, y)
     coef, intercept = torch_fit(X, y, optimizer, lr, batch_size, 3)
+    assert_allclose(ours.coef_, coef, rtol=1e-9, atol=1e-12)
+    assert_allclose(ours.intercept_, intercept, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 50])
+def test_sparse_adam_on_sparse_x_as_torch(batch_size):
+    """SparseAdam on sparse X: each batch steps the weights of its columns only (the
+    lazy epoch, fastgd/_sparse_epoch.pxi), as torch.optim.SparseAdam on the embedding bags
+    of the rows' non-zero entries."""
+    import scipy.sparse as sp
+
+    X = sp.random(150, 40, density=0.08, format="csr", random_state=2)
+    X = X.multiply(np.arange(40) % 9 != 3).tocsr()  # columns no batch reaches
+    y = np.asarray(X @ np.random.default_rng(0).normal(size=40)) + 0.5
+    ours = GDRegressor(optimizer="sparse_adam", learning_rate=0.01, batch_size=batch_size,
+                       max_epochs=3, tol=None, standardize=False, shuffle=False).fit(X, y)
+    coef, intercept = torch_fit(X.toarray(), y, "sparse_adam", 0.01, batch_size, 3)
+    untouched = np.asarray(X.sum(axis=0) == 0).ravel()
+    assert untouched.any() and (ours.coef_[untouched] == 0).all()
     assert_allclose(ours.coef_, coef, rtol=1e-9, atol=1e-12)
     assert_allclose(ours.intercept_, intercept, rtol=1e-9, atol=1e-12)
 
