@@ -196,3 +196,64 @@ def test_a_single_row(n):
         b = GDRegressor(**settings, engine="numpy").fit(X, y)
         assert np.isfinite(a.coef_).all()
         assert_allclose(a.coef_, b.coef_, rtol=1e-10, atol=1e-12)
+
+
+@st.composite
+def sparse_arrays(draw, n, d, k=1, loss=SQUARED):
+    """A random CSR X (some rows and columns empty, float32 or float64, int32 or int64
+    indices) and the loss's targets of k outputs, maybe sample weights (some zero)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    density = draw(st.sampled_from([0.0, 0.02, 0.2, 1.0]))
+    X = sp.random(n, d, density=density, format="csr", random_state=rng, dtype=np.float64)
+    X.data = (rng.standard_normal(X.nnz) * 10.0 ** rng.integers(-2, 3)).astype(dtype)
+    X = X.astype(dtype)
+    index = draw(st.sampled_from([np.int32, np.int64]))
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    Z = X.astype(np.float64) @ rng.standard_normal((d, k)) + rng.standard_normal((n, k))
+    y = targets_for(loss, np.asarray(Z).astype(dtype))
+    y = y[:, 0] if y.shape[1] == 1 else y
+    weights = None
+    if draw(st.booleans()):
+        weights = rng.uniform(0, 2, n).astype(dtype)
+        weights[rng.random(n) < 0.2] = 0.0
+        weights[0] = 1.0
+    return X, y, weights
+
+
+@given(shape=shapes(max_rows=600, max_features=30), data=st.data(),
+       case=st.sampled_from(CASES), optimizer=st.sampled_from(OPTIMIZERS),
+       batch_size=st.one_of(st.none(), st.integers(1, 120)), shuffle=st.booleans(),
+       standardize=st.sampled_from([False, "scale"]), alpha=st.sampled_from([0.0, 1e-2]),
+       l1_ratio=st.sampled_from([0.0, 0.5]), early_stopping=st.booleans())
+def test_sparse_x_trains_as_its_dense_twin(shape, data, case, optimizer, batch_size,
+                                          shuffle, standardize, alpha, l1_ratio,
+                                          early_stopping):
+    """Sparse X and X.toarray() under the same settings: the same run, epoch for epoch
+    (the mini-batch epochs over CSR wait and catch up where they can; the dense ones step
+    every weight), then the same partial_fit."""
+    (n, d), (loss, k) = shape, case
+    assume(not early_stopping or n >= 100)  # a validation share of every class
+    X, y, weights = data.draw(sparse_arrays(n, d, k, loss))
+    model = GDClassifier if loss.task == "classification" else GDRegressor
+    if model is GDClassifier:
+        counts = np.unique(y, return_counts=True)[1]
+        assume(len(counts) >= 2 and (not early_stopping or counts.min() >= 5))
+    settings = dict(optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
+                    standardize=standardize, max_epochs=3, tol=None, random_state=0,
+                    alpha=alpha, l1_ratio=l1_ratio, early_stopping=early_stopping,
+                    loss="log" if model is GDClassifier else loss.name,  # (softmax: > 2 classes)
+                    **{p: getattr(loss, p) for p in loss.params})
+    runs = [model(**settings).fit(data_, y, sample_weight=weights)
+            for data_ in (X, X.toarray())]
+    for run in runs:
+        run.partial_fit(X if run is runs[0] else X.toarray(), y, sample_weight=weights)
+    rtol = 1e-9 if X.dtype == np.float64 else 1e-4
+    sparse, dense = runs
+    scale = max(np.max(np.abs(dense.coef_)), np.max(np.abs(dense.intercept_)), 1e-300)
+    assert_allclose(sparse.coef_, dense.coef_, rtol=rtol, atol=rtol * scale)
+    assert_allclose(sparse.intercept_, dense.intercept_, rtol=rtol, atol=rtol * scale)
+    assert_allclose(sparse.history_["loss"], dense.history_["loss"], rtol=rtol,
+                    atol=rtol * dense.history_["loss"][0])
