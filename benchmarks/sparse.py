@@ -2,7 +2,7 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/sparse.py \\
         [--problems text-200k,text-1M,one-hot-1M] [--repeats 5] [--rounds 5]
-        [--fits | --epochs]
+        [--fits | --epochs | --memory]
 
 The problems:
 
@@ -41,6 +41,11 @@ each, set-up included, as a user runs it): GDClassifier(optimizer="sgd", batch_s
 and 32, learning_rate=0.01, alpha=1e-6, standardize=False, shuffled) against
 SGDClassifier(max_iter=1, the same constant rate and alpha, shuffled; its batches are
 single rows), and fastgd's other optimizers at batch 32.
+
+With --memory, the peak of the memory a fit allocates beyond X (tracemalloc, which sees
+NumPy's buffers and the kernels' aligned arrays), against X's own bytes (values, indices,
+offsets): the fused pass, the default fit (L-BFGS here, 5 iterations) and an epoch of
+mini-batches (nesterov, batch 32).
 """
 
 from __future__ import annotations
@@ -218,6 +223,28 @@ def epoch_timings(X, y, rounds):
     return seconds
 
 
+def memory_peaks(X, y):
+    """Peak bytes allocated during each, beyond what was allocated before."""
+    import tracemalloc
+
+    problem = Problem(X, y[:, None].copy(), None, losses.get("log"), 1)
+    coef, intercept = np.zeros((1, X.shape[1])), np.zeros(1)
+    runs = {
+        "fused pass": lambda: _compiled.kernels.csr_grad_pass(problem, coef, intercept, 2),
+        "default fit (5 iterations)": lambda: fastgd.GDClassifier(max_epochs=5).fit(X, y),
+        "nesterov, batch 32 (1 epoch)": lambda: fastgd.GDClassifier(
+            optimizer="nesterov", batch_size=32, max_epochs=1).fit(X, y)}
+    peaks = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, run in runs.items():
+            tracemalloc.start()
+            run()
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    return peaks
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS))
@@ -226,9 +253,22 @@ def main():
     parser.add_argument("--fits", action="store_true", help="seconds to a trained model")
     parser.add_argument("--no-peers", action="store_true", help="--fits: fastgd's only")
     parser.add_argument("--epochs", action="store_true", help="one mini-batch epoch")
+    parser.add_argument("--memory", action="store_true", help="peak memory beyond X")
     args = parser.parse_args()
     print(machine())
     print()
+    if args.memory:
+        print("| problem | X's bytes | fused pass | default fit | nesterov, batch 32 |")
+        print("|---|---|---|---|---|")
+        for name in args.problems.split(","):
+            X, y = PROBLEMS[name]()
+            X = _sparse.as_csr(X)
+            size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+            cells = [f"{peak / 2**20:.0f} MB ({peak / size:.2f} x)"
+                     for peak in memory_peaks(X, y).values()]
+            print(f"| {name} | {size / 2**20:.0f} MB | " + " | ".join(cells) + " |",
+                  flush=True)
+        return
     if args.epochs:
         print("| problem | SGDClassifier | fastgd sgd, batch 1 | sgd, batch 32 | nesterov, 32 "
               "| adagrad, 32 | sparse_adam, 32 |")

@@ -4,7 +4,7 @@ from fastgd import reference
 from fastgd._api import make_loss_and_grad
 from fastgd._compiled import kernels
 from fastgd._config import show_config
-from fastgd._errors import ConvergenceWarning, DivergenceError
+from fastgd._errors import ConvergenceWarning, DivergenceError, PerformanceWarning
 from fastgd._persist import read as _read
 from fastgd._version import __version__
 from fastgd.model import LinearModel
@@ -42,4 +42,5 @@ def __getattr__(name):
 
 
 __all__ = ["ConvergenceWarning", "DivergenceError", "GDClassifier", "GDRegressor",
+           "PerformanceWarning",
            "LinearModel", "__version__", "load", "loss_and_grad", "reference", "show_config"]

@@ -25,6 +25,10 @@ class ConvergenceWarning(UserWarning):
     """Training stopped at max_epochs before it converged."""
 
 
+class PerformanceWarning(UserWarning):
+    """The settings ask for much more work than the data need (and say what would not)."""
+
+
 def convergence_warning() -> type[Warning]:
     """The class to warn with: fastgd's ConvergenceWarning, and when scikit-learn is loaded
     (the estimators load it) a subclass of both it and scikit-learn's, so that filters on

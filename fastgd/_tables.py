@@ -120,10 +120,10 @@ def read_sparse(path, role: str = "data", n_features: int | None = None):
     return X, y
 
 
-def numeric(table, columns, what: str) -> np.ndarray:
+def numeric(table, columns, what: str, allow_missing=False) -> np.ndarray:
     """The named columns as one array of shape (n_rows, len(columns)), float32 if they all
-    are, else float64; a ValueError for a column that is not numbers, or misses values, or
-    holds infinities."""
+    are, else float64; a ValueError for a column that is not numbers, or misses values
+    (with allow_missing: 0), or holds infinities."""
     check_present(table, columns)
     for column in columns:
         series = table[column]
@@ -135,7 +135,11 @@ def numeric(table, columns, what: str) -> np.ndarray:
     dtype = (np.float32 if all(table[c].dtype == np.float32 for c in columns)
              else np.float64)
     values = table[list(columns)].to_numpy(dtype=dtype)
-    _check_complete(table, columns, ~np.isfinite(values), "missing or infinite")
+    if allow_missing:
+        check_complete(table, columns, np.isinf(values), "infinite")
+        return np.nan_to_num(values, nan=0.0)
+    check_complete(table, columns, ~np.isfinite(values), "missing or infinite",
+                   MISSING_HINT if what == "feature" else "fill or drop them first")
     return values
 
 
@@ -143,9 +147,19 @@ def labels(table, column) -> np.ndarray:
     """One column of class labels (numbers, strings or booleans), without missing values."""
     check_present(table, [column])
     series = table[column]
-    _check_complete(table, [column], series.isna().to_numpy()[:, None], "missing")
+    check_complete(table, [column], series.isna().to_numpy()[:, None], "missing")
     values = series.to_numpy()
     return values.astype(object) if values.dtype.kind in "OUT" else values
+
+
+def numeric_values(table, column, allow_missing=False) -> np.ndarray:
+    """One numeric column as float64; missing values (NaN) an error, or 0 with
+    allow_missing; infinities an error."""
+    values = table[column].to_numpy(dtype=np.float64)
+    bad = np.isinf(values) if allow_missing else ~np.isfinite(values)
+    check_complete(table, [column], bad[:, None], "infinite" if allow_missing
+                   else "missing or infinite", MISSING_HINT)
+    return np.nan_to_num(values, nan=0.0) if allow_missing else values
 
 
 def is_numeric(table, column) -> bool:
@@ -229,7 +243,10 @@ def check_present(table_or_names, columns, name=None):
                           f"{missing[0]!r} (its columns: {shown})")
 
 
-def _check_complete(table, columns, bad, what):
+MISSING_HINT = "fill or drop them first, or give --missing zero"
+
+
+def check_complete(table, columns, bad, what, hint="fill or drop them first"):
     """A clear error for bad values: which column, how many, the first data row."""
     if bad.any():
         rows, cols = np.nonzero(bad)
@@ -237,7 +254,7 @@ def _check_complete(table, columns, bad, what):
         count = int(bad[:, j].sum())
         raise ValueError(f"column {columns[j]!r} of {table.attrs['name']} has {count} {what} "
                          f"value{'s' if count > 1 else ''} (the first in data row "
-                         f"{rows.min() + 1}); fill or drop them first")
+                         f"{rows.min() + 1}); {hint}")
 
 
 def _is_numeric(series) -> bool:

@@ -22,6 +22,7 @@ import fastgd
 from fastgd import bench, losses
 from fastgd.solvers import FULL_BATCH_SOLVERS, optimizer_names
 from fastgd._commands import number, positive_int, run
+from fastgd._encoding import MISSING
 
 TASKS = ("regression", "classification")
 REGRESSION_LOSSES, CLASSIFICATION_LOSSES = losses.names("regression"), losses.names(
@@ -55,7 +56,7 @@ def train(args) -> None:
         raise ValueError("--resume goes on from --checkpoint FILE, which must exist"
                          + (f": {args.checkpoint!r} does not" if args.checkpoint else ""))
 
-    X, y, features, task = _training_data(args, targets, features)
+    X, y, features, task, encoding = _training_data(args, targets, features)
     X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
     del X, y
     if features is None:
@@ -78,6 +79,8 @@ def train(args) -> None:
           f"{seconds:.2f} s ({X_train.shape[0] * epochs / max(seconds, 1e-9) / 1e6:.3g} M "
           f"rows/s), "
           f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}")
+    if encoding is not None:  # predict and evaluate encode new rows the same way
+        encoding.attach(model)
     if args.output:  # first: whatever happens next, the training is not lost
         model.save(args.output)
         print(f"model written to {args.output} (then: fastgd predict {args.output} DATA "
@@ -105,8 +108,10 @@ def train(args) -> None:
 
 
 def _training_data(args, targets, features):
-    """(X, y, the feature columns' names (None: sparse data), the task) of DATA."""
+    """(X, y, the feature columns' names (None: sparse data), the task, the table's
+    encoding (fastgd/_encoding.py; None: numbers as they are)) of DATA."""
     from fastgd import _tables
+    from fastgd._encoding import Encoding
 
     if _tables.is_sparse_file(args.data):
         if features is not None:
@@ -115,7 +120,7 @@ def _training_data(args, targets, features):
         X, y = _read_sparse(args.data, args.target, args.target_file)
         task, why = _task_of_values(y, args.task)
         print(f"task: {task} ({why})")
-        return X, y, None, task
+        return X, y, None, task, None
     if not targets:
         raise ValueError("--target COL names the column to predict (required for a table)")
     if args.target_file:
@@ -126,8 +131,17 @@ def _training_data(args, targets, features):
     _check_columns(table, features, targets)
     task, why = _task(table, targets, args.task)
     print(f"task: {task} ({why})")
-    return _tables.numeric(table, features, "feature"), _targets(table, targets, task), \
-        features, task
+    y = _targets(table, targets, task)
+    encoding = Encoding.learn(table, features)
+    if encoding is None:
+        return (_tables.numeric(table, features, "feature", args.missing == "zero"), y,
+                features, task, None)
+    X = encoding.encode(table, args.missing)
+    print(f"encoded {len(encoding.levels)} text or categorical column"
+          f"{'s' if len(encoding.levels) > 1 else ''} ({_shorten(list(encoding.levels))}) "
+          f"as {X.shape[1] - len(features) + len(encoding.levels):,} indicator columns, one "
+          f"a level: {X.shape[1]:,} sparse features")
+    return X, y, None, task, encoding
 
 
 def predict(args) -> None:
@@ -145,7 +159,7 @@ def predict(args) -> None:
                             targets_needed=False)
         frame = _tables.pandas().DataFrame(index=range(X.shape[0]))
     else:
-        table, X = _model_input(model, args.data, keep, log=sys.stderr)
+        table, X = _model_input(model, args.data, keep, args.missing, log=sys.stderr)
         _tables.check_present(table, keep)
         frame = table[keep].copy() if keep else _tables.pandas().DataFrame(index=table.index)
     predictions = model.predict(X)
@@ -180,7 +194,7 @@ def evaluate(args) -> None:
         if args.target_file:
             raise ValueError("--target-file gives the targets of sparse data (a .npz of "
                              "scipy.sparse.save_npz); a table's are its --target column")
-        table, X = _model_input(model, args.data, targets)
+        table, X = _model_input(model, args.data, targets, args.missing)
         y = _targets(table, targets, task)
     if task == "classification":
         unknown = sorted(set(np.unique(y).tolist()) - set(model.classes_.tolist()), key=str)
@@ -256,13 +270,19 @@ def _task_of_values(y, asked):
     return "regression", "the targets are numeric; --task classification if they are labels"
 
 
-def _model_input(model, data, other, log=sys.stdout):
+def _model_input(model, data, other, missing="error", log=sys.stdout):
     """DATA's table and the features the model takes from it: the columns it was trained on,
     by name (a DataFrame), or for a model fitted on unnamed arrays all columns but the
-    `other` ones (targets, --keep) in order (an array, as many columns as the model takes).
+    `other` ones (targets, --keep) in order (an array, as many columns as the model takes);
+    for a model trained on an encoded table, its columns encoded the same way (sparse).
     """
+    from fastgd._encoding import Encoding
     from fastgd._tables import numeric
 
+    encoding = Encoding.of(model)
+    if encoding is not None:
+        table = _read(data, list(dict.fromkeys(encoding.features + list(other))), log)
+        return table, encoding.encode(table, missing, log)
     names = getattr(model, "feature_names_in_", None)
     if names is None:
         table = _read(data, log=log)
@@ -275,8 +295,8 @@ def _model_input(model, data, other, log=sys.stdout):
     else:
         features = list(names)
         table = _read(data, list(dict.fromkeys(features + list(other))), log)
-        return table, _frame(numeric(table, features, "feature"), features)
-    return table, numeric(table, features, "feature")
+        return table, _frame(numeric(table, features, "feature", missing == "zero"), features)
+    return table, numeric(table, features, "feature", missing == "zero")
 
 
 def _task(table, targets, asked):
@@ -500,6 +520,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="-", metavar="OUT",
                    help="default: CSV on stdout")
     p.add_argument("--keep", metavar="COLS", help="columns of DATA to copy into OUT (ids)")
+    _missing_option(p)
     p.add_argument("--proba", action="store_true", help="classifiers: add each class's "
                    "probability")
 
@@ -512,6 +533,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target-file", metavar="FILE", help="the true values of a sparse .npz's "
                    "rows: one column")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+    _missing_option(p)
 
     p = command("info", info, "how fastgd was built and how it runs here",
                 "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "
@@ -567,6 +589,13 @@ def _train_options(p) -> None:
     p.add_argument("--plot", metavar="CURVE.png", help="save the loss curve as a picture")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _missing_option(p)
+
+
+def _missing_option(p) -> None:
+    p.add_argument("--missing", choices=MISSING, default="error",
+                   help="an empty cell of a feature: error (default), or zero (a number "
+                   "0, a category none of its levels)")
 
 
 def main(argv=None) -> int:

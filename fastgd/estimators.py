@@ -318,6 +318,10 @@ COMMON_ATTRIBUTES = '''
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features,)
         Only when X was a DataFrame with string column names.
+    input_features_, categories_, category_of_ : ndarray
+        Only in a model ``fastgd train`` made of a table with text or categorical
+        columns: the table's feature columns, and for each indicator column its level and
+        the feature it encodes (the command line encodes new rows by them).
 
     Raises
     ------
@@ -332,6 +336,10 @@ COMMON_ATTRIBUTES = '''
     lowest training loss so far (with early stopping: validation loss).
 '''
 
+
+# The command line's one-hot encoding of a table, kept in the model it trains
+# (fastgd/_encoding.py: Encoding.attach); fit never sets them.
+ENCODING = ("input_features_", "categories_", "category_of_")
 
 class _GDEstimator(BaseEstimator):
     """What both estimators share. Subclasses define __init__ (their parameters), the loss
@@ -738,7 +746,7 @@ class _GDEstimator(BaseEstimator):
 
     # What save() writes and load() reads back (see fastgd/_persist.py).
     _saved = ("n_features_in_", "coef_", "intercept_", "n_iter_", "learning_rate_", "solver_",
-              "history_", "mean_", "scale_", "feature_names_in_")
+              "history_", "mean_", "scale_", "feature_names_in_", *ENCODING)
 
     def save(self, path):
         """Save the fitted model to `path` (read it back with ``fastgd.load``).
@@ -782,6 +790,25 @@ class _GDEstimator(BaseEstimator):
         _persist.check_array(self, "feature_names_in_", np.object_, (d,), optional=True)
         if self.feature_names_in_ is None:
             del self.feature_names_in_  # as fit leaves it without DataFrame input
+        self._check_loaded_encoding(d)
+
+    def _check_loaded_encoding(self, d):
+        """The command line's encoding of a table (fastgd/_encoding.py), if saved: the
+        input features, each indicator's level and input feature, d columns in all."""
+        features = getattr(self, "input_features_", None)
+        if features is None:
+            for name in ENCODING:  # as fit leaves them
+                self.__dict__.pop(name, None)
+            return
+        _persist.check_array(self, "input_features_", np.object_, (len(features),))
+        m = len(getattr(self, "categories_", ()))
+        _persist.check_array(self, "categories_", np.object_, (m,))
+        _persist.check_array(self, "category_of_", np.integer, (m,))
+        encoded = set(self.category_of_.tolist())
+        if (not encoded <= set(range(len(features))) or len(features) - len(encoded) + m != d
+                or not all(isinstance(x, str) for x in [*features, *self.categories_])):
+            raise ValueError("the table's encoding (input_features_, categories_, "
+                             "category_of_) does not make the model's features")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

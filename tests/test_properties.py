@@ -223,6 +223,7 @@ def sparse_arrays(draw, n, d, k=1, loss=SQUARED):
     return X, y, weights
 
 
+@pytest.mark.filterwarnings("ignore::fastgd.PerformanceWarning")  # dense steps on purpose
 @given(shape=shapes(max_rows=600, max_features=30), data=st.data(),
        case=st.sampled_from(CASES), optimizer=st.sampled_from(OPTIMIZERS),
        batch_size=st.one_of(st.none(), st.integers(1, 120)), shuffle=st.booleans(),

@@ -313,6 +313,7 @@ def test_regressor_on_sparse_equals_dense(settings, engine):
     np.testing.assert_allclose(a.predict(X), b.predict(X.toarray()), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::fastgd.PerformanceWarning")  # dense steps on purpose
 def test_classifier_partial_fit_on_sparse_equals_dense():
     X, _, coef, _, _ = sparse_problem(n=300, d=25)
     y = np.asarray(X @ coef[0] > 0).astype(int) + (np.arange(300) % 7 == 0)
@@ -447,6 +448,7 @@ def test_newton_cg_on_sparse_equals_dense(monkeypatch):
     assert a.n_iter_ == b.n_iter_
 
 
+@pytest.mark.filterwarnings("ignore::fastgd.PerformanceWarning")  # dense steps on purpose
 @pytest.mark.parametrize("batch_size", [None, 40])
 def test_checkpoints_resume_on_sparse_x(tmp_path, batch_size):
     """A fit on sparse X stopped after epoch 3 and resumed from its checkpoint ends with
@@ -591,3 +593,27 @@ def test_standardize_takes_true_false_or_scale():
     X, y = np.ones((10, 2)), np.arange(10.0)
     with pytest.raises(TypeError, match="standardize must be True, False or 'scale'"):
         fastgd.GDRegressor(standardize="center").fit(X, y)
+
+
+@pytest.mark.parametrize(("settings", "warns"), [
+    (dict(optimizer="adagrad", alpha=1e-3), True),
+    (dict(optimizer="adagrad", alpha=1e-3, l1_ratio=1.0), False),
+    (dict(optimizer="adam"), True),
+    (dict(optimizer="sparse_adam", alpha=1e-3), False),
+    (dict(optimizer="sgd", clip_norm=1.0), True),
+    (dict(optimizer="nesterov", alpha=1e-3), False)])
+def test_dense_steps_over_sparse_x_warn(settings, warns):
+    """Mini-batches over sparse X that update every weight at every step say so, and
+    what would not; those that wait do not warn (nor full batches, nor dense X)."""
+    X, _, coef, _, _ = sparse_problem(n=200, d=30, seed=6)
+    y = X @ coef[0]
+    model = fastgd.GDRegressor(batch_size=20, max_epochs=1, tol=None, **settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y)
+        fastgd.GDRegressor(max_epochs=1, tol=None, **settings).fit(X, y)
+        model.fit(X.toarray(), y)
+    messages = [str(w.message) for w in caught if w.category is fastgd.PerformanceWarning]
+    assert len(messages) == warns
+    if warns:
+        assert "O(n_features) a step" in messages[0] and "sparse_adam" in messages[0]

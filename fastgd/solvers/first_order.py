@@ -7,8 +7,10 @@ batches of an epoch). The learning rate follows a per-epoch schedule.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
+from fastgd._errors import PerformanceWarning, user_stacklevel
 from fastgd._problem import EpochPlan, shuffle_keys
 from fastgd._state import TrainState
 from fastgd.optimizers import Optimizer
@@ -16,6 +18,9 @@ from fastgd.solvers import Step, smooth_objective
 from fastgd.solvers.curvature import batch_curvature, largest_curvature, largest_row_curvature
 
 SCHEDULES = ("constant", "step", "exponential", "invscaling", "cosine")
+DENSE_STEPS_HINT = ("a batch costs its own entries with 'sgd', or 'momentum' and "
+                    "'nesterov' without L1, 'adagrad' without L2 (alpha with l1_ratio=1), "
+                    "'rmsprop' without a penalty, or 'sparse_adam'; and without clip_norm")
 
 
 @dataclass
@@ -66,7 +71,24 @@ class FirstOrder:
                 lambda: self.curvature(engine, problem, state.std),
                 batch_fraction=self.rows_per_batch / n_rows,
                 first_step=lambda: self.first_step(engine, problem, state)))
+        self.warn_if_dense_steps(problem, state)
         return state
+
+    def warn_if_dense_steps(self, problem, state) -> None:
+        """Mini-batches over sparse X whose every step updates every weight (no closed
+        form to catch up with: EpochPlan.catch_up_table) cost O(n_features) a batch, which
+        on wide data is orders of magnitude beyond the batch's own entries (measured:
+        Adagrad with L2 on 2^20 hashed features, 25 s an epoch, against 0.5 s for SGD):
+        a warning that says what would not."""
+        if not problem.sparse or self.rows_per_batch >= self.n_rows:
+            return
+        plan = EpochPlan(self.optimizer, state.learning_rate, self.rows_per_batch,
+                         std=state.std, l1=self.l1, l2=self.l2, clip_norm=self.clip_norm)
+        if plan.catch_up_table(0) is None:
+            warnings.warn(
+                f"optimizer={self.optimizer.name!r} with these settings updates every "
+                f"weight at every batch of sparse X (O(n_features) a step): "
+                f"{DENSE_STEPS_HINT}", PerformanceWarning, stacklevel=user_stacklevel())
 
     def first_step(self, engine, problem, state):
         """Full-batch gradient descent's step g / L from state.theta, on the objective."""
