@@ -48,9 +48,11 @@ class LoopState:
         return cls(state=state, history=history, last_good=theta, best=theta,
                    best_loss=math.inf, best_val_params=theta if validating else None)
 
-    def copy(self) -> LoopState:
-        """A copy the loop may update in place (its arrays and lists its own)."""
-        return replace(self, state=self.state.copy(),
+    def copy(self, state: bool = True) -> LoopState:
+        """A copy the loop may update in place (its arrays and lists its own; state=False:
+        the TrainState is the loop's already, and is not copied: a solver's state can be
+        many vectors of the parameters' size, L-BFGS's 20 + 5)."""
+        return replace(self, state=self.state.copy() if state else self.state,
                        history={key: list(values) for key, values in self.history.items()},
                        last_good=self.last_good.copy(), best=self.best.copy(),
                        best_val_params=None if self.best_val_params is None
@@ -151,6 +153,7 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, 
     engine = Counted(engine)
     if resume is not None:
         state = resume.state
+    given = state is not None  # the caller's: the loop works on a copy
     training = problem.restricted(early_stopping.train_rows) if early_stopping else problem
     # A quadratic loss's objective is its moments: one pass for the standardization, tol's
     # scale and every step of a solver that reads them (Newton).
@@ -169,7 +172,8 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, 
     now = (replace(resume, state=state) if resume is not None
            else LoopState.fresh(state, early_stopping is not None))
     loop = Loop(engine, problem, training, solver, early_stopping, max_epochs, tol,
-                tol_scale, tuple(callbacks), checkpoint, checkpoint_every, now.copy())
+                tol_scale, tuple(callbacks), checkpoint, checkpoint_every,
+                now.copy(state=given))
     progress = Progress(verbose, max_epochs, engine.n_rows(training))
     losses_seen = loop.now.history["loss"]
     already = len(losses_seen)

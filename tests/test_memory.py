@@ -121,3 +121,30 @@ def test_peak_memory_of_a_fit_is_a_few_percent_of_x(order, dtype, batch, kind):
     ratio = float(subprocess.run([sys.executable, "-c", PEAK, order, dtype, batch, kind],
                                  capture_output=True, text=True, check=True).stdout)
     assert ratio < 0.05
+
+
+@pytest.mark.parametrize("solver", [dict(optimizer="lbfgs"), dict(optimizer="newton"),
+                                    dict(optimizer="nesterov", batch_size=64),
+                                    dict(optimizer="sgd", batch_size=1)],
+                         ids=["lbfgs", "newton-cg", "nesterov, batch 64", "sgd, batch 1"])
+def test_a_fit_on_sparse_x_allocates_vectors_of_d_and_a_share_of_x(solver):
+    """Sparse X (2^18 features, far more than its rows' entries a batch): a fit allocates
+    vectors of the parameters' size (a solver's state, the passes' buffers, the epoch's
+    bookkeeping) and buffers bounded by X's stored entries, never a copy of X nor a
+    d x d matrix. The most is L-BFGS's: its history of 10 pairs (20 vectors of d), its
+    own 7, the passes' (parameter, gradient) pairs of two chunks (8), the loop's copies:
+    44 vectors of d measured here, and at 2^20 features (benchmarks/sparse.py --memory)."""
+    import scipy.sparse as sp
+
+    n, d = 20_000, 1 << 18
+    rng = np.random.default_rng(0)
+    columns = np.sort(rng.choice(d, size=(n, 30)), axis=1)  # (a repeat sums: canonical)
+    X = sp.csr_matrix((rng.random(n * 30), columns.ravel(), np.arange(0, n * 30 + 1, 30)),
+                      shape=(n, d))
+    X.sum_duplicates()
+    y = (np.asarray(X.sum(axis=1)).ravel() > np.median(np.asarray(X.sum(axis=1)))).astype(int)
+    GDClassifier(max_epochs=1, tol=None).fit(X[:500], y[:500])  # imports
+    x_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    peak = peak_allocation(lambda: GDClassifier(max_epochs=3, tol=None, random_state=0,
+                                                **solver).fit(X, y))
+    assert peak < 48 * 8 * d + 0.5 * x_bytes
