@@ -36,7 +36,10 @@ class Encoding:
         levels = {column: sorted(set(table[column].dropna().astype(str)))
                   for column in features
                   if not is_numeric(table, column) or table[column].dtype.kind == "b"}
-        return cls(list(features), levels) if levels else None
+        # a text column with no value at all (--missing zero) encodes as nothing
+        features = [column for column in features if levels.get(column, True)]
+        levels = {column: values for column, values in levels.items() if values}
+        return cls(features, levels) if levels else None
 
     @property
     def n_columns(self) -> int:

@@ -263,9 +263,12 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
                                                dtype=np.int32)
     place_step.base[:, 0] = -1
     cdef int32_t[::1] column_of = np.empty(max(t_max, 1), dtype=np.int32)
-    cdef int32_t[::1] entry_place = np.empty(
-        max(1, min(<Py_ssize_t>indptr[n_rows], plan.batch_size * longest))
-        if table is not None else 1, dtype=np.int32)
+    # a batch's entries: at most X's, unless `rows` repeats a row
+    cdef Py_ssize_t entries = plan.batch_size * longest
+    if rows is None or len(np.unique(rows)) == rows.shape[0]:
+        entries = min(<Py_ssize_t>indptr[n_rows], entries)
+    cdef int32_t[::1] entry_place = np.empty(max(1, entries) if table is not None else 1,
+                                             dtype=np.int32)
     cdef double[::1] z = np.empty(whole_lines(k))
     cdef Compact b
     b.t = d

@@ -28,9 +28,10 @@ SPARSE_NPZ_KEYS = {"format", "shape", "data"}  # what scipy.sparse.save_npz alwa
 WRITES = ".csv, .tsv (also compressed), .parquet, .npy"
 
 
-def read_table(path, role: str = "data", columns=None):
+def read_table(path, role: str = "data", columns=None, text=()):
     """The file at `path` as a pandas DataFrame; for CSV and Parquet only `columns`, if
-    given, are parsed.
+    given, are parsed; CSV's `text` columns as the text they hold (one-hot encoded
+    columns, fastgd/_encoding.py: "007" stays "007", "1" is not 1.0).
 
     .npy: a 2-D array's columns are named "0", "1", ...; a structured array's fields keep
     their names. .npz: a 1-D entry is one column named by its key, a 2-D entry "X" of m
@@ -54,6 +55,7 @@ def read_table(path, role: str = "data", columns=None):
             check_present(_column_names(path, kind, pd), columns, name)
         if kind == "csv":
             table = pd.read_csv(path, sep=_separator(path), usecols=columns,
+                                dtype={column: str for column in text} or None,
                                 engine="pyarrow" if _has_pyarrow() else "c")
         elif kind == "parquet":
             table = pd.read_parquet(path, columns=columns)

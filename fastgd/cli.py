@@ -133,6 +133,10 @@ def _training_data(args, targets, features):
     print(f"task: {task} ({why})")
     y = _targets(table, targets, task)
     encoding = Encoding.learn(table, features)
+    if encoding is not None:  # its columns as the text they hold, as predict reads them
+        columns = list(encoding.levels)  # (_model_input): "007" is not 7, "1" not 1.0
+        table[columns] = _tables.read_table(args.data, "data", columns, columns)[columns]
+        encoding = Encoding.learn(table, features)
     if encoding is None:
         return (_tables.numeric(table, features, "feature", args.missing == "zero"), y,
                 features, task, None)
@@ -217,11 +221,11 @@ def info(args) -> None:
     fastgd.show_config()
 
 
-def _read(path, columns=None, log=sys.stdout):
+def _read(path, columns=None, log=sys.stdout, text=()):
     from fastgd._tables import read_table
 
     start = time.perf_counter()
-    table = read_table(path, "data", columns)
+    table = read_table(path, "data", columns, text)
     print(f"read {path}: {table.shape[0]:,} rows, {table.shape[1]} columns in "
           f"{time.perf_counter() - start:.2f} s", file=log)
     return table
@@ -281,7 +285,8 @@ def _model_input(model, data, other, missing="error", log=sys.stdout):
 
     encoding = Encoding.of(model)
     if encoding is not None:
-        table = _read(data, list(dict.fromkeys(encoding.features + list(other))), log)
+        table = _read(data, list(dict.fromkeys(encoding.features + list(other))), log,
+                      text=list(encoding.levels))
         return table, encoding.encode(table, missing, log)
     names = getattr(model, "feature_names_in_", None)
     if names is None:

@@ -804,9 +804,12 @@ class _GDEstimator(BaseEstimator):
         m = len(getattr(self, "categories_", ()))
         _persist.check_array(self, "categories_", np.object_, (m,))
         _persist.check_array(self, "category_of_", np.integer, (m,))
-        encoded = set(self.category_of_.tolist())
+        of = self.category_of_.tolist()
+        encoded = set(of)
         if (not encoded <= set(range(len(features))) or len(features) - len(encoded) + m != d
-                or not all(isinstance(x, str) for x in [*features, *self.categories_])):
+                or not all(isinstance(x, str) for x in [*features, *self.categories_])
+                or len(set(features)) != len(features) or of != sorted(of)
+                or len(set(zip(of, self.categories_.tolist()))) != m):
             raise ValueError("the table's encoding (input_features_, categories_, "
                              "category_of_) does not make the model's features")
 

@@ -725,3 +725,54 @@ def test_a_model_file_with_a_broken_encoding_is_refused(tmp_path, capsys, monkey
     with pytest.raises(ValueError, match="the table's encoding .* does not make the model's "
                        "features"):
         fastgd.load("bad.fastgd")
+
+
+def test_levels_are_the_text_of_the_file(tmp_path, capsys, monkeypatch):
+    """A level is the text in the file, whatever type pandas would guess for the column
+    of another file: "007" is not 7, "1" is not 1.0; a column with no value at all
+    (--missing zero) encodes as nothing, and the model still loads."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    n = 600
+    table = pd.DataFrame({"zip": rng.choice(["007", "012", "x9"], n),
+                          "grade": rng.choice(["1", "2", "x"], n),
+                          "note": [None] * n, "size": rng.normal(size=n)})
+    table["y"] = (3 * (table["zip"] == "007") - 2 * (table["grade"] == "2") + table["size"]
+                  + rng.normal(0, 0.1, n))
+    table.to_csv("train.csv", index=False)
+    status, out, err = run(capsys, "train", "train.csv", "--target", "y", "--missing",
+                           "zero", "-o", "m.fastgd", "--test-fraction", "0")
+    assert status == 0, err
+    model = fastgd.load("m.fastgd")  # note: read as numbers (NaN), zeros with --missing zero
+    assert list(model.input_features_) == ["zip", "grade", "note", "size"]
+    new = pd.DataFrame({"zip": ["007", "012"], "grade": ["1", None], "note": [None, None],
+                        "size": [0.0, 0.0]})
+    new.to_csv("new.csv", index=False)  # as numbers alone, pandas reads 7, 12 and 1.0
+    status, _, err = run(capsys, "predict", "m.fastgd", "new.csv", "-o", "p.csv",
+                         "--missing", "zero")
+    assert status == 0 and "not seen in training" not in err, err
+    got = pd.read_csv("p.csv")["prediction"].to_numpy()
+    rows = table.groupby(["zip", "grade"])["y"].mean()
+    assert got[0] == pytest.approx(rows[("007", "1")], abs=0.3)
+    # a text column without a single value (Parquet keeps it text): encoded as nothing
+    table.astype({"note": "string"}).to_parquet("train.parquet")
+    status, _, err = run(capsys, "train", "train.parquet", "--target", "y", "--missing",
+                         "zero", "-o", "m2.fastgd")
+    assert status == 0, err
+    assert list(fastgd.load("m2.fastgd").input_features_) == ["zip", "grade", "size"]
+
+
+def test_a_malformed_encoding_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shops(300).to_csv("shops.csv", index=False)
+    assert run(capsys, "train", "shops.csv", "--target", "busy", "-o", "m.fastgd")[0] == 0
+    for name, broken in [("categories_", lambda m: np.where(m.categories_ == "nice", "lyon",
+                                                            m.categories_).astype(object)),
+                         ("category_of_", lambda m: m.category_of_[::-1].copy()),
+                         ("input_features_", lambda m: np.array(
+                             ["size", "size", "brand", "open"], dtype=object))]:
+        model = fastgd.load("m.fastgd")
+        setattr(model, name, broken(model))
+        model.save("bad.fastgd")
+        with pytest.raises(ValueError, match="does not make the model's features"):
+            fastgd.load("bad.fastgd")

@@ -617,3 +617,21 @@ def test_dense_steps_over_sparse_x_warn(settings, warns):
     assert len(messages) == warns
     if warns:
         assert "O(n_features) a step" in messages[0] and "sparse_adam" in messages[0]
+
+
+def test_an_epoch_over_repeated_rows_equals_the_reference():
+    """`rows` may repeat a row (the engine interface allows it): a batch then holds more
+    entries than X stores, and the epoch's buffers hold them (a review found them sized
+    by X's entries)."""
+    X = sp.csr_matrix(np.vstack([np.r_[np.ones(50), np.zeros(50)], np.zeros(100)]))
+    Y = np.ones((2, 1))
+    rows = np.zeros(300, dtype=np.intp)
+    for batch_size in (3, 300):
+        plan = EpochPlan(optimizers.get("sgd"), 0.01, batch_size, l2=0.1)
+        results = []
+        for run in (BUILDS["baseline"].csr_run_epoch, reference.run_epoch):
+            theta = np.zeros(101)
+            results.append((run(Problem(X, Y, None, LOSSES[0], 1, rows), theta, {}, plan,
+                                n_threads=1), theta))
+        np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-10)
+        np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-10)
