@@ -422,7 +422,8 @@ class _GDEstimator(BaseEstimator):
         return auto.choose(engine.n_rows(problem), problem.n_features, problem.k,
                            problem.loss, l1=float(self.alpha * self.l1_ratio),
                            first_order=any(self._first_order_settings().values()),
-                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize)
+                           itemsize=np.dtype(getattr(X, "dtype", np.float64)).itemsize,
+                           sparse=problem.sparse)
 
     def _check_full_batch(self):
         """Refuse the first-order settings a solver on the whole data has no use for."""
