@@ -206,6 +206,16 @@ cdef void csr_epoch(const floating* values, const index_t* columns, const index_
     e.steps = steps
 
 
+cdef Py_ssize_t batch_entries(rows, Py_ssize_t batch_size, Py_ssize_t longest,
+                              Py_ssize_t nnz):
+    """The most stored entries a batch reads (1 at least): batch_size of the longest
+    rows, and no more than X stores unless `rows` repeats a row."""
+    cdef Py_ssize_t entries = batch_size * longest
+    if rows is None or len(np.unique(rows)) == len(rows):
+        entries = min(nnz, entries)
+    return max(1, entries)
+
+
 def csr_run_epoch(problem, double[::1] theta, dict state, plan, int n_threads,
                   workspace=None):
     """run_epoch (fastgd/_epoch.pxi) for CSR problem.X, on one thread (see above): each
@@ -263,12 +273,9 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
                                                dtype=np.int32)
     place_step.base[:, 0] = -1
     cdef int32_t[::1] column_of = np.empty(max(t_max, 1), dtype=np.int32)
-    # a batch's entries: at most X's, unless `rows` repeats a row
-    cdef Py_ssize_t entries = plan.batch_size * longest
-    if rows is None or len(np.unique(rows)) == rows.shape[0]:
-        entries = min(<Py_ssize_t>indptr[n_rows], entries)
-    cdef int32_t[::1] entry_place = np.empty(max(1, entries) if table is not None else 1,
-                                             dtype=np.int32)
+    cdef int32_t[::1] entry_place = np.empty(
+        batch_entries(rows, plan.batch_size, longest, indptr[n_rows])
+        if table is not None else 1, dtype=np.int32)
     cdef double[::1] z = np.empty(whole_lines(k))
     cdef Compact b
     b.t = d
