@@ -228,8 +228,9 @@ def run_epoch(problem, theta, state, plan, n_threads=1, workspace=None):
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
         sub_theta, sub_state = waiting.gather(columns)
-        sub_plan = replace(plan, std=None if plan.std is None else Standardization(
-            *(part[columns] for part in (plan.std.mean, plan.std.scale, plan.std.divisor))))
+        sub_plan = plan if table is None or plan.std is None else replace(
+            plan, std=Standardization(*(part[columns] for part in (
+                plan.std.mean, plan.std.scale, plan.std.divisor))))
         W, b = original_parameters(sub_theta, k, len(columns), sub_plan.std)
         batch = X[rows][:, columns] if table is not None else X[rows]
         value, grad_W, grad_b = grad_pass(Problem(batch, Y[rows], sw, problem.loss, k), W, b)
@@ -261,8 +262,7 @@ class Waiting:
         if self.table is None:
             return np.arange(self.d)
         columns = np.arange(self.d) if batch is None else np.unique(batch.indices)
-        idle = self.last[columns]
-        behind = columns[idle < steps]
+        behind = columns[self.last[columns] < steps]
         if len(behind):
             sub_theta, sub_state = self.gather(behind, intercepts=False)
             self.optimizer.catch_up(sub_theta, sub_state, np.tile(
@@ -271,11 +271,16 @@ class Waiting:
         return columns
 
     def gather(self, columns, intercepts=True):
-        """theta and the state's vectors of a model over these columns (copies)."""
+        """theta and the state's vectors of a model over these columns (copies; without a
+        table, theta and the state themselves: every column, updated in place)."""
+        if self.table is None:
+            return self.theta, self.state
         index = self.index(columns, intercepts)
         return self.theta[index], {name: v[index] for name, v in self.state.items()}
 
     def scatter(self, columns, sub_theta, sub_state, steps, intercepts=True):
+        if self.table is None:
+            return  # updated in place
         index = self.index(columns, intercepts)
         self.theta[index] = sub_theta
         for name, v in self.state.items():
