@@ -224,7 +224,7 @@ def run_epoch(problem, theta, state, plan, n_threads=1, workspace=None):
         rows = slice(lo, lo + size) if order is None else order[lo:lo + size]
         sw = None if sample_weight is None else sample_weight[rows]
         weight = len(Y[rows]) if sw is None else float(sw.sum(dtype=np.float64))
-        columns = waiting.touched(X[rows], steps)
+        columns = waiting.all if table is None else waiting.touched(X[rows], steps)
         if weight == 0.0:
             continue  # zero-weight rows carry no gradient
         sub_theta, sub_state = waiting.gather(columns)
@@ -256,12 +256,13 @@ class Waiting:
         self.theta, self.state, self.optimizer, self.table = theta, state, optimizer, table
         self.k, self.d = k, d
         self.last = np.zeros(d, dtype=np.intp)  # the step each column's weights are at
+        self.all = np.arange(d)
 
     def touched(self, batch, steps):
         """The columns a batch (None: the epoch's end) updates, brought up to `steps`."""
         if self.table is None:
-            return np.arange(self.d)
-        columns = np.arange(self.d) if batch is None else np.unique(batch.indices)
+            return self.all
+        columns = self.all if batch is None else np.unique(batch.indices)
         behind = columns[self.last[columns] < steps]
         if len(behind):
             sub_theta, sub_state = self.gather(behind, intercepts=False)
