@@ -328,9 +328,21 @@ class AdamW(Adam):
     hyperparameters = {**Adam.hyperparameters, "weight_decay": 0.01}
     summary = "coef *= 1 - lr weight_decay (decoupled; not the intercept), then Adam"
 
+    # The decay a step takes off the weights at most under learning_rate="auto": Adam's
+    # rate is the data's (1e2 and more for targets of 1e4), and lr weight_decay >= 2 would
+    # multiply the weights by 1 - lr weight_decay <= -1 a step, a divergence (found by
+    # `make fuzz`). The weights' balance against the decay, |coef| ~ 1 / weight_decay, does
+    # not depend on lr.
+    max_auto_decay = 0.1
+
     def step(self, theta, g, state, t, lr, n_weights):
         theta[:n_weights] *= 1 - lr * self.hyper["weight_decay"]
         super().step(theta, g, state, t, lr, n_weights)
+
+    def auto_learning_rate(self, curvature, batch_fraction, first_step):
+        rate = super().auto_learning_rate(curvature, batch_fraction, first_step)
+        decay = self.hyper["weight_decay"]
+        return min(rate, self.max_auto_decay / decay) if decay > 0 else rate
 
     def torch_equivalent(self):
         name, arguments = super().torch_equivalent()

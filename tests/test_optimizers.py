@@ -48,6 +48,21 @@ def test_every_optimizer_converges(optimizer):
     assert model.score(X, y) > 1 - 1e-9
 
 
+
+def test_adamw_auto_rate_keeps_its_decay_stable():
+    """Targets of 1e4 give Adam a data-sized auto rate (hundreds): AdamW's decoupled decay
+    multiplies the weights by 1 - lr weight_decay a step, so its auto rate stops where that
+    takes a tenth off (at 299.5 it was -2 a step, and the fit overflowed; make fuzz)."""
+    X, y, _ = make_problem(256, 4, seed=6)
+    y = 1e4 * y
+    adam = GDRegressor(optimizer="adam", batch_size=1, max_epochs=3, tol=None).fit(X, y)
+    assert adam.learning_rate_ > 10
+    model = GDRegressor(optimizer="adamw", batch_size=1, max_epochs=3, tol=None,
+                        weight_decay=0.01).fit(X, y)
+    assert model.learning_rate_ == pytest.approx(0.1 / 0.01)
+    assert np.all(np.isfinite(model.history_["loss"]))
+    assert model.history_["loss"][-1] < model.history_["loss"][0]
+
 def test_update_rules_by_hand():
     """One step of each rule of the registry (its NumPy form, fastgd.reference's) against
     its formula written out."""
