@@ -1,6 +1,7 @@
 """optimizer="newton" and the Hessian pass it stands on (Engine.hessian)."""
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 from conftest import LOSSES, assert_same_fit, loss_id, make_problem, targets_for
 from numpy.testing import assert_allclose, assert_array_equal
@@ -138,10 +139,12 @@ def test_hessian_vector_pass_is_the_hessian_times_the_vector(loss, dtype):
             assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("standardize", [True, False, "scale"])
 @pytest.mark.parametrize("kind", ["least squares", "binary", "softmax"])
-def test_newton_cg_reaches_newtons_optimum(monkeypatch, kind):
+def test_newton_cg_reaches_newtons_optimum(monkeypatch, kind, standardize):
     """Where the Hessian would be too large, Newton-CG (Hessian-vector passes, no p x p
-    matrix in its state) reaches the optimum of Newton with the Hessian."""
+    matrix in its state, preconditioned in each kind of units) reaches the optimum of
+    Newton with the Hessian."""
     X, y, sw = make_problem(1500, 6, weights=True)
     X = X * np.arange(1, 7) + 3.0
     if kind == "least squares":
@@ -149,7 +152,7 @@ def test_newton_cg_reaches_newtons_optimum(monkeypatch, kind):
     else:
         estimator, settings = GDClassifier, {"alpha": 1e-3}
         y = np.digitize(y, np.quantile(y, [0.5] if kind == "binary" else [0.3, 0.6]))
-    settings.update(tol=1e-12, tolerance_grad=1e-11)
+    settings.update(tol=1e-12, tolerance_grad=1e-11, standardize=standardize)
     formed = estimator(optimizer="newton", **settings).fit(X, y, sample_weight=sw)
     monkeypatch.setattr(newton, "HESSIAN_BYTES", 0)
     cg = estimator(optimizer="newton", **settings).fit(X, y, sample_weight=sw)
@@ -157,6 +160,33 @@ def test_newton_cg_reaches_newtons_optimum(monkeypatch, kind):
     assert sum(cg.history_["passes"]) > sum(formed.history_["passes"])  # a pass a CG step
     assert_allclose(cg.coef_, formed.coef_, rtol=1e-6, atol=1e-8)
     assert_allclose(cg.intercept_, formed.intercept_, rtol=1e-6, atol=1e-8)
+
+
+def test_newton_cg_preconditioned_by_the_columns_scales(monkeypatch):
+    """On one-hot rows, whose columns' scales span orders of magnitude (levels of Zipf
+    frequencies beside dense columns), the Jacobi preconditioner (the Hessian diagonal's
+    bound) reaches the same L2 logistic optimum in far fewer Hessian-vector passes than
+    plain conjugate gradients (measured: 63 against 237)."""
+    rng = np.random.default_rng(0)
+    n, levels, dense = 20_000, np.array([10, 100, 1000]), 3
+    codes = (rng.zipf(1.3, size=(n, len(levels))) - 1) % levels + np.cumsum(levels) - levels
+    columns = np.column_stack([codes, np.broadcast_to(levels.sum() + np.arange(dense),
+                                                      (n, dense))])
+    values = np.column_stack([np.ones((n, len(levels))), rng.standard_normal((n, dense))])
+    X = sp.csr_matrix((values.ravel(), columns.ravel(),
+                       np.arange(0, columns.size + 1, columns.shape[1])),
+                      shape=(n, levels.sum() + dense))
+    z = X @ (rng.standard_normal(X.shape[1]) * (rng.random(X.shape[1]) < 0.1))
+    y = rng.random(n) < 1 / (1 + np.exp(-2 * (z - z.mean()) / z.std()))
+    monkeypatch.setattr(newton, "HESSIAN_BYTES", 0)
+    settings = dict(optimizer="newton", alpha=1 / n, standardize=False, tol=1e-10,
+                    tolerance_grad=1e-9)
+    preconditioned = GDClassifier(**settings).fit(X, y)
+    monkeypatch.setattr(newton, "hessian_diagonal_bound",
+                        lambda engine, problem, std, l2: np.ones(problem.k * (X.shape[1] + 1)))
+    plain = GDClassifier(**settings).fit(X, y)
+    assert sum(preconditioned.history_["passes"]) < sum(plain.history_["passes"]) / 2
+    assert_allclose(preconditioned.coef_, plain.coef_, rtol=1e-5, atol=1e-5)
 
 
 def test_least_squares_is_one_step_and_exact():
