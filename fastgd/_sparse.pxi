@@ -93,7 +93,9 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
                                Py_ssize_t nnz, double* pairs, double* sums, double* z,
                                Py_ssize_t hv_pairs) noexcept nogil:
     """Gradient sums of positions [start, stop) (rows[p], or p without rows): pairs
-    (2 k d doubles) become (parameter, gradient sum) of each coefficient, sums (k +
+    (2 k d doubles) become (parameter, gradient sum) of each coefficient, column by column
+    (the k outputs of column j at 2 k j: a row's gathers and scatters of all outputs, and
+    of the Hessian-vector pass's vector, in one line), sums (k +
     N_SCALARS) those of the intercepts, the loss and the weight. RESIDUAL_RUN rows at a
     time: their predictions gathered from the pairs (where they outgrow L2, the
     parameters of X's entries, nnz in all, PREFETCH_ENTRIES ahead requested meanwhile),
@@ -110,9 +112,10 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
     cdef double loss_sum = 0.0, weight_sum = 0.0
     cdef floating y_at[RESIDUAL_RUN]   # one output's targets and weights of rows
     cdef floating sw_at[RESIDUAL_RUN]  # read through `rows`
-    for j in range(nw):
-        pairs[2 * j] = coef[j]
-        pairs[2 * j + 1] = 0.0
+    for o in range(k):  # column j's outputs side by side: one line for a row's gathers
+        for j in range(d):
+            pairs[2 * (j * k + o)] = coef[o * d + j]
+            pairs[2 * (j * k + o) + 1] = 0.0
     memset(sums, 0, (k + N_SCALARS) * sizeof(double))
     p = start
     while p < stop:
@@ -122,7 +125,7 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
             lo = indptr[i]
             m = indptr[i + 1] - lo
             for o in range(k):
-                z[q * k + o] = csr_dot(values + lo, columns + lo, m, pairs + 2 * o * d, 2,
+                z[q * k + o] = csr_dot(values + lo, columns + lo, m, pairs + 2 * o, 2 * k,
                                        columns + min(lo + PREFETCH_ENTRIES, nnz - m)
                                        if o == 0 and ahead else NULL) + intercept[o]
         if hv_pairs >= 0:
@@ -149,7 +152,7 @@ cdef inline void csr_rows_sums(const floating* values, const index_t* columns,
             lo = indptr[i]
             m = indptr[i + 1] - lo
             for o in range(k):
-                csr_axpy(values + lo, columns + lo, m, z[q * k + o], pairs + 2 * o * d + 1, 2)
+                csr_axpy(values + lo, columns + lo, m, z[q * k + o], pairs + 2 * o + 1, 2 * k)
         p = p + g
     sums[k + SUM_LOSS] += loss_sum
     sums[k + SUM_W] += weight_sum
@@ -288,7 +291,7 @@ def _csr_grad_pass(const floating[::1] values, const index_t[::1] columns,
     cdef double[:, ::1] pairs = buffer(workspace, "pairs", (n_chunks, pair_stride))
     cdef double[:, ::1] sums = aligned_array((n_chunks, whole_lines(width)), np.empty)
     cdef double[::1] total = np.empty(width)
-    cdef double[:, ::1] gradient = np.empty((outputs, d))
+    cdef double[:, ::1] gradient = np.empty((d, outputs))  # as the pairs hold it
     cdef int threads = csr_threads(n_threads, n_chunks, work * outputs)
     cdef double[:, ::1] z = aligned_array(
         (threads, whole_lines(RESIDUAL_RUN * outputs + 2 + outputs + max(hv_pairs, 0))))
@@ -309,7 +312,7 @@ def _csr_grad_pass(const floating[::1] values, const index_t[::1] columns,
         add_chunk_columns(&pairs[0, 1], n_chunks, pair_stride, nw, 2, weight, &gradient[0, 0],
                           threads)
     result = np.asarray(total)
-    return (result[outputs + SUM_LOSS] / weight, np.asarray(gradient),
+    return (result[outputs + SUM_LOSS] / weight, np.ascontiguousarray(np.asarray(gradient).T),
             result[:outputs] / weight)
 
 
