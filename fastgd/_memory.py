@@ -37,6 +37,11 @@ class InMemory:
         self.module, self.n_threads = module, n_threads
         self._zeros = None  # the zero targets of the curvature's passes, made once
 
+    @property
+    def shares_cores(self) -> bool:
+        """Whether its passes run on several OpenMP threads (the compiled module's)."""
+        return self.module is not reference and self.n_threads > 1
+
     def n_rows(self, problem: Problem) -> int:
         return problem.X.shape[0] if problem.rows is None else len(problem.rows)
 

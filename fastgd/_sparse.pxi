@@ -324,16 +324,20 @@ def csr_hessian_vector_pass(problem, theta, std, vector, int n_threads, workspac
     standardized (as gradient_to_trained)."""
     X, k = problem.X, problem.k
     d = X.shape[1]
-    mean, inverse = trained_units(std, d)
-    stacked = np.vstack([design_parameters(theta, k, d), design_parameters(vector, k, d)])
-    coef = stacked[:, :d] * inverse  # in X's units
-    intercept = stacked[:, d] - coef @ mean
+    theta, vector = np.asarray(theta), np.asarray(vector)
+    coef = np.concatenate([theta[:k * d], vector[:k * d]]).reshape(2 * k, d)
+    intercept = np.concatenate([theta[k * d:], vector[k * d:]])
+    if std:  # in X's units (O(d) vectors of 2^20 features: none without a standardization)
+        mean, inverse = trained_units(std, d)
+        coef *= inverse
+        intercept -= coef @ mean
     value, sums, totals = _csr_grad_pass(
-        X.data, X.indices, X.indptr, d, problem.Y, problem.sample_weight,
-        np.ascontiguousarray(coef), intercept, problem.loss, n_threads,
-        {} if workspace is None else workspace, problem.rows, True)
-    trained = np.column_stack([(sums - np.outer(totals, mean)) * inverse, totals])
-    return value, flatten_gradient(trained[:k]), flatten_gradient(trained[k:])
+        X.data, X.indices, X.indptr, d, problem.Y, problem.sample_weight, coef, intercept,
+        problem.loss, n_threads, {} if workspace is None else workspace, problem.rows, True)
+    if std:
+        sums = (sums - np.outer(totals, mean)) * inverse
+    return (value, np.concatenate([sums[:k].ravel(), totals[:k]]),
+            np.concatenate([sums[k:].ravel(), totals[k:]]))
 
 
 # Column statistics of CSR X, in two passes (X's columns are mostly zeros: a mean from the

@@ -18,6 +18,7 @@ import numpy as np
 from fastgd._errors import DivergenceError, convergence_warning, user_stacklevel
 from fastgd._progress import Progress
 from fastgd._state import Standardization, TrainState, as_theta, in_original_units
+from fastgd._threads import one_blas_thread
 from fastgd.solvers import penalty
 
 # A loss this many times the first epoch's is treated as divergence, like a non-finite one.
@@ -178,7 +179,8 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, 
     losses_seen = loop.now.history["loss"]
     already = len(losses_seen)
     try:
-        return loop.run(progress)
+        with one_blas_thread(len(state.theta), getattr(engine, "shares_cores", False)):
+            return loop.run(progress)
     except KeyboardInterrupt:
         return loop.interrupted()
     finally:

@@ -193,3 +193,31 @@ def test_joblib_workers_get_a_share_of_the_cores():
     seen = Parallel(n_jobs=2, backend="loky")(
         delayed(effective_n_threads)(None) for _ in range(4))
     assert all(threads == max(1, cores // 2) for threads in seen)
+
+
+def blas_threads_seen(**settings):
+    """The BLAS threads a fit's steps run under (seen by a callback), and NumPy's after."""
+    seen = []
+
+    def callback(figures):
+        seen.append(max(pool["num_threads"] for pool in threadpool_info()
+                        if pool["user_api"] == "blas"))
+    X, y, _ = make_problem(200, 1, seed=1)
+    X = np.repeat(X, 12_000, axis=1) * np.linspace(1, 2, 12_000)  # 12,001 parameters
+    with threadpool_limits(2, user_api="blas"):
+        GDRegressor(optimizer="lbfgs", max_epochs=2, tol=None, callbacks=callback,
+                    **settings).fit(X, y)
+        after = max(pool["num_threads"] for pool in threadpool_info()
+                    if pool["user_api"] == "blas")
+    return set(seen), after
+
+
+@needs_openmp
+def test_one_blas_thread_while_the_passes_share_the_cores():
+    """A solver's vector work on more parameters than BLAS threads alone (a dot of 12,001)
+    runs on one BLAS thread when the compiled passes run on several (else each side's
+    threads spin on the cores the other needs); the reference's passes, BLAS's own, and
+    one-thread passes keep BLAS's threads; the limit ends with the fit."""
+    assert blas_threads_seen(n_threads=2) == ({1}, 2)
+    assert blas_threads_seen(n_threads=1) == ({2}, 2)
+    assert blas_threads_seen(n_threads=2, engine="numpy") == ({2}, 2)
