@@ -95,6 +95,14 @@ class EpochPlan:
             return None
         return self.optimizer.catch_up_table(self.learning_rate, self.l1, self.l2, n_steps)
 
+    def global_scale(self) -> bool:
+        """Whether a weight's steps without a data gradient are all one factor, 1 - lr l2,
+        the same for every weight (plain SGD without L1, where it catches up): the compiled
+        sparse epoch then holds the weights as one scale times a vector (csr_sgd_epoch),
+        without per-column step counts."""
+        return (self.optimizer.name == "sgd" and self.l1 == 0
+                and self.catch_up_table(0) is not None)
+
 
 class Engine(Protocol):
     """The passes over a Problem's data, and the reads of it that training makes."""

@@ -6,7 +6,9 @@
 # alone; EpochPlan.catch_up_table, fastgd.optimizers: catch_up), each batch is a model over
 # its own columns: their weights, caught up to now (optim_catch_up), are gathered into
 # compact vectors, updated by the same code as a dense batch's (batch_update) and scattered
-# back; the others wait. At the epoch's end every weight is brought up to date. Elsewhere
+# back; the others wait. At the epoch's end every weight is brought up to date. Plain SGD
+# (L2 at most) needs no waiting: every weight decays by the same factor a step, so its
+# weights are one global scale times a vector, updated in place (csr_sgd_epoch). Elsewhere
 # (Adam, clipping, a centered standardization: every weight moves at every step) the
 # compact vectors are the whole ones and every step is O(d), as fastgd.reference defines.
 #
@@ -206,6 +208,99 @@ cdef void csr_epoch(const floating* values, const index_t* columns, const index_
     e.steps = steps
 
 
+cdef enum:
+    RESCALE_BELOW_EXPONENT = -100  # the global scale at 1e-100 and below: the weights take
+                                   # it (an O(d) pass; 2.3e6 steps at lr alpha = 1e-4)
+
+
+cdef inline double scaled_dot(const floating* values, const index_t* columns, Py_ssize_t m,
+                              const double* w, const double* inv_scale) noexcept nogil:
+    """sum_q values[q] (inv_scale[columns[q]]) w[columns[q]] (inv_scale NULL: 1)."""
+    cdef double s0 = 0.0, s1 = 0.0
+    cdef Py_ssize_t q = 0
+    if inv_scale == NULL:
+        while q + 2 <= m:
+            s0 += values[q] * w[columns[q]]
+            s1 += values[q + 1] * w[columns[q + 1]]
+            q = q + 2
+        if q < m:
+            s0 += values[q] * w[columns[q]]
+    else:
+        for q in range(m):
+            s0 += values[q] * inv_scale[columns[q]] * w[columns[q]]
+    return s0 + s1
+
+
+cdef void csr_sgd_epoch(const floating* values, const index_t* columns,
+                        const index_t* indptr, const floating* y, const floating* sw,
+                        Epoch* e, double* theta, double* r) noexcept nogil:
+    """The epoch of plain SGD (L2 at most: EpochPlan.global_scale), whose weights all decay
+    alike between a column's data gradients: they are held as a global scale s times
+    theta's, so a step's decay 1 - lr l2 is one multiplication of s and a batch costs its
+    entries alone (no per-column step counts to catch up): each row's weights gathered
+    (the next row's lines requested meanwhile), then its gradient scattered into the lines
+    just read, as scikit-learn's SGD does. The same steps as csr_epoch's, to rounding.
+    r: batch_size k doubles, the batch's residuals."""
+    cdef Py_ssize_t n = e.n, d = e.d, k = e.loss.k, nw = e.loss.k * e.d
+    cdef Py_ssize_t lo = 0, hi, p, i, o, q, j, start, m
+    cdef long steps = 0
+    cdef double scale = 1.0, decay = 1.0 - e.learning_rate * e.l2, a, value, total
+    cdef double loss_sum, weight_sum, loss_total = 0.0, weight_total = 0.0
+    cdef const double* inv_scale = e.inv_scale
+    while lo < n:
+        hi = min(lo + e.batch_size, n)
+        loss_sum = 0.0
+        weight_sum = 0.0
+        for p in range(lo, hi):
+            i = row_at(e.order, p)
+            start = indptr[i]
+            m = indptr[i + 1] - start
+            if p + 1 < n:  # the next row's weights: their lines requested meanwhile
+                j = row_at(e.order, p + 1)
+                for q in range(indptr[j], indptr[j + 1]):
+                    fastgd_prefetch_l1(theta + columns[q])
+            for o in range(k):
+                r[(p - lo) * k + o] = scale * scaled_dot(values + start, columns + start, m,
+                                                         theta + o * d, inv_scale) + theta[nw + o]
+            row_residuals(&e.loss, k, r + (p - lo) * k, y, sw, i, &loss_sum, &weight_sum)
+        if weight_sum == 0.0:  # zero-weight rows carry no gradient
+            lo = hi
+            continue
+        loss_total += loss_sum
+        weight_total += weight_sum
+        if not isfinite(loss_sum):
+            break  # stop before the update
+        steps += 1
+        scale *= decay
+        a = e.learning_rate / (weight_sum * scale)
+        for p in range(lo, hi):
+            i = row_at(e.order, p)
+            start = indptr[i]
+            m = indptr[i + 1] - start
+            for o in range(k):
+                for q in range(start, start + m):
+                    j = columns[q]
+                    value = a * r[(p - lo) * k + o] * values[q]
+                    if inv_scale != NULL:
+                        value = value * inv_scale[j]
+                    theta[o * d + j] -= value
+        for o in range(k):  # the intercepts: no penalty, no scale
+            total = 0.0
+            for p in range(lo, hi):
+                total += r[(p - lo) * k + o]
+            theta[nw + o] -= e.learning_rate * (total / weight_sum)
+        if scale <= pow(10.0, RESCALE_BELOW_EXPONENT):
+            for j in range(nw):
+                theta[j] *= scale
+            scale = 1.0
+        lo = hi
+    for j in range(nw):
+        theta[j] *= scale
+    e.loss_total = loss_total
+    e.weight_total = weight_total
+    e.steps = steps
+
+
 cdef Py_ssize_t batch_entries(rows, Py_ssize_t batch_size, Py_ssize_t longest,
                               Py_ssize_t nnz):
     """The most stored entries a batch reads (1 at least): batch_size of the longest
@@ -219,12 +314,14 @@ cdef Py_ssize_t batch_entries(rows, Py_ssize_t batch_size, Py_ssize_t longest,
 def csr_run_epoch(problem, double[::1] theta, dict state, plan, int n_threads,
                   workspace=None):
     """run_epoch (fastgd/_epoch.pxi) for CSR problem.X, on one thread (see above): each
-    batch in O(its stored entries) where plan.catch_up_table allows, else in O(d)."""
+    batch in O(its stored entries) where plan.catch_up_table allows (with plain SGD, by a
+    global scale: plan.global_scale), else in O(d)."""
     X = problem.X
     n = X.shape[0] if problem.rows is None else len(problem.rows)
     if plan.batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    table = plan.catch_up_table(-(-n // plan.batch_size)) if n else None
+    table = (plan.catch_up_table(-(-n // plan.batch_size))
+             if n and not plan.global_scale() else None)
     return _csr_run_epoch(X.data, X.indices, X.indptr, X.shape[1], problem.Y,
                           problem.sample_weight, problem.rows, problem.loss, theta, state,
                           plan, table)
@@ -262,9 +359,11 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
     for v, name in enumerate(slots):
         own.base[1 + v, :n_params] = state[name]
     # the batch's model: the whole one (no table), or vectors for its columns at most
+    # (none with a global scale, which updates theta in place)
+    cdef bint global_scale = plan.global_scale()
     cdef Py_ssize_t longest = int(np.diff(indptr).max())
-    cdef Py_ssize_t t_max = d if table is None else min(d, <Py_ssize_t>indptr[n_rows],
-                                                         plan.batch_size * longest)
+    cdef Py_ssize_t t_max = 1 if global_scale else d if table is None else min(
+        d, <Py_ssize_t>indptr[n_rows], plan.batch_size * longest)
     cdef Py_ssize_t compact = whole_lines(k * (t_max + 1) + N_SCALARS)
     # params, grad, sums; with a table, the compact theta, state, mean and scale too
     cdef double[:, ::1] buffers = aligned_array((3 if table is None else 6 + OPTIM_SLOTS,
@@ -302,10 +401,16 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
     cdef const floating* values_ptr = &values[0] if values.shape[0] else NULL
     cdef const index_t* columns_ptr = &columns[0] if columns.shape[0] else NULL
     cdef const floating* swp = sample_weight_ptr(sample_weight)
+    cdef double[::1] residuals = np.empty(k * min(plan.batch_size, order.n)
+                                          if global_scale else 1)
     with nogil:
-        csr_epoch(values_ptr, columns_ptr, &indptr[0], &Y[0, 0], swp, &e,
-                  NULL if table is None else &table[0, 0], &own[0, 0], &own[1, 0], stride,
-                  &b, &z[0])
+        if global_scale:
+            csr_sgd_epoch(values_ptr, columns_ptr, &indptr[0], &Y[0, 0], swp, &e, &own[0, 0],
+                          &residuals[0])
+        else:
+            csr_epoch(values_ptr, columns_ptr, &indptr[0], &Y[0, 0], swp, &e,
+                      NULL if table is None else &table[0, 0], &own[0, 0], &own[1, 0],
+                      stride, &b, &z[0])
     theta[:] = own[0, :n_params]
     for v, name in enumerate(slots):
         state[name][:] = own.base[1 + v, :n_params]

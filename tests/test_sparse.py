@@ -520,6 +520,32 @@ def test_sparse_epoch_equals_reference_and_dense(loss, optimizer, penalty):
                 np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss.name in ("squared", "log",
+                                                                          "multinomial")],
+                         ids=loss_id)
+def test_sgd_global_scale_hands_itself_to_the_weights(loss):
+    """Plain SGD with L2 holds the weights as a global scale times a vector
+    (csr_sgd_epoch). A strong decay (lr l2 = 0.8 a step: the scale passes 1e-100 every 143
+    steps) makes it hand the scale to the weights and start again, several times an epoch
+    of 400 steps: still the reference's run and the dense engine's."""
+    k = max(loss.min_outputs, 3 if loss.class_indices else 1)
+    X, Y, coef, intercept, sw = sparse_problem(n=400, d=40, density=0.1, k=k, loss=loss,
+                                               weights=True, seed=7)
+    plan = EpochPlan(optimizers.get("sgd"), 0.5, 1, l2=1.6)
+    assert plan.global_scale()
+    theta = np.random.default_rng(2).normal(size=k * 41)
+    want, want_theta, _ = run_epochs(reference.run_epoch, X, Y, sw, loss, k, plan, theta, {})
+    for run in [build.csr_run_epoch for build in BUILDS.values()]:
+        results, got_theta, _ = run_epochs(run, X, Y, sw, loss, k, plan, theta, {})
+        np.testing.assert_allclose(got_theta, want_theta, rtol=1e-10, atol=1e-12)
+        for got, expected in zip(results, want, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-10)
+    dense = run_epochs(BUILDS["baseline"].run_epoch, X.toarray(), Y, sw, loss, k, plan,
+                       theta, {})[1]
+    np.testing.assert_allclose(dense, want_theta, rtol=1e-10, atol=1e-12)
+    assert not EpochPlan(optimizers.get("sgd"), 0.5, 1, l1=0.1).global_scale()
+    assert not EpochPlan(optimizers.get("momentum"), 0.5, 1).global_scale()
+
 def test_the_epoch_waits_where_the_optimizer_catches_up():
     """Which settings update only a batch's columns: the closed forms' (and not with
     clipping or centering, whose steps read every weight)."""
