@@ -32,15 +32,17 @@ standardization, as scikit-learn leaves sparse X), until within 1e-6 of the opti
 tolerance tightened until it gets there (benchmarks/time_to_model.py's rule), a fit cut
 off after BUDGET seconds. fastgd's default solver (optimizer="auto", judged by tol alone:
 tolerance_grad and tolerance_change 0) with standardize=False (the same objective)
-against LogisticRegression's liblinear, saga and lbfgs. glum is left out: its Newton
-solver forms a d x d Hessian (2^20 features: 8 TiB; the one-hot problem's 32,797:
-8.6 GB).
+against LogisticRegression's liblinear, saga and lbfgs, and glum where its d x d Hessian
+takes at most half the machine's memory (the one-hot problem's 32,797 features: 8.6 GB;
+2^20: 8 TiB), in a forked process cut off after BUDGET seconds.
 
 With --epochs, seconds of one mini-batch epoch (the median of --rounds fits of one epoch
 each, set-up included, as a user runs it): GDClassifier(optimizer="sgd", batch_size=1
 and 32, learning_rate=0.01, alpha=1e-6, standardize=False, shuffled) against
 SGDClassifier(max_iter=1, the same constant rate and alpha, shuffled; its batches are
-single rows), and fastgd's other optimizers at batch 32.
+single rows), and fastgd's other optimizers at batch 32; beside them scipy's
+X.T @ (X @ w - y), one read of every entry's weight and one write: the memory traffic
+below which no epoch goes on one thread.
 
 With --memory, the peak of the memory a fit allocates beyond X (tracemalloc, which sees
 NumPy's buffers and the kernels' aligned arrays), against X's own bytes (values, indices,
@@ -55,6 +57,7 @@ import argparse
 import numpy as np
 import scipy.sparse as sp
 
+import os
 import sys
 import time
 import warnings
@@ -161,7 +164,39 @@ def sklearn_fit(solver, X, y, alpha, tol):
     return model.coef_, model.intercept_
 
 
-def fit_timings(X, y, peers=True):
+def glum_fit(X, y, alpha, tol, budget=BUDGET):
+    """glum's GeneralizedLinearRegressor (binomial, the same L2 objective; its default IRLS
+    solver forms the d x d Hessian) in a forked process, cut off after `budget` seconds:
+    then the constant model (which reaches no target)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def run():
+        from glum import GeneralizedLinearRegressor
+        model = GeneralizedLinearRegressor(family="binomial", alpha=alpha, l1_ratio=0.0,
+                                           gradient_tol=tol, max_iter=1000).fit(X, y)
+        sender.send((np.asarray(model.coef_), np.atleast_1d(model.intercept_)))
+
+    process = context.Process(target=run)
+    process.start()
+    result = receiver.recv() if receiver.poll(budget) else (np.zeros(X.shape[1]), [0.0])
+    process.kill()
+    process.join()
+    return result
+
+
+def glum_fits(X) -> bool:
+    """Whether glum's d x d Hessian takes at most half of this machine's memory."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 8 * X.shape[1] ** 2 <= memory / 2
+
+
+PEERS = ("liblinear", "saga", "lbfgs", "glum")
+
+
+def fit_timings(X, y, peers=PEERS):
     """Seconds to within 1e-6 of the optimum, per method (time_to_model.py's rule)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import time_to_model as ttm
@@ -178,9 +213,12 @@ def fit_timings(X, y, peers=True):
     rows = {}
     solver = fastgd_fit(X, y, alpha, 1e-2, 1.0)[2]
     methods = {f"fastgd auto ({solver})": lambda t: fastgd_fit(X, y, alpha, t)[:2]}
-    for name in ("liblinear", "saga", "lbfgs") if peers else ():
-        methods[f"LogisticRegression({name})"] = (
-            lambda t, name=name: sklearn_fit(name, X, y, alpha, t))
+    for name in ("liblinear", "saga", "lbfgs"):
+        if name in peers:
+            methods[f"LogisticRegression({name})"] = (
+                lambda t, name=name: sklearn_fit(name, X, y, alpha, t))
+    if "glum" in peers and glum_fits(X):
+        methods["glum"] = lambda t: glum_fit(X, y, alpha, t)
     for name, fit in methods.items():
         seconds, how = ttm.time_to_model(fit, objective, target,
                                          [1e-6, 1e-8, 1e-10] if "fastgd" in name else tols, 1)
@@ -203,9 +241,12 @@ def epoch_timings(X, y, rounds):
             alpha=EPOCH_ALPHA, standardize=False, max_epochs=1, tol=None,
             random_state=0).fit(X, y)
 
+    w = np.zeros(X.shape[1])
     methods = {"SGDClassifier": lambda: SGDClassifier(
         loss="log_loss", alpha=EPOCH_ALPHA, learning_rate="constant", eta0=EPOCH_RATE,
-        max_iter=1, tol=None, random_state=0).fit(X, y)}
+        max_iter=1, tol=None, random_state=0).fit(X, y),
+        # what any epoch reads and writes: every entry's weight read, then written
+        "X @ w, X.T @ r (the floor)": lambda: X.T @ (X @ w - y)}
     for batch_size in (1, 32):
         methods[f"sgd, batch {batch_size}"] = fastgd_epoch("sgd", batch_size)
     for optimizer in ("nesterov", "adagrad", "sparse_adam"):
@@ -252,6 +293,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fits", action="store_true", help="seconds to a trained model")
     parser.add_argument("--no-peers", action="store_true", help="--fits: fastgd's only")
+    parser.add_argument("--peers", default=",".join(PEERS), help="--fits: which peers")
     parser.add_argument("--epochs", action="store_true", help="one mini-batch epoch")
     parser.add_argument("--memory", action="store_true", help="peak memory beyond X")
     args = parser.parse_args()
@@ -270,9 +312,9 @@ def main():
                   flush=True)
         return
     if args.epochs:
-        print("| problem | SGDClassifier | fastgd sgd, batch 1 | sgd, batch 32 | nesterov, 32 "
-              "| adagrad, 32 | sparse_adam, 32 |")
-        print("|---|---|---|---|---|---|---|")
+        print("| problem | SGDClassifier | scipy X @ w, X.T @ r | fastgd sgd, batch 1 "
+              "| sgd, batch 32 | nesterov, 32 | adagrad, 32 | sparse_adam, 32 |")
+        print("|---|---|---|---|---|---|---|---|")
         for name in args.problems.split(","):
             X, y = PROBLEMS[name]()
             t = epoch_timings(X, y, args.rounds)
@@ -284,7 +326,8 @@ def main():
         for name in args.problems.split(","):
             X, y = PROBLEMS[name]()
             print(f"{name} ({X.shape[0]:,} x {X.shape[1]:,}, {X.nnz:,} stored):")
-            rows = fit_timings(_sparse.as_csr(X), y, peers=not args.no_peers)
+            rows = fit_timings(_sparse.as_csr(X), y,
+                               peers=() if args.no_peers else args.peers.split(","))
             peers = [s for n, (s, _) in rows.items() if s is not None and "fastgd" not in n]
             ours = [s for n, (s, _) in rows.items() if s is not None and "fastgd" in n]
             if peers and ours:
