@@ -18,6 +18,38 @@
 
 cdef enum:
     CATCH_UP_AHEAD = 16    # entries ahead whose column's lines a batch's gather requests
+    OFFSETS_AHEAD = 16     # rows ahead whose offsets plain SGD's epoch requests,
+    ENTRIES_AHEAD = 8      # whose entries' lines (their offsets read by then), and 1 row
+                           # ahead its weights (its columns read by then): shuffled rows
+                           # are a chain of misses (offsets, entries, weights) otherwise
+                           # (one-hot-1M: 0.49 s an epoch shuffled, 0.10 s in order)
+
+
+cdef inline void request_row_lines(const floating* values, const index_t* columns,
+                                   const index_t* indptr, const Order* order, Py_ssize_t p,
+                                   Py_ssize_t n, const double* theta) noexcept nogil:
+    """Requests, while position p is worked on, the lines later rows will read: the
+    offsets of the row OFFSETS_AHEAD ahead, the entries of the row ENTRIES_AHEAD ahead,
+    the weights of the next row."""
+    cdef Py_ssize_t i, q, lo, hi
+    if p + OFFSETS_AHEAD < n:
+        fastgd_prefetch_l1(indptr + row_at(order, p + OFFSETS_AHEAD))
+    if p + ENTRIES_AHEAD < n:
+        i = row_at(order, p + ENTRIES_AHEAD)
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        q = lo
+        while q < hi:  # a line holds 16 int32 columns at least, 8 float64 values at most
+            fastgd_prefetch_l1(columns + q)
+            fastgd_prefetch_l1(values + q)
+            q = q + 8
+        if hi > lo:
+            fastgd_prefetch_l1(columns + hi - 1)
+            fastgd_prefetch_l1(values + hi - 1)
+    if p + 1 < n:
+        i = row_at(order, p + 1)
+        for q in range(indptr[i], indptr[i + 1]):
+            fastgd_prefetch_l1(theta + columns[q])
 
 
 cdef struct Compact:
@@ -233,8 +265,8 @@ cdef void csr_sgd_epoch(const floating* values, const index_t* columns,
     alike between a column's data gradients: they are held as a global scale s times
     theta's, so a step's decay 1 - lr l2 is one multiplication of s and a batch costs its
     entries alone (no per-column step counts to catch up): each row's weights gathered
-    (the next row's lines requested meanwhile), then its gradient scattered into the lines
-    just read, as scikit-learn's SGD does. The same steps as csr_epoch's, to rounding.
+    (later rows' lines requested meanwhile: request_row_lines), then its gradient
+    scattered into the lines just read, as scikit-learn's SGD does. The same steps as csr_epoch's, to rounding.
     r: batch_size k doubles, the batch's residuals."""
     cdef Py_ssize_t n = e.n, d = e.d, k = e.loss.k, nw = e.loss.k * e.d
     cdef Py_ssize_t lo = 0, hi, p, i, o, q, j, start, m
@@ -250,10 +282,7 @@ cdef void csr_sgd_epoch(const floating* values, const index_t* columns,
             i = row_at(e.order, p)
             start = indptr[i]
             m = indptr[i + 1] - start
-            if p + 1 < n:  # the next row's weights: their lines requested meanwhile
-                j = row_at(e.order, p + 1)
-                for q in range(indptr[j], indptr[j + 1]):
-                    fastgd_prefetch_l1(theta + columns[q])
+            request_row_lines(values, columns, indptr, e.order, p, n, theta)
             for o in range(k):
                 r[(p - lo) * k + o] = scale * scaled_dot(values + start, columns + start, m,
                                                          theta + o * d, inv_scale) + theta[nw + o]
