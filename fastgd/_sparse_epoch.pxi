@@ -355,6 +355,10 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
                    const index_t[::1] indptr, Py_ssize_t d, const floating[:, ::1] Y,
                    const floating[::1] sample_weight, const Py_ssize_t[::1] rows, loss,
                    double[::1] theta, dict state, plan, const double[:, ::1] table):
+    """csr_run_epoch's checks, buffers and nogil run. Long because every buffer the run
+    reads is a typed local of this one scope (Cython types no locals in a branch), kept
+    alive through it: the row order, the Epoch, the inverse scales, the compact model's
+    vectors (or the global scale's residuals)."""
     cdef Py_ssize_t n_rows = csr_rows(values, columns, indptr)
     cdef Py_ssize_t k = checked_parameters(d, theta, state, plan), j
     cdef Py_ssize_t n_params = theta.shape[0], stride = whole_lines(n_params)
