@@ -56,7 +56,7 @@ def one_blas_thread(n_params: int, passes_share_cores: bool):
     passes) is long enough for BLAS to thread it while the compiled passes' OpenMP threads
     use the cores: BLAS on one thread, so that neither spins on the cores the other needs
     (measured: a one-hot Newton-CG fit of 32,798 parameters on two cores, 29.8 s against
-    24.6 s; its conjugate-gradient vector work 1.47 s against 0.06 s). Elsewhere (short
+    20.8 s; its conjugate-gradient vector work 1.47 s against 0.06 s). Elsewhere (short
     vectors, the NumPy reference's passes, which are BLAS's, one thread) or without
     threadpoolctl, nothing."""
     if n_params <= BLAS_THREADED_LENGTH or not passes_share_cores:
