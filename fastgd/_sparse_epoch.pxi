@@ -242,20 +242,15 @@ cdef void csr_epoch(const floating* values, const index_t* columns, const index_
 
 cdef inline double scaled_dot(const floating* values, const index_t* columns, Py_ssize_t m,
                               const double* w, const double* inv_scale) noexcept nogil:
-    """sum_q values[q] (inv_scale[columns[q]]) w[columns[q]] (inv_scale NULL: 1)."""
-    cdef double s0 = 0.0, s1 = 0.0
-    cdef Py_ssize_t q = 0
+    """sum_q values[q] (inv_scale[columns[q]]) w[columns[q]]: csr_dot's, scaled (inv_scale
+    NULL: 1)."""
+    cdef double s = 0.0
+    cdef Py_ssize_t q
     if inv_scale == NULL:
-        while q + 2 <= m:
-            s0 += values[q] * w[columns[q]]
-            s1 += values[q + 1] * w[columns[q + 1]]
-            q = q + 2
-        if q < m:
-            s0 += values[q] * w[columns[q]]
-    else:
-        for q in range(m):
-            s0 += values[q] * inv_scale[columns[q]] * w[columns[q]]
-    return s0 + s1
+        return csr_dot(values, columns, m, w, 1, <index_t*>NULL)
+    for q in range(m):
+        s += values[q] * inv_scale[columns[q]] * w[columns[q]]
+    return s
 
 
 cdef void csr_sgd_epoch(const floating* values, const index_t* columns,
