@@ -91,6 +91,10 @@ class Loss:
         """(each row's loss (n,), its derivative in Z (n, k))."""
         raise NotImplementedError
 
+    def row_values(self, Z, Y):
+        """Each row's loss (n,) alone: value_and_gradient's first part, with the same bits."""
+        return self.value_and_gradient(Z, Y)[0]
+
     def hessian(self, Z, Y):
         """The second derivative in each z (n, k): the diagonal of each row's Hessian."""
         raise NotImplementedError
@@ -145,7 +149,10 @@ class Elementwise(Loss):
         raise NotImplementedError
 
     def value_and_gradient(self, Z, Y):
-        return self.value(Z, Y).sum(axis=1), self.derivative(Z, Y)
+        return self.row_values(Z, Y), self.derivative(Z, Y)
+
+    def row_values(self, Z, Y):
+        return self.value(Z, Y).sum(axis=1)
 
     def hessian(self, Z, Y):
         return np.broadcast_to(self.second_derivative(Z, Y), np.shape(Z)).astype(np.float64)
@@ -380,7 +387,8 @@ def weighted_row_sum(Y, sample_weight, values_of):
 
 
 def constant_loss_sum(loss: Loss, Y, sample_weight, z):
-    """The weighted sum over the rows of Y of the loss of the constant raw output z."""
-    return weighted_row_sum(
-        Y, sample_weight,
-        lambda block: loss.value_and_gradient(np.broadcast_to(z, block.shape), block)[0])
+    """The weighted sum over the rows of Y of the loss of the constant raw output z. Rows of
+    one prediction, (1, k), broadcast against Y's: an elementwise loss's transcendental
+    functions of z run once, not once a row (their bits are the same either way)."""
+    return weighted_row_sum(Y, sample_weight,
+                            lambda block: loss.row_values(np.reshape(z, (1, -1)), block))
