@@ -269,7 +269,7 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     shuffle_keys = plan.shuffle_keys
     cdef Py_ssize_t width = sums_width(d, k)
     cdef Epoch e
-    cdef Order order = make_order(shuffle_keys, rows, X.shape[0])
+    cdef Order order = make_order(shuffle_keys, rows, X.shape[0], plan.shuffle_blocks)
     cdef Py_ssize_t n = order.n
     if n == 0:
         raise ValueError("no rows to train on")

@@ -72,7 +72,8 @@ class EpochPlan:
     mean gradient (standardized by `std`, plus l2 w, clipped to clip_norm) stepped by the
     optimizer at `learning_rate`, then the proximal step of l1 |w|_1. `step` is the number
     of updates made before this epoch (Adam's t); shuffle_keys, three 64-bit keys, give the
-    epoch's row order (None: in order)."""
+    epoch's row order (None: in order), rows one by one or, with shuffle_blocks = (rows a
+    block, blocks a window), by blocks (fastgd/_shuffling.py)."""
 
     optimizer: Optimizer
     learning_rate: float
@@ -83,6 +84,7 @@ class EpochPlan:
     l1: float = 0.0
     l2: float = 0.0
     clip_norm: float = 0.0
+    shuffle_blocks: tuple | None = None
 
     def catch_up_table(self, n_steps: int):
         """The optimizer's table for weights that wait while batches do not touch their

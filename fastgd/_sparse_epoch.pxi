@@ -357,7 +357,7 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
     cdef Py_ssize_t n_rows = csr_rows(values, columns, indptr)
     cdef Py_ssize_t k = checked_parameters(d, theta, state, plan), j
     cdef Py_ssize_t n_params = theta.shape[0], stride = whole_lines(n_params)
-    cdef Order order = make_order(plan.shuffle_keys, rows, n_rows)
+    cdef Order order = make_order(plan.shuffle_keys, rows, n_rows, plan.shuffle_blocks)
     if order.n == 0:
         raise ValueError("no rows to train on")
     if table is not None and (table.shape[0] < (order.n + plan.batch_size - 1)

@@ -175,29 +175,60 @@ def largest_row_norm(X, sample_weight, std, mean_weight) -> float:
 
 
 FEISTEL_MULT = np.uint64(0x9E3779B97F4A7C15)
+WINDOW_SALT = np.uint64(0xD1B54A32D192ED03)
 
 
-def shuffled_rows(keys, n):
-    """The row read at each position of a shuffled epoch: a keyed 3-round Feistel network
-    on [0, 4^half), cycle-walked into [0, n): a permutation of range(n) (as the compiled
-    engine's shuffled_row, position by position)."""
-    half = np.uint64((max(1, int(n - 1).bit_length()) + 1) // 2)
+def half_bits(n: int) -> int:
+    """Bits of each half of a Feistel block that covers [0, n)."""
+    return (max(1, int(n - 1).bit_length()) + 1) // 2
+
+
+def permuted(keys, salt, half, n, x):
+    """x's image in a keyed permutation of [0, n) (elementwise): a 3-round Feistel network
+    on [0, 4^half), cycle-walked into [0, n)."""
+    salt, half, n = (np.broadcast_to(np.asarray(a, dtype=np.uint64), x.shape)
+                     for a in (salt, half, n))
     mask = (np.uint64(1) << half) - np.uint64(1)
     shift = np.uint64(64) - half
 
-    def feistel(x):
+    def feistel(x, salt, half, mask, shift):
         left, right = x >> half, x & mask
         for key in keys:
-            left, right = right, left ^ ((((right ^ np.uint64(key)) * FEISTEL_MULT) >> shift)
-                                         & mask)
+            left, right = right, left ^ ((((right ^ np.uint64(key) ^ salt) * FEISTEL_MULT)
+                                          >> shift) & mask)
         return (left << half) | right
 
-    rows = feistel(np.arange(n, dtype=np.uint64))
-    outside = rows >= n
-    while outside.any():  # cycle-walking: apply again until the row is in range
-        rows[outside] = feistel(rows[outside])
-        outside = rows >= n
-    return rows.astype(np.intp)
+    x = feistel(x.astype(np.uint64), salt, half, mask, shift)
+    outside = x >= n
+    while outside.any():  # cycle-walking: apply again until the image is in range
+        x[outside] = feistel(x[outside], salt[outside], half[outside], mask[outside],
+                             shift[outside])
+        outside = x >= n
+    return x
+
+
+def shuffled_rows(keys, n, blocks=None):
+    """The row read at each position of a shuffled epoch, as the compiled engine's
+    shuffled_row (fastgd/_order.pxi, which says how), position by position: a permutation
+    of range(n), of rows one by one, or by blocks = (rows a block, blocks a window)."""
+    positions = np.arange(n, dtype=np.uint64)
+    if blocks is None:
+        return permuted(keys, 0, half_bits(n), n, positions).astype(np.intp)
+    block_shift = np.uint64(int(blocks[0]).bit_length() - 1)
+    window_shift = block_shift + np.uint64(int(blocks[1]).bit_length() - 1)
+    whole_blocks = n >> int(block_shift)
+    start = (positions >> window_shift) << window_shift
+    size = np.minimum(np.uint64(n) - start, np.uint64(1) << window_shift)
+    halves = np.where(start + size < n, half_bits(1 << int(window_shift)),
+                      half_bits(n - ((n - 1) >> int(window_shift) << int(window_shift))))
+    x = start + permuted(keys, ((positions >> window_shift) + np.uint64(1)) * WINDOW_SALT,
+                         halves, size, positions - start)
+    block = x >> block_shift
+    whole = block < whole_blocks
+    x[whole] = (permuted(keys, 0, half_bits(whole_blocks), whole_blocks, block[whole])
+                << block_shift) | (x[whole] & ((np.uint64(1) << block_shift) - np.uint64(1)))
+    x = (x + np.uint64((int(keys[0]) ^ int(keys[2])) % n)) % np.uint64(n)
+    return x.astype(np.intp)
 
 
 def run_epoch(problem, theta, state, plan, n_threads=1, workspace=None):
@@ -212,7 +243,8 @@ def run_epoch(problem, theta, state, plan, n_threads=1, workspace=None):
     d = X.shape[1]
     k = len(theta) // (d + 1)
     n = X.shape[0] if problem.rows is None else len(problem.rows)  # the rows trained on
-    order = None if plan.shuffle_keys is None else shuffled_rows(plan.shuffle_keys, n)
+    order = None if plan.shuffle_keys is None else shuffled_rows(plan.shuffle_keys, n,
+                                                                    plan.shuffle_blocks)
     if problem.rows is not None:
         order = problem.rows if order is None else problem.rows[order]
     size = plan.batch_size

@@ -27,7 +27,9 @@ DENSE_STEPS_HINT = ("a batch costs its own entries with 'sgd', or 'momentum' and
 class FirstOrder:
     """Epochs of `optimizer` updates at `learning_rate` ("auto": the optimizer's
     auto_learning_rate) on batches of `batch_size` rows (None: all), in a new
-    order each epoch when `shuffle_seed` (an int) is given and there is more than one batch.
+    order each epoch when `shuffle_seed` (an int) is given and there is more than one batch:
+    rows one by one, or by blocks when `shuffle_blocks` = (rows a block, blocks a window)
+    is given (fastgd/_shuffling.py).
     The penalty is l1 |w|_1 + l2 |w|^2 / 2; clip_norm > 0 clips each batch's gradient.
     `schedule` holds the estimators' schedule settings; `horizon` is the cosine's T_max
     (its epochs in all)."""
@@ -38,6 +40,7 @@ class FirstOrder:
                                                     "warmup_epochs": 0})
     batch_size: int | None = None
     shuffle_seed: int | None = None
+    shuffle_blocks: tuple | None = None
     horizon: int | None = None
     l1: float = 0.0
     l2: float = 0.0
@@ -114,8 +117,8 @@ class FirstOrder:
         plan = EpochPlan(optimizer=self.optimizer, learning_rate=rate,
                          batch_size=self.rows_per_batch, step=state.steps,
                          shuffle_keys=shuffle_keys(self.shuffle_seed, epoch) if shuffled
-                         else None, std=state.std, l1=self.l1, l2=self.l2,
-                         clip_norm=self.clip_norm)
+                         else None, shuffle_blocks=self.shuffle_blocks, std=state.std,
+                         l1=self.l1, l2=self.l2, clip_norm=self.clip_norm)
         return Step(*engine.run_epoch(problem, state.theta, state.slots, plan), rate)
 
 
