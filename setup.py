@@ -123,8 +123,8 @@ extensions = [
     Extension(
         name,
         [name.replace(".", "/") + ".pyx"],
-        depends=sorted(glob.glob("fastgd/*.pxi") + glob.glob("fastgd/*.pxd"))
-        + ["fastgd/_simd.h"],
+        depends=sorted(glob.glob("fastgd/*.pxi") + glob.glob("fastgd/*.pxd")
+                       + glob.glob("fastgd/*.h")),
         include_dirs=[np.get_include(), "fastgd"],
         # The oldest NumPy the built module runs with (pyproject.toml: numpy>=1.25).
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),

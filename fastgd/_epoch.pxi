@@ -5,6 +5,8 @@ cdef enum:
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
                               # nearly all waits long; this VM's hiccups, a few an epoch)
+    WINDOWS_AHEAD = 2         # a block shuffle's windows read ahead of the epoch: the disk
+                              # kept busy while a window is trained on
 
 
 cdef inline void to_original(const double* theta, const double* mean, const double* inv_scale,
@@ -27,6 +29,8 @@ cdef struct Epoch:
     Layout lay
     Loss loss
     const Order* order         # NULL: positions are rows
+    const char* readahead      # X, when thread 0 announces its block shuffle's windows
+    Py_ssize_t row_bytes       # (advise_window) WINDOWS_AHEAD ahead; else NULL
     OptimConfig config
     double l2, l1, max_norm, learning_rate
     long step                  # updates made before this epoch
@@ -103,7 +107,13 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef long batch = 0, steps = 0, long_waits = 0
     cdef double weight, loss_total = 0.0, weight_total = 0.0
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
+    cdef Py_ssize_t advised = 0  # windows announced (thread 0)
     while lo < n:
+        if tid == 0 and e.readahead != NULL:
+            while (advised <= (lo >> e.order.shuffle.window_shift) + WINDOWS_AHEAD
+                   and advised << e.order.shuffle.window_shift < n):
+                advise_window(&e.order.shuffle, advised, e.readahead, e.row_bytes)
+                advised += 1
         hi = min(lo + e.batch_size, n)
         n_chunks = batch_chunks(lo, n, e.batch_size, d, k, by_columns, &rows)
         partial = e.partial + (batch % 2) * e.max_chunks * slot
@@ -281,6 +291,13 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     e.loss = checked_loss(loss, k, X.shape[0], Y, sample_weight)
     plan_into(&e, plan)
     e.order = NULL if shuffle_keys is None and rows is None else &order
+    # A block shuffle of X's own rows (a file that streams, usually): its windows are
+    # announced ahead, and the rest of X read without the kernel's read-around, which would
+    # fetch megabytes beside each block that the window does not use.
+    e.readahead = NULL
+    e.row_bytes = X.strides[0]
+    if order.shuffled and order.shuffle.block_shift >= 0 and rows is None and e.lay.rows:
+        e.readahead = <const char*>&X[0, 0]
     cdef int threads = epoch_team(&e, order.shuffled, n_threads)
     cdef floating[::1] scratch = None
     cdef floating* scratch_ptr = NULL
@@ -311,7 +328,10 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
     cdef const floating* yp = &Y[0, 0]
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef int tid
+    cdef size_t x_bytes = X.shape[0] * e.row_bytes
     with nogil:
+        if e.readahead != NULL:
+            fastgd_advise(e.readahead, x_bytes, FASTGD_RANDOM)
         if threads > 1:
             with parallel(num_threads=threads):
                 tid = omp_get_thread_num()
@@ -319,6 +339,8 @@ def _run_epoch(const floating[:, :] X, const floating[:, ::1] Y,
                              omp_get_num_threads())
         else:
             epoch_worker(Xp, yp, swp, scratch_ptr, &e, own_ptr, 0, 1)
+        if e.readahead != NULL:  # back to sequential reads' read-ahead for other passes
+            fastgd_advise(e.readahead, x_bytes, FASTGD_NORMAL)
     theta[:] = own[0, :n_params]
     for j, name in enumerate(slots):
         state[name][:] = own.base[0, (1 + j) * slot:(1 + j) * slot + n_params]

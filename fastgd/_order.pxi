@@ -50,6 +50,17 @@ cdef inline u64 permuted(const u64* key, u64 salt, int half, u64 n, u64 x) noexc
     return x
 
 
+cdef inline Py_ssize_t block_start(const Shuffle* s, Py_ssize_t x) noexcept nogil:
+    """The first row of the block at slot x (a multiple of its rows) of a block shuffle:
+    a whole block, moved, or the tail, which stays; then rotated."""
+    cdef Py_ssize_t start = x
+    if (x >> s.block_shift) < s.whole_blocks:
+        start = <Py_ssize_t>permuted(s.key, 0, s.half, <u64>s.whole_blocks,
+                                     <u64>(x >> s.block_shift)) << s.block_shift
+    start = start + s.offset
+    return start - s.n if start >= s.n else start
+
+
 cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexcept nogil:
     if s.block_shift < 0:
         return <Py_ssize_t>permuted(s.key, 0, s.half, <u64>s.n, <u64>position)
@@ -60,11 +71,8 @@ cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexc
         s.key, <u64>(window + 1) * WINDOW_SALT,
         s.window_half if start + size < s.n else s.last_half, <u64>size,
         <u64>(position - start))
-    cdef Py_ssize_t block = x >> s.block_shift
-    if block < s.whole_blocks:  # a whole block, moved; the tail stays where it is
-        x = (<Py_ssize_t>permuted(s.key, 0, s.half, <u64>s.whole_blocks, <u64>block)
-             << s.block_shift) | (x & ((<Py_ssize_t>1 << s.block_shift) - 1))
-    x = x + s.offset
+    cdef Py_ssize_t within = x & (((<Py_ssize_t>1) << s.block_shift) - 1)
+    x = block_start(s, x - within) + within
     return x - s.n if x >= s.n else x
 
 
@@ -100,6 +108,45 @@ cdef Shuffle make_shuffle(tuple keys, Py_ssize_t n, blocks=None) except *:
         s.last_half = half_bits(n - (((n - 1) >> s.window_shift) << s.window_shift))
         s.offset = <Py_ssize_t>((s.key[0] ^ s.key[2]) % <u64>n) if n > 0 else 0
     return s
+
+
+cdef extern from "_readahead.h":
+    enum:
+        FASTGD_WILL_NEED
+        FASTGD_RANDOM
+        FASTGD_NORMAL
+    void fastgd_advise(const void* start, size_t length, int how) noexcept nogil
+
+
+cdef void advise_window(const Shuffle* s, Py_ssize_t window, const char* base,
+                        Py_ssize_t row_bytes) noexcept nogil:
+    """Ask the kernel to read in the rows of a window of a block shuffle (rows contiguous,
+    row_bytes apart from base): each of its blocks, a run of rows (two where the rotation
+    wraps around), which the disk then reads ahead of the epoch."""
+    cdef Py_ssize_t x = window << s.window_shift, start, size, past
+    cdef Py_ssize_t stop = min(s.n, x + ((<Py_ssize_t>1) << s.window_shift))
+    while x < stop:
+        start = block_start(s, x)
+        size = min(stop - x, (<Py_ssize_t>1) << s.block_shift)
+        past = max(0, start + size - s.n)  # rows wrapped around to the first ones
+        fastgd_advise(base + start * row_bytes, (size - past) * row_bytes, FASTGD_WILL_NEED)
+        if past > 0:
+            fastgd_advise(base, past * row_bytes, FASTGD_WILL_NEED)
+        x = x + size
+
+
+def window_blocks(tuple keys, Py_ssize_t n, blocks, Py_ssize_t window):
+    """The (first row, rows) of each block of a window of a block shuffle, as advise_window
+    announces them before wrapping (for tests)."""
+    cdef Shuffle s = make_shuffle(keys, n, blocks)
+    cdef Py_ssize_t x = window << s.window_shift
+    cdef Py_ssize_t stop = min(n, x + ((<Py_ssize_t>1) << s.window_shift)), size
+    found = []
+    while x < stop:
+        size = min(stop - x, (<Py_ssize_t>1) << s.block_shift)
+        found.append((block_start(&s, x), size))
+        x = x + size
+    return found
 
 
 # The order of an epoch or pass: position p (0 <= p < n) reads row row_at(order, p): the

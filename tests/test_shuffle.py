@@ -95,6 +95,20 @@ def test_a_window_reads_runs_of_whole_blocks_in_a_mixed_order(blocks):
                                   np.sort(b[:block_rows]) % block_rows)
 
 
+@pytest.mark.parametrize("n", [5, 1000, 4099, 50_000])
+def test_the_blocks_a_window_announces_are_the_rows_it_reads(n):
+    """advise_window asks the kernel to read in each window's blocks ahead of the epoch:
+    exactly the rows the window's positions read."""
+    blocks = (16, 4)
+    window = blocks[0] * blocks[1]
+    keys = shuffle_keys(9, 1)
+    order = kernels.shuffled_rows(keys, n, blocks=blocks)
+    for w in range(-(-n // window)):
+        announced = np.concatenate([np.arange(start, start + size) % n for start, size in
+                                    kernels.window_blocks(keys, n, blocks, w)])
+        assert_array_equal(np.sort(announced), np.sort(order[w * window:(w + 1) * window]))
+
+
 def test_block_shuffle_arguments_are_checked():
     with pytest.raises(ValueError, match="powers of two"):
         kernels.shuffled_rows((1, 2, 3), 10, blocks=(3, 2))
