@@ -254,9 +254,12 @@ def check_complete(table, columns, bad, what, hint="fill or drop them first"):
         rows, cols = np.nonzero(bad)
         j = cols[np.argmin(rows)]
         count = int(bad[:, j].sum())
-        raise ValueError(f"column {columns[j]!r} of {table.attrs['name']} has {count} {what} "
-                         f"value{'s' if count > 1 else ''} (the first in data row "
-                         f"{rows.min() + 1}); {hint}")
+        first = rows.min() + 1 + table.attrs.get("first_row", 0)  # a chunk's: in the file
+        how_many = ("" if "first_row" in table.attrs  # a chunk of a file: its own count only
+                    else f"{count} ")
+        raise ValueError(f"column {columns[j]!r} of {table.attrs['name']} has {how_many}{what} "
+                         f"value{'s' if count > 1 or not how_many else ''} (the first in data "
+                         f"row {first}); {hint}")
 
 
 def _is_numeric(series) -> bool:

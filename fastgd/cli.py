@@ -56,9 +56,26 @@ def train(args) -> None:
         raise ValueError("--resume goes on from --checkpoint FILE, which must exist"
                          + (f": {args.checkpoint!r} does not" if args.checkpoint else ""))
 
-    X, y, features, task, encoding = _training_data(args, targets, features)
-    X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
-    del X, y
+    spilled = _spilled_data(args, targets, features)
+    try:
+        _train(args, targets, features, spilled)
+    finally:
+        if spilled is not None:
+            spilled[-1].remove()
+
+
+def _train(args, targets, features, spilled):
+    """train's work, on the table in memory or on its rows spilled to disk (spilled:
+    _spilled_data's)."""
+    from fastgd import _plots
+
+    if spilled is None:
+        X, y, features, task, encoding = _training_data(args, targets, features)
+        X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
+        del X, y
+    else:
+        X_train, X_test, y_train, y_test, features, task, _ = spilled
+        encoding = None
     if features is None:
         print(f"features: {X_train.shape[1]:,} sparse columns")
     else:
@@ -75,10 +92,12 @@ def train(args) -> None:
               resume=args.checkpoint if args.resume else None)
     seconds = time.perf_counter() - start
     epochs = model.n_iter_
+    final = (f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}"
+             if spilled is None else  # another read of the file: the last epoch's instead
+             f"last epoch's training loss {model.history_['loss'][-1]:.6g}")
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
           f"{seconds:.2f} s ({X_train.shape[0] * epochs / max(seconds, 1e-9) / 1e6:.3g} M "
-          f"rows/s), "
-          f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}")
+          f"rows/s), {final}")
     if encoding is not None:  # predict and evaluate encode new rows the same way
         encoding.attach(model)
     if args.output:  # first: whatever happens next, the training is not lost
@@ -105,6 +124,34 @@ def train(args) -> None:
         _plots.loss_curves(args.plot, curves, title=f"{_describe(model)} on "
                            f"{os.path.basename(args.data)}")
         print(f"loss curve written to {args.plot}")
+
+
+def _spilled_data(args, targets, features):
+    """A table too large for memory (or --stream) read by chunks into memory-mapped rows on
+    disk (fastgd/_spill.py): (X_train, X_test, y_train, y_test, features, task, Spilled);
+    None for data read into memory."""
+    from fastgd import _spill, _tables
+
+    if args.stream is False or _tables.is_sparse_file(args.data) or not (
+            args.stream or (os.path.isfile(args.data) and _spill.streams(args.data))):
+        return None
+    if not targets:
+        raise ValueError("--target COL names the column to predict (required for a table)")
+    names = _spill.column_names(args.data)
+    features = features or [name for name in names if name not in targets]
+    _tables.check_present(names, features + targets, f"data file {args.data!r}")
+    table = _spill.target_table(args.data, targets)
+    task, why = _task(table, targets, args.task)
+    print(f"task: {task} ({why})")
+    y = _targets(table, targets, task)
+    del table
+    print(f"streaming {args.data} ({os.path.getsize(args.data) / 1e9:.2f} GB"
+          f"{'' if args.stream else ', over a quarter of the memory available'}) by chunks "
+          f"into memory-mapped rows on disk; the test rows drawn at random (not stratified)")
+    spilled = _spill.spill(args.data, features, args.test_fraction, args.seed, args.missing,
+                           args.spill_dir, log=None if args.quiet else sys.stderr)
+    test = spilled.mask_test
+    return spilled.X_train, spilled.X_test, y[~test], y[test], features, task, spilled
 
 
 def _training_data(args, targets, features):
@@ -590,6 +637,12 @@ def _train_options(p) -> None:
                    help="(default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="go on from --checkpoint FILE, "
                    "with the same data and options: ends as if never stopped")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="read the table by chunks into memory-mapped rows on disk, and "
+                   "train on those (default: for a file over a quarter of the memory "
+                   "available)")
+    p.add_argument("--spill-dir", metavar="DIR", help="where --stream writes the rows "
+                   "(default: beside the data file); removed after training")
     p.add_argument("-o", "--output", metavar="MODEL", help="save the model to this file")
     p.add_argument("--plot", metavar="CURVE.png", help="save the loss curve as a picture")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")

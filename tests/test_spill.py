@@ -1,0 +1,139 @@
+"""`fastgd train` on a table too large for memory: read by chunks into memory-mapped rows
+on disk (fastgd/_spill.py), then trained as any memory map."""
+
+import re
+
+import numpy as np
+import pytest
+
+import fastgd
+from fastgd import _shuffling, _spill
+from fastgd.cli import main
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+
+def table(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 4))
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    frame["y"] = X @ [1.0, 2.0, 3.0, 4.0] + 0.5 + 0.1 * rng.standard_normal(n)
+    frame["label"] = np.where(frame["y"] > 0.5, "high", "low")
+    return frame
+
+
+def write(frame, name):
+    if name.endswith(".npy"):
+        np.save(name, frame[["a", "b", "c", "d", "y"]].to_numpy())
+    elif name.endswith(".parquet"):
+        frame.to_parquet(name)
+    else:
+        frame.to_csv(name, index=False)
+    return name
+
+
+@pytest.fixture
+def small_chunks(tmp_path, monkeypatch):
+    """Chunks of 256 rows: a file of several."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_spill, "CHUNK_ROWS", 256)
+    return tmp_path
+
+
+def train(capsys, *argv):
+    status = main(["train", *map(str, argv), "-q"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return out, err
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet", "t.npy"])
+def test_streamed_rows_train_the_model_the_table_in_memory_trains(small_chunks, capsys,
+                                                                   name):
+    write(table(), name)
+    target, features = ("4", "0,1,2,3") if name.endswith(".npy") else ("y", "a,b,c,d")
+    settings = ["--features", features, "--optimizer", "sgd", "--learning-rate", "0.02", "--batch-size", "32",
+                "--epochs", "3", "--test-fraction", "0"]
+    out, _ = train(capsys, name, "--target", target, "--stream", *settings, "-o", "s.fastgd")
+    assert "streaming" in out and "last epoch's training loss" in out
+    train(capsys, name, "--target", target, "--no-stream", *settings, "-o", "m.fastgd")
+    streamed, in_memory = fastgd.load("s.fastgd"), fastgd.load("m.fastgd")
+    np.testing.assert_array_equal(streamed.coef_, in_memory.coef_)
+    np.testing.assert_array_equal(streamed.intercept_, in_memory.intercept_)
+    assert not list(small_chunks.glob("fastgd-spill-*"))  # the rows on disk are removed
+
+
+def test_streamed_split_holds_out_the_same_rows_every_run(small_chunks, capsys):
+    write(table(), "t.csv")
+    scores = [train(capsys, "t.csv", "--target", "label", "--features", "a,b,c,d",
+                    "--stream", "--seed", "3")[0] for _ in range(2)]
+    timing = re.compile(r"in [\d.]+ s \([\d.]+ M rows/s\)")
+    assert timing.sub("", scores[0]) == timing.sub("", scores[1])
+    assert "task: classification" in scores[0]
+    held_out = int(scores[0].split(" to train on, ")[1].split(" to test")[0].replace(",", ""))
+    assert 450 < held_out < 750  # 20 % of 3,000 rows, drawn at random
+
+
+def test_a_file_larger_than_a_quarter_of_memory_streams_by_itself(small_chunks, capsys,
+                                                                   monkeypatch):
+    write(table(), "t.parquet")
+    monkeypatch.setattr(_shuffling, "available_memory",
+                        lambda: 2 * (small_chunks / "t.parquet").stat().st_size)
+    out, _ = train(capsys, "t.parquet", "--target", "y", "--features", "a,b,c,d")
+    assert "over a quarter of the memory available" in out
+    out, _ = train(capsys, "t.parquet", "--target", "y", "--features", "a,b,c,d",
+                   "--no-stream")
+    assert "streaming" not in out
+
+
+def test_spilled_rows_are_memory_mapped_and_block_shuffled_when_large(small_chunks,
+                                                                      monkeypatch):
+    write(table(), "t.csv")
+    spilled = _spill.spill("t.csv", ["a", "b", "c", "d"], 0.25, 0, "error", log=None)
+    try:
+        assert _shuffling.is_mapped(spilled.X_train) and _shuffling.is_mapped(spilled.X_test)
+        assert len(spilled.X_train) + len(spilled.X_test) == 3000
+        assert spilled.mask_test.sum() == len(spilled.X_test)
+        rows = table()[["a", "b", "c", "d"]].to_numpy()
+        np.testing.assert_array_equal(spilled.X_test, rows[spilled.mask_test])
+        np.testing.assert_array_equal(spilled.X_train, rows[~spilled.mask_test])
+        monkeypatch.setattr(_shuffling, "available_memory", lambda: 1000)
+        assert _shuffling.shuffle_blocks(spilled.X_train, True) is not None
+    finally:
+        spilled.remove()
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+
+
+def test_bad_values_in_a_late_chunk_name_their_row_in_the_file(small_chunks, capsys):
+    frame = table()
+    frame.loc[1000, "c"] = np.nan
+    write(frame, "t.parquet")
+    status = main(["train", "t.parquet", "--target", "y", "--features", "a,b,c,d",
+                   "--stream", "-q"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "column 'c'" in err and "missing or infinite" in err and "data row 1001" in err
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+    status = main(["train", "t.parquet", "--target", "y", "--features", "a,b,c,d",
+                   "--stream", "-q", "--missing", "zero"])
+    assert status == 0
+
+
+def test_a_text_column_is_refused_by_streaming_with_a_reason(small_chunks, capsys):
+    frame = table()
+    frame["city"] = np.where(frame["a"] > 0, "north", "south")
+    write(frame, "t.csv")
+    status = main(["train", "t.csv", "--target", "y", "--stream", "-q"])
+    err = capsys.readouterr().err
+    assert status == 2 and "cannot be streamed as numbers" in err and "one-hot" in err
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+
+
+def test_spill_dir_is_used_and_cleared(small_chunks, capsys, tmp_path):
+    write(table(), "t.csv")
+    spill_dir = tmp_path / "rows"
+    spill_dir.mkdir()
+    out, err = train(capsys, "t.csv", "--target", "y", "--features", "a,b,c,d", "--stream",
+                     "--spill-dir", spill_dir)
+    assert list(spill_dir.iterdir()) == []
