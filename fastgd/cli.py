@@ -148,9 +148,13 @@ def _spilled_data(args, targets, features):
     print(f"streaming {args.data} ({os.path.getsize(args.data) / 1e9:.2f} GB"
           f"{'' if args.stream else ', over a quarter of the memory available'}) by chunks "
           f"into memory-mapped rows on disk; the test rows drawn at random (not stratified)")
+    start = time.perf_counter()
     spilled = _spill.spill(args.data, features, args.test_fraction, args.seed, args.missing,
                            args.spill_dir, log=None if args.quiet else sys.stderr)
+    seconds = time.perf_counter() - start
     test = spilled.mask_test
+    print(f"streamed {len(test):,} rows in {seconds:.2f} s ({len(test) / seconds / 1e6:.3g} M "
+          f"rows/s) into {spilled.directory}")
     return spilled.X_train, spilled.X_test, y[~test], y[test], features, task, spilled
 
 
