@@ -156,7 +156,8 @@ COMMON_PARAMETERS = '''
         one; "blocks" permutes blocks of consecutive rows (4 MB each) and mixes the rows
         within windows of 64 blocks: an epoch then reads a file at its sequential speed.
         True picks "blocks" for a memory-mapped X larger than the memory available
-        (which the page cache cannot hold), "rows" otherwise.
+        (which the page cache cannot hold), "rows" otherwise: give "rows" or "blocks"
+        to pin the order's kind, with ``random_state``, across machines.
     random_state : int, RandomState instance or None, default=None
         Seeds the shuffling; an int gives the same orders on every fit.
     max_epochs : int, default=1000
