@@ -8,7 +8,7 @@ import pytest
 
 import fastgd
 from fastgd import _shuffling, _spill
-from fastgd.cli import main
+from fastgd.cli import _frame, main
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -100,6 +100,14 @@ def test_spilled_rows_are_memory_mapped_and_block_shuffled_when_large(small_chun
         np.testing.assert_array_equal(spilled.X_train, rows[~spilled.mask_test])
         monkeypatch.setattr(_shuffling, "available_memory", lambda: 1000)
         assert _shuffling.shuffle_blocks(spilled.X_train, True) is not None
+        # As the command line fits it: a DataFrame over the memory map, still block-shuffled.
+        y = np.arange(len(spilled.X_train), dtype=float)
+        kw = dict(batch_size=32, max_epochs=1, tol=None, learning_rate=1e-4, random_state=0)
+        framed = fastgd.GDRegressor(**kw).fit(_frame(spilled.X_train, list("abcd")), y)
+        by_blocks = fastgd.GDRegressor(shuffle="blocks", **kw).fit(spilled.X_train, y)
+        by_rows = fastgd.GDRegressor(shuffle="rows", **kw).fit(spilled.X_train, y)
+        np.testing.assert_array_equal(framed.coef_, by_blocks.coef_)
+        assert not np.array_equal(framed.coef_, by_rows.coef_)
     finally:
         spilled.remove()
     assert not list(small_chunks.glob("fastgd-spill-*"))
