@@ -35,7 +35,7 @@ def check_shuffle(shuffle) -> None:
 def shuffle_blocks(X, shuffle) -> tuple | None:
     """(rows a block, blocks a window), powers of two, when X's epochs are shuffled by
     blocks under `shuffle`; None when its rows are shuffled one by one, or not at all."""
-    if shuffle is False or shuffle is np.False_ or shuffle == "rows":
+    if not shuffle or shuffle == "rows":
         return None
     if shuffle == "blocks" or streams(X):
         return block_shape(row_bytes(X))

@@ -56,25 +56,27 @@ def train(args) -> None:
         raise ValueError("--resume goes on from --checkpoint FILE, which must exist"
                          + (f": {args.checkpoint!r} does not" if args.checkpoint else ""))
 
-    spilled = _spilled_data(args, targets, features)
+    streamed = _streamed_data(args, targets, features)
     try:
-        _train(args, targets, features, spilled)
+        _train(args, targets, features, streamed)
     finally:
-        if spilled is not None:
-            spilled[-1].remove()
+        if streamed is not None:
+            streamed[0].remove()
 
 
-def _train(args, targets, features, spilled):
-    """train's work, on the table in memory or on its rows spilled to disk (spilled:
-    _spilled_data's)."""
+def _train(args, targets, features, streamed):
+    """train's work, on the table in memory or on its rows spilled to disk (streamed:
+    _streamed_data's)."""
     from fastgd import _plots
 
-    if spilled is None:
+    if streamed is None:
         X, y, features, task, encoding = _training_data(args, targets, features)
         X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
         del X, y
     else:
-        X_train, X_test, y_train, y_test, features, task, _ = spilled
+        spilled, y, features, task = streamed
+        X_train, X_test = spilled.X_train, spilled.X_test
+        y_train, y_test = y[~spilled.mask_test], y[spilled.mask_test]
         encoding = None
     if features is None:
         print(f"features: {X_train.shape[1]:,} sparse columns")
@@ -93,7 +95,7 @@ def _train(args, targets, features, spilled):
     seconds = time.perf_counter() - start
     epochs = model.n_iter_
     final = (f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}"
-             if spilled is None else  # another read of the file: the last epoch's instead
+             if streamed is None else  # another read of the file: the last epoch's instead
              f"last epoch's training loss {model.history_['loss'][-1]:.6g}")
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
           f"{seconds:.2f} s ({X_train.shape[0] * epochs / max(seconds, 1e-9) / 1e6:.3g} M "
@@ -126,10 +128,10 @@ def _train(args, targets, features, spilled):
         print(f"loss curve written to {args.plot}")
 
 
-def _spilled_data(args, targets, features):
+def _streamed_data(args, targets, features):
     """A table too large for memory (or --stream) read by chunks into memory-mapped rows on
-    disk (fastgd/_spill.py): (X_train, X_test, y_train, y_test, features, task, Spilled);
-    None for data read into memory."""
+    disk (fastgd/_spill.py): (Spilled, all the targets, features, task); None for data
+    read into memory."""
     from fastgd import _spill, _tables
 
     if args.stream is False or _tables.is_sparse_file(args.data) or not (
@@ -152,10 +154,10 @@ def _spilled_data(args, targets, features):
     spilled = _spill.spill(args.data, features, args.test_fraction, args.seed, args.missing,
                            args.spill_dir, log=None if args.quiet else sys.stderr)
     seconds = time.perf_counter() - start
-    test = spilled.mask_test
-    print(f"streamed {len(test):,} rows in {seconds:.2f} s ({len(test) / seconds / 1e6:.3g} M "
-          f"rows/s) into {spilled.directory}")
-    return spilled.X_train, spilled.X_test, y[~test], y[test], features, task, spilled
+    n = len(spilled.mask_test)
+    print(f"streamed {n:,} rows in {seconds:.2f} s ({n / seconds / 1e6:.3g} M rows/s) into "
+          f"{spilled.directory}")
+    return spilled, y, features, task
 
 
 def _training_data(args, targets, features):
