@@ -61,9 +61,8 @@ cdef inline Py_ssize_t block_start(const Shuffle* s, Py_ssize_t x) noexcept nogi
     return start - s.n if start >= s.n else start
 
 
-cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexcept nogil:
-    if s.block_shift < 0:
-        return <Py_ssize_t>permuted(s.key, 0, s.half, <u64>s.n, <u64>position)
+cdef Py_ssize_t block_shuffled_row(const Shuffle* s, Py_ssize_t position) noexcept nogil:
+    """shuffled_row of a block shuffle: the window's rows permuted, then their blocks."""
     cdef Py_ssize_t window = position >> s.window_shift
     cdef Py_ssize_t start = window << s.window_shift
     cdef Py_ssize_t size = min(s.n - start, (<Py_ssize_t>1) << s.window_shift)
@@ -74,6 +73,14 @@ cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexc
     cdef Py_ssize_t within = x & (((<Py_ssize_t>1) << s.block_shift) - 1)
     x = block_start(s, x - within) + within
     return x - s.n if x >= s.n else x
+
+
+cdef inline Py_ssize_t shuffled_row(const Shuffle* s, Py_ssize_t position) noexcept nogil:
+    # Small enough to inline into every pass's row loop (the rows' permutation, in memory);
+    # the block shuffle (a file's epoch, bound by the disk) is a call.
+    if s.block_shift >= 0:
+        return block_shuffled_row(s, position)
+    return <Py_ssize_t>permuted(s.key, 0, s.half, <u64>s.n, <u64>position)
 
 
 cdef int half_bits(Py_ssize_t n):
