@@ -31,14 +31,16 @@ class Encoding:
     @classmethod
     def learn(cls, table, features) -> Encoding | None:
         """The encoding of `table`'s feature columns, or None if they are all numbers."""
-        from fastgd._tables import is_numeric
+        return cls.of_levels(features, levels_in(table, [
+            column for column in features if encodes(table, column)]))
 
-        levels = {column: sorted(set(table[column].dropna().astype(str)))
-                  for column in features
-                  if not is_numeric(table, column) or table[column].dtype.kind == "b"}
+    @classmethod
+    def of_levels(cls, features, levels: dict) -> Encoding | None:
+        """The encoding of the encoded columns' `levels` (sets of strings, those of a
+        whole table's chunks), or None if there are none."""
         # a text column with no value at all (--missing zero) encodes as nothing
         features = [column for column in features if levels.get(column, True)]
-        levels = {column: values for column, values in levels.items() if values}
+        levels = {column: sorted(values) for column, values in levels.items() if values}
         return cls(features, levels) if levels else None
 
     @property
@@ -108,3 +110,16 @@ class Encoding:
         for level, index in zip(model.categories_, model.category_of_, strict=True):
             levels.setdefault(features[index], []).append(level)
         return cls(list(features), levels)
+
+
+def encodes(table, column) -> bool:
+    """Whether a feature column is one-hot encoded: text, categories or booleans."""
+    from fastgd._tables import is_numeric
+
+    return not is_numeric(table, column) or table[column].dtype.kind == "b"
+
+
+def levels_in(table, columns) -> dict:
+    """The distinct values of each of `columns`, as strings (missing values left out)."""
+    return {column: set(table[column].dropna().drop_duplicates().astype(str))
+            for column in columns}

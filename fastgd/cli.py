@@ -74,10 +74,9 @@ def _train(args, targets, features, streamed):
         X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
         del X, y
     else:
-        spilled, y, features, task = streamed
+        spilled, y, features, task, encoding = streamed
         X_train, X_test = spilled.X_train, spilled.X_test
         y_train, y_test = y[~spilled.mask_test], y[spilled.mask_test]
-        encoding = None
     if features is None:
         print(f"features: {X_train.shape[1]:,} sparse columns")
     else:
@@ -129,35 +128,58 @@ def _train(args, targets, features, streamed):
 
 
 def _streamed_data(args, targets, features):
-    """A table too large for memory (or --stream) read by chunks into memory-mapped rows on
-    disk (fastgd/_spill.py): (Spilled, all the targets, features, task); None for data
-    read into memory."""
+    """A table or svmlight file too large for memory (or --stream) read by chunks into
+    memory-mapped rows on disk (fastgd/_spill.py): as _training_data's, with a Spilled
+    for X; None for data read into memory."""
     from fastgd import _spill, _tables
+    from fastgd._encoding import Encoding
 
-    if args.stream is False or _tables.is_sparse_file(args.data) or not (
+    if args.stream is False or not (
             args.stream or (os.path.isfile(args.data) and _spill.streams(args.data))):
         return None
-    if not targets:
-        raise ValueError("--target COL names the column to predict (required for a table)")
-    names = _spill.column_names(args.data)
-    features = features or [name for name in names if name not in targets]
-    _tables.check_present(names, features + targets, f"data file {args.data!r}")
-    table = _spill.target_table(args.data, targets)
-    task, why = _task(table, targets, args.task)
-    print(f"task: {task} ({why})")
-    y = _targets(table, targets, task)
-    del table
+    sparse = _tables.is_sparse_file(args.data)
+    if sparse and _tables._kind(args.data) == "npz":
+        if args.stream:
+            raise ValueError(f"{args.data} is a .npz of scipy.sparse.save_npz, which is read "
+                             f"whole; svmlight files, CSV, Parquet and .npy stream")
+        return None
+    log = None if args.quiet else sys.stderr
+    encoding = None
+    if sparse:
+        _check_sparse_options(args, features)
+    else:
+        if not targets:
+            raise ValueError("--target COL names the column to predict (required for a "
+                             "table)")
+        names = _spill.column_names(args.data)
+        features = features or [name for name in names if name not in targets]
+        _tables.check_present(names, features + targets, f"data file {args.data!r}")
+        table = _spill.target_table(args.data, targets)
+        task, why = _task(table, targets, args.task)
+        print(f"task: {task} ({why})")
+        y = _targets(table, targets, task)
+        del table
+        text = _spill.text_columns(args.data, features)
+        if text:  # their levels in the whole file first, as a table in memory finds them
+            encoding = Encoding.of_levels(features, _spill.levels(args.data, features, text,
+                                                                   log))
     print(f"streaming {args.data} ({os.path.getsize(args.data) / 1e9:.2f} GB"
           f"{'' if args.stream else ', over a quarter of the memory available'}) by chunks "
           f"into memory-mapped rows on disk; the test rows drawn at random (not stratified)")
     start = time.perf_counter()
     spilled = _spill.spill(args.data, features, args.test_fraction, args.seed, args.missing,
-                           args.spill_dir, log=None if args.quiet else sys.stderr)
+                           args.spill_dir, log, encoding)
     seconds = time.perf_counter() - start
     n = len(spilled.mask_test)
     print(f"streamed {n:,} rows in {seconds:.2f} s ({n / seconds / 1e6:.3g} M rows/s) into "
           f"{spilled.directory}")
-    return spilled, y, features, task
+    if encoding is not None:
+        _print_encoding(encoding)
+    if sparse:
+        y = spilled.targets
+        task, why = _task_of_values(y, args.task)
+        print(f"task: {task} ({why})")
+    return spilled, y, None if sparse or encoding else features, task, encoding
 
 
 def _training_data(args, targets, features):
@@ -167,9 +189,7 @@ def _training_data(args, targets, features):
     from fastgd._encoding import Encoding
 
     if _tables.is_sparse_file(args.data):
-        if features is not None:
-            raise ValueError(f"--features names columns of a table; {args.data} is sparse "
-                             f"data, whose columns are all features")
+        _check_sparse_options(args, features, holds_targets=False)
         X, y = _read_sparse(args.data, args.target, args.target_file)
         task, why = _task_of_values(y, args.task)
         print(f"task: {task} ({why})")
@@ -194,11 +214,27 @@ def _training_data(args, targets, features):
         return (_tables.numeric(table, features, "feature", args.missing == "zero"), y,
                 features, task, None)
     X = encoding.encode(table, args.missing)
+    _print_encoding(encoding)
+    return X, y, None, task, encoding
+
+
+def _print_encoding(encoding) -> None:
+    n = encoding.n_columns
     print(f"encoded {len(encoding.levels)} text or categorical column"
           f"{'s' if len(encoding.levels) > 1 else ''} ({_shorten(list(encoding.levels))}) "
-          f"as {X.shape[1] - len(features) + len(encoding.levels):,} indicator columns, one "
-          f"a level: {X.shape[1]:,} sparse features")
-    return X, y, None, task, encoding
+          f"as {n - len(encoding.features) + len(encoding.levels):,} indicator columns, one "
+          f"a level: {n:,} sparse features")
+
+
+def _check_sparse_options(args, features, holds_targets=True) -> None:
+    """Options that name a table's columns are errors for sparse data (and --target-file
+    for an svmlight file, which holds its targets, when it streams)."""
+    if features is not None:
+        raise ValueError(f"--features names columns of a table; {args.data} is sparse "
+                         f"data, whose columns are all features")
+    if holds_targets and (args.target or args.target_file):
+        raise ValueError(f"{args.data} is an svmlight file, which holds its targets: "
+                         f"--target and --target-file are for tables and .npz files")
 
 
 def predict(args) -> None:

@@ -1,6 +1,7 @@
 """`fastgd train` on a table too large for memory: read by chunks into memory-mapped rows
 on disk (fastgd/_spill.py), then trained as any memory map."""
 
+import gzip
 import re
 
 import numpy as np
@@ -128,14 +129,132 @@ def test_bad_values_in_a_late_chunk_name_their_row_in_the_file(small_chunks, cap
     assert status == 0
 
 
-def test_a_text_column_is_refused_by_streaming_with_a_reason(small_chunks, capsys):
-    frame = table()
-    frame["city"] = np.where(frame["a"] > 0, "north", "south")
-    write(frame, "t.csv")
+def with_text(n=3000):
+    """table() with a text column whose last level first appears in a late chunk, a
+    number-like level ("007" stays text), a boolean column and a missing category."""
+    frame = table(n)
+    frame["city"] = np.where(frame["a"] > 0, "north", "007")
+    frame.loc[2900:, "city"] = "late"
+    frame["flag"] = frame["b"] > 1
+    frame.loc[7, "city"] = None
+    frame["y"] += np.where(frame["city"] == "north", 2.0, 0.0)
+    return frame
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
+def test_text_columns_stream_one_hot_encoded_as_in_memory(small_chunks, capsys, name):
+    write(with_text(), name)
+    settings = ["--features", "a,b,city,flag", "--optimizer", "sgd", "--learning-rate", "0.02",
+                "--batch-size", "32", "--epochs", "3", "--test-fraction", "0", "--missing",
+                "zero"]
+    out, _ = train(capsys, name, "--target", "y", "--stream", *settings, "-o", "s.fastgd")
+    assert "encoded 2 text or categorical columns (city, flag)" in out
+    train(capsys, name, "--target", "y", "--no-stream", *settings, "-o", "m.fastgd")
+    streamed, in_memory = fastgd.load("s.fastgd"), fastgd.load("m.fastgd")
+    assert list(streamed.categories_) == ["007", "late", "north", "False", "True"]
+    np.testing.assert_array_equal(streamed.categories_, in_memory.categories_)
+    np.testing.assert_array_equal(streamed.coef_, in_memory.coef_)
+    np.testing.assert_array_equal(streamed.intercept_, in_memory.intercept_)
+    # The streamed model keeps its encoding: predict encodes a table's rows the same way.
+    assert main(["predict", "s.fastgd", name, "-o", "p.csv", "--missing", "zero"]) == 0
+    assert main(["predict", "m.fastgd", name, "-o", "q.csv", "--missing", "zero"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv("p.csv"), pd.read_csv("q.csv"))
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+
+
+def test_encoded_rows_spill_as_memory_mapped_csr_that_fit_without_a_copy(small_chunks,
+                                                                          monkeypatch):
+    from fastgd._encoding import Encoding
+    from fastgd._sparse import as_csr
+
+    frame = with_text()
+    write(frame, "t.parquet")
+    features = ["a", "city", "flag"]
+    text = _spill.text_columns("t.parquet", features)
+    assert text == ["city", "flag"]
+    encoding = Encoding.of_levels(features, _spill.levels("t.parquet", features, text, None))
+    spilled = _spill.spill("t.parquet", features, 0.25, 0, "zero", log=None, encoding=encoding)
+    try:
+        X = spilled.X_train
+        assert X.format == "csr" and X.indices.dtype == X.indptr.dtype == np.int32
+        assert all(_shuffling.is_mapped(a) for a in (X.data, X.indices, X.indptr))
+        assert as_csr(X) is X  # fitted as it is on disk, not copied into memory
+        whole = Encoding.learn(frame, features).encode(frame, "zero")
+        np.testing.assert_array_equal(X.toarray(), whole[~spilled.mask_test].toarray())
+        np.testing.assert_array_equal(spilled.X_test.toarray(),
+                                      whole[spilled.mask_test].toarray())
+        monkeypatch.setattr(_shuffling, "available_memory", lambda: 1000)
+        assert _shuffling.shuffle_blocks(X, True) is not None
+    finally:
+        spilled.remove()
+
+
+def test_a_missing_category_in_a_late_chunk_names_its_row_in_the_file(small_chunks, capsys):
+    frame = with_text()
+    frame.loc[7, "city"] = "north"
+    frame.loc[1500, "city"] = None
+    write(frame, "t.parquet")
+    status = main(["train", "t.parquet", "--target", "y", "--features", "a,city",
+                   "--stream", "-q"])
+    err = capsys.readouterr().err
+    assert status == 2 and "column 'city'" in err and "data row 1501" in err
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+
+
+def test_a_csv_column_of_numbers_that_turns_to_text_stops_with_a_reason(small_chunks, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setattr(_spill, "CSV_BLOCK_BYTES", 64)  # types inferred from 64 bytes
+    with open("t.csv", "w") as f:
+        f.write("y,a\n" + "1.5,2\n" * 50 + "3,x\n")
     status = main(["train", "t.csv", "--target", "y", "--stream", "-q"])
     err = capsys.readouterr().err
-    assert status == 2 and "cannot be streamed as numbers" in err and "one-hot" in err
+    assert status == 2 and "cannot be streamed" in err and "as numbers when they are" in err
     assert not list(small_chunks.glob("fastgd-spill-*"))
+
+
+def test_missing_values_in_csv_are_what_pandas_reads_as_missing():
+    pytest.importorskip("pandas._libs.parsers")
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    assert set(_spill.NA_VALUES) == set(STR_NA_VALUES)
+
+
+@pytest.mark.parametrize("name", ["t.svm", "t.svm.gz"])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_svmlight_files_stream_to_the_model_read_in_memory_gives(small_chunks, capsys,
+                                                                   monkeypatch, name, task):
+    from sklearn.datasets import dump_svmlight_file
+
+    pytest.importorskip("scipy")
+    monkeypatch.setattr(_spill, "SVMLIGHT_BYTES", 1000)  # blocks that cut lines in two
+    frame = table()
+    X = frame[["a", "b", "c", "d"]].to_numpy(copy=True)
+    X[np.abs(X) < 0.7] = 0.0  # sparse rows, some empty
+    y = frame["y"].to_numpy() if task == "regression" else (frame["y"] > 0.5).astype(float)
+    dump_svmlight_file(X, y, "t.svm", zero_based=True)
+    if name.endswith(".gz"):
+        with open("t.svm", "rb") as plain, gzip.open(name, "wb") as packed:
+            packed.write(plain.read())
+    settings = ["--optimizer", "sgd", "--learning-rate", "0.02", "--batch-size", "32",
+                "--epochs", "3", "--test-fraction", "0"]
+    out, _ = train(capsys, name, "--stream", *settings, "-o", "s.fastgd")
+    assert "streaming" in out and f"task: {task}" in out
+    train(capsys, name, "--no-stream", *settings, "-o", "m.fastgd")
+    streamed, in_memory = fastgd.load("s.fastgd"), fastgd.load("m.fastgd")
+    np.testing.assert_array_equal(streamed.coef_, in_memory.coef_)
+    np.testing.assert_array_equal(streamed.intercept_, in_memory.intercept_)
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+
+
+def test_a_bad_svmlight_line_or_a_table_option_stops_the_stream(small_chunks, capsys):
+    with open("t.svm", "w") as f:
+        f.write("1 0:1.5 2:3\n" * 100 + "0 1:x\n")
+    assert main(["train", "t.svm", "--stream", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "'t.svm' cannot be read as sparse data" in err
+    assert not list(small_chunks.glob("fastgd-spill-*"))
+    assert main(["train", "t.svm", "--stream", "--target", "y", "-q"]) == 2
+    assert "holds its targets" in capsys.readouterr().err
 
 
 def test_spill_dir_is_used_and_cleared(small_chunks, capsys, tmp_path):
