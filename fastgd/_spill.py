@@ -215,30 +215,31 @@ def column_names(path) -> list:
     return _tables._column_names(path, kind, _tables.pandas())
 
 
-def chunks(path, features, text=()):
-    """The table's feature columns, CHUNK_ROWS rows at a time (CSV: a block of the file),
-    as DataFrames that know their first row in the file (attrs["first_row"], for errors
-    to name it); CSV's `text` columns as the text they hold, the others as numbers."""
+def chunks(path, columns, text=(), numbers=None):
+    """The table's `columns`, CHUNK_ROWS rows at a time (CSV: a block of the file), as
+    DataFrames that know their first row in the file (attrs["first_row"], for errors to
+    name it). CSV's `text` columns hold the text they hold, its `numbers` columns (by
+    default all others) are read as float64, any other's type is inferred."""
     name, first_row = f"data file {os.fspath(path)!r}", 0
-    for chunk in _frames(path, features, text):
+    for chunk in _frames(path, columns, text, numbers):
         chunk.attrs.update(name=name, first_row=first_row)
         first_row += len(chunk)
         yield chunk
 
 
-def _frames(path, features, text):
+def _frames(path, columns, text, numbers):
     kind = _tables._kind(path)
     if kind == "parquet":
-        for batch in _parquet(path).iter_batches(CHUNK_ROWS, columns=features):
+        for batch in _parquet(path).iter_batches(CHUNK_ROWS, columns=columns):
             yield batch.to_pandas()
     elif kind == "csv":
-        yield from _csv_frames(path, features, text)
+        yield from _csv_frames(path, columns, text, numbers)
     else:  # .npy (column_names checked it)
         X = np.load(path, mmap_mode="r")
         pd = _tables.pandas()
-        columns = [int(name) for name in features]
+        indices = [int(name) for name in columns]
         for lo in range(0, len(X), CHUNK_ROWS):
-            yield pd.DataFrame(X[lo:lo + CHUNK_ROWS, columns], columns=features)
+            yield pd.DataFrame(X[lo:lo + CHUNK_ROWS, indices], columns=columns)
 
 
 def _parquet(path):
@@ -250,14 +251,16 @@ def _parquet(path):
     return pyarrow.parquet.ParquetFile(path, pre_buffer=False)
 
 
-def _csv_frames(path, features, text):
+def _csv_frames(path, columns, text, numbers):
     import pyarrow as pa
     import pyarrow.csv as csv
 
+    types = {name: pa.string() for name in text}
+    types.update((name, pa.float64()) for name in (
+        [c for c in columns if c not in text] if numbers is None else numbers))
     # Missing values as pandas reads them in memory: its na_values, "" included.
-    options = csv.ConvertOptions(include_columns=features, column_types={
-        name: pa.string() if name in text else pa.float64() for name in features},
-        null_values=NA_VALUES, strings_can_be_null=True)
+    options = csv.ConvertOptions(include_columns=columns, column_types=types,
+                                 null_values=NA_VALUES, strings_can_be_null=True)
     try:
         with csv.open_csv(path, read_options=_csv_blocks(), parse_options=csv.ParseOptions(
                 delimiter=_tables._separator(path)), convert_options=options) as reader:
@@ -317,9 +320,10 @@ def levels(path, features, text, log=sys.stderr) -> dict:
     return found
 
 
-def svmlight_chunks(path):
+def svmlight_chunks(path, n_features=None):
     """(X, y) of an svmlight file, SVMLIGHT_BYTES of whole lines at a time, each parsed by
-    scikit-learn's parser as the file is in memory (indices from 0)."""
+    scikit-learn's parser as the file is in memory (indices from 0); X of `n_features`
+    columns if given (a model's), else of its own largest index + 1."""
     import bz2
     import gzip
 
@@ -337,7 +341,7 @@ def svmlight_chunks(path):
             if lines.strip():
                 try:
                     X, y = load_svmlight_file(io.BytesIO(lines), dtype=np.float64,
-                                              zero_based=True)
+                                              zero_based=True, n_features=n_features)
                 except ValueError as error:
                     raise ValueError(f"{name} cannot be read as sparse data: "
                                      f"{_tables._first_line(error)}") from None

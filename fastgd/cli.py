@@ -134,15 +134,9 @@ def _streamed_data(args, targets, features):
     from fastgd import _spill, _tables
     from fastgd._encoding import Encoding
 
-    if args.stream is False or not (
-            args.stream or (os.path.isfile(args.data) and _spill.streams(args.data))):
+    if not _streaming(args):
         return None
     sparse = _tables.is_sparse_file(args.data)
-    if sparse and _tables._kind(args.data) == "npz":
-        if args.stream:
-            raise ValueError(f"{args.data} is a .npz of scipy.sparse.save_npz, which is read "
-                             f"whole; svmlight files, CSV, Parquet and .npy stream")
-        return None
     log = None if args.quiet else sys.stderr
     encoding = None
     if sparse:
@@ -232,7 +226,7 @@ def _check_sparse_options(args, features, holds_targets=True) -> None:
     if features is not None:
         raise ValueError(f"--features names columns of a table; {args.data} is sparse "
                          f"data, whose columns are all features")
-    if holds_targets and (args.target or args.target_file):
+    if holds_targets and (getattr(args, "target", None) or getattr(args, "target_file", None)):
         raise ValueError(f"{args.data} is an svmlight file, which holds its targets: "
                          f"--target and --target-file are for tables and .npz files")
 
@@ -240,55 +234,57 @@ def _check_sparse_options(args, features, holds_targets=True) -> None:
 def predict(args) -> None:
     from fastgd import _tables
 
+    pd = _tables.pandas()
     keep = _names(args.keep, "--keep") or []
     _check_outputs({"-o": args.output}, [args.model, args.data])
     model = _load(args.model)
     if args.proba and not hasattr(model, "predict_proba"):
         raise ValueError("--proba needs a classifier; this model is a regressor")
-    if _tables.is_sparse_file(args.data):
-        if keep:
-            raise ValueError(f"--keep copies columns of a table; {args.data} is sparse data")
-        X, _ = _read_sparse(args.data, n_features=model.n_features_in_, log=sys.stderr,
-                            targets_needed=False)
-        frame = _tables.pandas().DataFrame(index=range(X.shape[0]))
-    else:
-        table, X = _model_input(model, args.data, keep, args.missing, log=sys.stderr)
+    if keep and _tables.is_sparse_file(args.data):
+        raise ValueError(f"--keep copies columns of a table; {args.data} is sparse data")
+    frames = []
+    for table, X, _ in _inputs(model, args, keep, log=sys.stderr):
         _tables.check_present(table, keep)
-        frame = table[keep].copy() if keep else _tables.pandas().DataFrame(index=table.index)
-    predictions = model.predict(X)
-    if predictions.ndim == 1:
-        frame["prediction"] = predictions
-    else:
-        for j in range(predictions.shape[1]):
-            frame[f"prediction_{j}"] = predictions[:, j]
-    if args.proba:
-        probabilities = model.predict_proba(X)
-        for j, label in enumerate(model.classes_):
-            frame[f"proba_{label}"] = probabilities[:, j]
+        frame = table[keep].copy() if keep else pd.DataFrame(index=range(X.shape[0]))
+        predictions = model.predict(X)
+        if predictions.ndim == 1:
+            frame["prediction"] = predictions
+        else:
+            for j in range(predictions.shape[1]):
+                frame[f"prediction_{j}"] = predictions[:, j]
+        if args.proba:
+            probabilities = model.predict_proba(X)
+            for j, label in enumerate(model.classes_):
+                frame[f"proba_{label}"] = probabilities[:, j]
+        frames.append(frame)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     _tables.write_table(args.output, frame)
     if args.output != "-":
         print(f"{len(frame):,} predictions written to {args.output}", file=sys.stderr)
 
 
 def evaluate(args) -> None:
+    from fastgd._tables import is_sparse_file
+
     targets = _names(args.target, "--target")
     _check_outputs({"--json": args.json}, [args.model, args.data]
                    + ([args.target_file] if args.target_file else []))
     model = _load(args.model)
     task = "classification" if hasattr(model, "classes_") else "regression"
-    from fastgd._tables import is_sparse_file
-
-    if is_sparse_file(args.data):
-        X, y = _read_sparse(args.data, args.target, args.target_file, model.n_features_in_)
-    else:
+    if not is_sparse_file(args.data):
         if not targets:
             raise ValueError("--target COL names the true values' column (required for a "
                              "table)")
         if args.target_file:
             raise ValueError("--target-file gives the targets of sparse data (a .npz of "
                              "scipy.sparse.save_npz); a table's are its --target column")
-        table, X = _model_input(model, args.data, targets, args.missing)
-        y = _targets(table, targets, task)
+    ys, predicted, probabilities = [], [], []
+    for table, X, y in _inputs(model, args, targets, regression=task == "regression"):
+        ys.append(_targets(table, targets, task) if y is None else y)
+        predicted.append(model.predict(X))
+        if task == "classification":
+            probabilities.append(model.predict_proba(X))
+    y = np.concatenate(ys)
     if task == "classification":
         unknown = sorted(set(np.unique(y).tolist()) - set(model.classes_.tolist()), key=str)
         if unknown:
@@ -300,10 +296,56 @@ def evaluate(args) -> None:
     if task == "regression" and given != outputs:
         raise ValueError(f"the model predicts {outputs} target{'s' if outputs > 1 else ''}; "
                          f"--target names {given}")
-    scores = _scores(model, X, y, task)
-    _print_scores(scores, task, f"{_describe(model)} on {X.shape[0]:,} rows of {args.data}")
+    scores = _metrics(task, y, np.concatenate(predicted),
+                      np.concatenate(probabilities) if probabilities else None, model)
+    _print_scores(scores, task, f"{_describe(model)} on {len(y):,} rows of {args.data}")
     if args.json:
-        _write_json(args.json, {"task": task, "rows": X.shape[0], "metrics": scores})
+        _write_json(args.json, {"task": task, "rows": len(y), "metrics": scores})
+
+
+def _inputs(model, args, other, log=sys.stdout, regression=False):
+    """DATA's rows and the model's features of them, as (the table (of the `other`
+    columns too: --keep, --target), X, an svmlight file's targets or None): the whole file
+    at once, or a chunk at a time for a file that streams (fastgd/_spill.py; the targets
+    `regression` asks for read as numbers)."""
+    from fastgd import _spill
+    from fastgd._tables import is_sparse_file, pandas
+
+    if not _streaming(args):
+        if is_sparse_file(args.data):
+            X, y = _read_sparse(args.data, getattr(args, "target", None),
+                                getattr(args, "target_file", None), model.n_features_in_,
+                                log, targets_needed=hasattr(args, "target"))
+            yield pandas().DataFrame(index=range(X.shape[0])), X, y
+        else:
+            yield *_model_input(model, args.data, other, args.missing, log), None
+        return
+    print(f"streaming {args.data} by chunks", file=log)
+    if is_sparse_file(args.data):
+        _check_sparse_options(args, None)
+        for X, y in _spill.svmlight_chunks(args.data, model.n_features_in_):
+            yield pandas().DataFrame(index=range(X.shape[0])), X, y
+        return
+    features, text, encoding = _model_features(model, args.data, other)
+    numbers = [c for c in features if c not in text] + (list(other) if regression else [])
+    for chunk in _spill.chunks(args.data, list(dict.fromkeys(features + list(other))), text,
+                               numbers):
+        yield chunk, _features_of(model, chunk, features, encoding, args.missing), None
+
+
+def _streaming(args) -> bool:
+    """Whether DATA is read by chunks: --stream, or by default a file over a quarter of the
+    memory available; never a .npz, which is read whole."""
+    from fastgd import _spill, _tables
+
+    if _tables._kind(args.data) == "npz":
+        if args.stream:
+            raise ValueError(f"{args.data} is a .npz, which is read whole; svmlight files, "
+                             f"CSV, Parquet and .npy stream")
+        return False
+    if args.stream is not None:
+        return args.stream
+    return os.path.isfile(args.data) and _spill.streams(args.data)
 
 
 def info(args) -> None:
@@ -364,33 +406,53 @@ def _task_of_values(y, asked):
 
 
 def _model_input(model, data, other, missing="error", log=sys.stdout):
-    """DATA's table and the features the model takes from it: the columns it was trained on,
-    by name (a DataFrame), or for a model fitted on unnamed arrays all columns but the
-    `other` ones (targets, --keep) in order (an array, as many columns as the model takes);
-    for a model trained on an encoded table, its columns encoded the same way (sparse).
+    """DATA's table and the features the model takes from it (_model_features, _features_of).
     """
     from fastgd._encoding import Encoding
-    from fastgd._tables import numeric
+
+    table = None
+    if Encoding.of(model) is None and getattr(model, "feature_names_in_", None) is None:
+        table = _read(data, log=log)  # all its columns: the model's are those but `other`
+    features, text, encoding = _model_features(model, data, other, table)
+    if table is None:
+        table = _read(data, list(dict.fromkeys(features + list(other))), log, text=text)
+    return table, _features_of(model, table, features, encoding, missing, log)
+
+
+def _model_features(model, data, other, table=None):
+    """(The columns of DATA the model takes, those of them read as text, their Encoding or
+    None): the columns it was trained on, by name; for a model trained on an encoded
+    table, those its encoding names; for a model fitted on unnamed arrays, all columns but
+    the `other` ones (targets, --keep) in order (of `table`, or else of the file), as
+    many as the model takes."""
+    from fastgd import _spill
+    from fastgd._encoding import Encoding
 
     encoding = Encoding.of(model)
     if encoding is not None:
-        table = _read(data, list(dict.fromkeys(encoding.features + list(other))), log,
-                      text=list(encoding.levels))
-        return table, encoding.encode(table, missing, log)
+        return encoding.features, list(encoding.levels), encoding
     names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        table = _read(data, log=log)
-        features = [c for c in table.columns if c not in other]
-        if len(features) != model.n_features_in_:
-            besides = f" besides {_shorten(other)}" if other else ""
-            raise ValueError(f"the model takes {model.n_features_in_} features (it was trained "
-                             f"without column names) but {data} has {len(features)} "
-                             f"columns{besides}")
-    else:
-        features = list(names)
-        table = _read(data, list(dict.fromkeys(features + list(other))), log)
-        return table, _frame(numeric(table, features, "feature", missing == "zero"), features)
-    return table, numeric(table, features, "feature", missing == "zero")
+    if names is not None:
+        return list(names), [], None
+    columns = list(table.columns) if table is not None else _spill.column_names(data)
+    features = [c for c in columns if c not in other]
+    if len(features) != model.n_features_in_:
+        besides = f" besides {_shorten(other)}" if other else ""
+        raise ValueError(f"the model takes {model.n_features_in_} features (it was trained "
+                         f"without column names) but {data} has {len(features)} "
+                         f"columns{besides}")
+    return features, [], None
+
+
+def _features_of(model, table, features, encoding, missing, log=None):
+    """The model's features of a table's rows: numbers (a DataFrame for a model that knows
+    their names), or for an encoding its columns encoded the same way (sparse)."""
+    from fastgd._tables import numeric
+
+    if encoding is not None:
+        return encoding.encode(table, missing, log)
+    X = numeric(table, features, "feature", missing == "zero")
+    return X if getattr(model, "feature_names_in_", None) is None else _frame(X, features)
 
 
 def _task(table, targets, asked):
@@ -459,9 +521,15 @@ def _estimator(task, args):
 
 
 def _scores(model, X, y, task) -> dict:
+    return _metrics(task, y, model.predict(X),
+                    model.predict_proba(X) if task == "classification" else None, model)
+
+
+def _metrics(task, y, predicted, probabilities, model) -> dict:
+    """Regression: RMSE, MAE, R²; classification: accuracy, macro F1, log-loss (of the
+    probabilities of the model's classes)."""
     from sklearn import metrics
 
-    predicted = model.predict(X)
     if task == "regression":
         return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
                 "mae": float(metrics.mean_absolute_error(y, predicted)),
@@ -470,8 +538,8 @@ def _scores(model, X, y, task) -> dict:
     return {"accuracy": float(metrics.accuracy_score(y, predicted)),
             "f1_macro": float(metrics.f1_score(y, predicted, average="macro",
                                                zero_division=0)),
-            "log_loss": float(metrics.log_loss(y, model.predict_proba(X),
-                                               labels=model.classes_)) if seen else None}
+            "log_loss": float(metrics.log_loss(y, probabilities, labels=model.classes_))
+            if seen else None}
 
 
 def _print_scores(scores, task, title):
@@ -615,6 +683,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="default: CSV on stdout")
     p.add_argument("--keep", metavar="COLS", help="columns of DATA to copy into OUT (ids)")
     _missing_option(p)
+    _stream_option(p, "predict chunk by chunk")
     p.add_argument("--proba", action="store_true", help="classifiers: add each class's "
                    "probability")
 
@@ -628,6 +697,7 @@ def _parser() -> argparse.ArgumentParser:
                    "rows: one column")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     _missing_option(p)
+    _stream_option(p, "predict chunk by chunk")
 
     p = command("info", info, "how fastgd was built and how it runs here",
                 "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "
@@ -679,10 +749,7 @@ def _train_options(p) -> None:
                    help="(default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="go on from --checkpoint FILE, "
                    "with the same data and options: ends as if never stopped")
-    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="read the table by chunks into memory-mapped rows on disk, and "
-                   "train on those (default: for a file over a quarter of the memory "
-                   "available)")
+    _stream_option(p, "write them into memory-mapped rows on disk, and train on those")
     p.add_argument("--spill-dir", metavar="DIR", help="where --stream writes the rows "
                    "(default: beside the data file); removed after training")
     p.add_argument("-o", "--output", metavar="MODEL", help="save the model to this file")
@@ -690,6 +757,12 @@ def _train_options(p) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _missing_option(p)
+
+
+def _stream_option(p, then: str) -> None:
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"read DATA by chunks and {then} (default: for a file over a "
+                   f"quarter of the memory available)")
 
 
 def _missing_option(p) -> None:
