@@ -23,6 +23,7 @@ import numpy as np
 
 BLOCK_BYTES = 4 << 20     # a run of rows read at once: at least a few MB for the disk
 WINDOW_BYTES = 256 << 20  # the rows mixed together: what the page cache holds meanwhile
+SAMPLE_BYTES = WINDOW_BYTES  # what the automatic learning rate's power iteration reads
 KINDS = ("rows", "blocks")
 
 
@@ -46,6 +47,21 @@ def block_shape(bytes_a_row: float) -> tuple:
     """The most rows (a power of two) within BLOCK_BYTES, and WINDOW_BYTES of blocks."""
     rows = max(1, int(BLOCK_BYTES // max(bytes_a_row, 1.0)))
     return 1 << (rows.bit_length() - 1), WINDOW_BYTES // BLOCK_BYTES
+
+
+def sample(X, rows=None) -> np.ndarray | None:
+    """Rows of X (or of its `rows`): SAMPLE_BYTES of whole blocks spread evenly over it,
+    each a sequential read; None if that would be half of them or more."""
+    n = X.shape[0] if rows is None else len(rows)
+    block = block_shape(row_bytes(X))[0]
+    n_blocks = -(-n // block)
+    taken = SAMPLE_BYTES // BLOCK_BYTES
+    if 2 * taken >= n_blocks:
+        return None
+    starts = np.arange(taken) * n_blocks // taken * block
+    picked = (starts[:, None] + np.arange(block)).ravel()
+    picked = picked[picked < n]
+    return picked if rows is None else np.asarray(rows)[picked]
 
 
 def row_bytes(X) -> float:

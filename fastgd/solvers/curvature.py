@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from fastgd import _shuffling
 from fastgd.solvers import loss_and_gradient
 
 POWER_ITERATIONS = 12
@@ -25,8 +26,10 @@ def largest_curvature(engine, problem, std, l2, iterations: int = POWER_ITERATIO
     Power iteration with the fused kernel: with zero targets the squared loss is the
     quadratic form of its Hessian H, so its gradient at v is H v: one pass over X per step.
     The estimate approaches the eigenvalue from below (for data whose top eigenvector is
-    nearly orthogonal to the start, possibly to a smaller one).
+    nearly orthogonal to the start, possibly to a smaller one). For X that streams from
+    disk it is made on a sample of its rows (sampled).
     """
+    problem = sampled(problem)
     d = problem.n_features
     zeros = problem.zero_targets()
     factor = curvature_bound(problem.loss)
@@ -45,6 +48,17 @@ def largest_curvature(engine, problem, std, l2, iterations: int = POWER_ITERATIO
             break
         v = hv / curvature
     return curvature
+
+
+def sampled(problem):
+    """The problem on a sample of X's rows (whole blocks spread over the file:
+    _shuffling.sample) when X streams from disk, where each of the power iteration's
+    passes would read the whole file again (13 reads, minutes for tens of GB); the sample
+    is read once, then from the page cache."""
+    if not _shuffling.streams(problem.X):
+        return problem
+    rows = _shuffling.sample(problem.X, problem.rows)
+    return problem if rows is None else problem.restricted(rows)
 
 
 def raise_overflow(engine, problem, gradient, l2):
