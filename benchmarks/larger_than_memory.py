@@ -15,7 +15,9 @@ Before each measurement the file's pages are dropped from the page cache
 - `shuffled`: the same with the default shuffle=True (blocks, as X is larger than the
   memory available);
 - `rows`: shuffle="rows", the full permutation (what shuffle=True did before issue 21),
-  cut off after --rows-budget seconds (every fit has that budget).
+  cut off after --rows-budget seconds (the others after 900 s);
+- the shuffled epoch with standardize=True and learning_rate="auto" (the defaults it
+  skipped), and GDRegressor() with all its defaults (FITS says what each reads).
 
 For each: seconds, GB read from the disk (the process's read_bytes in /proc/self/io) and
 the peak of anonymous memory (RssAnon, sampled every 10 ms: heap and arrays, not the
@@ -50,8 +52,17 @@ def read_bytes():
     with open("/proc/self/io") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("read_bytes:"))
 
-path, y_path, shuffle, budget = json.loads(sys.argv[1])
-X, y = np.load(path, mmap_mode="r"), np.load(y_path)
+path, y_path, settings, budget = json.loads(sys.argv[1])
+if os.path.isdir(path):  # CSR: its three arrays, memory-mapped from .npy files
+    import scipy.sparse
+    parts = {name: np.load(os.path.join(path, name + ".npy"), mmap_mode="r")
+             for name in ("data", "indices", "indptr")}
+    with open(os.path.join(path, "shape.json")) as f:
+        X = scipy.sparse.csr_matrix(tuple(json.load(f)), dtype=parts["data"].dtype)
+    X.data, X.indices, X.indptr = parts["data"], parts["indices"], parts["indptr"]
+else:
+    X = np.load(path, mmap_mode="r")
+y = np.load(y_path)
 peak, done = [status_kb("RssAnon:")], threading.Event()
 
 def sample():
@@ -62,8 +73,7 @@ def sample():
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
 start, io = time.perf_counter(), read_bytes()
-model = GDRegressor(optimizer="sgd", learning_rate=0.05, batch_size=4096, max_epochs=1,
-                    tol=None, standardize=False, shuffle=shuffle, random_state=0)
+model = GDRegressor(**settings)
 
 def cut_off():  # the epoch is one call into the kernel: the process ends it
     print(json.dumps({"seconds": time.perf_counter() - start, "cut_off": True,
@@ -82,6 +92,23 @@ os._exit(0)  # the cut-off's timer thread would keep the process
 """
 
 
+EPOCH = dict(optimizer="sgd", learning_rate=0.05, batch_size=4096, max_epochs=1, tol=None,
+             standardize=False, random_state=0)
+FITS = {  # GDRegressor's settings for each row of the table
+    "in order": {**EPOCH, "shuffle": False},
+    "shuffled": {**EPOCH, "shuffle": True},
+    "rows": {**EPOCH, "shuffle": "rows"},
+    # The same epoch with the defaults it skipped: standardized (a read for the column
+    # statistics) and learning_rate="auto" (a read for the largest row, the power
+    # iteration on a sample of blocks).
+    "shuffled, auto rate, standardized": {**EPOCH, "learning_rate": "auto",
+                                          "standardize": True},
+    # GDRegressor() as it comes: optimizer="auto" (least squares: Newton, whose one
+    # iteration reads X once for its moments), to convergence.
+    "GDRegressor() defaults": {},
+}
+
+
 def make(path: Path, n: int, d: int, w: np.ndarray):
     """X by chunks into a .npy file (never whole in memory), and its targets."""
     X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
@@ -97,24 +124,31 @@ def make(path: Path, n: int, d: int, w: np.ndarray):
     return y
 
 
+def files(path: Path) -> list:
+    """The file, or a directory's files (CSR's arrays)."""
+    return sorted(path.iterdir()) if path.is_dir() else [path]
+
+
 def drop_cache(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    for name in files(path):
+        with open(name, "rb") as f:
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def plain_read(path: Path) -> float:
     buffer = bytearray(64 << 20)
     start = time.perf_counter()
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(buffer):
-            pass
+    for name in files(path):
+        with open(name, "rb", buffering=0) as f:
+            while f.readinto(buffer):
+                pass
     return time.perf_counter() - start
 
 
-def fit(path, y_path, shuffle, budget, coef_path) -> dict:
+def fit(path, y_path, settings, budget, coef_path) -> dict:
     out = subprocess.run([sys.executable, "-c", FIT, json.dumps(
-        [str(path), str(y_path), shuffle, budget]), str(coef_path)], capture_output=True,
+        [str(path), str(y_path), settings, budget]), str(coef_path)], capture_output=True,
         text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -148,10 +182,11 @@ def main():
         read = plain_read(path)
         rows = [("read", {"seconds": read, "read_gb": path.stat().st_size / 1e9})]
         models = {}
-        for name, shuffle in (("in order", False), ("shuffled", True), ("rows", "rows")):
+        for name, settings in FITS.items():
             drop_cache(path)
             coef_path.unlink(missing_ok=True)
-            rows.append((name, fit(path, y_path, shuffle, args.rows_budget, coef_path)))
+            budget = args.rows_budget if name == "rows" else 900.0
+            rows.append((name, fit(path, y_path, settings, budget, coef_path)))
             if not rows[-1][1]["cut_off"]:
                 models[name] = np.load(coef_path)
             print(name, rows[-1][1], flush=True)

@@ -5,8 +5,6 @@ cdef enum:
     LONG_WAITS_TO_SOLO = 16   # long barrier waits before an epoch's threads go on as one,
                               # if also 1 % of its barriers or more (a busy partner makes
                               # nearly all waits long; this VM's hiccups, a few an epoch)
-    WINDOWS_AHEAD = 2         # a block shuffle's windows read ahead of the epoch: the disk
-                              # kept busy while a window is trained on
 
 
 cdef inline void to_original(const double* theta, const double* mean, const double* inv_scale,
@@ -29,8 +27,8 @@ cdef struct Epoch:
     Layout lay
     Loss loss
     const Order* order         # NULL: positions are rows
-    const char* readahead      # X, when thread 0 announces its block shuffle's windows
-    Py_ssize_t row_bytes       # (advise_window) WINDOWS_AHEAD ahead; else NULL
+    const char* readahead      # X (CSR: its values) when its block shuffle's windows are
+    Py_ssize_t row_bytes       # announced (advise_window) WINDOWS_AHEAD ahead; else NULL
     OptimConfig config
     double l2, l1, max_norm, learning_rate
     long step                  # updates made before this epoch
@@ -110,8 +108,7 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef Py_ssize_t advised = 0  # windows announced (thread 0)
     while lo < n:
         if tid == 0 and e.readahead != NULL:
-            while (advised <= (lo >> e.order.shuffle.window_shift) + WINDOWS_AHEAD
-                   and advised << e.order.shuffle.window_shift < n):
+            while advised < windows_due(&e.order.shuffle, lo):
                 advise_window(&e.order.shuffle, advised, e.readahead, e.row_bytes)
                 advised += 1
         hi = min(lo + e.batch_size, n)

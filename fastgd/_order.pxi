@@ -117,6 +117,11 @@ cdef Shuffle make_shuffle(tuple keys, Py_ssize_t n, blocks=None) except *:
     return s
 
 
+cdef enum:
+    WINDOWS_AHEAD = 2  # a block shuffle's windows read ahead of the epoch: the disk kept
+                       # busy while a window is trained on
+
+
 cdef extern from "_readahead.h":
     enum:
         FASTGD_WILL_NEED
@@ -125,17 +130,37 @@ cdef extern from "_readahead.h":
     void fastgd_advise(const void* start, size_t length, int how) noexcept nogil
 
 
+cdef inline Py_ssize_t window_stop(const Shuffle* s, Py_ssize_t window) noexcept nogil:
+    """The position after the last of a window of a block shuffle."""
+    return min(s.n, (window + 1) << s.window_shift)
+
+
+cdef inline Py_ssize_t window_block(const Shuffle* s, Py_ssize_t x, Py_ssize_t stop,
+                                    Py_ssize_t* start, Py_ssize_t* past) noexcept nogil:
+    """The block at position x of a window ending at `stop`: its first row into start, the
+    rows of it that wrap around to the first ones into past; returns its rows."""
+    cdef Py_ssize_t size = min(stop - x, (<Py_ssize_t>1) << s.block_shift)
+    start[0] = block_start(s, x)
+    past[0] = max(0, start[0] + size - s.n)
+    return size
+
+
+cdef inline Py_ssize_t windows_due(const Shuffle* s, Py_ssize_t position) noexcept nogil:
+    """The windows to have announced once the epoch is at `position`: WINDOWS_AHEAD past
+    its own, within the epoch."""
+    return min((position >> s.window_shift) + 1 + WINDOWS_AHEAD,
+               (s.n + ((<Py_ssize_t>1) << s.window_shift) - 1) >> s.window_shift)
+
+
 cdef void advise_window(const Shuffle* s, Py_ssize_t window, const char* base,
                         Py_ssize_t row_bytes) noexcept nogil:
     """Ask the kernel to read in the rows of a window of a block shuffle (rows contiguous,
     row_bytes apart from base): each of its blocks, a run of rows (two where the rotation
     wraps around), which the disk then reads ahead of the epoch."""
-    cdef Py_ssize_t x = window << s.window_shift, start, size, past
-    cdef Py_ssize_t stop = min(s.n, x + ((<Py_ssize_t>1) << s.window_shift))
+    cdef Py_ssize_t x = window << s.window_shift, stop = window_stop(s, window), start, past
+    cdef Py_ssize_t size
     while x < stop:
-        start = block_start(s, x)
-        size = min(stop - x, (<Py_ssize_t>1) << s.block_shift)
-        past = max(0, start + size - s.n)  # rows wrapped around to the first ones
+        size = window_block(s, x, stop, &start, &past)
         fastgd_advise(base + start * row_bytes, (size - past) * row_bytes, FASTGD_WILL_NEED)
         if past > 0:
             fastgd_advise(base, past * row_bytes, FASTGD_WILL_NEED)
@@ -146,12 +171,12 @@ def window_blocks(tuple keys, Py_ssize_t n, blocks, Py_ssize_t window):
     """The (first row, rows) of each block of a window of a block shuffle, as advise_window
     announces them before wrapping (for tests)."""
     cdef Shuffle s = make_shuffle(keys, n, blocks)
-    cdef Py_ssize_t x = window << s.window_shift
-    cdef Py_ssize_t stop = min(n, x + ((<Py_ssize_t>1) << s.window_shift)), size
+    cdef Py_ssize_t x = window << s.window_shift, stop = window_stop(&s, window), start, past
+    cdef Py_ssize_t size
     found = []
     while x < stop:
-        size = min(stop - x, (<Py_ssize_t>1) << s.block_shift)
-        found.append((block_start(&s, x), size))
+        size = window_block(&s, x, stop, &start, &past)
+        found.append((start, size))
         x = x + size
     return found
 

@@ -193,6 +193,40 @@ cdef void batch_sums(const floating* values, const index_t* columns, const index
     b.sums[n_params + SUM_W] = weight_sum
 
 
+cdef inline void advise_entries(const floating* values, const index_t* columns,
+                                Py_ssize_t lo, Py_ssize_t hi, int how) noexcept nogil:
+    """madvise `how` for the stored values and column indices lo to hi of CSR X."""
+    fastgd_advise(values + lo, (hi - lo) * sizeof(floating), how)
+    fastgd_advise(columns + lo, (hi - lo) * sizeof(index_t), how)
+
+
+cdef void advise_csr_window(const Shuffle* s, Py_ssize_t window, const floating* values,
+                            const index_t* columns, const index_t* indptr) noexcept nogil:
+    """advise_window for CSR X: the stored entries of each block's rows, a run of each
+    array (two where the rotation wraps around)."""
+    cdef Py_ssize_t x = window << s.window_shift, stop = window_stop(s, window), start, past
+    cdef Py_ssize_t size
+    while x < stop:
+        size = window_block(s, x, stop, &start, &past)
+        advise_entries(values, columns, indptr[start], indptr[start + size - past],
+                       FASTGD_WILL_NEED)
+        if past > 0:
+            advise_entries(values, columns, indptr[0], indptr[past], FASTGD_WILL_NEED)
+        x = x + size
+
+
+cdef inline void announce_windows(const Epoch* e, Py_ssize_t lo, Py_ssize_t* advised,
+                                  const floating* values, const index_t* columns,
+                                  const index_t* indptr) noexcept nogil:
+    """The readahead of a block-shuffled epoch over CSR X (e.readahead set, as for dense
+    X in epoch_worker): the windows due at position lo announced to the kernel."""
+    if e.readahead == NULL:
+        return
+    while advised[0] < windows_due(&e.order.shuffle, lo):
+        advise_csr_window(&e.order.shuffle, advised[0], values, columns, indptr)
+        advised[0] += 1
+
+
 cdef void csr_epoch(const floating* values, const index_t* columns, const index_t* indptr,
                     const floating* y, const floating* sw, Epoch* e, const double* table,
                     double* theta, double* state, Py_ssize_t stride, Compact* b,
@@ -203,7 +237,9 @@ cdef void csr_epoch(const floating* values, const index_t* columns, const index_
     cdef double weight, loss_total = 0.0, weight_total = 0.0
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
     cdef Epoch sub = e[0]   # the batch's model: its t columns
+    cdef Py_ssize_t advised = 0  # windows announced
     while lo < n:
+        announce_windows(e, lo, &advised, values, columns, indptr)
         hi = min(lo + e.batch_size, n)
         if table != NULL:
             compact_batch(columns, indptr, e.order, lo, hi, e, table, steps, theta, state,
@@ -269,7 +305,9 @@ cdef void csr_sgd_epoch(const floating* values, const index_t* columns,
     cdef double scale = 1.0, decay = 1.0 - e.learning_rate * e.l2, a, value, total
     cdef double loss_sum, weight_sum, loss_total = 0.0, weight_total = 0.0
     cdef const double* inv_scale = e.inv_scale
+    cdef Py_ssize_t advised = 0  # windows announced
     while lo < n:
+        announce_windows(e, lo, &advised, values, columns, indptr)
         hi = min(lo + e.batch_size, n)
         loss_sum = 0.0
         weight_sum = 0.0
@@ -426,7 +464,15 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
     cdef const floating* swp = sample_weight_ptr(sample_weight)
     cdef double[::1] residuals = np.empty(k * min(plan.batch_size, order.n)
                                           if global_scale else 1)
+    # A block shuffle of X's own rows (a file that streams, usually): as the dense epoch,
+    # its windows announced ahead, the rest of X read without the kernel's read-around.
+    cdef Py_ssize_t nnz = indptr[n_rows]
+    e.readahead = NULL
+    if order.shuffled and order.shuffle.block_shift >= 0 and rows is None and nnz:
+        e.readahead = <const char*>values_ptr
     with nogil:
+        if e.readahead != NULL:
+            advise_entries(values_ptr, columns_ptr, 0, nnz, FASTGD_RANDOM)
         if global_scale:
             csr_sgd_epoch(values_ptr, columns_ptr, &indptr[0], &Y[0, 0], swp, &e, &own[0, 0],
                           &residuals[0])
@@ -434,6 +480,8 @@ def _csr_run_epoch(const floating[::1] values, const index_t[::1] columns,
             csr_epoch(values_ptr, columns_ptr, &indptr[0], &Y[0, 0], swp, &e,
                       NULL if table is None else &table[0, 0], &own[0, 0], &own[1, 0],
                       stride, &b, &z[0])
+        if e.readahead != NULL:  # back to sequential reads' read-ahead for other passes
+            advise_entries(values_ptr, columns_ptr, 0, nnz, FASTGD_NORMAL)
     theta[:] = own[0, :n_params]
     for v, name in enumerate(slots):
         state[name][:] = own.base[1 + v, :n_params]
