@@ -29,6 +29,9 @@ cdef struct Epoch:
     const Order* order         # NULL: positions are rows
     const char* readahead      # X (CSR: its values) when its block shuffle's windows are
     Py_ssize_t row_bytes       # announced (advise_window) WINDOWS_AHEAD ahead; else NULL
+    int64_t* progress          # where thread 0 publishes the epoch's position for the
+                               # thread reading ahead of it (fastgd/_prefetch.py), which
+                               # then announces nothing itself; NULL: none
     OptimConfig config
     double l2, l1, max_norm, learning_rate
     long step                  # updates made before this epoch
@@ -42,6 +45,18 @@ cdef struct Epoch:
     # What the epoch did (written by thread 0)
     double loss_total, weight_total
     long steps
+
+
+cdef inline void read_ahead(Epoch* e, Py_ssize_t lo, Py_ssize_t* advised) noexcept nogil:
+    """Thread 0's part in reading a block shuffle's windows ahead of position lo: lo
+    published for the thread that announces them (fastgd/_prefetch.py), or without one,
+    the windows due announced itself (e.readahead set)."""
+    if e.progress != NULL:
+        e.progress[0] = lo
+    elif e.readahead != NULL:
+        while advised[0] < windows_due(&e.order.shuffle, lo):
+            advise_window(&e.order.shuffle, advised[0], e.readahead, e.row_bytes)
+            advised[0] += 1
 
 
 cdef inline Py_ssize_t batch_chunks(Py_ssize_t lo, Py_ssize_t n, Py_ssize_t batch_size,
@@ -107,10 +122,8 @@ cdef void epoch_worker(const floating* X, const floating* y, const floating* sw,
     cdef double beta1_t = pow(e.config.beta1, e.step), beta2_t = pow(e.config.beta2, e.step)
     cdef Py_ssize_t advised = 0  # windows announced (thread 0)
     while lo < n:
-        if tid == 0 and e.readahead != NULL:
-            while advised < windows_due(&e.order.shuffle, lo):
-                advise_window(&e.order.shuffle, advised, e.readahead, e.row_bytes)
-                advised += 1
+        if tid == 0:
+            read_ahead(e, lo, &advised)
         hi = min(lo + e.batch_size, n)
         n_chunks = batch_chunks(lo, n, e.batch_size, d, k, by_columns, &rows)
         partial = e.partial + (batch % 2) * e.max_chunks * slot
@@ -244,6 +257,11 @@ cdef int plan_into(Epoch* e, plan) except -1:
     e.max_norm = plan.clip_norm
     e.learning_rate = plan.learning_rate
     e.step = plan.step
+    e.progress = NULL
+    cdef int64_t[::1] progress
+    if plan.progress is not None:
+        progress = plan.progress
+        e.progress = &progress[0]  # the plan keeps the array alive through the epoch
     return 0
 
 

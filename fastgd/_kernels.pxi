@@ -23,6 +23,7 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport isfinite, pow
+from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memmove, memset
 
 import numpy as np

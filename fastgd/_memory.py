@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 import numpy as np
 
-from fastgd import _sparse, reference
+from fastgd import _prefetch, _sparse, reference
 from fastgd._moments import Moments
 from fastgd._problem import EpochPlan, Problem
 from fastgd._validation import raise_if_nonfinite
@@ -80,7 +80,9 @@ class InMemory:
         return self.module.column_stats(problem, n_threads=self.n_threads)
 
     def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
-        return self.module.run_epoch(problem, theta, state, plan, n_threads=self.n_threads)
+        with _prefetch.ahead(problem, plan, self.module) as plan:
+            return self.module.run_epoch(problem, theta, state, plan,
+                                         n_threads=self.n_threads)
 
     def raise_if_nonfinite(self, problem: Problem) -> None:
         raise_if_nonfinite(problem.X)
@@ -130,7 +132,9 @@ class Sparse(InMemory):
         return self.module.csr_column_stats(problem, n_threads=self.n_threads)
 
     def run_epoch(self, problem: Problem, theta, state: dict, plan: EpochPlan):
-        return self.module.csr_run_epoch(problem, theta, state, plan, n_threads=self.n_threads)
+        with _prefetch.ahead(problem, plan, self.module) as plan:
+            return self.module.csr_run_epoch(problem, theta, state, plan,
+                                             n_threads=self.n_threads)
 
     def hessian(self, problem: Problem, theta, std):
         problem = self.with_targets(problem)

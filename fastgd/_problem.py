@@ -73,7 +73,10 @@ class EpochPlan:
     optimizer at `learning_rate`, then the proximal step of l1 |w|_1. `step` is the number
     of updates made before this epoch (Adam's t); shuffle_keys, three 64-bit keys, give the
     epoch's row order (None: in order), rows one by one or, with shuffle_blocks = (rows a
-    block, blocks a window), by blocks (fastgd/_shuffling.py)."""
+    block, blocks a window), by blocks (fastgd/_shuffling.py). `progress`, a one-element
+    int64 array or None, is where the compiled epoch publishes its position for the
+    thread that reads its windows ahead (fastgd/_prefetch.py), and then leaves the reading
+    ahead to it."""
 
     optimizer: Optimizer
     learning_rate: float
@@ -85,6 +88,7 @@ class EpochPlan:
     l2: float = 0.0
     clip_norm: float = 0.0
     shuffle_blocks: tuple | None = None
+    progress: Any = None
 
     def catch_up_table(self, n_steps: int):
         """The optimizer's table for weights that wait while batches do not touch their

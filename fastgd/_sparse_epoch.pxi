@@ -215,11 +215,14 @@ cdef void advise_csr_window(const Shuffle* s, Py_ssize_t window, const floating*
         x = x + size
 
 
-cdef inline void announce_windows(const Epoch* e, Py_ssize_t lo, Py_ssize_t* advised,
+cdef inline void csr_read_ahead(const Epoch* e, Py_ssize_t lo, Py_ssize_t* advised,
                                   const floating* values, const index_t* columns,
                                   const index_t* indptr) noexcept nogil:
-    """The readahead of a block-shuffled epoch over CSR X (e.readahead set, as for dense
-    X in epoch_worker): the windows due at position lo announced to the kernel."""
+    """read_ahead for CSR X: lo published for the thread that announces the windows, or
+    without one, the windows due at lo announced (e.readahead set)."""
+    if e.progress != NULL:
+        e.progress[0] = lo
+        return
     if e.readahead == NULL:
         return
     while advised[0] < windows_due(&e.order.shuffle, lo):
@@ -239,7 +242,7 @@ cdef void csr_epoch(const floating* values, const index_t* columns, const index_
     cdef Epoch sub = e[0]   # the batch's model: its t columns
     cdef Py_ssize_t advised = 0  # windows announced
     while lo < n:
-        announce_windows(e, lo, &advised, values, columns, indptr)
+        csr_read_ahead(e, lo, &advised, values, columns, indptr)
         hi = min(lo + e.batch_size, n)
         if table != NULL:
             compact_batch(columns, indptr, e.order, lo, hi, e, table, steps, theta, state,
@@ -307,7 +310,7 @@ cdef void csr_sgd_epoch(const floating* values, const index_t* columns,
     cdef const double* inv_scale = e.inv_scale
     cdef Py_ssize_t advised = 0  # windows announced
     while lo < n:
-        announce_windows(e, lo, &advised, values, columns, indptr)
+        csr_read_ahead(e, lo, &advised, values, columns, indptr)
         hi = min(lo + e.batch_size, n)
         loss_sum = 0.0
         weight_sum = 0.0

@@ -201,3 +201,69 @@ def test_the_automatic_rate_of_x_that_streams_comes_from_a_sample_of_its_blocks(
     assert streamed != whole and abs(streamed / whole - 1) < 0.05  # measured: 2.7 %, 0.9 %
     assert GDRegressor(engine="numpy", **kw).fit(mapped, y).learning_rate_ == pytest.approx(
         streamed, rel=1e-10)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_thread_announces_each_window_of_a_memory_map_ahead_of_the_epoch(
+        small_blocks, tmp_path, monkeypatch, sparse):
+    """fastgd/_prefetch.py: for a block-shuffled epoch over a memory map, a thread asks
+    the kernel for the rows of each window WINDOWS_AHEAD windows before the epoch, which
+    publishes its position; every row once an epoch; the model is the one the same rows
+    in memory give, and the thread ends with the epoch."""
+    import threading
+    import time
+
+    from fastgd import _compiled, _prefetch
+    from fastgd._problem import shuffle_keys
+
+    n = 3000
+    X, y, _ = make_problem(n, 4)
+    if sparse:
+        X = scipy.sparse.csr_matrix(np.where(np.abs(X) > 0.5, X, 0.0))
+        names = ("data", "indices", "indptr")
+        for name in names:
+            np.save(tmp_path / f"{name}.npy", getattr(X, name))
+        mapped = scipy.sparse.csr_matrix(X.shape)
+        mapped.data, mapped.indices, mapped.indptr = (
+            np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in names)
+    else:
+        np.save(tmp_path / "X.npy", X)
+        mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    assert _prefetch.mapped(X) is None and len(_prefetch.mapped(mapped)) == 1 + sparse
+
+    progress = []
+    start = _prefetch.Prefetcher.start
+    monkeypatch.setattr(_prefetch.Prefetcher, "start",
+                        lambda thread: (progress.append(thread.progress), start(thread)))
+    kw = dict(optimizer="sgd", batch_size=8, max_epochs=2, tol=None, learning_rate=0.01,
+              random_state=0, shuffle="blocks")
+    threads = threading.active_count()
+    from_file = GDRegressor(**kw).fit(mapped, y)
+    assert threading.active_count() == threads  # each epoch's thread ended with it
+    assert_array_equal(from_file.coef_, GDRegressor(**kw).fit(X, y).coef_)
+    assert len(progress) == 2 and all(p[0] > 0 for p in progress)  # positions published
+    progress.clear()
+    GDRegressor(**{**kw, "shuffle": "rows"}).fit(mapped, y)
+    assert not progress  # rows one by one: no windows to announce
+
+    announced = []
+    monkeypatch.setattr(_prefetch.Mapped, "announce",
+                        lambda part, first, last: announced.append((part.unit, first, last)))
+    blocks = _shuffling.shuffle_blocks(mapped, "blocks")
+    thread = _prefetch.Prefetcher(_prefetch.mapped(mapped), shuffle_keys(0, 1), n, blocks,
+                                  _compiled.kernels.window_blocks)
+    thread.start()  # the epoch at position 0: the first windows only
+    expected = (1 + sparse) * (1 + _prefetch.WINDOWS_AHEAD) * blocks[0] * blocks[1]
+    deadline = time.monotonic() + 10
+    while sum(last - first for _, first, last in announced) < expected and (
+            time.monotonic() < deadline):
+        time.sleep(0.01)
+    time.sleep(0.05)  # and no further
+    assert sum(last - first for _, first, last in announced) == expected
+    thread.progress[0] = n  # the epoch at its end: the thread announces the rest and ends
+    thread.join(5)
+    assert not thread.is_alive()
+    for unit in {unit for unit, *_ in announced}:
+        rows = np.concatenate([np.arange(first, last) for u, first, last in announced
+                               if u == unit])
+        assert_array_equal(np.sort(rows), np.arange(n))  # every row, once
