@@ -343,6 +343,9 @@ def _streaming(args) -> bool:
             raise ValueError(f"{args.data} is a .npz, which is read whole; svmlight files, "
                              f"CSV, Parquet and .npy stream")
         return False
+    if args.stream and not os.path.isfile(args.data):
+        raise ValueError(f"data file {args.data!r} does not exist"
+                         + (" (it is a directory)" if os.path.isdir(args.data) else ""))
     if args.stream is not None:
         return args.stream
     return os.path.isfile(args.data) and _spill.streams(args.data)

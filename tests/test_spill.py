@@ -255,6 +255,9 @@ def test_a_bad_svmlight_line_or_a_table_option_stops_the_stream(small_chunks, ca
     assert not list(small_chunks.glob("fastgd-spill-*"))
     assert main(["train", "t.svm", "--stream", "--target", "y", "-q"]) == 2
     assert "holds its targets" in capsys.readouterr().err
+    for command in (["train", "missing.csv", "--target", "y"], ["train", "missing.svm"]):
+        assert main([*command, "--stream"]) == 2
+        assert "data file 'missing." in capsys.readouterr().err
 
 
 def test_spill_dir_is_used_and_cleared(small_chunks, capsys, tmp_path):
