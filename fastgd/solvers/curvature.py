@@ -53,7 +53,7 @@ def largest_curvature(engine, problem, std, l2, iterations: int = POWER_ITERATIO
 def sampled(problem):
     """The problem on a sample of X's rows (whole blocks spread over the file:
     _shuffling.sample) when X streams from disk, where each of the power iteration's
-    passes would read the whole file again (13 reads, minutes for tens of GB); the sample
+    passes would read the whole file again (12 reads, minutes for tens of GB); the sample
     is read once, then from the page cache."""
     if not _shuffling.streams(problem.X):
         return problem
