@@ -153,6 +153,13 @@ def fit(path, y_path, settings, budget, coef_path) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def anonymous(result: dict, size: int) -> str:
+    """A fit's peak anonymous memory, and its share of X's `size` bytes ("" for a read)."""
+    if "anon_mb" not in result:
+        return ""
+    return f"{result['anon_mb']:.0f} MB ({result['anon_mb'] * 2**20 / size:.2%} of X)"
+
+
 def r2(coef, X, y) -> float:
     residual = y - (X @ coef[:-1] + coef[-1])
     return 1 - float(residual @ residual) / float(((y - y.mean()) ** 2).sum())
@@ -211,10 +218,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for name, result in rows:
         cut = " (cut off)" if result.get("cut_off") else ""
-        anon = (f"{result['anon_mb']:.0f} MB ({result['anon_mb'] * 2**20 / (n * d * 4):.2%}"
-                " of X)" if "anon_mb" in result else "")
         print(f"| {name} | {result['seconds']:.1f}{cut} | {result['seconds'] / read:.2f} | "
-              f"{result['read_gb']:.1f} | {anon} | "
+              f"{result['read_gb']:.1f} | {anonymous(result, n * d * 4)} | "
               f"{accuracy.get(name, float('nan')):.5f} |")
     print(f"| 10 % sample in memory (default fit, {sample_seconds:.0f} s with its read) | "
           f"| | | | {accuracy['10 % sample']:.5f} |")

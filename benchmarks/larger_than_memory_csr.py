@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from larger_than_memory import EPOCH, drop_cache, fit, plain_read  # noqa: E402
+from larger_than_memory import EPOCH, anonymous, drop_cache, fit, plain_read  # noqa: E402
 
 D = 1 << 16
 CHUNK_ROWS = 1 << 20
@@ -96,10 +96,8 @@ def main():
     print("| epoch | seconds | x one read | GB read | anonymous memory |")
     print("|---|---|---|---|---|")
     for name, result in rows:
-        anon = (f"{result['anon_mb']:.0f} MB ({result['anon_mb'] * 2**20 / size:.2%} of X)"
-                if "anon_mb" in result else "")
         print(f"| {name} | {result['seconds']:.1f} | {result['seconds'] / read:.2f} | "
-              f"{result['read_gb']:.1f} | {anon} |")
+              f"{result['read_gb']:.1f} | {anonymous(result, size)} |")
 
 
 if __name__ == "__main__":
