@@ -770,6 +770,15 @@ class _GDEstimator(BaseEstimator):
         check_is_fitted(self)
         self._save(path)
 
+    def to_onnx(self, dtype=np.float32):
+        """The fitted model as an ONNX graph (onnx.ModelProto) for ONNX Runtime: input X
+        of `dtype` (float32 or float64), outputs ``variable`` for a regressor, ``label``
+        and ``probabilities`` for a classifier, as skl2onnx names them. Needs
+        ``fastgd[onnx]``; see fastgd/onnx.py, and ``fastgd.onnx.register_skl2onnx()`` for
+        a Pipeline."""
+        check_is_fitted(self)
+        return self._model().to_onnx(dtype)
+
     def _save(self, path, training: dict | None = None):
         _persist.save(path, type(self).__name__, self.get_params(deep=False),
                       {name: getattr(self, name, None) for name in self._saved}, training)

@@ -58,6 +58,9 @@ class Loss:
     min_outputs: ClassVar[int] = 1
     class_indices: ClassVar[bool] = False    # targets: one class index a row, k >= 2 logits
     multiclass: ClassVar[str | None] = None  # classification: the loss of > 2 classes
+    # inverse_link by name, for a graph that predicts without fastgd (fastgd/onnx.py):
+    # "identity", "logistic" (the softmax of (0, z)) or "softmax"
+    link: ClassVar[str] = "identity"
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
@@ -230,7 +233,7 @@ class Huber(Elementwise):
 
 class Log(Elementwise):
     name, code, task, curvature = "log", 2, "classification", 0.125
-    multiclass = "multinomial"
+    multiclass, link = "multinomial", "logistic"
     summary = ("log(1 + e^z) - y z for a logit z and y in [0, 1] (torch's "
                "BCEWithLogitsLoss): l' = sigmoid(z) - y, l'' = sigmoid(z) (1 - sigmoid(z)); "
                "computed without overflow.")
@@ -266,7 +269,7 @@ class Log(Elementwise):
 
 class Multinomial(Loss):
     name, code, task, curvature = "multinomial", 3, "classification", 0.25
-    min_outputs, class_indices, shift_invariant = 2, True, True
+    min_outputs, class_indices, shift_invariant, link = 2, True, True, "softmax"
     summary = ("log(sum_o e^z_o) - z_y for k >= 2 logits and y the class index 0..k-1 "
                "(torch's CrossEntropyLoss): l' = softmax(z) - onehot(y), Hessian "
                "diag(p) - p p^T; computed with the largest logit subtracted.")

@@ -91,6 +91,13 @@ class LinearModel:
             raise AttributeError("a regressor has no class probabilities")
         return self.loss.log_proba(self.raw_outputs(self._checked(X)))
 
+    def to_onnx(self, dtype=np.float32):
+        """The model as an ONNX graph (onnx.ModelProto) for ONNX Runtime: input X of
+        `dtype`, outputs as skl2onnx names them (fastgd/onnx.py)."""
+        from fastgd import onnx
+
+        return onnx.convert(self, dtype)
+
     def raw_outputs(self, X):
         """X @ coef_^T + intercept_ for X already checked, in X's floating dtype: (n,) for
         coef_ of shape (n_features,), else (n, n_outputs)."""

@@ -1,0 +1,185 @@
+"""Fitted models as ONNX graphs, for ONNX Runtime and the stacks built on it.
+
+``model.to_onnx()`` (a GDRegressor, GDClassifier or fastgd.LinearModel) gives an
+``onnx.ModelProto`` of standard operators only, with skl2onnx's names and shapes:
+
+- input ``X``: (N, n_features), float32 (the default) or float64 (``dtype=np.float64``);
+- a regressor: ``variable`` (N, n_outputs), one column for one target;
+- a classifier: ``label`` (N,), the classes themselves (numbers or strings), and
+  ``probabilities`` (N, n_classes), columns in the order of ``classes_``.
+
+The graph is the model's arithmetic: Z = X W + b (MatMul, Add) and the loss's inverse link
+(``Loss.link``): nothing for least squares and Huber; for the log loss the softmax of
+(0, z), which keeps a small probability's relative precision where 1 - sigmoid(z) would
+lose it; the softmax for several classes; the label is the class of the largest output
+(ArgMax, Gather), which picks as ``predict`` does. In float64 its outputs equal fastgd's to
+rounding (the sums run in another order); in float32 both compute in float32.
+
+``register_skl2onnx()`` teaches skl2onnx the two estimators, so that
+``skl2onnx.to_onnx(pipeline, X[:1])`` converts a Pipeline that ends with one (a
+classifier's probabilities then go through skl2onnx's ZipMap unless
+``options={"zipmap": False}``). Needs the extra ``fastgd[onnx]`` (onnx; skl2onnx for the
+pipelines). ``fastgd export MODEL -o model.onnx`` writes a model file's graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastgd._files import atomic_write
+
+OPSET = 17  # ONNX Runtime 1.13 (2022) and newer run it
+DTYPES = (np.float32, np.float64)
+
+
+def convert(model, dtype=np.float32, *, name: str = "fastgd"):
+    """The ONNX graph (an onnx.ModelProto) of a fitted model: see the module docstring."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    dtype = _checked_dtype(dtype)
+    element = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    outputs = _outputs(model)
+    graph = _Graph()
+    emit(model, dtype, graph, "X", [output for output, _, _ in outputs])
+    X = helper.make_tensor_value_info("X", element, ["N", model.n_features_in_])
+    typed = [helper.make_tensor_value_info(output, kind or element, shape)
+             for output, kind, shape in outputs]
+    proto = helper.make_model(
+        helper.make_graph(graph.nodes, name, [X], typed),
+        opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastgd",
+        producer_version=_version())
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(path, model, dtype=np.float32) -> None:
+    """Write a model's ONNX graph to `path`, atomically (as model files are)."""
+    proto = convert(model, dtype)
+    with atomic_write(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def emit(model, dtype, graph, X: str, outputs: list) -> None:
+    """The nodes that compute the model's `outputs` ([variable] for a regressor, [label,
+    probabilities] for a classifier) from the input named X, added to `graph`: anything
+    with node(op, inputs, output=None, **attributes) -> the output's name."""
+    coef = np.atleast_2d(np.asarray(model.coef_, dtype=dtype))
+    z = graph.node("Add", [graph.node("MatMul", [X, _constant(graph, coef.T)]),
+                           _constant(graph, np.reshape(model.intercept_, -1).astype(dtype))])
+    link = model.loss.link
+    if model.classes_ is None:
+        if link != "identity":
+            raise ValueError(f"the {model.loss.name} loss has no ONNX form here")
+        graph.node("Identity", [z], outputs[0])
+        return
+    if link == "logistic":  # the two classes' logits (0, z)
+        zero = graph.node("Mul", [z, _constant(graph, np.zeros(1, dtype))])
+        z = graph.node("Concat", [zero, z], axis=1)
+    graph.node("Softmax", [z], outputs[1], axis=1)
+    best = graph.node("ArgMax", [z], axis=1, keepdims=0)
+    graph.node("Gather", [_constant(graph, _classes(model.classes_)), best], outputs[0],
+               axis=0)
+
+
+def register_skl2onnx() -> None:
+    """Register GDRegressor and GDClassifier with skl2onnx (see the module docstring)."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes)
+
+    from fastgd.estimators import GDClassifier, GDRegressor
+
+    update_registered_converter(GDRegressor, "FastgdGDRegressor",
+                                calculate_linear_regressor_output_shapes, _skl2onnx_convert)
+    update_registered_converter(GDClassifier, "FastgdGDClassifier",
+                                calculate_linear_classifier_output_shapes, _skl2onnx_convert,
+                                options={"zipmap": [True, False, "columns"],
+                                         "nocl": [True, False]})
+
+
+def _skl2onnx_convert(scope, operator, container) -> None:
+    """skl2onnx's converter of a fastgd estimator: the same nodes as convert()."""
+    from skl2onnx.common.data_types import guess_numpy_type
+
+    dtype = _checked_dtype(guess_numpy_type(operator.inputs[0].type))
+    emit(operator.raw_operator._model(), dtype, _Skl2onnxGraph(scope, container),
+         operator.inputs[0].full_name, [output.full_name for output in operator.outputs])
+
+
+class _Graph:
+    """Nodes of a graph of its own, named in the order they are added."""
+
+    def __init__(self):
+        self.nodes = []
+
+    def node(self, op, inputs, output=None, **attributes):
+        from onnx import helper
+
+        output = output or f"{op.lower()}{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        return output
+
+
+class _Skl2onnxGraph:
+    """Nodes added to a skl2onnx container, named uniquely in its scope."""
+
+    def __init__(self, scope, container):
+        self.scope, self.container = scope, container
+
+    def node(self, op, inputs, output=None, **attributes):
+        output = output or self.scope.get_unique_variable_name(op.lower())
+        self.container.add_node(op, inputs, [output],
+                                name=self.scope.get_unique_operator_name(op), **attributes)
+        return output
+
+
+def _constant(graph, values: np.ndarray) -> str:
+    from onnx import numpy_helper
+
+    return graph.node("Constant", [], value=numpy_helper.from_array(values))
+
+
+def _classes(classes) -> np.ndarray:
+    """The class labels as an ONNX tensor holds them: numbers, booleans or strings."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind in "iu":
+        return classes.astype(np.int64)
+    if classes.dtype.kind in "fb":
+        return classes
+    if all(isinstance(label, str) for label in classes):
+        return classes.astype(object)
+    raise ValueError("the classes are neither numbers nor strings: ONNX cannot hold them")
+
+
+def _outputs(model) -> list:
+    """[(name, element type (None: the input's), shape)] of the graph's outputs."""
+    if model.classes_ is None:
+        return [("variable", None, ["N", np.atleast_2d(model.coef_).shape[0]])]
+    from onnx import TensorProto, helper
+
+    classes = _classes(model.classes_)
+    label = (TensorProto.STRING if classes.dtype == object
+             else helper.np_dtype_to_tensor_dtype(classes.dtype))
+    return [("label", label, ["N"]), ("probabilities", None, ["N", len(classes)])]
+
+
+def _checked_dtype(dtype):
+    dtype = np.dtype(dtype).type
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
+    return dtype
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("ONNX export needs onnx: pip install 'fastgd[onnx]'") from error
+    return onnx
+
+
+def _version() -> str:
+    from fastgd._version import __version__
+
+    return __version__
