@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MISSING = ("error", "zero")
+ENCODING = ("input_features_", "categories_", "category_of_")  # Encoding.attach's attributes
 
 
 @dataclass
@@ -110,6 +111,21 @@ class Encoding:
         for level, index in zip(model.categories_, model.category_of_, strict=True):
             levels.setdefault(features[index], []).append(level)
         return cls(list(features), levels)
+
+
+def check_encoding(features, categories, category_of, n_columns: int) -> None:
+    """A ValueError unless a saved encoding (Encoding.attach's arrays) makes n_columns
+    features: input features named once each, each indicator's level a string, the
+    indicators of each input feature together, in order, distinct."""
+    of = np.asarray(category_of).tolist()
+    encoded = set(of)
+    if (not encoded <= set(range(len(features)))
+            or len(features) - len(encoded) + len(categories) != n_columns
+            or not all(isinstance(x, str) for x in [*features, *categories])
+            or len(set(features)) != len(features) or of != sorted(of)
+            or len(set(zip(of, list(categories)))) != len(categories)):
+        raise ValueError("the table's encoding (input_features_, categories_, "
+                         "category_of_) does not make the model's features")
 
 
 def encodes(table, column) -> bool:

@@ -71,6 +71,7 @@ class Saved(NamedTuple):
     training_values: dict | None
     training_arrays: dict | None
     version: int
+    fastgd_version: str = ""  # of the fastgd that wrote it
 
 
 def save(path, kind: str, params: dict, fitted: dict, training: dict | None = None) -> None:
@@ -111,13 +112,14 @@ def save(path, kind: str, params: dict, fitted: dict, training: dict | None = No
                     np.lib.format.write_array(member, a, allow_pickle=False)
 
 
-def read(path, build: Callable[[Saved], object]):
+def read(path, build: Callable[[Saved], object], data: bytes | None = None):
     """(build(the file's Saved contents), the Saved contents) for a file ``save`` wrote: a
     ValueError naming the file for anything else, `build`'s refusals of its contents
-    included (an estimator or a fastgd.LinearModel checks what it is given)."""
+    included (an estimator or a fastgd.LinearModel checks what it is given). `data`: the
+    file's bytes, already read (a server hashes the same bytes it loads)."""
     path = os.fspath(path)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(path if data is None else io.BytesIO(data)) as archive:
             saved = _contents(archive)
         return build(saved), saved
     except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -151,7 +153,7 @@ def _contents(archive: zipfile.ZipFile) -> Saved:
     training_arrays = ({name: _read_array(archive, f"training.{name}", spec)
                         for name, spec in training_declared.items()} if training else None)
     return Saved(meta["estimator"], params, values, arrays, training_values, training_arrays,
-                 meta["version"])
+                 meta["version"], str(meta.get("fastgd_version", "")))
 
 
 def check_array(estimator, name: str, dtype, shape: tuple, *, optional=False) -> None:

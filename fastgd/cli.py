@@ -576,12 +576,35 @@ def _frame(X, names):
     return pandas().DataFrame(X, columns=list(names), copy=False)
 
 
+def serve(args) -> None:
+    from fastgd.serving import serve
+
+    _check_model_file(args.model)
+    serve(args.model, args.host, args.port, name=args.name, access_log=args.access_log,
+          max_body_bytes=int(args.max_body_mb * (1 << 20)), reload_token=args.reload_token,
+          poll_seconds=args.poll_seconds)
+
+
+def export(args) -> None:
+    from fastgd import onnx
+
+    model = _load(args.model)
+    _check_outputs({"-o": args.output}, [args.model])
+    onnx.export(args.output, model, getattr(np, args.dtype))
+    print(f"wrote {args.output}: the ONNX graph of {_describe(model)} (input X, "
+          f"{args.dtype})")
+
+
 def _load(path):
+    _check_model_file(path)
+    return fastgd.load(path)
+
+
+def _check_model_file(path) -> None:
     if not os.path.exists(path):
         raise ValueError(f"model file {path!r} does not exist")
     if os.path.isdir(path):
         raise ValueError(f"model file {path!r} is a directory")
-    return fastgd.load(path)
 
 
 def _check_outputs(outputs: dict, inputs) -> None:
@@ -640,6 +663,8 @@ _seed = number("a whole number from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32, i
 _rate = number("a number > 0 or auto", lambda v: 0 < v < math.inf, words={"auto": "auto"})
 _penalty = number("a number >= 0", lambda v: 0 <= v < math.inf)
 _fraction = number("a number in [0, 1)", lambda v: 0 <= v < 1)
+_positive = number("a number > 0", lambda v: 0 < v < math.inf)
+_port = number("a port number from 0 to 65535", lambda v: 0 <= v < 65536, int)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -701,6 +726,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     _missing_option(p)
     _stream_option(p, "predict chunk by chunk")
+
+    p = command("serve", serve, "serve a saved model over HTTP",
+                "Answer predictions over HTTP (the KServe V1 protocol: POST "
+                "/v1/models/NAME:predict with {\"instances\": [[...], ...]}), report on "
+                "/health and /metrics, and reload MODEL whenever the file is replaced. "
+                "Needs fastgd[serve].", "fastgd serve price.fastgd --port 8000")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default: %(default)s; 0.0.0.0: all)")
+    p.add_argument("--port", type=_port, default=8000, help="(default: %(default)s)")
+    p.add_argument("--name", help="the model's name in the URLs (default: MODEL's file name "
+                   "without its extension)")
+    p.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
+                   help="the largest request body, in MiB (default: %(default)s)")
+    p.add_argument("--reload-token", default=os.environ.get("FASTGD_RELOAD_TOKEN"),
+                   metavar="TOKEN", help="POST .../reload then needs the header "
+                   "'Authorization: Bearer TOKEN' (default: $FASTGD_RELOAD_TOKEN; unset: "
+                   "anyone who reaches the server may reload)")
+    p.add_argument("--poll-seconds", type=_positive, default=1.0, metavar="S",
+                   help="how often to look for a new MODEL file (default: %(default)s)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+    p = command("export", export, "a saved model as an ONNX graph",
+                "Write MODEL as an ONNX graph for ONNX Runtime: input X (rows of the "
+                "model's features), outputs 'variable' (regressors) or 'label' and "
+                "'probabilities' (classifiers). Needs fastgd[onnx].",
+                "fastgd export price.fastgd -o price.onnx")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="of X and the outputs (default: %(default)s)")
 
     p = command("info", info, "how fastgd was built and how it runs here",
                 "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "

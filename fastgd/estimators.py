@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastgd import _checkpoint, _dask, _persist, _shuffling, _training, losses, optimizers
+from fastgd._encoding import ENCODING, check_encoding
 from fastgd._engines import ENGINES, engine_for
 from fastgd._sparse import as_csr, is_sparse
 from fastgd._files import check_output_path
@@ -344,7 +345,6 @@ COMMON_ATTRIBUTES = '''
 
 # The command line's one-hot encoding of a table, kept in the model it trains
 # (fastgd/_encoding.py: Encoding.attach); fit never sets them.
-ENCODING = ("input_features_", "categories_", "category_of_")
 
 class _GDEstimator(BaseEstimator):
     """What both estimators share. Subclasses define __init__ (their parameters), the loss
@@ -824,14 +824,7 @@ class _GDEstimator(BaseEstimator):
         m = len(getattr(self, "categories_", ()))
         _persist.check_array(self, "categories_", np.object_, (m,))
         _persist.check_array(self, "category_of_", np.integer, (m,))
-        of = self.category_of_.tolist()
-        encoded = set(of)
-        if (not encoded <= set(range(len(features))) or len(features) - len(encoded) + m != d
-                or not all(isinstance(x, str) for x in [*features, *self.categories_])
-                or len(set(features)) != len(features) or of != sorted(of)
-                or len(set(zip(of, self.categories_.tolist()))) != m):
-            raise ValueError("the table's encoding (input_features_, categories_, "
-                             "category_of_) does not make the model's features")
+        check_encoding(features, self.categories_, self.category_of_, d)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastgd import _persist, losses
+from fastgd._encoding import ENCODING, check_encoding
 from fastgd._validation import as_data, raise_if_nonfinite
 
 
@@ -21,7 +22,9 @@ class LinearModel:
     Attributes are those of the estimator it comes from: ``coef_`` of shape (n_features,)
     or (n_outputs, n_features), ``intercept_``, ``n_features_in_``, ``feature_names_in_``
     (or None), and ``classes_`` for a classifier (else None). ``loss`` is the
-    fastgd.losses object the model was trained on.
+    fastgd.losses object the model was trained on. A model the command line trained on a
+    table with text columns also keeps their encoding (``input_features_``,
+    ``categories_``, ``category_of_``: fastgd/_encoding.py), read by a server.
     """
 
     def __init__(self, coef, intercept, loss: losses.Loss, *, classes=None,
@@ -63,8 +66,14 @@ class LinearModel:
             value = np.asarray(value)
             if value.shape != shape or value.dtype.kind != "f" or not np.isfinite(value).all():
                 raise ValueError(f"{key} is not an array of shape {shape} of finite numbers")
-        return cls(coef, intercept, loss, classes=classes,
-                   feature_names=saved.arrays.get("feature_names_in_"))
+        model = cls(coef, intercept, loss, classes=classes,
+                    feature_names=saved.arrays.get("feature_names_in_"))
+        encoding = [saved.arrays.get(name) for name in ENCODING]
+        if encoding[0] is not None:
+            check_encoding(*encoding, d)
+            for name, value in zip(ENCODING, encoding, strict=True):
+                setattr(model, name, value)
+        return model
 
     def decision_function(self, X):
         """The raw outputs: (n_samples,) for one output (a binary classifier's logit),
@@ -76,10 +85,17 @@ class LinearModel:
 
     def predict(self, X):
         """Predictions (a regressor's, in X's floating dtype), or the most probable class."""
+        return self.predictions(X)[0]
+
+    def predictions(self, X, proba: bool = False):
+        """(predict(X), predict_proba(X) if `proba` else None) from one product of X."""
         z = self.raw_outputs(self._checked(X))
         if self.classes_ is None:
-            return self.loss.inverse_link(z)
-        return self.classes_[self.best_class(z)]
+            if proba:
+                raise AttributeError("a regressor has no class probabilities")
+            return self.loss.inverse_link(z), None
+        return (self.classes_[self.best_class(z)],
+                np.exp(self.loss.log_proba(z)) if proba else None)
 
     def predict_proba(self, X):
         """Probabilities of the classes (columns in the order of ``classes_``)."""

@@ -1,0 +1,43 @@
+"""`fastgd serve`: a saved model over HTTP, the KServe / TF-Serving V1 protocol.
+
+- ``POST /v1/models/{name}:predict`` (and ``POST /predict``): ``{"instances": [[...], ...]}``
+  (rows), or ``{"instances": [{"feature": value, ...}, ...]}`` (by name, for a model
+  fitted on a table), or a ``text/csv`` body, gives ``{"predictions": [...]}``; a
+  classifier adds ``"probabilities"`` (columns in the order of its classes) for
+  ``?proba=true`` or ``"proba": true`` in the body.
+- ``GET /v1/models/{name}`` and ``GET /health``: the model's kind, features, classes, the
+  file's sha256, when it was loaded, fastgd's version.
+- ``GET /metrics``: Prometheus' text format.
+- ``POST /v1/models/{name}/reload``: load the file now (guarded by ``--reload-token``).
+
+The model file is watched: when it is replaced (``fastgd train -o``, ``model.save``),
+the new model answers the requests that start after it has loaded, and those in flight
+finish with the old one. A replacement that does not load leaves the old model serving.
+
+`models.py` holds the model and its reloads, `inputs.py` turns a body into rows, `app.py`
+is the application. Needs the extra ``fastgd[serve]`` (starlette, uvicorn,
+prometheus-client); `import fastgd` does not import it.
+"""
+
+from __future__ import annotations
+
+from fastgd.serving.app import MAX_BODY_BYTES, POLL_SECONDS, create_app
+
+
+def serve(path, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False,
+          **options) -> None:
+    """Serve the model file at `path` until interrupted (create_app's `options`)."""
+    try:
+        import uvicorn
+    except ImportError as error:
+        raise ImportError("fastgd serve needs uvicorn, starlette and prometheus-client: "
+                          "pip install 'fastgd[serve]'") from error
+    app = create_app(path, **options)
+    served = app.state.models.current
+    print(f"serving {served.name!r} ({served.metadata(path)['kind']}, sha256 "
+          f"{served.sha256[:12]}) at http://{host}:{port}/v1/models/{served.name}:predict",
+          flush=True)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+__all__ = ["MAX_BODY_BYTES", "POLL_SECONDS", "create_app", "serve"]

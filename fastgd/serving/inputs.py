@@ -1,0 +1,209 @@
+"""A prediction request's body, checked, as the rows a model takes.
+
+JSON (``application/json``, the KServe V1 body): ``{"instances": [...], "proba": false}``,
+each instance a list of the model's features' values in order, or an object of them by
+name (a model fitted on a table: its ``feature_names_in_``, or the input columns of a model
+the command line trained on text columns, which are encoded here as ``fastgd predict``
+encodes them). CSV (``text/csv``): one row per line, with a header of feature names or none.
+
+Anything else is a `BadRequest` naming the problem and where it is: a body that is not
+UTF-8 or not JSON, another shape of document, no or empty instances, rows of other lengths,
+unknown or missing features, values that are not numbers (or for an encoded column, not a
+level: a level never seen in training encodes as none), NaN and infinities.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+
+from fastgd.serving.models import Served
+
+JSON_TYPES = ("application/json",)
+CSV_TYPES = ("text/csv",)
+BODY_KEYS = ("instances", "proba")
+
+
+class BadRequest(Exception):
+    """What is wrong with a request, and the HTTP status that says so."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def media_type(content_type: str | None) -> str:
+    """The body's kind ("json" or "csv") from its Content-Type (none: JSON), or a 415."""
+    kind = (content_type or "application/json").split(";")[0].strip().lower()
+    if kind in JSON_TYPES:
+        return "json"
+    if kind in CSV_TYPES:
+        return "csv"
+    raise BadRequest(f"Content-Type {kind!r} is not served: send application/json "
+                     f"({{\"instances\": [...]}}) or text/csv", 415)
+
+
+def rows_of(served: Served, body: bytes, kind: str):
+    """(the model's input X for the body's rows, whether the body asks for probabilities)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not UTF-8 text (byte {error.start})") from None
+    if kind == "csv":
+        (names, rows), proba = _csv(text), False
+    else:
+        names, rows, proba = _json(text)
+    if names is not None:
+        rows = _by_name(served, names, rows)
+    if served.encoding is not None:
+        return _encoded(served, rows, kind == "csv"), proba
+    return _numbers(rows, served.features or served.model.n_features_in_, kind == "csv"), proba
+
+
+def _json(text: str):
+    """(feature names or None, rows, proba) of a JSON body."""
+    try:
+        document = json.loads(text, parse_constant=_non_finite)
+    except json.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise BadRequest('the body must be a JSON object: {"instances": [...]}')
+    unknown = [key for key in document if key not in BODY_KEYS]
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r} in the body (it takes "
+                         f"{', '.join(map(repr, BODY_KEYS))})")
+    instances, proba = document.get("instances"), document.get("proba", False)
+    if not isinstance(proba, bool):
+        raise BadRequest('"proba" must be true or false')
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list of rows: lists of values, or '
+                         'objects of values by feature name')
+    if all(isinstance(row, dict) for row in instances):
+        names = list(instances[0])
+        for i, row in enumerate(instances):
+            if row.keys() != instances[0].keys():
+                other = sorted(set(row) ^ set(names), key=str)[0]
+                raise BadRequest(f"instance {i} {'has' if other in row else 'lacks'} feature "
+                                 f"{other!r}, unlike instance 0")
+        return names, [list(row.values()) for row in instances], proba
+    if all(isinstance(row, list) for row in instances):
+        return None, instances, proba
+    raise BadRequest('"instances" must all be lists of values, or all objects of values by '
+                     'feature name')
+
+
+def _non_finite(constant: str):
+    raise BadRequest(f"the body holds {constant}: values must be finite numbers")
+
+
+def _csv(text: str):
+    """(the header's names or None, rows of strings) of a CSV body."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    if not rows:
+        raise BadRequest("the CSV body has no rows")
+    header = not all(_is_number(cell) for cell in rows[0])
+    names, rows = (rows[0], rows[1:]) if header else (None, rows)
+    if not rows:
+        raise BadRequest("the CSV body has a header but no rows")
+    _check_lengths(rows, len(rows[0]) if names is None else len(names))
+    return names, rows
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _by_name(served: Served, names: list, rows: list) -> list:
+    """The rows' values in the order of the model's features."""
+    if served.features is None:
+        raise BadRequest(f"the model was trained without feature names: send each instance "
+                         f"as a list of its {served.model.n_features_in_} values")
+    missing = [name for name in served.features if name not in names]
+    unknown = [name for name in names if name not in served.features]
+    if missing or unknown:
+        problem = (f"lacks feature {missing[0]!r}" if missing
+                   else f"has unknown feature {unknown[0]!r}")
+        raise BadRequest(f"the request {problem}; the model's features are "
+                         f"{_shorten(served.features)}")
+    if len(names) != len(set(names)):
+        raise BadRequest("the CSV header names a feature twice")
+    order = [names.index(name) for name in served.features]
+    return [[row[j] for j in order] for row in rows]
+
+
+def _check_lengths(rows: list, length: int) -> None:
+    for i, row in enumerate(rows):
+        if len(row) != length:
+            raise BadRequest(f"CSV row {i} has {len(row)} cells, unlike the first ({length})")
+
+
+def _numbers(rows: list, features, text: bool) -> np.ndarray:
+    """The rows as a float64 matrix of finite numbers, one column per feature (`features`:
+    their names, or their number); `text`: CSV cells, numbers written as text."""
+    names = features if isinstance(features, list) else None
+    d = len(features) if names else features
+    try:
+        X = np.array(rows)
+    except ValueError:
+        X = None  # rows of different lengths, or values that are lists
+    if X is None or X.ndim != 2:
+        lengths = sorted({len(row) if isinstance(row, list) else -1 for row in rows})
+        raise BadRequest("instances must be rows of single values, all of one length, got "
+                         + (f"rows of lengths {', '.join(map(str, lengths))}"
+                            if len(lengths) > 1 else "nested values"))
+    if X.shape[1] != d:
+        raise BadRequest(f"instances have {X.shape[1]} values; the model takes {d} features")
+    where = (lambda j: repr(names[j])) if names else str
+    if text:  # CSV cells: a cell that does not parse is found only then
+        try:
+            X = X.astype(np.float64)
+        except ValueError:
+            i, j = next((i, j) for i, row in enumerate(rows) for j, cell in enumerate(row)
+                        if not _is_number(cell))
+            raise BadRequest(f"row {i}, feature {where(j)}: {rows[i][j]!r} is not a "
+                             f"number") from None
+    elif X.dtype.kind not in "iuf":
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise BadRequest(f"instance {i}, feature {where(j)}: {json.dumps(value)} "
+                                     f"is not a number")
+    try:
+        X = X.astype(np.float64)
+    except (OverflowError, ValueError):
+        raise BadRequest("values must be numbers within float64's range") from None
+    if not np.isfinite(X).all():
+        i, j = np.argwhere(~np.isfinite(X))[0]
+        raise BadRequest(f"instance {i}, feature {where(j)}: {X[i, j]} is not a finite number")
+    return X
+
+
+def _encoded(served: Served, rows: list, text: bool):
+    """The rows of a model trained on text columns, encoded as `fastgd predict` does: its
+    numeric columns checked as numbers, its text columns as the text they hold."""
+    from fastgd._tables import pandas
+
+    features, levels = served.features, served.encoding.levels
+    numeric = [j for j, name in enumerate(features) if name not in levels]
+    frame = pandas().DataFrame(rows, columns=features, dtype=object)
+    if numeric:
+        values = _numbers([[row[j] for j in numeric] for row in rows],
+                          [features[j] for j in numeric], text)
+        for k, j in enumerate(numeric):
+            frame[features[j]] = values[:, k]
+    try:
+        return served.encoding.encode(frame)
+    except (ValueError, TypeError) as error:
+        raise BadRequest(str(error)) from None
+
+
+def _shorten(names, limit=8) -> str:
+    shown = ", ".join(map(repr, names[:limit]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
