@@ -590,7 +590,7 @@ def export(args) -> None:
 
     model = _load(args.model)
     _check_outputs({"-o": args.output}, [args.model])
-    onnx.export(args.output, model, getattr(np, args.dtype))
+    onnx.export(model, args.output, getattr(np, args.dtype))
     print(f"wrote {args.output}: the ONNX graph of {_describe(model)} (input X, "
           f"{args.dtype})")
 

@@ -53,9 +53,10 @@ def convert(model, dtype=np.float32, *, name: str = "fastgd"):
     return proto
 
 
-def export(path, model, dtype=np.float32) -> None:
-    """Write a model's ONNX graph to `path`, atomically (as model files are)."""
-    proto = convert(model, dtype)
+def export(model, path, dtype=np.float32) -> None:
+    """Write the ONNX graph of a model (an estimator or a LinearModel) to `path`,
+    atomically (as model files are)."""
+    proto = model.to_onnx(dtype)
     with atomic_write(path, "wb") as f:
         f.write(proto.SerializeToString())
 
