@@ -4,7 +4,8 @@ JSON (``application/json``, the KServe V1 body): ``{"instances": [...], "proba":
 each instance a list of the model's features' values in order, or an object of them by
 name (a model fitted on a table: its ``feature_names_in_``, or the input columns of a model
 the command line trained on text columns, which are encoded here as ``fastgd predict``
-encodes them). CSV (``text/csv``): one row per line, with a header of feature names or none.
+encodes them). CSV (``text/csv``): one row per line, with a header of feature names (a
+first line none of whose cells is a number) or none.
 
 Anything else is a `BadRequest` naming the problem and where it is: a body that is not
 UTF-8 or not JSON, another shape of document, no or empty instances, rows of other lengths,
@@ -104,7 +105,7 @@ def _csv(text: str):
     rows = [row for row in csv.reader(io.StringIO(text)) if row]
     if not rows:
         raise BadRequest("the CSV body has no rows")
-    header = not all(_is_number(cell) for cell in rows[0])
+    header = not any(_is_number(cell) for cell in rows[0])  # names, none of them a number
     names, rows = (rows[0], rows[1:]) if header else (None, rows)
     if not rows:
         raise BadRequest("the CSV body has a header but no rows")
@@ -193,6 +194,7 @@ def _encoded(served: Served, rows: list, text: bool):
     features, levels = served.features, served.encoding.levels
     numeric = [j for j, name in enumerate(features) if name not in levels]
     frame = pandas().DataFrame(rows, columns=features, dtype=object)
+    frame.attrs["name"] = "the request"
     if numeric:
         values = _numbers([[row[j] for j in numeric] for row in rows],
                           [features[j] for j in numeric], text)
