@@ -26,6 +26,14 @@ def load(path):
     return _read(path, from_saved)[0]
 
 
+def register_skl2onnx() -> None:
+    """Teach skl2onnx GDRegressor and GDClassifier, so that ``skl2onnx.to_onnx(pipeline,
+    X[:1])`` converts a Pipeline that ends with one (fastgd/onnx.py; needs skl2onnx)."""
+    from fastgd._skl2onnx import register
+
+    register()
+
+
 def __getattr__(name):
     """The estimators load on first use: they need scikit-learn, the kernel does not."""
     if name in ("GDRegressor", "GDClassifier"):
@@ -43,4 +51,5 @@ def __getattr__(name):
 
 __all__ = ["ConvergenceWarning", "DivergenceError", "GDClassifier", "GDRegressor",
            "PerformanceWarning",
-           "LinearModel", "__version__", "load", "loss_and_grad", "reference", "show_config"]
+           "LinearModel", "__version__", "load", "loss_and_grad", "reference", "register_skl2onnx",
+           "show_config"]

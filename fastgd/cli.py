@@ -727,36 +727,18 @@ def _parser() -> argparse.ArgumentParser:
     _missing_option(p)
     _stream_option(p, "predict chunk by chunk")
 
-    p = command("serve", serve, "serve a saved model over HTTP",
-                "Answer predictions over HTTP (the KServe V1 protocol: POST "
-                "/v1/models/NAME:predict with {\"instances\": [[...], ...]}), report on "
-                "/health and /metrics, and reload MODEL whenever the file is replaced. "
-                "Needs fastgd[serve].", "fastgd serve price.fastgd --port 8000")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="the address to listen on (default: %(default)s; 0.0.0.0: all)")
-    p.add_argument("--port", type=_port, default=8000, help="(default: %(default)s)")
-    p.add_argument("--name", help="the model's name in the URLs (default: MODEL's file name "
-                   "without its extension)")
-    p.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
-                   help="the largest request body, in MiB (default: %(default)s)")
-    p.add_argument("--reload-token", default=os.environ.get("FASTGD_RELOAD_TOKEN"),
-                   metavar="TOKEN", help="POST .../reload then needs the header "
-                   "'Authorization: Bearer TOKEN' (default: $FASTGD_RELOAD_TOKEN; unset: "
-                   "anyone who reaches the server may reload)")
-    p.add_argument("--poll-seconds", type=_positive, default=1.0, metavar="S",
-                   help="how often to look for a new MODEL file (default: %(default)s)")
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    _serve_options(command(
+        "serve", serve, "serve a saved model over HTTP",
+        "Answer predictions over HTTP (the KServe V1 protocol: POST /v1/models/NAME:predict "
+        "with {\"instances\": [[...], ...]}), report on /health and /metrics, and reload "
+        "MODEL whenever the file is replaced. Needs fastgd[serve].",
+        "fastgd serve price.fastgd --port 8000"))
 
-    p = command("export", export, "a saved model as an ONNX graph",
-                "Write MODEL as an ONNX graph for ONNX Runtime: input X (rows of the "
-                "model's features), outputs 'variable' (regressors) or 'label' and "
-                "'probabilities' (classifiers). Needs fastgd[onnx].",
-                "fastgd export price.fastgd -o price.onnx")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="of X and the outputs (default: %(default)s)")
+    _export_options(command(
+        "export", export, "a saved model as an ONNX graph",
+        "Write MODEL as an ONNX graph for ONNX Runtime: input X (rows of the model's "
+        "features), outputs 'variable' (regressors) or 'label' and 'probabilities' "
+        "(classifiers). Needs fastgd[onnx].", "fastgd export price.fastgd -o price.onnx"))
 
     p = command("info", info, "how fastgd was built and how it runs here",
                 "OpenMP on or off and its runtime, the SIMD build, bounds checking, default "
@@ -816,6 +798,31 @@ def _train_options(p) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _missing_option(p)
+
+
+def _serve_options(p) -> None:
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default: %(default)s; 0.0.0.0: all)")
+    p.add_argument("--port", type=_port, default=8000, help="(default: %(default)s)")
+    p.add_argument("--name", help="the model's name in the URLs (default: MODEL's file name "
+                   "without its extension)")
+    p.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
+                   help="the largest request body, in MiB (default: %(default)s)")
+    p.add_argument("--reload-token", default=os.environ.get("FASTGD_RELOAD_TOKEN"),
+                   metavar="TOKEN", help="POST .../reload then needs the header "
+                   "'Authorization: Bearer TOKEN' (default: $FASTGD_RELOAD_TOKEN; unset: "
+                   "anyone who reaches the server may reload)")
+    p.add_argument("--poll-seconds", type=_positive, default=1.0, metavar="S",
+                   help="how often to look for a new MODEL file (default: %(default)s)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def _export_options(p) -> None:
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="of X and the outputs (default: %(default)s)")
 
 
 def _stream_option(p, then: str) -> None:

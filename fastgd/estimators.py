@@ -774,8 +774,8 @@ class _GDEstimator(BaseEstimator):
         """The fitted model as an ONNX graph (onnx.ModelProto) for ONNX Runtime: input X
         of `dtype` (float32 or float64), outputs ``variable`` for a regressor, ``label``
         and ``probabilities`` for a classifier, as skl2onnx names them. Needs
-        ``fastgd[onnx]``; see fastgd/onnx.py, and ``fastgd.onnx.register_skl2onnx()`` for
-        a Pipeline."""
+        ``fastgd[onnx]``; see fastgd/onnx.py, and ``fastgd.register_skl2onnx()`` for a
+        Pipeline."""
         check_is_fitted(self)
         return self._model().to_onnx(dtype)
 

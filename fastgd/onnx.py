@@ -15,7 +15,8 @@ lose it; the softmax for several classes; the label is the class of the largest 
 (ArgMax, Gather), which picks as ``predict`` does. In float64 its outputs equal fastgd's to
 rounding (the sums run in another order); in float32 both compute in float32.
 
-``register_skl2onnx()`` teaches skl2onnx the two estimators, so that
+``fastgd.register_skl2onnx()`` (fastgd/_skl2onnx.py) teaches skl2onnx the two estimators
+with these nodes, so that
 ``skl2onnx.to_onnx(pipeline, X[:1])`` converts a Pipeline that ends with one (a
 classifier's probabilities then go through skl2onnx's ZipMap unless
 ``options={"zipmap": False}``). Needs the extra ``fastgd[onnx]`` (onnx; skl2onnx for the
@@ -37,7 +38,7 @@ def convert(model, dtype=np.float32, *, name: str = "fastgd"):
     onnx = _onnx()
     from onnx import TensorProto, helper
 
-    dtype = _checked_dtype(dtype)
+    dtype = checked_dtype(dtype)
     element = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
     outputs = _outputs(model)
     graph = _Graph()
@@ -83,31 +84,6 @@ def emit(model, dtype, graph, X: str, outputs: list) -> None:
                axis=0)
 
 
-def register_skl2onnx() -> None:
-    """Register GDRegressor and GDClassifier with skl2onnx (see the module docstring)."""
-    from skl2onnx import update_registered_converter
-    from skl2onnx.common.shape_calculator import (
-        calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes)
-
-    from fastgd.estimators import GDClassifier, GDRegressor
-
-    update_registered_converter(GDRegressor, "FastgdGDRegressor",
-                                calculate_linear_regressor_output_shapes, _skl2onnx_convert)
-    update_registered_converter(GDClassifier, "FastgdGDClassifier",
-                                calculate_linear_classifier_output_shapes, _skl2onnx_convert,
-                                options={"zipmap": [True, False, "columns"],
-                                         "nocl": [True, False]})
-
-
-def _skl2onnx_convert(scope, operator, container) -> None:
-    """skl2onnx's converter of a fastgd estimator: the same nodes as convert()."""
-    from skl2onnx.common.data_types import guess_numpy_type
-
-    dtype = _checked_dtype(guess_numpy_type(operator.inputs[0].type))
-    emit(operator.raw_operator._model(), dtype, _Skl2onnxGraph(scope, container),
-         operator.inputs[0].full_name, [output.full_name for output in operator.outputs])
-
-
 class _Graph:
     """Nodes of a graph of its own, named in the order they are added."""
 
@@ -119,19 +95,6 @@ class _Graph:
 
         output = output or f"{op.lower()}{len(self.nodes)}"
         self.nodes.append(helper.make_node(op, inputs, [output], **attributes))
-        return output
-
-
-class _Skl2onnxGraph:
-    """Nodes added to a skl2onnx container, named uniquely in its scope."""
-
-    def __init__(self, scope, container):
-        self.scope, self.container = scope, container
-
-    def node(self, op, inputs, output=None, **attributes):
-        output = output or self.scope.get_unique_variable_name(op.lower())
-        self.container.add_node(op, inputs, [output],
-                                name=self.scope.get_unique_operator_name(op), **attributes)
         return output
 
 
@@ -165,7 +128,7 @@ def _outputs(model) -> list:
     return [("label", label, ["N"]), ("probabilities", None, ["N", len(classes)])]
 
 
-def _checked_dtype(dtype):
+def checked_dtype(dtype):
     dtype = np.dtype(dtype).type
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")

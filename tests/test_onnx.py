@@ -88,9 +88,7 @@ def test_skl2onnx_converts_a_pipeline_ending_with_fastgd(dtype):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from fastgd.onnx import register_skl2onnx
-
-    register_skl2onnx()
+    fastgd.register_skl2onnx()
     X, y = problem()
     Xd = X.astype(dtype)
     regressor = make_pipeline(StandardScaler(), fastgd.GDRegressor()).fit(X, y)
