@@ -249,6 +249,29 @@ def test_every_bad_request_gets_a_4xx_naming_the_problem(regressor):
     assert errors == len(BAD_REQUESTS) + 1 + 2 + 1  # and the 404, the two 413s, the 422
 
 
+@pytest.mark.parametrize("parser", ["orjson", "json"])
+def test_both_json_parsers_give_the_same_answers_and_errors(regressor, parser, monkeypatch):
+    """The server reads and writes JSON with orjson where installed, else with the standard
+    library: the same predictions and the same errors either way (in process)."""
+    from fastgd.serving import app, inputs, models
+
+    if parser == "json":
+        monkeypatch.setattr(inputs, "orjson", None)
+    else:
+        pytest.importorskip("orjson")
+    model, path, X = regressor
+    served = models.load(path, "houses")
+    for what, body, content_type, status, words in BAD_REQUESTS:
+        if status == 415:
+            continue
+        with pytest.raises(inputs.BadRequest) as problem:
+            app._predict(served, body, inputs.media_type(content_type), False)
+        assert problem.value.status == status and words in str(problem.value), what
+    answer, rows = app._predict(served, json.dumps({"instances": X.tolist()}).encode(),
+                                "json", False)
+    assert rows == len(X) and json.loads(answer) == {"predictions": model.predict(X).tolist()}
+
+
 def metric_values(text) -> dict:
     """{(sample name, frozenset of its labels' items): value} of Prometheus' text format."""
     from prometheus_client.parser import text_string_to_metric_families

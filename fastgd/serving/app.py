@@ -17,6 +17,8 @@ import logging
 import os
 import time
 
+import numpy as np
+
 from fastgd.serving import inputs
 from fastgd.serving.inputs import BadRequest
 from fastgd.serving.models import ModelFile
@@ -244,18 +246,22 @@ def _predict(served, body: bytes, kind: str, proba: bool):
     if proba and not served.is_classifier:
         raise BadRequest("probabilities are a classifier's; this model is a regressor")
     predictions, probabilities = served.model.predictions(X, proba)
-    if not served.is_classifier and not _all_finite(predictions):
+    if not served.is_classifier and not np.isfinite(predictions).all():
         raise BadRequest("the predictions overflow (values too large for the model)", 422)
-    answer = {"predictions": predictions.tolist()}
+    answer = {"predictions": predictions}
     if probabilities is not None:
-        answer["probabilities"] = probabilities.tolist()
-    return json.dumps(answer).encode(), X.shape[0]
+        answer["probabilities"] = probabilities
+    return _dumps(answer), X.shape[0]
 
 
-def _all_finite(values) -> bool:
-    import numpy as np
-
-    return bool(np.isfinite(values).all())
+def _dumps(answer: dict) -> bytes:
+    """The answer's arrays as JSON: by orjson, which writes numeric arrays itself, where
+    installed (the same shortest round-trip numbers as json's)."""
+    if inputs.orjson is not None:
+        return inputs.orjson.dumps(
+            {key: np.ascontiguousarray(a) if a.dtype.kind in "fiub" else a.tolist()
+             for key, a in answer.items()}, option=inputs.orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps({key: a.tolist() for key, a in answer.items()}).encode()
 
 
 def _json_response(status: int, content: bytes):

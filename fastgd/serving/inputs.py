@@ -23,6 +23,11 @@ import numpy as np
 
 from fastgd.serving.models import Served
 
+try:
+    import orjson
+except ImportError:
+    orjson = None
+
 JSON_TYPES = ("application/json",)
 CSV_TYPES = ("text/csv",)
 BODY_KEYS = ("instances", "proba")
@@ -49,14 +54,10 @@ def media_type(content_type: str | None) -> str:
 
 def rows_of(served: Served, body: bytes, kind: str):
     """(the model's input X for the body's rows, whether the body asks for probabilities)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BadRequest(f"the body is not UTF-8 text (byte {error.start})") from None
     if kind == "csv":
-        (names, rows), proba = _csv(text), False
+        (names, rows), proba = _csv(_text(body)), False
     else:
-        names, rows, proba = _json(text)
+        names, rows, proba = _json(body)
     if names is not None:
         rows = _by_name(served, names, rows)
     if served.encoding is not None:
@@ -64,12 +65,9 @@ def rows_of(served: Served, body: bytes, kind: str):
     return _numbers(rows, served.features or served.model.n_features_in_, kind == "csv"), proba
 
 
-def _json(text: str):
+def _json(body: bytes):
     """(feature names or None, rows, proba) of a JSON body."""
-    try:
-        document = json.loads(text, parse_constant=_non_finite)
-    except json.JSONDecodeError as error:
-        raise BadRequest(f"the body is not valid JSON: {error}") from None
+    document = _parse_json(body)
     if not isinstance(document, dict):
         raise BadRequest('the body must be a JSON object: {"instances": [...]}')
     unknown = [key for key in document if key not in BODY_KEYS]
@@ -94,6 +92,27 @@ def _json(text: str):
         return None, instances, proba
     raise BadRequest('"instances" must all be lists of values, or all objects of values by '
                      'feature name')
+
+
+def _parse_json(body: bytes):
+    """The body's JSON document: by orjson where installed (ten times faster), else, or
+    where orjson refuses it, by the standard library, whose messages say why."""
+    if orjson is not None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # json's message (NaN: ours), or what only json reads (integers > 2**64)
+    try:
+        return json.loads(_text(body), parse_constant=_non_finite)
+    except json.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not UTF-8 text (byte {error.start})") from None
 
 
 def _non_finite(constant: str):
