@@ -15,7 +15,8 @@ Each server is its own process on 127.0.0.1, one uvicorn worker, access log off:
   {"predictions": LinearRegression.predict(X).tolist()}.
 
 wrk keeps --clients connections busy for --seconds (2 threads; the machine's 2 cores are
-shared by client and server alike) with 1-row and 1,000-row bodies: requests per second,
+shared by client and server alike) with 1-row and 1,000-row bodies, --rounds times each
+(the server's memory between rounds says whether it stays flat): requests per second,
 p50 and p99 latency, failed requests (socket errors and non-2xx answers), and the
 server's resident memory before and after. Then fastgd again with 1-row requests while
 the model file is replaced every second (model.save, as `fastgd train -o` does): failed
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2, help="of each load (memory: flat?)")
     args = parser.parse_args()
     import fastgd
     from sklearn.linear_model import LinearRegression
@@ -73,11 +75,12 @@ def main() -> None:
                                             str(tmp / "peer.pkl")], "/predict")):
             with _server(command) as (port, pid):
                 for n, script in bodies.items():
-                    before = _rss(pid)
-                    run = _wrk(port, url, script, args.seconds, args.clients)
-                    results.append({"server": name, "rows": n, **run,
-                                    "rss_before_mb": before, "rss_after_mb": _rss(pid)})
-                    print(json.dumps(results[-1]), flush=True)
+                    for round in range(1, args.rounds + 1):
+                        before = _rss(pid)
+                        run = _wrk(port, url, script, args.seconds, args.clients)
+                        results.append({"server": name, "rows": n, "round": round, **run,
+                                        "rss_before_mb": before, "rss_after_mb": _rss(pid)})
+                        print(json.dumps(results[-1]), flush=True)
         swap = _swap_under_load(tmp, model, X, y, bodies[1], args)
         in_process = _in_process(model, peer, rows)
     _report(results, swap, in_process, args)
@@ -218,17 +221,19 @@ def _median_us(call, repeats=2000) -> float:
 def _report(results, swap, in_process, args) -> None:
     print(f"\n{args.clients} clients for {args.seconds} s (wrk, 2 threads), "
           f"{args.features} features\n")
-    print("| server | rows/request | requests/s | p50 ms | p99 ms | failed | RSS MB before -> "
-          "after |\n|---|---|---|---|---|---|---|")
+    print("| server | rows/request | round | requests/s | p50 ms | p99 ms | failed | RSS MB "
+          "before -> after |\n|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['server']} | {r['rows']:,} | {r['requests_per_s']:,.0f} | "
+        print(f"| {r['server']} | {r['rows']:,} | {r['round']} | {r['requests_per_s']:,.0f} | "
               f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['failed']} | "
               f"{r['rss_before_mb']:.0f} -> {r['rss_after_mb']:.0f} |")
-    by = {(r["server"], r["rows"]): r for r in results}
     for n in (1, 1000):
-        ratio = (by[("fastgd serve", n)]["requests_per_s"]
-                 / by[("FastAPI + scikit-learn", n)]["requests_per_s"])
-        print(f"\nfastgd serve / FastAPI + scikit-learn, {n:,} rows: {ratio:.2f} x the requests/s")
+        rates = {server: np.median([r["requests_per_s"] for r in results
+                                    if r["server"] == server and r["rows"] == n])
+                 for server in ("fastgd serve", "FastAPI + scikit-learn")}
+        print(f"\nfastgd serve / FastAPI + scikit-learn, {n:,} rows: "
+              f"{rates['fastgd serve'] / rates['FastAPI + scikit-learn']:.2f} x the requests/s "
+              f"(median of the rounds)")
     print(f"\nModel swapped every second under 1-row load: {swap['requests']:,} requests, "
           f"{swap['failed']} failed, {swap['swaps']} files saved, {swap['reloads']:.0f} reloads "
           f"({swap['reload_failures']:.0f} failed), the last file served: "
