@@ -48,8 +48,9 @@ class Encoding:
     def n_columns(self) -> int:
         return sum(len(self.levels.get(column, (0,))) for column in self.features)
 
-    def encode(self, table, missing: str = "error", log=None):
-        """The rows of `table` as a CSR matrix of n_columns columns (float64)."""
+    def encode(self, table, missing: str = "error", log=None, hint=None):
+        """The rows of `table` as a CSR matrix of n_columns columns (float64); `hint`: what
+        the error of a missing value suggests (default: the command line's options)."""
         import scipy.sparse as sp
 
         from fastgd._tables import MISSING_HINT, check_complete, check_present, numeric_values
@@ -64,7 +65,8 @@ class Encoding:
                 levels = self.levels[column]
                 absent = series.isna().to_numpy()
                 if missing == "error":
-                    check_complete(table, [column], absent[:, None], "missing", MISSING_HINT)
+                    check_complete(table, [column], absent[:, None], "missing",
+                                   hint or MISSING_HINT)
                 present = np.flatnonzero(~absent)
                 codes = series.iloc[present].astype(str).map(
                     {level: i for i, level in enumerate(levels)}).to_numpy(dtype=np.float64)

@@ -220,7 +220,7 @@ def _encoded(served: Served, rows: list, text: bool):
         for k, j in enumerate(numeric):
             frame[features[j]] = values[:, k]
     try:
-        return served.encoding.encode(frame)
+        return served.encoding.encode(frame, hint="send a value of each feature")
     except (ValueError, TypeError) as error:
         raise BadRequest(str(error)) from None
 
