@@ -4,6 +4,7 @@
 ``onnx.ModelProto`` of standard operators only, with skl2onnx's names and shapes:
 
 - input ``X``: (N, n_features), float32 (the default) or float64 (``dtype=np.float64``);
+  a model fitted on a table names its columns in the metadata ``feature_names`` (JSON);
 - a regressor: ``variable`` (N, n_outputs), one column for one target;
 - a classifier: ``label`` (N,), the classes themselves (numbers or strings), and
   ``probabilities`` (N, n_classes), columns in the order of ``classes_``.
@@ -24,6 +25,8 @@ pipelines). ``fastgd export MODEL -o model.onnx`` writes a model file's graph.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -50,6 +53,9 @@ def convert(model, dtype=np.float32, *, name: str = "fastgd"):
         helper.make_graph(graph.nodes, name, [X], typed),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastgd",
         producer_version=_version())
+    names = model.feature_names_in_
+    if names is not None:  # what each column of X is, for whoever loads the graph
+        helper.set_model_props(proto, {"feature_names": json.dumps([str(n) for n in names])})
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -1,6 +1,7 @@
 """ONNX export: the graph's predictions in ONNX Runtime equal fastgd's, for every loss, both
 dtypes, any labels, from an estimator, a loaded model file, skl2onnx and `fastgd export`."""
 
+import json
 import subprocess
 import sys
 
@@ -70,6 +71,16 @@ def test_a_loaded_model_file_exports_the_same_graph(tmp_path):
     model.save(tmp_path / "m.fastgd")
     loaded = fastgd.LinearModel.load(tmp_path / "m.fastgd")
     assert (loaded.to_onnx().SerializeToString() == model.to_onnx().SerializeToString())
+
+
+def test_a_model_fitted_on_a_table_names_its_columns_in_the_metadata():
+    pd = pytest.importorskip("pandas")
+    X, y = problem()
+    columns = [f"x{j}" for j in range(X.shape[1])]
+    proto = fastgd.GDRegressor().fit(pd.DataFrame(X, columns=columns), y).to_onnx()
+    assert {p.key: p.value for p in proto.metadata_props} == {
+        "feature_names": json.dumps(columns)}
+    assert not fastgd.GDRegressor().fit(X, y).to_onnx().metadata_props
 
 
 def test_bad_dtype_and_unfitted_model():

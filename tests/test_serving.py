@@ -172,6 +172,8 @@ BAD_REQUESTS = [  # (what, body, content type, status, words of the error)
     ("malformed JSON", b'{"instances": [[1, 2, 3]', "application/json", 400, "not valid JSON"),
     ("not UTF-8", b"\xff\xfe{}", "application/json", 400, "UTF-8"),
     ("a JSON list", b"[[1, 2, 3]]", "application/json", 400, "JSON object"),
+    ("deep nesting", b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json",
+     400, "nested too deeply"),
     ("no instances", b'{"rows": [[1, 2, 3]]}', "application/json", 400, "unknown field 'rows'"),
     ("empty instances", b'{"instances": []}', "application/json", 400, "non-empty list"),
     ("instances not a list", b'{"instances": 3}', "application/json", 400, "non-empty list"),
@@ -270,6 +272,31 @@ def test_both_json_parsers_give_the_same_answers_and_errors(regressor, parser, m
     answer, rows = app._predict(served, json.dumps({"instances": X.tolist()}).encode(),
                                 "json", False)
     assert rows == len(X) and json.loads(answer) == {"predictions": model.predict(X).tolist()}
+
+
+@pytest.mark.parametrize("kind", ["several targets", "integer labels", "boolean labels"])
+def test_answers_of_every_kind_of_model(tmp_path, kind):
+    """In process: what a multi-output regressor or a classifier of numbers or booleans
+    answers is predict's (and predict_proba's) values, as JSON numbers and booleans."""
+    from fastgd.serving import app, models
+
+    X, y = problem()
+    if kind == "several targets":
+        model = fastgd.GDRegressor().fit(X, np.column_stack([y, -y, 2 * y]))
+    else:
+        labels = np.array([7, 3] if kind == "integer labels" else [True, False])
+        model = fastgd.GDClassifier().fit(X, labels[(y > np.median(y)).astype(int)])
+    model.save(tmp_path / "m.fastgd")
+    served = models.load(tmp_path / "m.fastgd", "m")
+    proba = kind != "several targets"
+    answer = json.loads(app._predict(served, json.dumps({"instances": X.tolist(),
+                                                         "proba": proba}).encode(),
+                                     "json", False)[0])
+    assert answer["predictions"] == model.predict(X).tolist()
+    if proba:
+        np.testing.assert_allclose(answer["probabilities"], model.predict_proba(X),
+                                   rtol=1e-15)
+    assert served.metadata(tmp_path)["n_outputs"] == (3 if not proba else None)
 
 
 def metric_values(text) -> dict:

@@ -200,14 +200,14 @@ class _Server:
         while True:
             await asyncio.sleep(poll_seconds)
             if self.models.changed():
-                with contextlib.suppress(ValueError, OSError):  # counted and logged
+                with contextlib.suppress(Exception):  # counted and logged: watch on
                     await run_in_threadpool(self._reload)
 
     def _reload(self) -> bool:
         """ModelFile.reload, counted in the metrics and logged."""
         try:
             changed = self.models.reload()
-        except (ValueError, OSError) as error:
+        except Exception as error:
             self.metrics.reloads.labels("failure").inc()
             log.warning("%s did not load; still serving sha256 %s: %s", self.models.path,
                         self.models.current.sha256[:12], error)

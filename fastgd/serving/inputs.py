@@ -106,6 +106,8 @@ def _parse_json(body: bytes):
         return json.loads(_text(body), parse_constant=_non_finite)
     except json.JSONDecodeError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest("the body's JSON is nested too deeply") from None
 
 
 def _text(body: bytes) -> str:
