@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,21 +30,20 @@ FEATURES = ["rooms", "area", "age"]
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def server(model_path, *options, cwd=None):
-    """`fastgd serve MODEL` on a free port of 127.0.0.1: an httpx client of it, once
-    /health answers; then stopped with Ctrl-C, which must end it cleanly."""
-    port = free_port()
+def server(model_path, *options, cwd=None, stop=signal.SIGINT):
+    """`fastgd serve MODEL --port 0` (a free port of 127.0.0.1, which it prints): an httpx
+    client of it, once /health answers; then stopped with Ctrl-C (or `stop`, SIGTERM as a
+    container's orchestrator sends), which must end it cleanly."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fastgd", "serve", os.fspath(model_path), "--port", str(port),
+        [sys.executable, "-m", "fastgd", "serve", os.fspath(model_path), "--port", "0",
          *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    first = process.stdout.readline()
+    found = re.search(r"at (http://127\.0\.0\.1:\d+)/", first)
+    if found is None:
+        process.kill()
+        raise AssertionError(first + process.communicate()[0])
+    client = httpx.Client(base_url=found.group(1), timeout=30)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -56,7 +56,7 @@ def server(model_path, *options, cwd=None):
         yield client
     finally:
         client.close()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         try:
             output, _ = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -107,7 +107,7 @@ def test_predictions_by_rows_by_name_and_csv_equal_predict(regressor):
 
 def test_metadata_and_health_name_the_model_and_its_file(regressor):
     model, path, _ = regressor
-    with server(path) as client:
+    with server(path, stop=signal.SIGTERM) as client:
         metadata = client.get("/v1/models/houses").json()
         health = client.get("/health").json()
     assert health["status"] == "ready" and health["model"] == metadata
@@ -464,6 +464,20 @@ def test_a_missing_or_corrupt_model_file_stops_the_server_with_a_reason(tmp_path
     path = tmp_path / "m.fastgd"
     setup(path)
     done = subprocess.run([sys.executable, "-m", "fastgd", "serve", os.fspath(path), "--port",
-                           str(free_port())], capture_output=True, text=True, timeout=60)
+                           "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_port_in_use_stops_the_server_with_a_reason(regressor):
+    _, path, _ = regressor
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "fastgd", "serve", os.fspath(path),
+                               "--port", str(port)], capture_output=True, text=True,
+                              timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -21,23 +21,48 @@ prometheus-client); `import fastgd` does not import it.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
+
 from fastgd.serving.app import MAX_BODY_BYTES, POLL_SECONDS, create_app
 
 
 def serve(path, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False,
           **options) -> None:
-    """Serve the model file at `path` until interrupted (create_app's `options`)."""
+    """Serve the model file at `path` until interrupted (create_app's `options`). A port
+    that cannot be listened on is an OSError saying so, before anything serves."""
     try:
         import uvicorn
     except ImportError as error:
         raise ImportError("fastgd serve needs uvicorn, starlette and prometheus-client: "
                           "pip install 'fastgd[serve]'") from error
     app = create_app(path, **options)
+    listening = _listen(host, port)
     served = app.state.models.current
+    port = listening.getsockname()[1]  # port 0: the one the system chose
     print(f"serving {served.name!r} ({served.metadata(path)['kind']}, sha256 "
           f"{served.sha256[:12]}) at http://{host}:{port}/v1/models/{served.name}:predict",
           flush=True)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    config = uvicorn.Config(app, host=host, port=port, access_log=access_log,
+                            log_level="info")
+    # uvicorn shuts down gracefully on Ctrl-C or SIGTERM (requests in flight finish), then
+    # raises the signal again: both end here, for exit status 0
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), as uvicorn would bind it."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listening = socket.socket(family, kind)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+    except OSError as error:
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return listening
 
 
 __all__ = ["MAX_BODY_BYTES", "POLL_SECONDS", "create_app", "serve"]
