@@ -119,9 +119,10 @@ def check_encoding(features, categories, category_of, n_columns: int) -> None:
     """A ValueError unless a saved encoding (Encoding.attach's arrays) makes n_columns
     features: input features named once each, each indicator's level a string, the
     indicators of each input feature together, in order, distinct."""
-    of = np.asarray(category_of).tolist()
-    encoded = set(of)
-    if (not encoded <= set(range(len(features)))
+    codes = np.asarray(category_of)
+    of = codes.tolist()
+    encoded = set(of) if codes.dtype.kind in "iu" and codes.ndim == 1 else {-1}
+    if (len(of) != len(categories) or not encoded <= set(range(len(features)))
             or len(features) - len(encoded) + len(categories) != n_columns
             or not all(isinstance(x, str) for x in [*features, *categories])
             or len(set(features)) != len(features) or of != sorted(of)

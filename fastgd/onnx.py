@@ -68,10 +68,11 @@ def export(model, path, dtype=np.float32) -> None:
         f.write(proto.SerializeToString())
 
 
-def emit(model, dtype, graph, X: str, outputs: list) -> None:
+def emit(model, dtype, graph, X: str, outputs: list, labels=None) -> None:
     """The nodes that compute the model's `outputs` ([variable] for a regressor, [label,
     probabilities] for a classifier) from the input named X, added to `graph`: anything
-    with node(op, inputs, output=None, **attributes) -> the output's name."""
+    with node(op, inputs, output=None, **attributes) -> the output's name. `labels`: what
+    the label output holds for each class (default: the classes)."""
     coef = np.atleast_2d(np.asarray(model.coef_, dtype=dtype))
     z = graph.node("Add", [graph.node("MatMul", [X, _constant(graph, coef.T)]),
                            _constant(graph, np.reshape(model.intercept_, -1).astype(dtype))])
@@ -81,13 +82,14 @@ def emit(model, dtype, graph, X: str, outputs: list) -> None:
             raise ValueError(f"the {model.loss.name} loss has no ONNX form here")
         graph.node("Identity", [z], outputs[0])
         return
-    if link == "logistic":  # the two classes' logits (0, z)
-        zero = graph.node("Mul", [z, _constant(graph, np.zeros(1, dtype))])
+    if link == "logistic":  # the two classes' logits (0, z); zeros as z's, even if z is inf
+        zero = graph.node("ConstantOfShape", [graph.node("Shape", [z])],
+                          value=_tensor(np.zeros(1, dtype)))
         z = graph.node("Concat", [zero, z], axis=1)
     graph.node("Softmax", [z], outputs[1], axis=1)
     best = graph.node("ArgMax", [z], axis=1, keepdims=0)
-    graph.node("Gather", [_constant(graph, _classes(model.classes_)), best], outputs[0],
-               axis=0)
+    labels = _classes(model.classes_) if labels is None else labels
+    graph.node("Gather", [_constant(graph, labels), best], outputs[0], axis=0)
 
 
 class _Graph:
@@ -105,17 +107,19 @@ class _Graph:
 
 
 def _constant(graph, values: np.ndarray) -> str:
+    return graph.node("Constant", [], value=_tensor(values))
+
+
+def _tensor(values: np.ndarray):
     from onnx import numpy_helper
 
-    return graph.node("Constant", [], value=numpy_helper.from_array(values))
+    return numpy_helper.from_array(values)
 
 
 def _classes(classes) -> np.ndarray:
     """The class labels as an ONNX tensor holds them: numbers, booleans or strings."""
     classes = np.asarray(classes)
-    if classes.dtype.kind in "iu":
-        return classes.astype(np.int64)
-    if classes.dtype.kind in "fb":
+    if classes.dtype.kind in "iufb":
         return classes
     if all(isinstance(label, str) for label in classes):
         return classes.astype(object)

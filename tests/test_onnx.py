@@ -65,6 +65,21 @@ def test_classifier_graph_equals_predict_and_proba(labels, dtype):
         np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_labels_of_every_integer_width_and_infinite_logits():
+    X, y = problem()
+    labels = np.array([2**63 + 5, 2**63 + 9], dtype=np.uint64)  # beyond int64
+    model = fastgd.GDClassifier().fit(X, labels[(y > np.median(y)).astype(int)])
+    label, _ = run(model.to_onnx(), X.astype(np.float32))
+    assert label.dtype == np.uint64
+    np.testing.assert_array_equal(label, model.predict(X.astype(np.float32)))
+    # float32 rows whose logits overflow: +-inf picks as predict does
+    huge = np.sign(model.coef_[0]) * 3e38 * np.array([[1.0], [-1.0]])
+    with np.errstate(over="ignore"):
+        expected = model._model().predict(huge.astype(np.float32))
+    label, _ = run(model.to_onnx(), huge.astype(np.float32))
+    np.testing.assert_array_equal(label, expected)
+
+
 def test_a_loaded_model_file_exports_the_same_graph(tmp_path):
     X, y = problem()
     model = fastgd.GDClassifier().fit(X, y > np.median(y))
@@ -114,6 +129,14 @@ def test_skl2onnx_converts_a_pipeline_ending_with_fastgd(dtype):
     np.testing.assert_array_equal(label, classifier.predict(Xd))
     np.testing.assert_allclose(probabilities, classifier.predict_proba(Xd),
                                rtol=TOLERANCE[dtype], atol=1e-6)
+    for labels, nocl in ((y > 0, False), ((y > 0).astype(float), False),
+                         (np.array(["no", "yes"])[(y > 0).astype(int)], True)):
+        pipeline = make_pipeline(StandardScaler(), fastgd.GDClassifier()).fit(X, labels)
+        options = {id(pipeline.steps[-1][1]): {"zipmap": False, "nocl": nocl}}
+        label, _ = run(skl2onnx.to_onnx(pipeline, Xd[:1], options=options), Xd)
+        expected = pipeline.predict(Xd)  # int64 labels, as skl2onnx declares them
+        expected = np.searchsorted(pipeline.classes_, expected) if nocl else expected
+        np.testing.assert_array_equal(label, expected.astype(np.int64))
     if dtype == np.float64:
         return  # skl2onnx's ZipMap (its default for classifiers) takes float32 only
     label, mapped = run(skl2onnx.to_onnx(classifier, Xd[:1]), Xd)  # ZipMap: a dict a row

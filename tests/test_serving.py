@@ -93,12 +93,14 @@ def test_predictions_by_rows_by_name_and_csv_equal_predict(regressor):
     with server(path) as client:
         assert predictions(client, X.tolist())["predictions"] == expected
         named = [dict(zip(FEATURES, row, strict=True)) for row in X.tolist()]
+        named[1::2] = [dict(reversed(row.items())) for row in named[1::2]]  # any key order
         assert predictions(client, named)["predictions"] == expected
         assert predictions(client, X.tolist(), url="/predict")["predictions"] == expected
         shuffled = FEATURES[::-1]  # a CSV header may order the features any way
         csv = ",".join(shuffled) + "\n" + "\n".join(
             ",".join(repr(row[FEATURES.index(f)]) for f in shuffled) for row in X.tolist())
-        for body in (csv, "\n".join(",".join(map(repr, row)) for row in X.tolist())):
+        for body in (csv, "\ufeff" + csv,  # a byte-order mark, as Excel writes "CSV UTF-8"
+                     "\n".join(",".join(map(repr, row)) for row in X.tolist())):
             response = client.post("/predict", content=body,
                                    headers={"content-type": "text/csv"})
             assert response.status_code == 200, response.text
@@ -133,6 +135,9 @@ def test_classifier_labels_and_probabilities(tmp_path):
             np.testing.assert_allclose(answer["probabilities"], model.predict_proba(X),
                                        rtol=1e-15)
         assert client.get("/v1/models/price").json()["classes"] == ["cheap", "dear", "fair"]
+        huge = (np.sign(model.coef_[0]) * 1e308).tolist()  # logits of +-inf: no answer
+        overflow = client.post(url, json={"instances": [huge]})
+        assert overflow.status_code == 422 and "overflow" in overflow.json()["error"]
 
 
 def test_a_model_trained_on_text_columns_encodes_them_as_predict_does(tmp_path):
@@ -164,6 +169,16 @@ def test_a_model_trained_on_text_columns_encodes_them_as_predict_does(tmp_path):
         assert client.post("/predict", json={"instances": [unseen]}).status_code == 200
         missing = client.post("/predict", json={"instances": [dict(rows.iloc[0], town=None)]})
         assert missing.status_code == 400 and "town" in missing.json()["error"]
+        row = rows.iloc[0].tolist()
+        for bad, words in (([dict(rows.iloc[0], town=["Lyon"])], "is not a level"),
+                           ([row[:2]], "instance 0 has 2 values; the model takes 3"),
+                           ([row, row[:2]], "instance 1 has 2 values"),
+                           ([[True, row[1], row[2]]], "true is not a number")):
+            answer = client.post("/predict", json={"instances": bad})
+            assert answer.status_code == 400 and words in answer.json()["error"], answer.text
+        empty = client.post("/predict", content=f"area,town,code\n{row[0]},,{row[2]}\n",
+                            headers={"content-type": "text/csv"})  # as predict: missing
+        assert empty.status_code == 400 and "column 'town'" in empty.json()["error"]
         assert client.get("/health").json()["model"]["features"] == ["area", "town", "code"]
 
 
@@ -187,6 +202,10 @@ BAD_REQUESTS = [  # (what, body, content type, status, words of the error)
      "feature 'area': null"),
     ("a boolean", b'{"instances": [[true, true, true]]}', "application/json", 400,
      "not a number"),
+    ("a boolean among numbers", b'{"instances": [[1, 2, 3], [1, false, 3]]}',
+     "application/json", 400, "instance 1, feature 'area': false is not a number"),
+    ("a 5,000-digit integer", b'{"instances": [[1, ' + b"9" * 5000 + b', 3]]}',
+     "application/json", 400, "not valid JSON"),
     ("NaN", b'{"instances": [[1, NaN, 3]]}', "application/json", 400, "NaN"),
     ("Infinity", b'{"instances": [[1, -Infinity, 3]]}', "application/json", 400, "Infinity"),
     ("overflowing number", b'{"instances": [[1, 1e999, 3]]}', "application/json", 400,
@@ -217,6 +236,11 @@ BAD_REQUESTS = [  # (what, body, content type, status, words of the error)
     ("a CSV header naming one twice", b"rooms,area,age,age\n1,2,3,4\n", "text/csv", 400,
      "twice"),
     ("a CSV with NaN", b"1,nan,3\n", "text/csv", 400, "not a finite number"),
+    ("a CSV of old Mac lines", b"1,2,3\r4,5,6\r", "text/csv", 400, "does not parse"),
+    ("a CSV number as Python writes it", b"1_000,2,3\n", "text/csv", 400,
+     "'1_000' is not a number"),
+    ("a CSV number in other digits", "1,\u0662,3\n".encode(), "text/csv", 400,
+     "is not a number"),
 ]
 
 
@@ -230,7 +254,8 @@ def test_every_bad_request_gets_a_4xx_naming_the_problem(regressor):
             assert words in response.json()["error"], (what, response.json())
         for method, url, status in (("POST", "/v1/models/other:predict", 404),
                                     ("GET", "/v1/models/other", 404), ("GET", "/nowhere", 404),
-                                    ("GET", "/predict", 405), ("DELETE", "/health", 405)):
+                                    ("GET", "/predict", 405), ("DELETE", "/health", 405),
+                                    ("GET", "/v1/models/houses:predict", 405)):
             response = client.request(method, url, json={"instances": ROWS})
             assert response.status_code == status, (method, url, response.text)
             assert "error" in response.json()
@@ -240,15 +265,24 @@ def test_every_bad_request_gets_a_4xx_naming_the_problem(regressor):
         streamed = client.post("/predict", content=chunks,  # no Content-Length: streamed
                                headers={"content-type": "application/json"})
         assert streamed.status_code == 413 and "limit" in streamed.json()["error"]
+        with socket.create_connection((client.base_url.host, client.base_url.port)) as gone:
+            gone.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 1000\r\n\r\n{\"instances\"")
+        assert client.get("/v1/models").json() == {"models": ["houses"]}
         huge = (np.sign(model.coef_) * 1e308).tolist()  # finite rows, predictions that are not
         overflow = client.post("/predict", json={"instances": [huge]})
         assert overflow.status_code == 422 and "overflow" in overflow.json()["error"]
         assert predictions(client, ROWS, url="/predict")["predictions"] == \
             model.predict(np.array(ROWS)).tolist()  # still serving
-        counts = metric_values(client.get("/metrics").text)
+        deadline = time.monotonic() + 10  # the client that left is counted once it has
+        while ("fastgd_requests_total", frozenset({("route", "predict"), ("status", "499")})
+               ) not in (counts := metric_values(client.get("/metrics").text)):
+            assert time.monotonic() < deadline, "the client that left was not counted"
+            time.sleep(0.05)
     errors = sum(v for (name, labels), v in counts.items()
                  if name == "fastgd_request_errors_total" and ("route", "predict") in labels)
-    assert errors == len(BAD_REQUESTS) + 1 + 2 + 1  # and the 404, the two 413s, the 422
+    assert errors == len(BAD_REQUESTS) + 1 + 2 + 1 + 1  # the 404, the 413s, the 422, the 499
+    assert not [key for key in counts if ("status", "500") in key[1]]
 
 
 @pytest.mark.parametrize("parser", ["orjson", "json"])
@@ -297,6 +331,45 @@ def test_answers_of_every_kind_of_model(tmp_path, kind):
         np.testing.assert_allclose(answer["probabilities"], model.predict_proba(X),
                                    rtol=1e-15)
     assert served.metadata(tmp_path)["n_outputs"] == (3 if not proba else None)
+
+
+def test_a_csv_header_of_the_feature_names_is_a_header_even_when_they_are_numbers(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from fastgd.serving import app, models
+
+    X, y = problem()
+    model = fastgd.GDRegressor().fit(pd.DataFrame(X, columns=["1", "2", "3"]), y)
+    model.save(tmp_path / "m.fastgd")
+    served = models.load(tmp_path / "m.fastgd", "m")
+    answer, rows = app._predict(served, b"3,2,1\n7,8,9\n", "csv", False)
+    assert rows == 1 and json.loads(answer)["predictions"] == model.predict(
+        pd.DataFrame([[9.0, 8.0, 7.0]], columns=["1", "2", "3"])).tolist()
+
+
+def test_a_reload_that_failed_in_passing_is_tried_again(regressor, monkeypatch):
+    """No file descriptor left, say: the next look loads the file, though it has not
+    changed since; a file whose contents do not load waits for the next change."""
+    from fastgd.serving import models
+
+    model, path, X = regressor
+    served = models.ModelFile(path, "houses")
+    newer = fastgd.GDRegressor(alpha=1.0).fit(X, model.predict(X) + 1)
+    newer.save(path)
+    real_load = models.load
+
+    def exhausted(*args):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(models, "load", exhausted)
+    with pytest.raises(OSError):
+        served.reload()
+    monkeypatch.setattr(models, "load", real_load)
+    assert served.changed() and served.reload() is True
+    assert served.current.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes(b"not a model")
+    with pytest.raises(ValueError):
+        served.reload()
+    assert not served.changed()  # tried again when the file changes, not at every look
 
 
 def metric_values(text) -> dict:

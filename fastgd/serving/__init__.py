@@ -41,8 +41,9 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool =
     listening = _listen(host, port)
     served = app.state.models.current
     port = listening.getsockname()[1]  # port 0: the one the system chose
+    address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     print(f"serving {served.name!r} ({served.metadata(path)['kind']}, sha256 "
-          f"{served.sha256[:12]}) at http://{host}:{port}/v1/models/{served.name}:predict",
+          f"{served.sha256[:12]}) at http://{address}:{port}/v1/models/{served.name}:predict",
           flush=True)
     config = uvicorn.Config(app, host=host, port=port, access_log=access_log,
                             log_level="info")

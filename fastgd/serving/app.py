@@ -105,6 +105,7 @@ def create_app(path, *, name: str | None = None, max_body_bytes: int = MAX_BODY_
         Route("/v1/models/{name}:predict", server.observed("predict", server.predict),
               methods=["POST"]),
         Route("/predict", server.observed("predict", server.predict), methods=["POST"]),
+        Route("/v1/models", server.observed("metadata", server.models_list), methods=["GET"]),
         Route("/v1/models/{name}", server.observed("metadata", server.metadata),
               methods=["GET"]),
         Route("/v1/models/{name}/reload", server.observed("reload", server.reload),
@@ -128,12 +129,16 @@ class _Server:
 
     def observed(self, route: str, handler):
         """`handler` with its request counted and timed, and its errors as JSON."""
+        from starlette.requests import ClientDisconnect
+
         async def endpoint(request):
             start = time.perf_counter()
             try:
                 response = await handler(request)
             except BadRequest as problem:
                 response = _error(problem.status, str(problem))
+            except ClientDisconnect:  # nobody to answer: counted as nginx does, 499
+                response = _error(499, "the client closed the connection")
             except Exception:
                 log.exception("internal error on %s %s", request.method, request.url.path)
                 response = _error(500, "internal error (see the server's log)")
@@ -159,8 +164,13 @@ class _Server:
         return _json_response(200, content)
 
     async def metadata(self, request):
+        if request.path_params["name"].endswith(":predict"):
+            raise BadRequest(f"{request.url.path} takes POST", 405)
         return _json_response(200, json.dumps(self._served(request).metadata(
             self.models.path)).encode())
+
+    async def models_list(self, request):
+        return _json_response(200, json.dumps({"models": [self.models.current.name]}).encode())
 
     async def health(self, request):
         served = self.models.current
@@ -250,9 +260,11 @@ def _predict(served, body: bytes, kind: str, proba: bool):
     proba = proba or asked
     if proba and not served.is_classifier:
         raise BadRequest("probabilities are a classifier's; this model is a regressor")
-    predictions, probabilities = served.model.predictions(X, proba)
-    if not served.is_classifier and not np.isfinite(predictions).all():
+    # a classifier's probabilities are checked too: an infinite logit makes them NaN
+    predictions, probabilities = served.model.predictions(X, proba or served.is_classifier)
+    if not np.isfinite(probabilities if served.is_classifier else predictions).all():
         raise BadRequest("the predictions overflow (values too large for the model)", 422)
+    probabilities = probabilities if proba else None
     answer = {"predictions": predictions}
     if probabilities is not None:
         answer["probabilities"] = probabilities

@@ -9,8 +9,9 @@ first line none of whose cells is a number) or none.
 
 Anything else is a `BadRequest` naming the problem and where it is: a body that is not
 UTF-8 or not JSON, another shape of document, no or empty instances, rows of other lengths,
-unknown or missing features, values that are not numbers (or for an encoded column, not a
-level: a level never seen in training encodes as none), NaN and infinities.
+unknown or missing features, values that are not numbers (booleans included; for an
+encoded column, values that are not text or a number, and missing ones: a level never
+seen in training encodes as none), NaN and infinities.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 
+from fastgd._spill import NA_VALUES
 from fastgd.serving.models import Served
 
 try:
@@ -31,6 +34,9 @@ except ImportError:
 JSON_TYPES = ("application/json",)
 CSV_TYPES = ("text/csv",)
 BODY_KEYS = ("instances", "proba")
+MISSING_TEXT = frozenset(NA_VALUES)  # a CSV cell that pandas reads as missing
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf(inity)?|nan)",
+                    re.IGNORECASE | re.ASCII)
 
 
 class BadRequest(Exception):
@@ -55,14 +61,21 @@ def media_type(content_type: str | None) -> str:
 def rows_of(served: Served, body: bytes, kind: str):
     """(the model's input X for the body's rows, whether the body asks for probabilities)."""
     if kind == "csv":
-        (names, rows), proba = _csv(_text(body)), False
+        (names, rows), proba = _csv(_text(body), served.features), False
     else:
         names, rows, proba = _json(body)
     if names is not None:
         rows = _by_name(served, names, rows)
+    # what only a Python scan of the values finds, looked for where the bytes may hold it:
+    # booleans among JSON numbers (NumPy reads them as 1 and 0), numbers float() reads and
+    # a CSV file would not hold (1_000, other scripts' digits)
+    scan = (b"true" in body or b"false" in body if kind == "json"
+            else b"_" in body or not body.isascii())
     if served.encoding is not None:
-        return _encoded(served, rows, kind == "csv"), proba
-    return _numbers(rows, served.features or served.model.n_features_in_, kind == "csv"), proba
+        _check_lengths(rows, len(served.features), "instance", "values")
+        return _encoded(served, rows, kind == "csv", scan), proba
+    return _numbers(rows, served.features or served.model.n_features_in_, kind == "csv",
+                    scan), proba
 
 
 def _json(body: bytes):
@@ -87,7 +100,7 @@ def _json(body: bytes):
                 other = sorted(set(row) ^ set(names), key=str)[0]
                 raise BadRequest(f"instance {i} {'has' if other in row else 'lacks'} feature "
                                  f"{other!r}, unlike instance 0")
-        return names, [list(row.values()) for row in instances], proba
+        return names, [[row[name] for name in names] for row in instances], proba
     if all(isinstance(row, list) for row in instances):
         return None, instances, proba
     raise BadRequest('"instances" must all be lists of values, or all objects of values by '
@@ -104,7 +117,7 @@ def _parse_json(body: bytes):
             pass  # json's message (NaN: ours), or what only json reads (integers > 2**64)
     try:
         return json.loads(_text(body), parse_constant=_non_finite)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, ValueError) as error:  # ValueError: a 5,000-digit integer
         raise BadRequest(f"the body is not valid JSON: {error}") from None
     except RecursionError:
         raise BadRequest("the body's JSON is nested too deeply") from None
@@ -121,25 +134,28 @@ def _non_finite(constant: str):
     raise BadRequest(f"the body holds {constant}: values must be finite numbers")
 
 
-def _csv(text: str):
-    """(the header's names or None, rows of strings) of a CSV body."""
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+def _csv(text: str, features):
+    """(the header's names or None, rows of strings) of a CSV body. The first line is a
+    header if its cells are the model's feature names, or if none of them is a number."""
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text.removeprefix("\ufeff"))) if row]
+    except csv.Error as error:
+        raise BadRequest(f"the CSV body does not parse: {error}") from None
     if not rows:
         raise BadRequest("the CSV body has no rows")
-    header = not any(_is_number(cell) for cell in rows[0])  # names, none of them a number
+    header = ((features is not None and sorted(rows[0]) == sorted(features))
+              or not any(_is_number(cell) for cell in rows[0]))
     names, rows = (rows[0], rows[1:]) if header else (None, rows)
     if not rows:
         raise BadRequest("the CSV body has a header but no rows")
-    _check_lengths(rows, len(rows[0]) if names is None else len(names))
+    _check_lengths(rows, len(rows[0]) if names is None else len(names), "CSV row", "cells")
     return names, rows
 
 
 def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+    """A number as a CSV file writes one (Python's float() also takes 1_000 and other
+    scripts' digits)."""
+    return NUMBER.fullmatch(cell.strip()) is not None
 
 
 def _by_name(served: Served, names: list, rows: list) -> list:
@@ -160,15 +176,18 @@ def _by_name(served: Served, names: list, rows: list) -> list:
     return [[row[j] for j in order] for row in rows]
 
 
-def _check_lengths(rows: list, length: int) -> None:
-    for i, row in enumerate(rows):
-        if len(row) != length:
-            raise BadRequest(f"CSV row {i} has {len(row)} cells, unlike the first ({length})")
+def _check_lengths(rows: list, length: int, row: str, what: str) -> None:
+    for i, values in enumerate(rows):
+        if len(values) != length:
+            raise BadRequest(f"{row} {i} has {len(values)} {what}" + (
+                f", unlike the first ({length})" if row == "CSV row" else
+                f"; the model takes {length}"))
 
 
-def _numbers(rows: list, features, text: bool) -> np.ndarray:
+def _numbers(rows: list, features, text: bool, scan: bool = True) -> np.ndarray:
     """The rows as a float64 matrix of finite numbers, one column per feature (`features`:
-    their names, or their number); `text`: CSV cells, numbers written as text."""
+    their names, or their number); `text`: CSV cells, numbers written as text; `scan`:
+    check each value's type in Python, not only the array's."""
     names = features if isinstance(features, list) else None
     d = len(features) if names else features
     try:
@@ -184,19 +203,16 @@ def _numbers(rows: list, features, text: bool) -> np.ndarray:
         raise BadRequest(f"instances have {X.shape[1]} values; the model takes {d} features")
     where = (lambda j: repr(names[j])) if names else str
     if text:  # CSV cells: a cell that does not parse is found only then
+        if scan:
+            _check_values(rows, where, _is_number)
         try:
             X = X.astype(np.float64)
         except ValueError:
-            i, j = next((i, j) for i, row in enumerate(rows) for j, cell in enumerate(row)
-                        if not _is_number(cell))
-            raise BadRequest(f"row {i}, feature {where(j)}: {rows[i][j]!r} is not a "
-                             f"number") from None
-    elif X.dtype.kind not in "iuf":
-        for i, row in enumerate(rows):
-            for j, value in enumerate(row):
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise BadRequest(f"instance {i}, feature {where(j)}: {json.dumps(value)} "
-                                     f"is not a number")
+            _check_values(rows, where, _is_number)
+            raise BadRequest("a CSV cell is not a number") from None
+    elif scan or X.dtype.kind not in "iuf":
+        _check_values(rows, where, lambda value: isinstance(value, (int, float))
+                      and not isinstance(value, bool))
     try:
         X = X.astype(np.float64)
     except (OverflowError, ValueError):
@@ -207,18 +223,34 @@ def _numbers(rows: list, features, text: bool) -> np.ndarray:
     return X
 
 
-def _encoded(served: Served, rows: list, text: bool):
+def _check_values(rows, where, ok) -> None:
+    """A BadRequest naming the first value that is not ok(value)."""
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if not ok(value):
+                shown = repr(value) if isinstance(value, str) else json.dumps(value)
+                raise BadRequest(f"instance {i}, feature {where(j)}: {shown} is not a number")
+
+
+def _encoded(served: Served, rows: list, text: bool, scan: bool):
     """The rows of a model trained on text columns, encoded as `fastgd predict` does: its
     numeric columns checked as numbers, its text columns as the text they hold."""
     from fastgd._tables import pandas
 
     features, levels = served.features, served.encoding.levels
     numeric = [j for j, name in enumerate(features) if name not in levels]
+    rows = [[None if text and j not in numeric and value in MISSING_TEXT else value
+             for j, value in enumerate(row)] for row in rows]  # a CSV's missing text as NaN
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if j not in numeric and not isinstance(value, (str, int, float, type(None))):
+                raise BadRequest(f"instance {i}, feature {features[j]!r}: {json.dumps(value)} "
+                                 f"is not a level (text)")
     frame = pandas().DataFrame(rows, columns=features, dtype=object)
     frame.attrs["name"] = "the request"
     if numeric:
         values = _numbers([[row[j] for j in numeric] for row in rows],
-                          [features[j] for j in numeric], text)
+                          [features[j] for j in numeric], text, scan)
         for k, j in enumerate(numeric):
             frame[features[j]] = values[:, k]
     try:

@@ -45,6 +45,7 @@ class Served:
         model = self.model
         return {
             "name": self.name,
+            "ready": True,  # KServe's field: a server has a model from its start
             "kind": "classifier" if self.is_classifier else "regressor",
             "loss": model.loss.name,
             "n_features": len(self.features) if self.features else model.n_features_in_,
@@ -89,10 +90,18 @@ class ModelFile:
     def reload(self) -> bool:
         """Load the file as it is now; True if it held another model (now served), False
         if the same bytes. The ValueError or OSError of a file that does not load leaves
-        the model served as it was."""
+        the model served as it was. Such a file is tried again when it changes (a chmod
+        too), or at the next look after a passing failure (no file descriptors left)."""
         with self._lock:  # one reload at a time: the watcher's and a POST's
-            self._stamp = self._stat()
-            served = load(self.path, self.name)
+            stamp = self._stat()
+            try:
+                served = load(self.path, self.name)
+            except Exception as error:
+                if not isinstance(error, OSError) or isinstance(
+                        error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+                    self._stamp = stamp
+                raise
+            self._stamp = stamp
             if served.sha256 == self.current.sha256:
                 return False
             self.current = served
@@ -103,4 +112,4 @@ class ModelFile:
             s = os.stat(self.path)
         except OSError:
             return None
-        return s.st_ino, s.st_size, s.st_mtime_ns
+        return s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns  # ctime: chmod too
