@@ -5,17 +5,21 @@
 # is the LossKind below. Adding a loss: docs/architecture.md.
 
 from cython cimport floating
-from libc.math cimport NAN, exp, fabs, log, log1p
+from libc.math cimport NAN, exp, fabs, log, log1p, pow
 
 cdef enum LossKind:      # the `code` of each fastgd.losses class
     SQUARED = 0
     HUBER = 1
     LOG = 2
     MULTINOMIAL = 3
+    POISSON = 4
+    GAMMA = 5
+    TWEEDIE = 6
 
 ctypedef struct Loss:
     LossKind kind
-    double param      # the loss's parameter (fastgd.losses: Loss.param): Huber's delta
+    double param      # the loss's parameter (fastgd.losses: Loss.param): Huber's delta,
+                      # Tweedie's power
     Py_ssize_t k      # predictions per row (outputs, or classes for the multinomial loss)
     Py_ssize_t ky     # targets per row: k, or 1 (the class index) for the multinomial loss
 
@@ -78,6 +82,57 @@ cdef inline double log_d2loss(double z, double y) noexcept nogil:
     return e / ((1.0 + e) * (1.0 + e))
 
 
+# The log-link losses, scikit-learn's half deviances (sklearn/_loss/loss.py): z is the log
+# of the mean mu = e^z; each is 0 at mu = y, so that it is never negative.
+
+# half Poisson deviance (HalfPoissonLoss): e^z - y z + y log y - y (y >= 0);
+# d/dz = e^z - y; d2/dz2 = e^z
+cdef inline double poisson_loss(double z, double y, double* dz) noexcept nogil:
+    cdef double mu = exp(z)
+    dz[0] = mu - y
+    return mu - y * z + (y * log(y) - y if y > 0.0 else 0.0)
+
+cdef inline double poisson_d2loss(double z, double y) noexcept nogil:
+    return exp(z)
+
+
+# half Gamma deviance (HalfGammaLoss): z + y e^-z - log y - 1 (y > 0);
+# d/dz = 1 - y e^-z; d2/dz2 = y e^-z
+cdef inline double gamma_loss(double z, double y, double* dz) noexcept nogil:
+    cdef double ratio = y * exp(-z)
+    dz[0] = 1.0 - ratio
+    return z + ratio - log(y) - 1.0
+
+cdef inline double gamma_d2loss(double z, double y) noexcept nogil:
+    return y * exp(-z)
+
+
+# half Tweedie deviance of power p (HalfTweedieLoss; p = 1 and 2 are Poisson and Gamma):
+# e^((2-p) z) / (2-p) - y e^((1-p) z) / (1-p) + y^(2-p) / ((1-p)(2-p));
+# d/dz = e^((2-p) z) - y e^((1-p) z); d2/dz2 = (2-p) e^((2-p) z) - (1-p) y e^((1-p) z)
+cdef inline double tweedie_loss(double z, double y, double p, double* dz) noexcept nogil:
+    if p == 1.0:
+        return poisson_loss(z, y, dz)
+    if p == 2.0:
+        return gamma_loss(z, y, dz)
+    cdef double a = exp((2.0 - p) * z), b = y * exp((1.0 - p) * z)
+    dz[0] = a - b
+    return a / (2.0 - p) - b / (1.0 - p) + tweedie_constant(y, p)
+
+cdef inline double tweedie_constant(double y, double p) noexcept nogil:
+    """y^(2-p) / ((1-p)(2-p)), which makes the loss 0 at mu = y (0 at y = 0, p in (1, 2))."""
+    if p == 0.0:
+        return 0.5 * y * y
+    return pow(y, 2.0 - p) / ((1.0 - p) * (2.0 - p)) if y > 0.0 else 0.0
+
+cdef inline double tweedie_d2loss(double z, double y, double p) noexcept nogil:
+    if p == 1.0:
+        return poisson_d2loss(z, y)
+    if p == 2.0:
+        return gamma_d2loss(z, y)
+    return (2.0 - p) * exp((2.0 - p) * z) - (1.0 - p) * y * exp((1.0 - p) * z)
+
+
 # multinomial log loss (torch's CrossEntropyLoss) of k logits z against the class c:
 # log(sum_o e^z_o) - z_c, computed with the largest logit subtracted so that no exp
 # overflows; d/dz_o = softmax(z)_o - [o == c]. z becomes the derivative. Its Hessian in z is
@@ -128,6 +183,12 @@ cdef inline double elementwise_loss(const Loss* loss, double z, double y,
         return huber_loss(z, y, loss.param)
     if loss.kind == LOG:
         return log_loss(z, y, dz)
+    if loss.kind == POISSON:
+        return poisson_loss(z, y, dz)
+    if loss.kind == GAMMA:
+        return gamma_loss(z, y, dz)
+    if loss.kind == TWEEDIE:
+        return tweedie_loss(z, y, loss.param, dz)
     dz[0] = NAN  # a kind without its case here: non-finite, which training reports
     return NAN
 
@@ -140,6 +201,12 @@ cdef inline double elementwise_d2loss(const Loss* loss, double z, double y) noex
         return huber_d2loss(z, y, loss.param)
     if loss.kind == LOG:
         return log_d2loss(z, y)
+    if loss.kind == POISSON:
+        return poisson_d2loss(z, y)
+    if loss.kind == GAMMA:
+        return gamma_d2loss(z, y)
+    if loss.kind == TWEEDIE:
+        return tweedie_d2loss(z, y, loss.param)
     return NAN
 
 
@@ -180,6 +247,10 @@ cdef inline void run_of_kind(const Loss* loss, double* z, const floating* y,
         residuals_of(HUBER, loss.param, z, y, sw, m, losses, weights)
     elif loss.kind == LOG:
         residuals_of(LOG, 0.0, z, y, sw, m, losses, weights)
+    elif loss.kind == POISSON:
+        residuals_of(POISSON, 0.0, z, y, sw, m, losses, weights)
+    elif loss.kind == GAMMA:
+        residuals_of(GAMMA, 0.0, z, y, sw, m, losses, weights)
     else:  # correct for any elementwise kind, but a loop that branches on it each row
         residuals_of(loss.kind, loss.param, z, y, sw, m, losses, weights)
 

@@ -870,7 +870,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
     _losses = losses.names("regression")
     _y_checks = {"y_numeric": True, "multi_output": True}
 
-    def __init__(self, *, loss="squared", delta=1.0, optimizer="auto",
+    def __init__(self, *, loss="squared", delta=1.0, power=1.5, optimizer="auto",
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
                  weight_decay=0.01, history_size=10, line_search_fn="strong_wolfe",
                  tolerance_grad=1e-7, tolerance_change=1e-9, schedule="constant",

@@ -59,7 +59,7 @@ class Loss:
     class_indices: ClassVar[bool] = False    # targets: one class index a row, k >= 2 logits
     multiclass: ClassVar[str | None] = None  # classification: the loss of > 2 classes
     # inverse_link by name, for a graph that predicts without fastgd (fastgd/onnx.py):
-    # "identity", "logistic" (the softmax of (0, z)) or "softmax"
+    # "identity", "exp", "logistic" (the softmax of (0, z)) or "softmax"
     link: ClassVar[str] = "identity"
 
     def __init__(self, **params):
@@ -231,6 +231,128 @@ class Huber(Elementwise):
         return (np.abs(z - y) <= self.delta).astype(np.float64)
 
 
+class LogLink(Elementwise):
+    """A loss of z, the log of a mean mu = e^z, against y: scikit-learn's half deviances of
+    the log-link generalized linear models (sklearn/_loss/loss.py), each 0 at mu = y. Their
+    curvature grows with e^z: no bound (learning_rate="auto" needs one for SGD)."""
+
+    task, curvature, link = "regression", None, "exp"
+    # the targets it takes: (lowest, whether the lowest itself is allowed)
+    domain: ClassVar[tuple] = (0.0, True)
+
+    def inverse_link(self, Z):
+        return np.exp(Z)
+
+    def best_constant(self, total, sums):  # the log of the mean target (the MLE's mu)
+        with np.errstate(all="ignore"):
+            return np.log(np.maximum(sums / total, np.finfo(np.float64).tiny))
+
+    def check_targets(self, Y, k):
+        low, inclusive = self.domain
+        lowest = float(Y.min()) if len(Y) else np.inf
+        if lowest < low or (lowest == low and not inclusive):
+            raise ValueError(f"y must hold values {'>=' if inclusive else '>'} {low:g} for "
+                             f"loss='{self.name}'{self._power_words()}, got {lowest:g}")
+
+    def _power_words(self) -> str:
+        return ""
+
+
+def _poisson(z, y):  # (value, derivative, second derivative)
+    mu = np.exp(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        constant = np.where(y > 0, y * np.log(y) - y, 0.0)
+    return mu - y * z + constant, mu - y, mu
+
+
+def _gamma(z, y):
+    ratio = y * np.exp(-z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return z + ratio - np.log(y) - 1.0, 1.0 - ratio, ratio
+
+
+class Poisson(LogLink):
+    name, code = "poisson", 4
+    summary = ("e^z - y z + y log y - y, the half Poisson deviance of counts y >= 0 with "
+               "mu = e^z (scikit-learn's HalfPoissonLoss, torch's PoissonNLLLoss"
+               "(log_input=True) but for its constant): l' = e^z - y, l'' = e^z.")
+
+    def value(self, z, y):
+        return _poisson(z, y)[0]
+
+    def derivative(self, z, y):
+        return _poisson(z, y)[1]
+
+    def second_derivative(self, z, y):
+        return _poisson(z, y)[2]
+
+
+class Gamma(LogLink):
+    name, code = "gamma", 5
+    domain = (0.0, False)
+    summary = ("z + y e^-z - log y - 1, the half Gamma deviance of values y > 0 with "
+               "mu = e^z (scikit-learn's HalfGammaLoss): l' = 1 - y e^-z, l'' = y e^-z.")
+
+    def value(self, z, y):
+        return _gamma(z, y)[0]
+
+    def derivative(self, z, y):
+        return _gamma(z, y)[1]
+
+    def second_derivative(self, z, y):
+        return _gamma(z, y)[2]
+
+
+class Tweedie(LogLink):
+    name, code = "tweedie", 6
+    params = {"power": 1.5}
+    params_doc = {"power": "For loss=\"tweedie\": the power p of the Tweedie distribution "
+                           "(its variance is mu^p): 0 (normal, with the log link), 1 "
+                           "(Poisson), in (1, 2) (compound Poisson-Gamma: costs with "
+                           "zeros), 2 (Gamma), 3 (inverse Gaussian); 0 or >= 1."}
+    summary = ("e^((2-p) z) / (2-p) - y e^((1-p) z) / (1-p) + y^(2-p) / ((1-p)(2-p)), the "
+               "half Tweedie deviance of power p with mu = e^z (scikit-learn's "
+               "HalfTweedieLoss; p = 1 and 2 are the Poisson and Gamma losses), for y >= 0 "
+               "(p < 2) or y > 0 (p >= 2): l' = e^((2-p) z) - y e^((1-p) z).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if not (self.power == 0.0 or self.power >= 1.0):
+            raise ValueError(f"power must be 0 or >= 1 (no Tweedie distribution has a power "
+                             f"in (0, 1)), got {self.power:g}")
+
+    @property
+    def domain(self):
+        return ((-np.inf, True) if self.power == 0 else
+                (0.0, True) if self.power < 2 else (0.0, False))
+
+    def _power_words(self) -> str:
+        return f" with power={self.power:g}"
+
+    def _terms(self, z, y):
+        p = self.power
+        if p == 1.0:
+            return _poisson(z, y)
+        if p == 2.0:
+            return _gamma(z, y)
+        a, b = np.exp((2.0 - p) * z), y * np.exp((1.0 - p) * z)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            constant = (0.5 * y * y if p == 0 else np.where(
+                y > 0, np.power(np.where(y > 0, y, 1.0), 2.0 - p) / ((1.0 - p) * (2.0 - p)),
+                0.0))
+        return (a / (2.0 - p) - b / (1.0 - p) + constant, a - b,
+                (2.0 - p) * a - (1.0 - p) * b)
+
+    def value(self, z, y):
+        return self._terms(z, y)[0]
+
+    def derivative(self, z, y):
+        return self._terms(z, y)[1]
+
+    def second_derivative(self, z, y):
+        return self._terms(z, y)[2]
+
+
 class Log(Elementwise):
     name, code, task, curvature = "log", 2, "classification", 0.125
     multiclass, link = "multinomial", "logistic"
@@ -327,7 +449,8 @@ class Multinomial(Loss):
         return log_softmax(Z)
 
 
-LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (Squared, Huber, Log, Multinomial)}
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (Squared, Huber, Poisson, Gamma,
+                                                           Tweedie, Log, Multinomial)}
 
 
 def get(name, **settings) -> Loss:

@@ -29,7 +29,7 @@ def make_problem(n, d, *, dtype=np.float64, order="C", seed=0, noise=0.1, weight
 
 # The registries, as the tests cover them: every loss (with a parameter away from its default
 # where it has one) and every optimizer; a new entry is covered without editing the tests.
-LOSS_PARAMS = {"delta": 0.5}
+LOSS_PARAMS = {"delta": 0.5, "power": 1.7}
 LOSSES = [cls(**{key: LOSS_PARAMS.get(key, default) for key, default in cls.params.items()})
           for cls in losses.LOSSES.values()]
 ONE_OUTPUT_LOSSES = [loss for loss in LOSSES if loss.min_outputs == 1]
