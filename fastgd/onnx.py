@@ -10,7 +10,8 @@
   ``probabilities`` (N, n_classes), columns in the order of ``classes_``.
 
 The graph is the model's arithmetic: Z = X W + b (MatMul, Add) and the loss's inverse link
-(``Loss.link``): nothing for least squares and Huber; for the log loss the softmax of
+(``Loss.link``): nothing for least squares and Huber; Exp for the log-link losses
+(Poisson, Gamma, Tweedie); for the log loss the softmax of
 (0, z), which keeps a small probability's relative precision where 1 - sigmoid(z) would
 lose it; the softmax for several classes; the label is the class of the largest output
 (ArgMax, Gather), which picks as ``predict`` does. In float64 its outputs equal fastgd's to
@@ -34,6 +35,7 @@ from fastgd._files import atomic_write
 
 OPSET = 17  # ONNX Runtime 1.13 (2022) and newer run it
 DTYPES = (np.float32, np.float64)
+REGRESSION_LINKS = {"identity": "Identity", "exp": "Exp"}  # Loss.link: its operator
 
 
 def convert(model, dtype=np.float32, *, name: str = "fastgd"):
@@ -78,9 +80,9 @@ def emit(model, dtype, graph, X: str, outputs: list, labels=None) -> None:
                            _constant(graph, np.reshape(model.intercept_, -1).astype(dtype))])
     link = model.loss.link
     if model.classes_ is None:
-        if link != "identity":
+        if link not in REGRESSION_LINKS:
             raise ValueError(f"the {model.loss.name} loss has no ONNX form here")
-        graph.node("Identity", [z], outputs[0])
+        graph.node(REGRESSION_LINKS[link], [z], outputs[0])
         return
     if link == "logistic":  # the two classes' logits (0, z); zeros as z's, even if z is inf
         zero = graph.node("ConstantOfShape", [graph.node("Shape", [z])],

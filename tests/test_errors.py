@@ -49,7 +49,7 @@ KERNEL_CASES = [
     ((X, Y, COEF, 0.0), {"sample_weight": np.full(50, 1e307)}, ValueError,
      r"sample_weight values are too large"),
     ((X, Y, COEF, 0.0), {"n_threads": "2"}, TypeError, r"n_threads must be an integer"),
-    ((X, Y, COEF, 0.0), {"loss": "hinge"}, ValueError, r"loss must be one of 'squared'"),
+    ((X, Y, COEF, 0.0), {"loss": "cauchy"}, ValueError, r"loss must be one of 'squared'"),
     ((X, Y, COEF, 0.0), {"n_threads": 0}, ValueError, r"n_threads must be a positive"),
     ((X, Y, COEF, 0.0), {"n_threads": 1.5}, TypeError, r"n_threads must be an integer"),
 ]

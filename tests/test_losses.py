@@ -55,7 +55,12 @@ def test_log_loss_is_stable_at_extreme_logits(z):
 
 
 @pytest.mark.parametrize("kw,error,message", [
-    (dict(loss="hinge"), ValueError, "loss must be one of 'squared', 'huber', 'log'"),
+    (dict(loss="cauchy"), ValueError, "loss must be one of 'squared', 'huber', 'poisson', "
+     "'gamma', 'tweedie', 'log'"),
+    (dict(loss="tweedie", power=0.5), ValueError, r"power must be 0 or >= 1"),
+    (dict(loss="poisson"), ValueError, r"y must hold values >= 0 for loss='poisson', got -"),
+    (dict(loss="gamma"), ValueError, r"y must hold values > 0 for loss='gamma'"),
+    (dict(loss="tweedie", power=3), ValueError, r"> 0 for loss='tweedie' with power=3"),
     (dict(loss="huber", delta=0.0), ValueError, "delta must be"),
     (dict(loss="huber", delta="1"), TypeError, "delta must be a number"),
     (dict(loss="log"), ValueError, r"y must hold targets in \[0, 1\] for loss='log'"),

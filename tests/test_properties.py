@@ -246,7 +246,9 @@ def test_sparse_x_trains_as_its_dense_twin(shape, data, case, optimizer, batch_s
                     standardize=standardize, max_epochs=3, tol=None, random_state=0,
                     alpha=alpha, l1_ratio=l1_ratio, early_stopping=early_stopping,
                     loss="log" if model is GDClassifier else loss.name,  # (softmax: > 2 classes)
-                    **{p: getattr(loss, p) for p in loss.params})
+                    **{p: getattr(loss, p) for p in loss.params},
+                    # no curvature bound for learning_rate="auto": a rate of its own
+                    **({"learning_rate": 0.01} if loss.curvature is None else {}))
     runs = [model(**settings).fit(data_, y, sample_weight=weights)
             for data_ in (X, X.toarray())]
     for run in runs:
