@@ -113,7 +113,7 @@ def checked_problem(X, y, coef, intercept, loss, loss_params, sample_weight):
     for key, value in loss_params.items():
         if key not in known:
             raise TypeError(f"loss_and_grad() got an unexpected keyword argument {key!r}")
-        check_number(key, value)
+        losses.check_parameter(key, value)
     spec = losses.get(loss, **loss_params)
     coef = np.asarray(coef)
     k = max(coef.shape[0], 1) if coef.ndim == 2 else 1  # (0, d) is refused: no outputs

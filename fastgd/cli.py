@@ -31,7 +31,8 @@ OPTIONS = {"learning_rate": "--learning-rate", "max_epochs": "--epochs",  # esti
            "batch_size": "--batch-size", "validation_fraction": "--validation-fraction",
            "n_threads": "--threads", "random_state": "--seed"}
 METRICS = {  # key in --json: label printed
-    "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R²"},
+    "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R²",
+                   "deviance": "deviance", "d2": "D²"},  # the last two: log-link losses
     "classification": {"accuracy": "accuracy", "f1_macro": "F1 (macro)",
                        "log_loss": "log-loss"},
 }
@@ -519,6 +520,10 @@ def _estimator(task, args):
         params["loss"] = args.loss
     if args.alpha is not None:
         params["alpha"] = args.alpha
+    if args.power is not None:
+        if task == "classification" or params.get("loss") != "tweedie":
+            raise ValueError("--power is the power of --loss tweedie")
+        params["power"] = args.power
     estimator = fastgd.GDClassifier if task == "classification" else fastgd.GDRegressor
     return estimator(**params)
 
@@ -534,9 +539,16 @@ def _metrics(task, y, predicted, probabilities, model) -> dict:
     from sklearn import metrics
 
     if task == "regression":
-        return {"rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
-                "mae": float(metrics.mean_absolute_error(y, predicted)),
-                "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else None}
+        scores = {"rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
+                  "mae": float(metrics.mean_absolute_error(y, predicted)),
+                  "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else None}
+        loss = model.loss if isinstance(model.loss, losses.Loss) else model._fitted_loss()
+        if loss.deviance_score:  # the mean Tweedie deviance of its power, and D^2
+            scores["deviance"] = float(metrics.mean_tweedie_deviance(y, predicted,
+                                                                     power=loss.power))
+            scores["d2"] = (float(metrics.d2_tweedie_score(y, predicted, power=loss.power))
+                            if len(y) > 1 else None)
+        return scores
     seen = np.isin(y, model.classes_).all()  # else the log-loss is infinite
     return {"accuracy": float(metrics.accuracy_score(y, predicted)),
             "f1_macro": float(metrics.f1_score(y, predicted, average="macro",
@@ -548,6 +560,8 @@ def _metrics(task, y, predicted, probabilities, model) -> dict:
 def _print_scores(scores, task, title):
     print(f"{title}:")
     for key, label in METRICS[task].items():
+        if key not in scores:
+            continue
         value = "undefined" if scores[key] is None else f"{scores[key]:.6g}"
         print(f"  {label:<11} {value}")
 
@@ -779,6 +793,9 @@ def _train_options(p) -> None:
                    f"{' or '.join(CLASSIFICATION_LOSSES)}")
     p.add_argument("--alpha", type=_penalty, help="L2 penalty strength (default: 0 for "
                    "regression, 1e-3 for classification)")
+    p.add_argument("--power", type=number("0 or a number >= 1", lambda v: v == 0 or 1 <= v
+                                          < math.inf), metavar="P",
+                   help="--loss tweedie: its power (default: 1.5; 1 Poisson, 2 Gamma)")
     p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F",
                    help="rows held out to test on (default: %(default)s)")
     p.add_argument("--seed", type=_seed, default=0, help="for the split and the shuffling "

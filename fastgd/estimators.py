@@ -355,7 +355,7 @@ class _GDEstimator(BaseEstimator):
     def _check_params(self):
         check_choice("loss", self.loss, self._losses)
         for name, value in self._loss_settings().items():  # those of other losses too
-            check_number(name, value)
+            losses.check_parameter(name, value)
         check_choice("optimizer", self.optimizer, optimizer_names())
         check_choice("engine", self.engine, tuple(ENGINES))
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
@@ -918,6 +918,22 @@ class GDRegressor(RegressorMixin, _GDEstimator):
             return self._on_blocks(self.predict, X, None if self._one_output else len(self.coef_))
         z = self._linear(X)
         return self._fitted_loss().inverse_link(z)
+
+    def score(self, X, y, sample_weight=None):
+        """R^2 of the predictions; for the log-link losses (poisson, gamma, tweedie) D^2,
+        the share of the deviance explained, 1 - loss / (the best constant's loss), as
+        scikit-learn's PoissonRegressor, GammaRegressor and TweedieRegressor score."""
+        loss = self._fitted_loss()
+        if not loss.deviance_score:
+            return super().score(X, y, sample_weight)
+        if _dask.is_dask_array(X):
+            X, y = X.compute(), np.asarray(y)
+        problem = self._validate(X, y, sample_weight, reset=False)
+        Y, weights = problem.Y, problem.sample_weight
+        total, sums = loss.target_sums(Y, weights, problem.k)
+        null = loss.constant_loss(total, sums, lambda z: losses.constant_loss_sum(
+            loss, Y, weights, z))
+        return 1.0 - self._mean_loss(X, y, sample_weight) / null
 
     def _encode(self, y, dtype, sample_weight, reset):
         held = _dask.is_dask_array(y)  # checked on the workers, as in memory

@@ -50,6 +50,7 @@ class Loss:
     code: ClassVar[int]                      # LossKind in fastgd/_losses.pxd
     params: ClassVar[dict[str, float]] = {}  # parameter name: default
     params_doc: ClassVar[dict[str, str]] = {}  # parameter name: what it is, for docstrings
+    zero_allowed: ClassVar[tuple] = ()       # the parameters that may be 0 (else > 0)
     summary: ClassVar[str]
     task: ClassVar[str]                      # "regression" or "classification"
     curvature: ClassVar[float | None]        # sup l'' / 2 (the squared loss's is 2)
@@ -61,13 +62,17 @@ class Loss:
     # inverse_link by name, for a graph that predicts without fastgd (fastgd/onnx.py):
     # "identity", "exp", "logistic" (the softmax of (0, z)) or "softmax"
     link: ClassVar[str] = "identity"
+    # score: D^2, the share of the deviance the model explains (scikit-learn's GLMs' score),
+    # rather than R^2
+    deviance_score: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
         if unknown:
             raise TypeError(f"the {self.name} loss takes no parameter {sorted(unknown)[0]!r}")
         for key, default in self.params.items():
-            setattr(self, key, float(check_number(key, params.get(key, default))))
+            setattr(self, key, float(check_number(key, params.get(key, default),
+                                                  allow_zero=key in self.zero_allowed)))
 
     @property
     def param(self) -> float:
@@ -236,7 +241,7 @@ class LogLink(Elementwise):
     the log-link generalized linear models (sklearn/_loss/loss.py), each 0 at mu = y. Their
     curvature grows with e^z: no bound (learning_rate="auto" needs one for SGD)."""
 
-    task, curvature, link = "regression", None, "exp"
+    task, curvature, link, deviance_score = "regression", None, "exp", True
     # the targets it takes: (lowest, whether the lowest itself is allowed)
     domain: ClassVar[tuple] = (0.0, True)
 
@@ -272,7 +277,7 @@ def _gamma(z, y):
 
 
 class Poisson(LogLink):
-    name, code = "poisson", 4
+    name, code, power = "poisson", 4, 1.0  # power: the Tweedie power it is
     summary = ("e^z - y z + y log y - y, the half Poisson deviance of counts y >= 0 with "
                "mu = e^z (scikit-learn's HalfPoissonLoss, torch's PoissonNLLLoss"
                "(log_input=True) but for its constant): l' = e^z - y, l'' = e^z.")
@@ -288,7 +293,7 @@ class Poisson(LogLink):
 
 
 class Gamma(LogLink):
-    name, code = "gamma", 5
+    name, code, power = "gamma", 5, 2.0
     domain = (0.0, False)
     summary = ("z + y e^-z - log y - 1, the half Gamma deviance of values y > 0 with "
                "mu = e^z (scikit-learn's HalfGammaLoss): l' = 1 - y e^-z, l'' = y e^-z.")
@@ -305,7 +310,7 @@ class Gamma(LogLink):
 
 class Tweedie(LogLink):
     name, code = "tweedie", 6
-    params = {"power": 1.5}
+    params, zero_allowed = {"power": 1.5}, ("power",)
     params_doc = {"power": "For loss=\"tweedie\": the power p of the Tweedie distribution "
                            "(its variance is mu^p): 0 (normal, with the log link), 1 "
                            "(Poisson), in (1, 2) (compound Poisson-Gamma: costs with "
@@ -471,6 +476,13 @@ def parameter_names() -> set:
     """The parameters of all the registry's losses (an estimator offering several losses
     takes them all as its own)."""
     return {key for cls in LOSSES.values() for key in cls.params}
+
+
+def check_parameter(name: str, value) -> None:
+    """A TypeError or ValueError unless `value` is a valid value of the losses' parameter
+    `name` (a number > 0, or >= 0 for those that may be 0)."""
+    check_number(name, value, allow_zero=any(name in cls.zero_allowed
+                                             for cls in LOSSES.values()))
 
 
 def names(task: str) -> tuple:
