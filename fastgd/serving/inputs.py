@@ -239,11 +239,15 @@ def _encoded(served: Served, rows: list, text: bool, scan: bool):
 
     features, levels = served.features, served.encoding.levels
     numeric = [j for j, name in enumerate(features) if name not in levels]
-    rows = [[None if text and j not in numeric and value in MISSING_TEXT else value
-             for j, value in enumerate(row)] for row in rows]  # a CSV's missing text as NaN
+    encoded = [j for j, name in enumerate(features) if name in levels]
+    for row in rows if text else ():  # a CSV's missing text, as pandas reads it: NaN
+        for j in encoded:
+            if row[j] in MISSING_TEXT:
+                row[j] = None
     for i, row in enumerate(rows):
-        for j, value in enumerate(row):
-            if j not in numeric and not isinstance(value, (str, int, float, type(None))):
+        for j in encoded:
+            value = row[j]
+            if not isinstance(value, (str, int, float, type(None))):
                 raise BadRequest(f"instance {i}, feature {features[j]!r}: {json.dumps(value)} "
                                  f"is not a level (text)")
     frame = pandas().DataFrame(rows, columns=features, dtype=object)
