@@ -262,6 +262,19 @@ class LogLink(Elementwise):
     def _power_words(self) -> str:
         return ""
 
+    def terms(self, z, y):
+        """(value, derivative, second derivative) in z, elementwise."""
+        raise NotImplementedError
+
+    def value(self, z, y):
+        return self.terms(z, y)[0]
+
+    def derivative(self, z, y):
+        return self.terms(z, y)[1]
+
+    def second_derivative(self, z, y):
+        return self.terms(z, y)[2]
+
 
 def _poisson(z, y):  # (value, derivative, second derivative)
     mu = np.exp(z)
@@ -282,14 +295,8 @@ class Poisson(LogLink):
                "mu = e^z (scikit-learn's HalfPoissonLoss, torch's PoissonNLLLoss"
                "(log_input=True) but for its constant): l' = e^z - y, l'' = e^z.")
 
-    def value(self, z, y):
-        return _poisson(z, y)[0]
-
-    def derivative(self, z, y):
-        return _poisson(z, y)[1]
-
-    def second_derivative(self, z, y):
-        return _poisson(z, y)[2]
+    def terms(self, z, y):
+        return _poisson(z, y)
 
 
 class Gamma(LogLink):
@@ -298,14 +305,8 @@ class Gamma(LogLink):
     summary = ("z + y e^-z - log y - 1, the half Gamma deviance of values y > 0 with "
                "mu = e^z (scikit-learn's HalfGammaLoss): l' = 1 - y e^-z, l'' = y e^-z.")
 
-    def value(self, z, y):
-        return _gamma(z, y)[0]
-
-    def derivative(self, z, y):
-        return _gamma(z, y)[1]
-
-    def second_derivative(self, z, y):
-        return _gamma(z, y)[2]
+    def terms(self, z, y):
+        return _gamma(z, y)
 
 
 class Tweedie(LogLink):
@@ -334,7 +335,7 @@ class Tweedie(LogLink):
     def _power_words(self) -> str:
         return f" with power={self.power:g}"
 
-    def _terms(self, z, y):
+    def terms(self, z, y):
         p = self.power
         if p == 1.0:
             return _poisson(z, y)
@@ -347,15 +348,6 @@ class Tweedie(LogLink):
                 0.0))
         return (a / (2.0 - p) - b / (1.0 - p) + constant, a - b,
                 (2.0 - p) * a - (1.0 - p) * b)
-
-    def value(self, z, y):
-        return self._terms(z, y)[0]
-
-    def derivative(self, z, y):
-        return self._terms(z, y)[1]
-
-    def second_derivative(self, z, y):
-        return self._terms(z, y)[2]
 
 
 class Log(Elementwise):
