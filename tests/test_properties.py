@@ -249,13 +249,23 @@ def test_sparse_x_trains_as_its_dense_twin(shape, data, case, optimizer, batch_s
                     **{p: getattr(loss, p) for p in loss.params},
                     # no curvature bound for learning_rate="auto": a rate of its own
                     **({"learning_rate": 0.01} if loss.curvature is None else {}))
-    runs = [model(**settings).fit(data_, y, sample_weight=weights)
-            for data_ in (X, X.toarray())]
-    for run in runs:
-        run.partial_fit(X if run is runs[0] else X.toarray(), y, sample_weight=weights)
+
+    def trained(data_):
+        try:
+            run = model(**settings).fit(data_, y, sample_weight=weights)
+            return run.partial_fit(data_, y, sample_weight=weights)
+        except fastgd.DivergenceError as error:  # e^z may overflow at a rate of 0.01
+            return str(error)
+
+    sparse, dense = trained(X), trained(X.toarray())
+    if isinstance(dense, str):  # the same divergence, at the same epoch, from the same loss
+        assert sparse == dense
+        return
     rtol = 1e-9 if X.dtype == np.float64 else 1e-4
-    sparse, dense = runs
-    scale = max(np.max(np.abs(dense.coef_)), np.max(np.abs(dense.intercept_)), 1e-300)
+    # the parameters' scale, at least 1e-6: log-link models of y near 1 sit near 0, where
+    # the two runs' rounding (1e-17) is all that differs
+    scale = max(np.max(np.abs(dense.coef_)), np.max(np.abs(dense.intercept_)),
+                1e-6 if loss.link == "exp" else 1e-300)
     assert_allclose(sparse.coef_, dense.coef_, rtol=rtol, atol=rtol * scale)
     assert_allclose(sparse.intercept_, dense.intercept_, rtol=rtol, atol=rtol * scale)
     assert_allclose(sparse.history_["loss"], dense.history_["loss"], rtol=rtol,
