@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastgd._timing import median_seconds
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -203,19 +205,8 @@ def _in_process(model, peer, rows) -> list:
                  "onnxruntime float32": lambda R=R32: sessions[np.float32].run(None, {"X": R}),
                  "onnxruntime float64": lambda R=R: sessions[np.float64].run(None, {"X": R})}
         for name, call in calls.items():
-            results.append({"rows": n, "call": name, "us": _median_us(call)})
+            results.append({"rows": n, "call": name, "us": 1e6 * median_seconds(call, 2000)})
     return results
-
-
-def _median_us(call, repeats=2000) -> float:
-    for _ in range(100):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        call()
-        times.append(time.perf_counter_ns() - start)
-    return float(np.median(times)) / 1e3
 
 
 def _report(results, swap, in_process, args) -> None:

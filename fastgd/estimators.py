@@ -584,7 +584,10 @@ class _GDEstimator(BaseEstimator):
     def _mean_loss(self, X, y, sample_weight=None) -> float:
         """The fitted model's mean loss on (X, y): the history's losses are each step's
         start, and a solver's last step (Newton's exact one, say) ends elsewhere."""
-        problem = self._validate(X, y, sample_weight, reset=False)
+        return self._loss_on(self._validate(X, y, sample_weight, reset=False))
+
+    def _loss_on(self, problem) -> float:
+        """The fitted model's mean loss on a validated problem."""
         coef, intercept = self._parameters()
         return float(engine_for(problem.X, self.engine, self.n_threads).loss_and_grad(
             problem, coef, intercept)[0])
@@ -933,7 +936,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         total, sums = loss.target_sums(Y, weights, problem.k)
         null = loss.constant_loss(total, sums, lambda z: losses.constant_loss_sum(
             loss, Y, weights, z))
-        return 1.0 - self._mean_loss(X, y, sample_weight) / null
+        return 1.0 - self._loss_on(problem) / null
 
     def _encode(self, y, dtype, sample_weight, reset):
         held = _dask.is_dask_array(y)  # checked on the workers, as in memory

@@ -32,6 +32,7 @@ import json
 import numpy as np
 
 from fastgd._files import atomic_write
+from fastgd._version import __version__
 
 OPSET = 17  # ONNX Runtime 1.13 (2022) and newer run it
 DTYPES = (np.float32, np.float64)
@@ -54,7 +55,7 @@ def convert(model, dtype=np.float32, *, name: str = "fastgd"):
     proto = helper.make_model(
         helper.make_graph(graph.nodes, name, [X], typed),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastgd",
-        producer_version=_version())
+        producer_version=__version__)
     names = model.feature_names_in_
     if names is not None:  # what each column of X is, for whoever loads the graph
         helper.set_model_props(proto, {"feature_names": json.dumps([str(n) for n in names])})
@@ -153,9 +154,3 @@ def _onnx():
     except ImportError as error:
         raise ImportError("ONNX export needs onnx: pip install 'fastgd[onnx]'") from error
     return onnx
-
-
-def _version() -> str:
-    from fastgd._version import __version__
-
-    return __version__

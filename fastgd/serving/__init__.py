@@ -25,18 +25,16 @@ import contextlib
 import signal
 import socket
 
-from fastgd.serving.app import MAX_BODY_BYTES, POLL_SECONDS, create_app
+from fastgd.serving.app import MAX_BODY_BYTES, POLL_SECONDS, create_app, require
 
 
 def serve(path, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False,
           **options) -> None:
     """Serve the model file at `path` until interrupted (create_app's `options`). A port
     that cannot be listened on is an OSError saying so, before anything serves."""
-    try:
-        import uvicorn
-    except ImportError as error:
-        raise ImportError("fastgd serve needs uvicorn, starlette and prometheus-client: "
-                          "pip install 'fastgd[serve]'") from error
+    require("uvicorn")
+    import uvicorn
+
     app = create_app(path, **options)
     listening = _listen(host, port)
     served = app.state.models.current

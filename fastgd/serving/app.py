@@ -77,7 +77,7 @@ def create_app(path, *, name: str | None = None, max_body_bytes: int = MAX_BODY_
     (default: the file's name without its extension). A file that is missing or not a
     model is a ValueError or OSError here, before anything serves. `poll_seconds` None:
     reload on POST only."""
-    _require()
+    require()
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.routing import Route
@@ -294,13 +294,17 @@ def _error(status: int, message: str, headers=None):
                     media_type="application/json", headers=headers)
 
 
-def _require() -> None:
-    try:
-        import prometheus_client  # noqa: F401
-        import starlette  # noqa: F401
-    except ImportError as error:
-        raise ImportError(f"fastgd serve needs starlette, uvicorn and prometheus-client "
-                          f"({error.name} is missing): pip install 'fastgd[serve]'") from None
+def require(*modules) -> None:
+    """An ImportError naming the extra unless `modules` (default: the application's) are
+    installed."""
+    import importlib
+
+    for module in modules or ("starlette", "prometheus_client"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ImportError(f"fastgd serve needs starlette, uvicorn and prometheus-client "
+                              f"({module} is missing): pip install 'fastgd[serve]'") from None
 
 
 def _model_name(path) -> str:

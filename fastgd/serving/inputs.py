@@ -72,7 +72,8 @@ def rows_of(served: Served, body: bytes, kind: str):
     scan = (b"true" in body or b"false" in body if kind == "json"
             else b"_" in body or not body.isascii())
     if served.encoding is not None:
-        _check_lengths(rows, len(served.features), "instance", "values")
+        _check_lengths(rows, len(served.features),
+                       "instance {i} has {n} values; the model takes {length}")
         return _encoded(served, rows, kind == "csv", scan), proba
     return _numbers(rows, served.features or served.model.n_features_in_, kind == "csv",
                     scan), proba
@@ -148,7 +149,8 @@ def _csv(text: str, features):
     names, rows = (rows[0], rows[1:]) if header else (None, rows)
     if not rows:
         raise BadRequest("the CSV body has a header but no rows")
-    _check_lengths(rows, len(rows[0]) if names is None else len(names), "CSV row", "cells")
+    _check_lengths(rows, len(rows[0]) if names is None else len(names),
+                   "CSV row {i} has {n} cells, unlike the first ({length})")
     return names, rows
 
 
@@ -176,12 +178,12 @@ def _by_name(served: Served, names: list, rows: list) -> list:
     return [[row[j] for j in order] for row in rows]
 
 
-def _check_lengths(rows: list, length: int, row: str, what: str) -> None:
+def _check_lengths(rows: list, length: int, message: str) -> None:
+    """A BadRequest of `message` (formatted with i, n and length) for the first row whose
+    length n is not `length`."""
     for i, values in enumerate(rows):
         if len(values) != length:
-            raise BadRequest(f"{row} {i} has {len(values)} {what}" + (
-                f", unlike the first ({length})" if row == "CSV row" else
-                f"; the model takes {length}"))
+            raise BadRequest(message.format(i=i, n=len(values), length=length))
 
 
 def _numbers(rows: list, features, text: bool, scan: bool = True) -> np.ndarray:
