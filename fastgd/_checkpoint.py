@@ -37,7 +37,7 @@ def fingerprint(engine, problem) -> dict:
     y), and what the engine adds (in memory a hash of 64 whole rows of X, y and the
     weights; on a cluster the row blocks, as mini-batch epochs run block by block)."""
     mean, var = engine.column_stats(problem)
-    digest = hashlib.sha256(np.concatenate([mean, var, [engine.constant_loss(problem)]])
+    digest = hashlib.sha256(np.concatenate([mean, var, [engine.best_constant(problem)[1]]])
                             .tobytes())
     own = engine.fingerprint(problem, digest)
     return {"rows": int(engine.n_rows(problem)), "features": int(problem.n_features),

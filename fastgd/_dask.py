@@ -379,15 +379,27 @@ class DaskEngine:
         mean_weight = sum(shards.map(_weight)) / shards.shape[0]
         return max(shards.map(_largest_row_norm, std=std, mean_weight=mean_weight))
 
-    def constant_loss(self, problem) -> float:
-        """Loss.constant_loss over the shards: each shard's sums, added in shard order."""
+    def best_constant(self, problem) -> tuple:
+        """Loss.best_constant_and_loss over the shards: each shard's sums, added in shard
+        order."""
         _held(problem)
         shards, loss = problem.X, problem.loss
         total = sums = 0.0
         for shard_total, shard_sums in shards.map(_target_sums, loss=loss, k=problem.k):
             total, sums = total + shard_total, sums + shard_sums
-        return loss.constant_loss(total, sums, lambda z: sum(
+        return loss.best_constant_and_loss(total, sums, problem.k, lambda z: sum(
             shards.map(_constant_loss_sum, z=z, loss=loss)))
+
+    def nearest_rows(self, problem, coef, intercept, count: int, direction=None,
+                     on=0.0, output=0) -> tuple:
+        """Each shard's nearest `count`, the nearest of them all."""
+        _held(problem)
+        found = problem.X.map(_nearest_rows, problem.rows, coef=coef, intercept=intercept,
+                              count=count, direction=direction, on=on, output=output)
+        distance, X, Y, weights = (np.concatenate([part[i] for part in found])
+                                   for i in range(4))
+        nearest = np.argsort(distance, kind="stable")[:count]
+        return X[nearest], Y[nearest], weights[nearest], sum(part[4] for part in found)
 
     def fingerprint(self, problem, digest) -> dict:
         """The row blocks (mini-batch epochs run block by block); no rows are hashed."""
@@ -426,6 +438,12 @@ def _largest_row_norm(shard, std, mean_weight):
 def _target_sums(shard, loss, k):
     _, Y, sample_weight, _ = shard
     return loss.target_sums(Y, sample_weight, k)
+
+
+def _nearest_rows(shard, coef, intercept, count, direction, on, output):
+    X, Y, sample_weight, _ = shard
+    return reference.nearest_rows(X, Y, sample_weight, coef, intercept, count,
+                                  direction=direction, on=on, output=output)
 
 
 def _constant_loss_sum(shard, z, loss):

@@ -15,11 +15,13 @@ cdef enum LossKind:      # the `code` of each fastgd.losses class
     POISSON = 4
     GAMMA = 5
     TWEEDIE = 6
+    QUANTILE = 7
 
 ctypedef struct Loss:
     LossKind kind
     double param      # the loss's parameter (fastgd.losses: Loss.param): Huber's delta,
-                      # Tweedie's power
+                      # Tweedie's power, the quantile
+    double smoothing  # a non-smooth loss's smoothing width (Loss.smoothing; 0: none)
     Py_ssize_t k      # predictions per row (outputs, or classes for the multinomial loss)
     Py_ssize_t ky     # targets per row: k, or 1 (the class index) for the multinomial loss
 
@@ -29,6 +31,7 @@ cdef inline Loss loss_of(object loss, Py_ssize_t k) except *:
     cdef Loss spec
     spec.kind = <LossKind><int>loss.code
     spec.param = loss.param
+    spec.smoothing = loss.smoothing
     spec.k = k
     spec.ky = loss.targets_per_row(k)
     if k < loss.min_outputs:  # (one output has loops for elementwise losses only)
@@ -133,6 +136,37 @@ cdef inline double tweedie_d2loss(double z, double y, double p) noexcept nogil:
     return (2.0 - p) * exp((2.0 - p) * z) - (1.0 - p) * y * exp((1.0 - p) * z)
 
 
+# pinball loss of the q-quantile (scikit-learn's PinballLoss), r = y - z: q r where r >= 0,
+# else (q - 1) r; d/dz = -q where r >= 0, else 1 - q; no second derivative (0). Smoothed
+# with width h > 0 (fastgd.losses.Quantile.smoothed): r^2 / (2 h) on the band
+# -(1 - q) h <= r <= q h, d/dz = -r / h there; outside it the pinball loss less q high / 2
+# (above) or plus (1 - q) low / 2 (below), with its derivative. Its curvature for Newton:
+# 1 / h on the band, min(1 / h, 1 / (2 |r|)) off it, iteratively reweighted least squares'
+# weight where the loss is linear (Quantile.hessian).
+cdef inline double quantile_loss(double z, double y, double q, double h,
+                                 double* dz) noexcept nogil:
+    cdef double r = y - z, low = -(1.0 - q) * h, high = q * h
+    if h == 0.0:
+        dz[0] = -q if r >= 0.0 else 1.0 - q
+        return q * r if r >= 0.0 else (q - 1.0) * r
+    if r > high:
+        dz[0] = -q
+        return q * r - 0.5 * q * high
+    if r < low:
+        dz[0] = 1.0 - q
+        return (q - 1.0) * r + 0.5 * (1.0 - q) * low
+    dz[0] = -r / h
+    return 0.5 * r * r / h
+
+cdef inline double quantile_d2loss(double z, double y, double q, double h) noexcept nogil:
+    cdef double r = y - z
+    if h == 0.0:
+        return 0.0
+    if -(1.0 - q) * h <= r <= q * h or 2.0 * fabs(r) <= h:
+        return 1.0 / h
+    return 0.5 / fabs(r)
+
+
 # multinomial log loss (torch's CrossEntropyLoss) of k logits z against the class c:
 # log(sum_o e^z_o) - z_c, computed with the largest logit subtracted so that no exp
 # overflows; d/dz_o = softmax(z)_o - [o == c]. z becomes the derivative. Its Hessian in z is
@@ -189,6 +223,8 @@ cdef inline double elementwise_loss(const Loss* loss, double z, double y,
         return gamma_loss(z, y, dz)
     if loss.kind == TWEEDIE:
         return tweedie_loss(z, y, loss.param, dz)
+    if loss.kind == QUANTILE:
+        return quantile_loss(z, y, loss.param, loss.smoothing, dz)
     dz[0] = NAN  # a kind without its case here: non-finite, which training reports
     return NAN
 
@@ -207,6 +243,8 @@ cdef inline double elementwise_d2loss(const Loss* loss, double z, double y) noex
         return gamma_d2loss(z, y)
     if loss.kind == TWEEDIE:
         return tweedie_d2loss(z, y, loss.param)
+    if loss.kind == QUANTILE:
+        return quantile_d2loss(z, y, loss.param, loss.smoothing)
     return NAN
 
 
@@ -252,18 +290,19 @@ cdef inline void run_of_kind(const Loss* loss, double* z, const floating* y,
     elif loss.kind == GAMMA:
         residuals_of(GAMMA, 0.0, z, y, sw, m, losses, weights)
     else:  # correct for any elementwise kind, but a loop that branches on it each row
-        residuals_of(loss.kind, loss.param, z, y, sw, m, losses, weights)
+        residuals_of(loss.kind, loss.param, z, y, sw, m, losses, weights, loss.smoothing)
 
 
 cdef inline void residuals_of(LossKind kind, double param, double* z, const floating* y,
                               const floating* sw, Py_ssize_t m, double* losses,
-                              double* weights) noexcept nogil:
+                              double* weights, double smoothing=0.0) noexcept nogil:
     """elementwise_run for one loss kind (a constant where it is inlined)."""
     cdef Loss spec
     cdef double wi, dz
     cdef Py_ssize_t i
     spec.kind = kind
     spec.param = param
+    spec.smoothing = smoothing
     spec.k = 1
     spec.ky = 1
     for i in range(m):

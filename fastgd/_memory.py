@@ -93,12 +93,19 @@ class InMemory:
             sample_weight.mean(dtype=np.float64))
         return reference.largest_row_norm(problem.X, sample_weight, std, mean_weight)
 
-    def constant_loss(self, problem: Problem) -> float:
+    def best_constant(self, problem: Problem) -> tuple:
         """Y is read by blocks of rows (bounded temporaries); X not at all."""
         loss, Y, sample_weight = problem.loss, problem.Y, problem.sample_weight
-        total, sums = loss.target_sums(Y, sample_weight, problem.k)
-        return loss.constant_loss(total, sums,
-                                  lambda z: constant_loss_sum(loss, Y, sample_weight, z))
+        return loss.best_constant_and_loss(
+            *loss.target_sums(Y, sample_weight, problem.k), problem.k,
+            lambda z: constant_loss_sum(loss, Y, sample_weight, z))
+
+    def nearest_rows(self, problem: Problem, coef, intercept, count: int,
+                     direction=None, on=0.0, output=0) -> tuple:
+        """In NumPy by blocks of rows (bounded temporaries), for both modules."""
+        return reference.nearest_rows(problem.X, problem.Y, problem.sample_weight, coef,
+                                      intercept, count, problem.rows, direction, on,
+                                      output)[1:]
 
     def fingerprint(self, problem: Problem, digest) -> dict:
         """A hash of SAMPLED_ROWS whole rows of X, Y and the weights, and X's dtype."""

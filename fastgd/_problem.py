@@ -148,8 +148,19 @@ class Engine(Protocol):
     def largest_row_norm(self, problem: Problem, std: Standardization | None) -> float:
         """max over rows of (|x_i|^2 + 1) w_i / mean(w) (x_i standardized by std)."""
 
-    def constant_loss(self, problem: Problem) -> float:
-        """The mean loss of the best constant prediction (Loss.constant_loss)."""
+    def best_constant(self, problem: Problem) -> tuple:
+        """(the best constant raw output (k,), its mean loss): the prediction that ignores X
+        (Loss.best_constant_and_loss)."""
+
+    def nearest_rows(self, problem: Problem, coef, intercept, count: int,
+                     direction=None, on: float = 0.0, output: int = 0) -> tuple:
+        """(X's rows (m, d) float64, their Y (m, ky), weights (m,), the weight of all the
+        problem's rows): the m = min(count, such rows) rows with weight nearest the model
+        (coef (k, d), intercept (k,), original units) in `output`, nearest first: by the
+        residual's size, or along a direction (coef (d,), intercept) by the step at which
+        the residual reaches 0, leaving out the rows within `on` of 0 already
+        (fastgd.reference.nearest_rows). The smoothing's crossover
+        reads them (solvers/smoothing.py)."""
 
     def fingerprint(self, problem: Problem, digest) -> dict:
         """What tells this data from other data, beyond its statistics: the engine's own

@@ -76,7 +76,7 @@ class Counted:
 
     PASSES = frozenset({"loss_and_grad", "hessian", "hessian_vector", "moments",
                         "column_stats", "run_epoch",
-                        "largest_row_norm"})
+                        "largest_row_norm", "nearest_rows"})
 
     def __init__(self, engine):
         self.engine, self.passes = engine, 0
@@ -126,7 +126,8 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, 
           early_stopping: EarlyStopping | None = None, resume: LoopState | None = None,
           checkpoint=None, checkpoint_every: int = 1) -> FitResult:
     """Train from (coef (k, d), intercept (k,)) on `problem` (all its rows) by `solver`;
-    parameters in and out in original units.
+    parameters in and out in original units. intercept None: the best constant prediction's
+    for a loss that starts there (Loss.starts_at_constant), else zeros.
 
     history["loss"][k] is the mean training loss seen by step k's first pass (for
     mini-batches, each batch's loss before its update, weighted by the batch's weight),
@@ -160,13 +161,18 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, 
     # scale and every step of a solver that reads them (Newton).
     moments = (engine.moments(problem) if state is None and not early_stopping
                and solver.reads_moments(problem) else None)
+    from_constant = state is None and intercept is None and problem.loss.starts_at_constant
+    constant = (engine.best_constant(problem) if from_constant or (
+        tol is not None and not moments) else None)
+    if state is None and intercept is None:
+        intercept = constant[0] if from_constant else np.zeros(problem.k)
     if state is None:
         std = Standardization.fit(engine, problem, moments, center=standardize != "scale"
                                   and solver.centers(problem)) if standardize else None
         state = solver.new_state(as_theta(*(std.from_original(coef, intercept) if std
                                             else (coef, intercept))), std)
     tol_scale = (None if tol is None else problem.loss.constant_from_moments(moments)
-                 if moments else engine.constant_loss(problem))
+                 if moments else constant[1])
     state = solver.start(engine, problem, state, engine.n_rows(training),
                          threshold=tol * tol_scale if tol_scale and not early_stopping
                          else None, moments=moments)

@@ -30,9 +30,11 @@ REGRESSION_LOSSES, CLASSIFICATION_LOSSES = losses.names("regression"), losses.na
 OPTIONS = {"learning_rate": "--learning-rate", "max_epochs": "--epochs",  # estimator: CLI
            "batch_size": "--batch-size", "validation_fraction": "--validation-fraction",
            "n_threads": "--threads", "random_state": "--seed"}
+LOSS_OPTIONS = {"power": "tweedie", "quantile": "quantile"}  # a loss's option: its loss
 METRICS = {  # key in --json: label printed
     "regression": {"rmse": "RMSE", "mae": "MAE", "r2": "R²",
-                   "deviance": "deviance", "d2": "D²"},  # the last two: log-link losses
+                   # the log-link losses' deviance, the quantile loss's pinball, and D²
+                   "deviance": "deviance", "pinball": "pinball", "d2": "D²"},
     "classification": {"accuracy": "accuracy", "f1_macro": "F1 (macro)",
                        "log_loss": "log-loss"},
 }
@@ -520,10 +522,12 @@ def _estimator(task, args):
         params["loss"] = args.loss
     if args.alpha is not None:
         params["alpha"] = args.alpha
-    if args.power is not None:
-        if task == "classification" or params.get("loss") != "tweedie":
-            raise ValueError("--power is the power of --loss tweedie")
-        params["power"] = args.power
+    for name, owner in LOSS_OPTIONS.items():  # the losses' parameters, each its loss's
+        value = getattr(args, name)
+        if value is not None:
+            if params.get("loss") != owner:
+                raise ValueError(f"--{name} is the {name} of --loss {owner}")
+            params[name] = value
     estimator = fastgd.GDClassifier if task == "classification" else fastgd.GDRegressor
     return estimator(**params)
 
@@ -547,6 +551,11 @@ def _metrics(task, y, predicted, probabilities, model) -> dict:
             scores["deviance"] = float(metrics.mean_tweedie_deviance(y, predicted,
                                                                      power=loss.power))
             scores["d2"] = (float(metrics.d2_tweedie_score(y, predicted, power=loss.power))
+                            if len(y) > 1 else None)
+        if loss.name == "quantile":  # the mean pinball loss of its quantile, and its D^2
+            scores["pinball"] = float(metrics.mean_pinball_loss(y, predicted,
+                                                                alpha=loss.quantile))
+            scores["d2"] = (float(metrics.d2_pinball_score(y, predicted, alpha=loss.quantile))
                             if len(y) > 1 else None)
         return scores
     seen = np.isin(y, model.classes_).all()  # else the log-loss is infinite
@@ -796,6 +805,9 @@ def _train_options(p) -> None:
     p.add_argument("--power", type=number("0 or a number >= 1", lambda v: v == 0 or 1 <= v
                                           < math.inf), metavar="P",
                    help="--loss tweedie: its power (default: 1.5; 1 Poisson, 2 Gamma)")
+    p.add_argument("--quantile", type=number("a number in (0, 1)", lambda v: 0 < v < 1),
+                   metavar="Q", help="--loss quantile: the quantile predicted (default: "
+                   "0.5, the median)")
     p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F",
                    help="rows held out to test on (default: %(default)s)")
     p.add_argument("--seed", type=_seed, default=0, help="for the split and the shuffling "

@@ -511,7 +511,8 @@ class _GDEstimator(BaseEstimator):
             return self._keep(result, result.n_iter)
 
     def _start(self, shape, previous, coef_init, intercept_init):
-        """(coef (k, d), intercept (k,)) to start a fit from."""
+        """(coef (k, d), intercept (k,) or None: where the loss starts it, see train) to
+        start a fit from."""
         k = shape[0]
         if coef_init is not None:
             expected = np.shape(self._shaped(np.zeros(shape)))
@@ -520,7 +521,7 @@ class _GDEstimator(BaseEstimator):
             coef = previous[0] if previous is not None else np.zeros(shape)
         intercept = (as_intercept(intercept_init, k, "intercept_init")
                      if intercept_init is not None
-                     else previous[1] if previous is not None else np.zeros(k))
+                     else previous[1] if previous is not None else None)
         return coef, intercept
 
     def _check_checkpointing(self, resume, coef_init, intercept_init):
@@ -568,8 +569,7 @@ class _GDEstimator(BaseEstimator):
             if state is None or not hasattr(self, "_shuffle_seed"):
                 self._shuffle_seed = int(check_random_state(self.random_state).randint(2**62))
             coef, intercept = (self._parameters() if fitted
-                               else (np.zeros((problem.k, problem.n_features)),
-                                     np.zeros(problem.k)))
+                               else (np.zeros((problem.k, problem.n_features)), None))
             result = self._train(engine_for(problem.X, self.engine, self.n_threads), problem,
                                  coef=coef, intercept=intercept, max_epochs=1, tol=None,
                                  state=state)
@@ -873,7 +873,7 @@ class GDRegressor(RegressorMixin, _GDEstimator):
     _losses = losses.names("regression")
     _y_checks = {"y_numeric": True, "multi_output": True}
 
-    def __init__(self, *, loss="squared", delta=1.0, power=1.5, optimizer="auto",
+    def __init__(self, *, loss="squared", delta=1.0, power=1.5, quantile=0.5, optimizer="auto",
                  learning_rate="auto", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.99, epsilon=None,
                  weight_decay=0.01, history_size=10, line_search_fn="strong_wolfe",
                  tolerance_grad=1e-7, tolerance_change=1e-9, schedule="constant",
@@ -893,8 +893,9 @@ class GDRegressor(RegressorMixin, _GDEstimator):
 
         Training starts from `coef_init` and `intercept_init` (shaped as ``coef_`` and
         ``intercept_``) when given, else (with ``warm_start=True``) from the previous fit's
-        ``coef_`` and ``intercept_``, else from zeros. The optimizer state and the
-        schedule start afresh.
+        ``coef_`` and ``intercept_``, else from zeros; but for the log-link losses (poisson,
+        gamma, tweedie) the intercept starts at the best constant, log(mean y), whatever
+        the targets' scale. The optimizer state and the schedule start afresh.
         """
         return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
 

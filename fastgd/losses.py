@@ -15,7 +15,7 @@ rest of fastgd asks of it:
   defined up to a common shift, and Newton keeps their sum where it was);
 - `check_targets`, the targets it accepts; `targets_per_row` and `min_outputs`, its shapes;
 - `target_sums`, `best_constant` and `constant_loss`: the best prediction that ignores X,
-  the scale of `tol`;
+  the scale of `tol`, and where a fit starts if `starts_at_constant`;
 - `curvature`: a bound on its second derivative relative to the squared loss's 2 (the
   automatic step size), or None where there is none;
 - `inverse_link` (and `log_proba` for classification losses): from raw outputs to
@@ -30,6 +30,7 @@ fastgd/_losses.pxd (docs/architecture.md walks one through).
 
 from __future__ import annotations
 
+import statistics
 from typing import ClassVar
 
 import numpy as np
@@ -65,6 +66,14 @@ class Loss:
     # score: D^2, the share of the deviance the model explains (scikit-learn's GLMs' score),
     # rather than R^2
     deviance_score: ClassVar[bool] = False
+    # a fit starts at the best constant (coefficients 0, the intercept best_constant), not
+    # at 0: where a raw output of 0 says nothing of the targets' scale (the log link's
+    # e^0 = 1, be the targets counts near 1e-3 or costs near 1e9)
+    starts_at_constant: ClassVar[bool] = False
+    # differentiable in z everywhere; a loss with a kink (the pinball loss) is not, and the
+    # Newton solver fits it through `smoothed` losses (fastgd/solvers/smoothing.py)
+    smooth: ClassVar[bool] = True
+    smoothing: float = 0.0  # a smoothed instance's width (the kernels' Loss.smoothing)
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
@@ -89,6 +98,11 @@ class Loss:
     def __repr__(self):
         args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
         return f"{type(self).__name__}({args})"
+
+    def smoothed(self, width: float) -> Loss:
+        """This loss with its kink smoothed over a band of `width` (a non-smooth loss's;
+        width 0: the loss itself), a loss at most a small multiple of width below it."""
+        raise TypeError(f"the {self.name} loss is smooth: it has no smoothed form")
 
     def targets_per_row(self, k: int) -> int:
         return 1 if self.class_indices else k
@@ -142,6 +156,11 @@ class Loss:
         """The mean loss of the best constant prediction; loss_sum_at(z) is the weighted sum
         over rows of the loss at the constant z."""
         return float(loss_sum_at(self.best_constant(total, sums)) / total)
+
+    def best_constant_and_loss(self, total, sums, k: int, loss_sum_at) -> tuple:
+        """(best_constant as k raw outputs, constant_loss): what the engines report."""
+        z = np.broadcast_to(self.best_constant(total, sums), (k,)).astype(np.float64)
+        return z, self.constant_loss(total, sums, loss_sum_at)
 
 
 class Elementwise(Loss):
@@ -242,6 +261,7 @@ class LogLink(Elementwise):
     curvature grows with e^z: no bound (learning_rate="auto" needs one for SGD)."""
 
     task, curvature, link, deviance_score = "regression", None, "exp", True
+    starts_at_constant = True
     # the targets it takes: (lowest, whether the lowest itself is allowed)
     domain: ClassVar[tuple] = (0.0, True)
 
@@ -350,6 +370,97 @@ class Tweedie(LogLink):
                 (2.0 - p) * a - (1.0 - p) * b)
 
 
+class Quantile(Elementwise):
+    """The pinball loss of the residual r = y - z: q r above the prediction, (q - 1) r
+    below, minimized by the q-quantile of y given x (scikit-learn's PinballLoss, the loss
+    of QuantileRegressor). It has a kink at r = 0: no Hessian (0 a.e.) and a subgradient
+    there (scikit-learn's: -q at r = 0). Its smoothed form of width h (Newton's) is
+    quadratic, r^2 / (2 h), on the band -(1 - q) h <= r <= q h and the pinball loss less a
+    constant outside it: continuously differentiable, at most max(q, 1 - q)^2 h / 2 below
+    the pinball loss, with the same derivative outside the band."""
+
+    name, code, task, curvature = "quantile", 7, "regression", None
+    params = {"quantile": 0.5}
+    params_doc = {"quantile": "For loss=\"quantile\": the quantile q in (0, 1) that the "
+                              "model predicts (0.5: the median)."}
+    summary = ("with r = y - z, q r where r >= 0, else (q - 1) r: the pinball loss of the "
+               "q-quantile (scikit-learn's PinballLoss, QuantileRegressor's): l' = -q "
+               "where r >= 0, else 1 - q; no l'' (its kink is smoothed for Newton).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if not 0.0 < self.quantile < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile:g}")
+
+    @property
+    def smooth(self):  # its smoothed forms are
+        return self.smoothing > 0
+
+    def target_sums(self, Y, sample_weight, k):  # the weighted sums of y, then of y^2
+        return weight_of(Y, sample_weight), weighted_row_sum(
+            Y, sample_weight, lambda b: np.hstack([b, b * b]))
+
+    def best_constant(self, total, sums):
+        """The q-quantile of a normal distribution of the targets' mean and variance: a
+        quantile of y is not a sum over rows (tol's scale needs only be near the best)."""
+        with np.errstate(all="ignore"):
+            k = len(sums) // 2
+            mean = sums[:k] / total
+            spread = np.sqrt(np.maximum(sums[k:] / total - mean * mean, 0.0))
+            return mean + spread * statistics.NormalDist().inv_cdf(self.quantile)
+
+    def smoothed(self, width):
+        loss = Quantile(quantile=self.quantile)
+        loss.smoothing = float(width)
+        return loss
+
+    def _band(self, z, y):
+        """(r = y - z, the band's lower and upper edges in r)."""
+        h = self.smoothing
+        return y - z, -(1.0 - self.quantile) * h, self.quantile * h
+
+    def value(self, z, y):
+        q, h = self.quantile, self.smoothing
+        r, low, high = self._band(z, y)
+        pinball = np.where(r >= 0, q * r, (q - 1.0) * r)
+        if h == 0:
+            return pinball
+        return np.where(r > high, q * r - 0.5 * q * high,
+                        np.where(r < low, (q - 1.0) * r + 0.5 * (1.0 - q) * low,
+                                 0.5 * r * r / h))
+
+    def derivative(self, z, y):
+        q, h = self.quantile, self.smoothing
+        r, low, high = self._band(z, y)
+        if h == 0:
+            return np.where(r >= 0, -q, 1.0 - q)
+        return np.where(r > high, -q, np.where(r < low, 1.0 - q, -r / h))
+
+    def second_derivative(self, z, y):
+        """0 for the pinball loss (its second derivative, where it has one); for a smoothed
+        form, the curvature its Newton steps take: 1 / h on the band, min(1 / h, 1 / (2 |r|))
+        off it (see hessian)."""
+        r, low, high = self._band(z, y)
+        h = self.smoothing
+        if h == 0:
+            return np.zeros(np.shape(r))
+        with np.errstate(divide="ignore"):
+            return np.where(((low <= r) & (r <= high)) | (2.0 * np.abs(r) <= h),
+                            1.0 / h, 0.5 / np.abs(r))
+
+    def hessian(self, Z, Y):
+        """A smoothed form's second derivative is 0 where it is linear, and a Newton step
+        on the band's few rows alone would be singular wherever the band holds fewer rows
+        than parameters (the rows that the optimum interpolates, near the end). Its
+        Hessian is taken as its second derivative 1 / h on the band and, off it, as
+        min(1 / h, 1 / (2 |r|)): the curvature of the quadratic that majorizes |r| / 2 at r
+        (iteratively reweighted least squares', Hunter and Lange's majorize-minimize step
+        for quantile regression). It is positive everywhere, so every Newton step is a
+        descent direction; on the band, where the optimum is decided at small widths, it
+        is the exact second derivative."""
+        return super().hessian(Z, Y)
+
+
 class Log(Elementwise):
     name, code, task, curvature = "log", 2, "classification", 0.125
     multiclass, link = "multinomial", "logistic"
@@ -446,8 +557,8 @@ class Multinomial(Loss):
         return log_softmax(Z)
 
 
-LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (Squared, Huber, Poisson, Gamma,
-                                                           Tweedie, Log, Multinomial)}
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (
+    Squared, Huber, Poisson, Gamma, Tweedie, Quantile, Log, Multinomial)}
 
 
 def get(name, **settings) -> Loss:

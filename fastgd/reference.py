@@ -174,6 +174,60 @@ def largest_row_norm(X, sample_weight, std, mean_weight) -> float:
     return largest
 
 
+NEAREST_BLOCK_ELEMENTS = 1 << 18  # of X per block for nearest_rows (2 MB temporaries): at
+                                  # 1M x 10, 19 ms a pass; 33 ms at 1 << 15, 25 at 1 << 20
+
+
+def nearest_rows(X, Y, sample_weight, coef, intercept, count: int, rows=None,
+                 direction=None, on=0.0, output=0) -> tuple:
+    """(distance (m,), X's rows (m, d) float64, their Y (m, ky), weights (m,), the weight
+    of all the rows looked at): the m = min(count, such rows) rows with weight nearest
+    the model (coef (k, d), intercept (k,), original units) in `output`, nearest first, by
+    blocks of rows in NumPy: by |r|, r = y - z the residual; or, given a `direction`
+    (coef (d,), intercept) to move the model along, by the step r / (x direction) at
+    which the row's residual reaches 0 ahead (> 0: the rows it reaches; the others, and
+    those on the model already, |r| <= on, are left out). What the smoothing's crossover
+    asks (fastgd/solvers/smoothing.py)."""
+    n = X.shape[0] if rows is None else len(rows)
+    block = max(1, NEAREST_BLOCK_ELEMENTS // max(X.shape[1], 1))
+    kept_distance, kept_index = np.empty(0), np.empty(0, dtype=np.intp)
+    total = 0.0
+    for lo in range(0, n, block):
+        index = np.arange(lo, min(lo + block, n)) if rows is None else np.asarray(
+            rows[lo:lo + block], dtype=np.intp)
+        part = X[index] if rows is not None or is_sparse(X) else X[lo:lo + block]
+        residual = Y[index, output].astype(np.float64) - _product(part, coef[output],
+                                                                  intercept[output])
+        if direction is None:
+            distance = np.abs(residual)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                distance = residual / _product(part, *direction)
+            distance[~(distance > 0) | (np.abs(residual) <= on)] = np.inf
+        weights = np.ones(len(index)) if sample_weight is None else sample_weight[index]
+        distance[weights <= 0] = np.inf
+        total += float(weights.sum(dtype=np.float64))
+        kept_distance = np.concatenate([kept_distance, distance])
+        kept_index = np.concatenate([kept_index, index])
+        if len(kept_distance) > count:
+            nearest = np.argpartition(kept_distance, count)[:count]
+            kept_distance, kept_index = kept_distance[nearest], kept_index[nearest]
+    order = np.argsort(kept_distance, kind="stable")
+    order = order[np.isfinite(kept_distance[order])]
+    chosen = kept_index[order]
+    part = X[chosen]
+    part = part.toarray() if is_sparse(part) else part
+    return (kept_distance[order], np.asarray(part, dtype=np.float64),
+            np.asarray(Y[chosen], dtype=np.float64),
+            np.ones(len(chosen)) if sample_weight is None
+            else np.asarray(sample_weight[chosen], dtype=np.float64), total)
+
+
+def _product(part, coef, intercept):
+    """x coef + intercept (float64) for each row of a block (dense or CSR)."""
+    return np.asarray(part @ coef.astype(part.dtype), dtype=np.float64).ravel() + intercept
+
+
 FEISTEL_MULT = np.uint64(0x9E3779B97F4A7C15)
 WINDOW_SALT = np.uint64(0xD1B54A32D192ED03)
 

@@ -237,7 +237,7 @@ def test_each_loss_knows_its_best_constant(loss):
         return float(w @ loss.value_and_gradient(np.tile(c, (400, 1)), Y)[0]) / total
 
     assert loss.constant_loss(total, sums, lambda c: at(c) * total) == pytest.approx(at(z))
-    if loss.name != "huber":  # Huber's best constant is the mean only approximately
+    if loss.name not in ("huber", "quantile"):  # theirs are near the best only
         for o in range(k):
             for step in (-1e-3, 1e-3):
                 nudged = z.copy()
@@ -318,7 +318,7 @@ def test_every_engine_has_the_protocols_methods():
 
     wanted = {name: inspect.signature(f) for name, f in vars(Engine).items()
               if inspect.isfunction(f) and not name.startswith("_")}
-    assert len(wanted) == 11
+    assert len(wanted) == 12
     for engine in (InMemory, Sparse, DaskEngine):
         for name, signature in wanted.items():
             assert list(inspect.signature(getattr(engine, name)).parameters) == list(

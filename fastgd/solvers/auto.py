@@ -14,6 +14,8 @@ and 155 s against 148 s on one-hot-1M. So:
 
 - mini-batches (batch_size), a schedule, clipping or an L1 penalty: "nesterov", the
   first-order default (and partial_fit's);
+- a loss with a kink (the pinball loss): "newton", the only full-batch solver that takes
+  it (it smooths the kink; Newton-CG where the Hessian is too large);
 - a Hessian larger than HESSIAN_BYTES (or than a quarter of X, dense): "lbfgs", or for
   sparse X "newton" (Newton-CG: the Hessian-vector pass);
 - else "newton" where its passes cost less than L-BFGS's, or take a few milliseconds in all
@@ -42,6 +44,8 @@ def choose(n_rows: int, n_features: int, k: int, loss, *, l1: float, first_order
     but for a Hessian too large to form: Newton-CG, not L-BFGS."""
     if first_order or l1 > 0:
         return FIRST_ORDER
+    if not loss.smooth:  # a kink: L-BFGS cannot take it; Newton smooths it (smoothing.py)
+        return "newton"
     dp = n_features + 1
     hessian_bytes = 8 * (k * dp) ** 2
     if hessian_bytes > min(HESSIAN_BYTES, max(n_rows * n_features * itemsize // 4, 1 << 20)):

@@ -72,8 +72,10 @@ def raise_overflow(engine, problem, gradient, l2):
 
 def curvature_bound(loss) -> float:
     if loss.curvature is None:
-        raise ValueError(f"the {loss.name} loss has no bounded curvature: give a numeric "
-                         f"learning_rate")
+        kink = ("" if loss.smooth else " (a kink: subgradient steps, which converge with a "
+                "decaying schedule such as \"invscaling\")")
+        raise ValueError(f"the {loss.name} loss has no bounded curvature{kink}: give a "
+                         f"numeric learning_rate")
     return loss.curvature
 
 

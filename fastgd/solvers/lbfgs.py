@@ -22,6 +22,7 @@ import numpy as np
 
 from fastgd._state import TrainState
 from fastgd.solvers import Step, smooth_objective
+from fastgd.solvers.smoothing import check_smooth
 
 LINE_SEARCHES = ("strong_wolfe", None)
 MAX_LS = 25  # evaluations of one line search at most (torch's _strong_wolfe's max_ls): with
@@ -72,6 +73,7 @@ class LBFGS:
         return True
 
     def start(self, engine, problem, state, n_rows, threshold=None, moments=None):
+        check_smooth(self.name, problem.loss)
         if state.learning_rate == "auto":
             state = replace(state, learning_rate=1.0)
         return state

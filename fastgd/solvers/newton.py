@@ -28,7 +28,7 @@ import numpy as np
 
 from fastgd._moments import Moments
 from fastgd._state import TrainState
-from fastgd.solvers import Step, smooth_objective, weights_of
+from fastgd.solvers import Step, smoothing, smooth_objective, weights_of
 from fastgd.solvers.curvature import curvature_bound
 
 ARMIJO = 1e-4       # the sufficient decrease: f(theta + t delta) <= f - ARMIJO t g^T H^-1 g
@@ -46,7 +46,9 @@ def forms_hessian(p: int) -> bool:
 class Newton:
     """Newton's method with a backtracking line search on the objective mean loss +
     l2 |w|^2 / 2, from a step length of learning_rate ("auto": 1). L1 has no Hessian: l1
-    must be 0. Stops when the largest gradient component is at most tolerance_grad."""
+    must be 0. Stops when the largest gradient component is at most tolerance_grad. A loss
+    with a kink is smoothed, the smoothing shrinking step by step (smoothing.py); its slots
+    "widths" and "optimum_before" are the continuation's."""
 
     learning_rate: float | str = "auto"
     tolerance_grad: float = 1e-7
@@ -71,7 +73,9 @@ class Newton:
         evaluated yet, the next step's first pass)."""
         p = len(theta)
         slots = {"loss": np.array(math.nan), "objective": np.array(math.nan),
-                 "flat_grad": np.zeros(p)}
+                 "flat_grad": np.zeros(p),
+                 # a loss with a kink: the last two widths, the optimum at the one before
+                 "widths": np.full(2, math.nan), "optimum_before": np.zeros(p)}
         if forms_hessian(p):
             slots["hessian"] = np.zeros((p, p))
         return TrainState(theta, slots, std=std, learning_rate=self.learning_rate,
@@ -91,6 +95,8 @@ class Newton:
         return state
 
     def step(self, engine, problem, state, epoch):
+        if not problem.loss.smooth:  # a kink: a width of the smoothing's continuation
+            return smoothing.step(self, engine, problem, state, epoch)
         slots, theta = state.slots, state.theta
         formed = "hessian" in slots
         if math.isnan(slots["objective"]):
@@ -215,12 +221,14 @@ def unshifted(delta, k: int, d: int, weights_too: bool) -> None:
 def newton_direction(H, g):
     """delta solving H delta = -g, by Cholesky of H scaled to a unit diagonal (so that a
     penalty or a feature far larger than the others is not mistaken for singularity); a
-    coordinate without curvature stays. Where H is singular within rounding (collinear
+    coordinate without curvature stays (all of them: -g). Where H is singular within rounding (collinear
     features, the softmax's redundant intercept), the least-norm solution on H's range
     (as a least-squares solver gives), not the rounding error blown up along its null
     space."""
     diagonal = np.diag(H)
     curved = diagonal > 0
+    if not curved.any():  # no curvature at all: the gradient's descent
+        return -g
     every = bool(curved.all())
     scale = 1.0 / np.sqrt(diagonal if every else diagonal[curved])
     scaled = (H if every else H[np.ix_(curved, curved)]) * scale[:, None] * scale

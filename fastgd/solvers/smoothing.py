@@ -1,0 +1,169 @@
+"""Newton's method for a loss with a kink (the pinball loss): Newton on smoothed forms of
+the loss, the smoothing shrinking toward the loss itself (a continuation).
+
+The loss's smoothed form of width h (Loss.smoothed) is quadratic on a band of width h
+about the kink and at most h / 2 below the loss elsewhere, so the objective f_h is within
+h / 2 of f, and at the minimizer theta_h of f_h, f(theta_h) - min f <= h / 2. Each step of
+training is one width: a pass measures the loss itself at the step's start (the history's
+loss), then Newton (fastgd/solvers/newton.py, its line search and its convergence tests)
+minimizes f_h from there, and the next width is SHRINK times smaller, or the loss there if
+that is smaller (a start far from the data needs no tiny first steps). Training has
+converged when h / 2 is within the loop's threshold (tol times the best constant's loss).
+Near the end the band holds the few rows that the optimum interpolates (the vertex of
+the linear program that is quantile regression, scikit-learn's QuantileRegressor), f_h
+is a quadratic there and Newton's first step is exact: a width costs a pass or two.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from fastgd._state import as_theta, in_original_units
+from fastgd.solvers import Step, loss_and_gradient
+
+SHRINK = 10.0         # the widths' ratio from one step to the next
+MAX_NEWTON = 50       # Newton iterations at one width
+INNER = 1e-2          # ... until the decrease Newton predicts is within this times the width
+SMALLEST = 1e-14      # a width below this times the loss changes nothing in float64
+DUAL_SLACK = 1e-9     # the multipliers' rounding allowed beyond [-q, 1 - q]
+ROUNDING = 1e4        # ulps of a residual's terms that the crossover takes for 0
+MAX_PIVOTS = 500
+PIVOT_ROWS = 4        # rows ahead on an edge read for a pivot, times d + 1
+
+
+def check_smooth(solver: str, loss) -> None:
+    """A ValueError for a solver that needs the loss's gradient everywhere, given a loss
+    with a kink."""
+    if not loss.smooth:
+        raise ValueError(
+            f"optimizer={solver!r} needs a loss with a gradient everywhere; the "
+            f"{loss.name} loss has a kink: use optimizer=\"newton\" (\"auto\"), which "
+            f"smooths the kink and shrinks the smoothing to the optimum, or a first-order "
+            f"optimizer (subgradient steps) with a numeric learning_rate and a decaying "
+            f"schedule (\"invscaling\")")
+
+
+def step(newton, engine, problem, state, epoch: int) -> Step:
+    """One width of the continuation, from state.theta (the optimum at the last width) in
+    place: the loss there (one pass), then Newton on the loss smoothed at the next width,
+    from the point the last two optima predict for it."""
+    slots, theta = state.slots, state.theta
+    loss = float(loss_and_gradient(engine, problem, theta, state.std)[0])
+    last, before = (float(w) for w in slots["widths"])
+    width = loss if math.isnan(last) else last / SHRINK
+    if not math.isfinite(loss) or width <= SMALLEST * loss:  # 0: nothing to smooth
+        return Step(loss, 1.0, 0, 0.0, converged=math.isfinite(loss))
+    optimum = theta.copy()
+    if math.isfinite(before):
+        # While the band holds the same rows, the smoothed optimum moves along a line in
+        # the width (the band's residuals are the width times fixed fractions): the last
+        # two optima predict the next, where Newton's first step is then exact.
+        theta += (theta - slots["optimum_before"]) * ((last - width) / (before - last))
+    slots["optimum_before"][:] = optimum
+    smoothed = replace(problem, loss=problem.loss.smoothed(width))
+    slots["objective"][()] = math.nan  # the last width's: Newton's first pass evaluates it
+    inner = copy.copy(newton)  # converged at this width within a share of the width
+    inner.threshold = INNER * width
+    updates, settled = 0, False
+    for _ in range(MAX_NEWTON):
+        newton_step = inner.step(engine, smoothed, state, epoch)
+        updates += newton_step.updates
+        if newton_step.converged:
+            settled = True
+            break
+    slots["objective"][()] = math.nan  # the next width's pass evaluates it
+    slots["widths"][:] = (width, last)
+    threshold = newton.threshold
+    # f(theta) - min f <= width / 2 + what Newton left at this width (within INNER width)
+    converged = settled and threshold is not None and width / 2 <= threshold
+    # the band holds about n width / (the residuals' scale, the loss) rows: once that is
+    # about the p = d + 1 rows of a vertex, the nearest rows are the optimum's, or near
+    if not converged and width * engine.n_rows(problem) <= (problem.n_features + 1) * loss:
+        converged = crossover(newton, engine, problem, state)
+    return Step(loss, 1.0, updates, 1.0, converged=converged)
+
+
+def crossover(newton, engine, problem, state) -> bool:
+    """Where the optimum is a vertex of a linear program (the pinball loss, unpenalized:
+    quantile regression, one linear program an output), the step from near it to it, as
+    interior-point methods cross over to the simplex method (vertex, for each output). At
+    the optimum, state.theta becomes it (True); else it is left as it was (False), and the
+    continuation goes on (degenerate data, ties: more than p rows at residual 0)."""
+    d = problem.n_features
+    if newton.l2 or not hasattr(problem.loss, "quantile"):
+        return False
+    coef, intercept = in_original_units(state.std, state.theta, d)
+    for output in range(problem.k):
+        found = vertex(engine, problem, coef, intercept, output)
+        if found is None:
+            return False
+        coef[output], intercept[output] = found[:d], found[d]
+    std = state.std
+    state.theta[:] = as_theta(*(std.from_original(coef, intercept) if std
+                                else (coef, intercept)))
+    return True
+
+
+def vertex(engine, problem, coef, intercept, output: int):
+    """The optimum of one output's linear program near the model (coef (k, d), intercept
+    (k,), original units), as (coef, intercept) of that output (d + 1,), or None if not
+    found within MAX_PIVOTS. The p = d + 1 rows nearest the model define a vertex, the
+    model that interpolates them. It is the optimum when the multipliers that the
+    subgradient condition asks of those rows lie in the loss's subdifferential at 0,
+    [-q, 1 - q] (linear programming duality); else the row furthest outside leaves, and
+    the objective's slope along the edge that opens tells which row enters: the first
+    whose residual reaching 0 turns the slope up (a simplex pivot, as Barrodale and
+    Roberts's for least absolute deviations). Two passes a vertex."""
+    d, q = problem.n_features, problem.loss.quantile
+    X, Y, weights, total = engine.nearest_rows(problem, coef, intercept, d + 1,
+                                               output=output)
+    if len(X) < d + 1:
+        return None
+    A, y = np.hstack([X, np.ones((d + 1, 1))]), Y[:, output].copy()
+    coef, intercept = coef.copy(), intercept.copy()
+    for _ in range(MAX_PIVOTS):
+        if np.linalg.cond(A) > 1.0 / np.sqrt(np.finfo(float).eps):
+            return None
+        solution = np.linalg.solve(A, y)
+        coef[output], intercept[output] = solution[:d], solution[d]
+        # the rounding of a residual of 0 (the vertex's rows'), from the sizes of its terms
+        rounding = ROUNDING * np.finfo(float).eps * float(
+            np.max(np.abs(A) @ np.abs(solution) + np.abs(y)))
+        multipliers = vertex_multipliers(engine, problem, A, coef, intercept, output,
+                                         weights, total, rounding)
+        excess = np.maximum(multipliers - (1.0 - q), -q - multipliers)
+        if excess.max() <= DUAL_SLACK:
+            return solution
+        leaving = int(np.argmax(excess))
+        side = 1.0 if multipliers[leaving] > 1.0 - q else -1.0
+        edge = np.linalg.solve(A, side * np.eye(d + 1)[leaving])
+        # the objective's slope along the edge, times the total weight, then each row it
+        # reaches adds its weight times |x edge|
+        slope = -weights[leaving] * excess[leaving]
+        X_ahead, Y_ahead, w_ahead, _ = engine.nearest_rows(
+            problem, coef, intercept, PIVOT_ROWS * (d + 1), direction=(edge[:d], edge[d]),
+            on=rounding, output=output)
+        rises = np.cumsum(w_ahead * np.abs(X_ahead @ edge[:d] + edge[d])) + slope
+        if not len(rises):
+            return None
+        entering = min(int(np.searchsorted(rises, 0.0)), len(rises) - 1)
+        A[leaving], y[leaving] = np.append(X_ahead[entering], 1.0), Y_ahead[entering, output]
+        weights[leaving] = w_ahead[entering]
+    return None
+
+
+def vertex_multipliers(engine, problem, A, coef, intercept, output, weights, total,
+                       rounding):
+    """The multipliers mu (p,) of the vertex's rows (A (p, p), with its ones) that make the
+    subgradient of `output` 0 at the model (coef, intercept): sum over the other rows of
+    w l'(z) a + sum over these of w mu a = 0, from the others' mean gradient (one pass) of
+    the loss smoothed over a band of `rounding`, the rounding of these rows' residuals of
+    0, so that they add nothing to it."""
+    narrow = replace(problem, loss=problem.loss.smoothed(rounding))
+    _, grad_w, grad_b = engine.loss_and_grad(narrow, coef, intercept)
+    gradient = np.append(grad_w[output], grad_b[output])
+    return np.linalg.solve(A.T, -gradient) * total / weights
