@@ -460,7 +460,8 @@ class _GDEstimator(BaseEstimator):
                             f"{self.callbacks!r}")
         return callbacks
 
-    def _fit(self, X, y, sample_weight, coef_init, intercept_init, client, resume=None):
+    def _fit(self, X, y, sample_weight, coef_init, intercept_init, client, resume=None,
+             **encoding):
         self._check_params()
         self._check_checkpointing(resume, coef_init, intercept_init)
         warm = self.warm_start and coef_init is None and hasattr(self, "coef_")
@@ -476,7 +477,7 @@ class _GDEstimator(BaseEstimator):
                     delattr(self, name)
             raise error
 
-        problem = self._validate(X, y, sample_weight, reset=True, client=client)
+        problem = self._validate(X, y, sample_weight, reset=True, client=client, **encoding)
         with _dask.released(problem.X):  # a cluster keeps nothing, however the fit ends
             shape = (problem.k, problem.n_features)
             if previous is not None and previous[0].shape != shape:
@@ -581,10 +582,10 @@ class _GDEstimator(BaseEstimator):
                 self.history_ = result.history
             return self._keep(result, done + result.n_iter)
 
-    def _mean_loss(self, X, y, sample_weight=None) -> float:
+    def _mean_loss(self, X, y, sample_weight=None, **encoding) -> float:
         """The fitted model's mean loss on (X, y): the history's losses are each step's
         start, and a solver's last step (Newton's exact one, say) ends elsewhere."""
-        return self._loss_on(self._validate(X, y, sample_weight, reset=False))
+        return self._loss_on(self._validate(X, y, sample_weight, reset=False, **encoding))
 
     def _loss_on(self, problem) -> float:
         """The fitted model's mean loss on a validated problem."""
@@ -886,10 +887,18 @@ class GDRegressor(RegressorMixin, _GDEstimator):
                  n_threads=None, engine="cython"):
         _store(self, locals())
 
-    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None,
-            client=None, resume=None):
+    def fit(self, X, y, sample_weight=None, *, offset=None, coef_init=None,
+            intercept_init=None, client=None, resume=None):
         """Train on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs);
         returns self.
+
+        ``offset`` (n_samples,), or (n_samples, n_outputs) for the identity-link losses,
+        is added to each row's raw output: the model is z = X coef_ + intercept_ + offset
+        (e.g. the log of each row's exposure for the log-link losses: predictions are then
+        e^z, counts for that exposure; give ``predict`` the same offset). A log-link fit
+        with an offset is the fit of y e^-offset with sample weights scaled by
+        e^((2 - power) offset) (exactly: the deviances scale so), whose ``history_`` losses
+        are per unit of that weight; for the other losses, of y - offset.
 
         Training starts from `coef_init` and `intercept_init` (shaped as ``coef_`` and
         ``intercept_``) when given, else (with ``warm_start=True``) from the previous fit's
@@ -897,11 +906,12 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         gamma, tweedie) the intercept starts at the best constant, log(mean y), whatever
         the targets' scale. The optimizer state and the schedule start afresh.
         """
-        return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume)
+        return self._fit(X, y, sample_weight, coef_init, intercept_init, client, resume,
+                         offset=offset)
 
     fit.__doc__ += FIT_DATA
 
-    def partial_fit(self, X, y, sample_weight=None, *, client=None):
+    def partial_fit(self, X, y, sample_weight=None, *, offset=None, client=None):
         """One epoch on X and y, going on from where the last fit or partial_fit stopped.
 
         The optimizer state (momentum, Adam's moments, the step count), the schedule
@@ -913,33 +923,46 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         are not where the optimizer state is), starts afresh from its ``coef_`` and
         ``intercept_``: a new optimizer state, schedule, standardization and history.
         """
-        return self._partial_fit(X, y, sample_weight, client)
+        return self._partial_fit(X, y, sample_weight, client, offset=offset)
 
-    def predict(self, X):
-        """Predictions X @ coef_.T + intercept_ (n_samples,) or (n_samples, n_outputs), in
-        X's floating dtype (a Dask array for a Dask array X)."""
+    def predict(self, X, offset=None):
+        """Predictions X @ coef_.T + intercept_ (+ offset, as fit took it) through the
+        loss's inverse link (e^z for the log-link losses), (n_samples,) or (n_samples,
+        n_outputs), in X's floating dtype (a Dask array for a Dask array X)."""
         if _dask.is_dask_array(X):
-            return self._on_blocks(self.predict, X, None if self._one_output else len(self.coef_))
+            if offset is not None:
+                X = X.compute()
+            else:
+                return self._on_blocks(self.predict, X,
+                                       None if self._one_output else len(self.coef_))
         z = self._linear(X)
+        if offset is not None:
+            shift = self._offset(offset, len(z), 1 if z.ndim == 1 else z.shape[1])
+            z = z + (shift[:, 0] if z.ndim == 1 else shift)
         return self._fitted_loss().inverse_link(z)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, offset=None):
         """R^2 of the predictions; for the log-link losses (poisson, gamma, tweedie) D^2,
         the share of the deviance explained, 1 - loss / (the best constant's loss), as
-        scikit-learn's PoissonRegressor, GammaRegressor and TweedieRegressor score."""
+        scikit-learn's PoissonRegressor, GammaRegressor and TweedieRegressor score (with
+        an offset: the best of the models e^(b + offset))."""
         loss = self._fitted_loss()
         if not loss.deviance_score:
-            return super().score(X, y, sample_weight)
+            if offset is None:
+                return super().score(X, y, sample_weight)
+            from sklearn.metrics import r2_score
+
+            return r2_score(y, self.predict(X, offset), sample_weight=sample_weight)
         if _dask.is_dask_array(X):
             X, y = X.compute(), np.asarray(y)
-        problem = self._validate(X, y, sample_weight, reset=False)
+        problem = self._validate(X, y, sample_weight, reset=False, offset=offset)
         Y, weights = problem.Y, problem.sample_weight
         total, sums = loss.target_sums(Y, weights, problem.k)
         null = loss.constant_loss(total, sums, lambda z: losses.constant_loss_sum(
             loss, Y, weights, z))
         return 1.0 - self._loss_on(problem) / null
 
-    def _encode(self, y, dtype, sample_weight, reset):
+    def _encode(self, y, dtype, sample_weight, reset, offset=None):
         held = _dask.is_dask_array(y)  # checked on the workers, as in memory
         y = y if held else np.asarray(y)
         k = 1 if y.ndim == 1 else y.shape[1]
@@ -948,8 +971,24 @@ class GDRegressor(RegressorMixin, _GDEstimator):
                       else f"y of shape (n, {len(self.coef_)})")
             raise ValueError(f"y has shape {y.shape}, but the model was fitted to {fitted}")
         self._one_output = y.ndim == 1
-        return (y if held else as_targets(y, len(y), k, dtype), sample_weight,
-                self._fitted_loss(), k)
+        loss = self._fitted_loss()
+        Y = y if held else as_targets(y, len(y), k, dtype)
+        if offset is not None:  # the same problem without one (Loss.with_offset)
+            if held:
+                offset = offset.reshape(-1, 1) if offset.ndim == 1 else offset
+                Y = Y.reshape(-1, k) if Y.ndim == 1 else Y
+            else:
+                offset = self._offset(offset, len(Y), k)
+            Y, sample_weight = loss.with_offset(Y, sample_weight, offset)
+            Y = Y.astype(dtype)
+            sample_weight = None if sample_weight is None else sample_weight.astype(dtype)
+        return Y, sample_weight, loss, k
+
+    @staticmethod
+    def _offset(offset, n: int, k: int):
+        """offset (n,) or (n, k), finite, as float64 (n, 1) or (n, k)."""
+        offset = np.asarray(offset)
+        return as_targets(offset, n, 1 if offset.ndim == 1 else k, np.float64, "offset")
 
     def _fitted_loss(self) -> losses.Loss:
         return losses.get(self.loss, **self._loss_settings())

@@ -104,6 +104,16 @@ class Loss:
         width 0: the loss itself), a loss at most a small multiple of width below it."""
         raise TypeError(f"the {self.name} loss is smooth: it has no smoothed form")
 
+    def with_offset(self, Y, sample_weight, offset) -> tuple:
+        """(Y', weights') of the problem whose loss at z is this problem's at z + offset,
+        row by row (Y (n, k), weights or None, offset (n, k)), without a pass over X: for a
+        loss of the residual y - z (the identity link), Y - offset; the log-link losses
+        rescale instead (LogLink). A ValueError for a loss that has no such form."""
+        if self.link != "identity":
+            raise ValueError(f"offset is for the regression losses; the {self.name} loss "
+                             f"takes none")
+        return Y - offset, sample_weight
+
     def targets_per_row(self, k: int) -> int:
         return 1 if self.class_indices else k
 
@@ -281,6 +291,19 @@ class LogLink(Elementwise):
 
     def _power_words(self) -> str:
         return ""
+
+    def with_offset(self, Y, sample_weight, offset):
+        """A Tweedie deviance of power p scales: l(z + o, y) = e^((2-p) o) l(z, y e^-o)
+        (the unit deviance is homogeneous of degree 2 - p), so the fit with an offset
+        (log exposure) is the fit of y e^-o with weights w e^((2-p) o): Poisson counts per
+        unit of exposure, weighted by the exposure, as glum and scikit-learn's user guide
+        fit them. Its mean loss is then per unit of that weight."""
+        growth = np.exp((2.0 - self.power) * offset[:, 0]) if offset.shape[1] == 1 else None
+        if growth is None:
+            raise ValueError(f"offset for the {self.name} loss is one column (n,), the "
+                             f"outputs' weights being shared")
+        return (Y * np.exp(-offset), growth if sample_weight is None
+                else sample_weight * growth)
 
     def terms(self, z, y):
         """(value, derivative, second derivative) in z, elementwise."""

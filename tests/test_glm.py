@@ -161,3 +161,85 @@ def test_saved_and_loaded_and_on_the_command_line(tmp_path):
     trained = fastgd.load(tmp_path / "c.fastgd")
     assert trained.loss == "tweedie" and trained.power == 1.5
     assert 0 < scores["metrics"]["d2"] < 1 and scores["metrics"]["deviance"] > 0
+
+
+def exposure_problem(n=4000, seed=7):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 4))
+    exposure = rng.uniform(0.05, 3.0, n)
+    mu = exposure * np.exp(X @ [0.3, -0.2, 0.1, 0.0] - 1.0)
+    return X, exposure, {"poisson": rng.poisson(mu).astype(float),
+                         "gamma": rng.gamma(2.0, mu / 2.0),
+                         "tweedie": rng.poisson(mu) * rng.gamma(2.0, 0.5, n)}
+
+
+@pytest.mark.parametrize("name", ["poisson", "gamma", "tweedie"])
+def test_an_offset_is_glums_and_the_exposure_weighted_rate_fit(name):
+    """offset = log(exposure) gives glum's model with the same offset, and (the identity
+    the implementation rests on) scikit-learn's fit of y / exposure weighted by
+    exposure^(2 - power); predict and score take the offset too."""
+    X, exposure, targets = exposure_problem()
+    y, offset, power = targets[name], np.log(exposure), {"poisson": 1, "gamma": 2,
+                                                        "tweedie": 1.5}[name]
+    model = fastgd.GDRegressor(loss=name, power=1.5, tol=1e-12).fit(X, y, offset=offset)
+    peer = PEERS[name](power).fit(X, y / exposure, sample_weight=exposure ** (2 - power))
+    assert_allclose(model.coef_, peer.coef_, rtol=1e-7, atol=1e-9)
+    assert_allclose(model.intercept_, peer.intercept_, rtol=1e-7, atol=1e-9)
+    glum = pytest.importorskip("glum")
+    family = {"poisson": "poisson", "gamma": "gamma"}.get(name) or glum.TweedieDistribution(1.5)
+    other = glum.GeneralizedLinearRegressor(family=family, alpha=0, gradient_tol=1e-12).fit(
+        X, y, offset=offset)
+    assert_allclose(model.coef_, other.coef_, rtol=1e-7, atol=1e-9)
+    assert_allclose(model.predict(X, offset=offset), other.predict(X, offset=offset),
+                    rtol=1e-8)
+    assert_allclose(model.predict(X, offset=offset), exposure * model.predict(X), rtol=1e-12)
+    # D^2 against the best model of exposure alone, mu = c exposure
+    from sklearn.metrics import mean_tweedie_deviance
+
+    null = exposure * np.exp(np.log(peer.predict(np.zeros((1, 4)))) - peer.intercept_ +
+                             fastgd.GDRegressor(loss=name, power=1.5, tol=1e-12).fit(
+                                 np.zeros((len(y), 1)), y, offset=offset).intercept_)
+    expected = 1 - (mean_tweedie_deviance(y, model.predict(X, offset=offset), power=power)
+                    / mean_tweedie_deviance(y, null, power=power))
+    assert_allclose(model.score(X, y, offset=offset), expected, rtol=1e-9)
+
+
+def test_an_offset_on_an_identity_link_shifts_y_and_is_checked():
+    X, exposure, targets = exposure_problem()
+    y = targets["gamma"]
+    offset = np.column_stack([X[:, 0], -X[:, 1]])
+    Y = np.column_stack([y, 2 * y])
+    model = fastgd.GDRegressor(tol=1e-12).fit(X, Y, offset=offset)
+    peer = linear_model.LinearRegression().fit(X, Y - offset)
+    assert_allclose(model.coef_, peer.coef_, rtol=1e-8, atol=1e-10)
+    assert_allclose(model.predict(X, offset=offset), peer.predict(X) + offset, rtol=1e-8)
+    from sklearn.metrics import r2_score
+
+    assert_allclose(model.score(X, Y, offset=offset), r2_score(Y, peer.predict(X) + offset),
+                    rtol=1e-10)
+    with pytest.raises(ValueError, match="offset has 10 entries but X has 4000 rows"):
+        fastgd.GDRegressor().fit(X, y, offset=np.zeros(10))
+    with pytest.raises(ValueError, match="offset"):
+        fastgd.GDRegressor().fit(X, y, offset=np.full(len(y), np.nan))
+    with pytest.raises(ValueError, match="offset for the poisson loss is one column"):
+        fastgd.GDRegressor(loss="poisson").fit(X, Y, offset=offset)
+    with pytest.raises(TypeError, match="offset"):
+        fastgd.GDClassifier().fit(X, y > 1, offset=X[:, 0])
+
+
+def test_an_offset_on_dask_arrays_and_in_partial_fit(client):
+    da = pytest.importorskip("dask.array")
+    X, exposure, targets = exposure_problem(n=3000)
+    y, offset = targets["poisson"], np.log(exposure)
+    local = fastgd.GDRegressor(loss="poisson", tol=1e-12).fit(X, y, offset=offset)
+    spread = fastgd.GDRegressor(loss="poisson", tol=1e-12).fit(
+        da.from_array(X, chunks=(1000, -1)), da.from_array(y, chunks=1000),
+        offset=da.from_array(offset, chunks=1000), client=client)
+    assert_allclose(spread.coef_, local.coef_, rtol=1e-9, atol=1e-12)
+    online = fastgd.GDRegressor(loss="poisson", learning_rate=0.02, batch_size=100)
+    for _ in range(30):
+        online.partial_fit(X, y, offset=offset)
+    assert_allclose(online.coef_, local.coef_, atol=0.05)
+    assert abs(online.intercept_ - local.intercept_) < 0.05
+    without = fastgd.GDRegressor(loss="poisson", tol=1e-12).fit(X, y)  # the offset counts
+    assert abs(without.intercept_ - local.intercept_) > 0.2
