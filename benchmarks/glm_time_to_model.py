@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from time_to_model import time_to_model, unscaled
+from time_to_model import TABLE_HEADER, table_row, time_to_model, unscaled
 
 from fastgd import GDRegressor, losses
 from fastgd.bench import machine
@@ -105,7 +105,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     print(machine())
-    print("\n| problem | method | seconds | tol | x fastgd default |\n|---|---|---|---|---|")
+    print(TABLE_HEADER)
     for n in map(int, args.rows.split(",")):
         X, targets = data(n)
         for name, y in targets.items():
@@ -122,13 +122,9 @@ def main():
             for method, fit, tols in methods():
                 seconds, tol = time_to_model(lambda t, f=fit: f(name, X, y, t), objective,
                                              target, tols, args.repeat)
-                times[method] = seconds
-                shown = f"{seconds:.3f}" if seconds is not None else "not reached"
-                ratio = (f"{seconds / times['fastgd default']:.2f}"
-                         if seconds is not None and times.get("fastgd default") else "")
                 detail = f"{tol:g}" if seconds is not None else f"f - f* = {tol - best:.2g}"
-                print(f"| {name} {n:,} x {X.shape[1]} | {method} | {shown} | {detail} | "
-                      f"{ratio} |", flush=True)
+                print(table_row(f"{name} {n:,} x {X.shape[1]}", method, seconds, detail,
+                                times), flush=True)
 
 
 if __name__ == "__main__":

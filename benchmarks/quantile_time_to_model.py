@@ -24,7 +24,7 @@ import time
 import warnings
 
 import numpy as np
-from time_to_model import time_to_model
+from time_to_model import TABLE_HEADER, table_row, time_to_model
 
 from fastgd import GDRegressor, losses
 from fastgd.bench import machine
@@ -108,7 +108,7 @@ def main():
     parser.add_argument("--budget", type=float, default=300.0)
     args = parser.parse_args()
     print(machine())
-    print("\n| problem | method | seconds | tol | x fastgd default |\n|---|---|---|---|---|")
+    print(TABLE_HEADER)
     for n in map(int, args.rows.split(",")):
         X, y = data(n)
         for q in map(float, args.quantiles.split(",")):
@@ -130,16 +130,12 @@ def main():
                     seconds, tol = time_to_model(lambda t, f=fit: f(q, X, y, t), objective,
                                                  target, tols, 1)
                 except RuntimeError as error:
-                    seconds, shown, detail = None, "-", str(error)
+                    seconds, detail = None, str(error)
                 else:
-                    shown = f"{seconds:.3f}" if seconds is not None else "not reached"
                     detail = (f"{tol:g}" if seconds is not None and tol is not None else
                               "exact" if seconds is not None else f"f - f* = {tol - best:.2g}")
-                times[method] = seconds
-                ratio = (f"{seconds / times['fastgd default']:.1f}"
-                         if seconds is not None and times.get("fastgd default") else "")
-                print(f"| q={q:g} {n:,} x {FEATURES} | {method} | {shown} | {detail} | "
-                      f"{ratio} |", flush=True)
+                print(table_row(f"q={q:g} {n:,} x {FEATURES}", method, seconds, detail,
+                                times), flush=True)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,20 @@ def time_to_model(fit, objective, target, tols, repeat):
     return None, gap
 
 
+TABLE_HEADER = ("\n| problem | method | seconds | tol | x fastgd default |\n"
+                "|---|---|---|---|---|")
+
+
+def table_row(problem: str, method: str, seconds, detail: str, times: dict) -> str:
+    """A row of TABLE_HEADER's table, recording `seconds` (None: not reached) in times by
+    method, the ratio to times["fastgd default"] (measured first)."""
+    times[method] = seconds
+    shown = f"{seconds:.3f}" if seconds is not None else "-"
+    ratio = (f"{seconds / times['fastgd default']:.2f}"
+             if seconds is not None and times.get("fastgd default") else "")
+    return f"| {problem} | {method} | {shown} | {detail} | {ratio} |"
+
+
 def methods(loss):
     """(name, fit(loss, X, y, alpha, tol), tolerances to try) of every method for the loss."""
     tols = [10.0 ** -e for e in range(4, 15)]

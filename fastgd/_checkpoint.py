@@ -99,17 +99,21 @@ def read(path, estimator, data: dict):
         raise ValueError(f"{name} has a malformed training state: {error!r}") from None
 
 
-def _slots(values, arrays, version: int, template: dict) -> dict:
+def _slots(values, arrays, version: int, template: dict, later: tuple = ()) -> dict:
     """The solver's named state, each of its template's shape and dtype (any names, any
     shapes): by name since version 2; in version 1 every optimizer kept two vectors, m and
-    v, and its slots were among them (V1_SLOTS)."""
+    v, and its slots were among them (V1_SLOTS). `later`: the solver's slots added since
+    its checkpoints were first written (Newton's continuation), fresh from the template
+    where a checkpoint lacks them."""
     if version == 1:
         slots = {name: arrays[V1_SLOTS[name]] for name in template}
     else:
         names = values["slots"]
-        if not isinstance(names, list) or set(names) != set(template):
+        if not isinstance(names, list) or not (
+                set(template) - set(later) <= set(names) <= set(template)):
             raise ValueError(f"its state {names!r} is not the solver's {sorted(template)}")
         slots = {name: arrays[f"state.{name}"] for name in names}
+        slots.update({name: template[name] for name in set(template) - set(names)})
     for name, value in slots.items():
         if value.shape != template[name].shape or value.dtype != template[name].dtype:
             raise ValueError(f"its state {name!r} is not {template[name].shape} "
@@ -120,8 +124,9 @@ def _slots(values, arrays, version: int, template: dict) -> dict:
 def _loop(loaded, values, arrays, version: int) -> LoopState:
     size = np.size(loaded.coef_) + np.size(loaded.intercept_)  # k (d + 1) parameters
     vectors = {key: arrays[key] for key in ("theta", "last_good", "best")}
-    template = loaded._solver(name=values["optimizer"]).new_state(np.zeros(size), None).slots
-    slots = _slots(values, arrays, version, template)
+    solver = loaded._solver(name=values["optimizer"])
+    slots = _slots(values, arrays, version, solver.new_state(np.zeros(size), None).slots,
+                   getattr(solver, "later_slots", ()))
     history = loaded.history_
     if loaded.early_stopping:  # the validation bookkeeping is there, or the file is broken
         if "val_loss" not in history:

@@ -74,6 +74,9 @@ class Loss:
     # Newton solver fits it through `smoothed` losses (fastgd/solvers/smoothing.py)
     smooth: ClassVar[bool] = True
     smoothing: float = 0.0  # a smoothed instance's width (the kernels' Loss.smoothing)
+    # a loss linear on either side of a kink at residual 0 (a linear program's objective):
+    # its subgradients in z there, (low, high); None: not such a loss
+    kink_subgradients: tuple | None = None
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
@@ -414,6 +417,10 @@ class Quantile(Elementwise):
         super().__init__(**params)
         if not 0.0 < self.quantile < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile:g}")
+
+    @property
+    def kink_subgradients(self):
+        return -self.quantile, 1.0 - self.quantile
 
     @property
     def smooth(self):  # its smoothed forms are

@@ -52,7 +52,8 @@ def targets_for(loss, Z):
     """Targets a loss takes, from raw outputs Z (n, k) in X's dtype: class indices of the
     largest output, labels 0/1 for a classification loss, else the predictions the loss's
     inverse link makes of Z (within its domain; where the link is not the identity, of Z
-    scaled to within +-3, so that an exponential stays finite and moderate)."""
+    scaled to within +-3, so that an exponential stays finite and moderate; for a loss
+    with a kink, of Z moved by 0.5 up and down, alternately, off the kink)."""
     if loss.class_indices:
         return Z.argmax(axis=1)[:, None].astype(Z.dtype)
     if loss.task == "classification":
@@ -60,6 +61,9 @@ def targets_for(loss, Z):
     Z64 = Z.astype(np.float64)
     if not np.array_equal(loss.inverse_link(Z64), Z64):
         Z64 = Z64 * (3.0 / max(np.abs(Z64).max(), 3.0))
+    if not loss.smooth:  # off its kink, on both sides: there the derivative jumps, and which
+        # side a residual of 0 falls on is the rounding's (of z in a different order)
+        Z64 = Z64 + np.where(np.arange(len(Z64)) % 2, 0.5, -0.5)[:, None]
     return loss.inverse_link(Z64).astype(Z.dtype)
 
 

@@ -375,3 +375,38 @@ def test_model_files_stay_version_1_and_checkpoints_are_version_2(tmp_path):
     for name, version in (("m", 1), ("c", 2)):
         with zipfile.ZipFile(tmp_path / name) as archive:
             assert json.loads(archive.read("fastgd.json"))["version"] == version
+
+
+def test_a_newton_checkpoint_of_an_earlier_fastgd_resumes(tmp_path):
+    """Newton's state gained the continuation's slots (widths, optimum_before) after its
+    checkpoints were first written: a checkpoint without them resumes, to the same bits
+    as the fit that wrote it would have ended with."""
+    import json
+    import zipfile
+
+    from fastgd import load  # noqa: F401 - the reader under test is the estimator's resume
+
+    X, y, _ = make_problem(400, 4)
+    y = np.exp(y / np.abs(y).max())  # counts-like, for a Poisson fit of several steps
+    settings = dict(loss="poisson", optimizer="newton", tol=1e-12, max_epochs=50)
+    whole = GDRegressor(**settings).fit(X, y)
+    path = tmp_path / "c"
+    GDRegressor(**settings, checkpoint=path, callbacks=lambda info: info["epoch"] == 2).fit(X, y)
+    old = tmp_path / "old"
+    with zipfile.ZipFile(path) as archive, zipfile.ZipFile(old, "w") as rewritten:
+        for entry in archive.infolist():
+            data = archive.read(entry)
+            if entry.filename == "fastgd.json":
+                document = json.loads(data)
+                slots = document["training"]["values"]["slots"]
+                slots[:] = [name for name in slots if name not in ("widths", "optimum_before")]
+                for name in ("widths", "optimum_before"):
+                    del document["training"]["arrays"][f"state.{name}"]
+                data = json.dumps(document).encode()
+            elif entry.filename.startswith(("training.state.widths",
+                                            "training.state.optimum_before")):
+                continue
+            rewritten.writestr(entry, data)
+    shutil.copy(old, path)
+    resumed = GDRegressor(**settings, checkpoint=path).fit(X, y, resume=path)
+    assert_same_fit(resumed, whole)

@@ -56,7 +56,9 @@ def test_log_loss_is_stable_at_extreme_logits(z):
 
 @pytest.mark.parametrize("kw,error,message", [
     (dict(loss="cauchy"), ValueError, "loss must be one of 'squared', 'huber', 'poisson', "
-     "'gamma', 'tweedie', 'log'"),
+     "'gamma', 'tweedie', 'quantile', 'log'"),
+    (dict(loss="quantile", quantile=1.5), ValueError, r"quantile must be in \(0, 1\)"),
+    (dict(loss="quantile", quantile=0.0), ValueError, "quantile must be"),
     (dict(loss="tweedie", power=0.5), ValueError, r"power must be 0 or >= 1"),
     (dict(loss="poisson"), ValueError, r"y must hold values >= 0 for loss='poisson', got -"),
     (dict(loss="gamma"), ValueError, r"y must hold values > 0 for loss='gamma'"),

@@ -58,6 +58,9 @@ class Newton:
     moments: Moments | None = field(default=None, init=False)  # set by start
     diagonal: np.ndarray | None = field(default=None, init=False)  # Newton-CG's, by start
     name: str = field(default="newton", init=False)
+    # slots a checkpoint of an earlier fastgd lacks: it resumes with them fresh (the
+    # continuation's, which a smooth loss never reads)
+    later_slots = ("widths", "optimum_before")
 
     def reads_moments(self, problem) -> bool:
         """A quadratic loss's Newton step is its moments' (when its Hessian is formed; for

@@ -1,17 +1,21 @@
 """Newton's method for a loss with a kink (the pinball loss): Newton on smoothed forms of
-the loss, the smoothing shrinking toward the loss itself (a continuation).
+the loss, the smoothing shrinking toward the loss itself (a continuation), then, for
+quantile regression, the crossover to its exact optimum.
 
 The loss's smoothed form of width h (Loss.smoothed) is quadratic on a band of width h
 about the kink and at most h / 2 below the loss elsewhere, so the objective f_h is within
 h / 2 of f, and at the minimizer theta_h of f_h, f(theta_h) - min f <= h / 2. Each step of
 training is one width: a pass measures the loss itself at the step's start (the history's
 loss), then Newton (fastgd/solvers/newton.py, its line search and its convergence tests)
-minimizes f_h from there, and the next width is SHRINK times smaller, or the loss there if
-that is smaller (a start far from the data needs no tiny first steps). Training has
-converged when h / 2 is within the loop's threshold (tol times the best constant's loss).
-Near the end the band holds the few rows that the optimum interpolates (the vertex of
-the linear program that is quantile regression, scikit-learn's QuantileRegressor), f_h
-is a quadratic there and Newton's first step is exact: a width costs a pass or two.
+minimizes f_h from there, and the next width is SHRINK times smaller (the first: the mean
+loss at the start, the residuals' scale). Training has converged when h / 2 is within
+the loop's threshold (tol times the best constant's loss).
+
+The optimum of the pinball loss without a penalty is a vertex of a linear program (the
+one QuantileRegressor solves): the model through d + 1 of the rows. Once the band holds
+about that many rows, `crossover` goes from near it to it, as interior-point methods
+cross over to the simplex method, and checks it by linear programming duality: the exact
+optimum, in a few passes, where the continuation alone would creep toward it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ SHRINK = 10.0         # the widths' ratio from one step to the next
 MAX_NEWTON = 50       # Newton iterations at one width
 INNER = 1e-2          # ... until the decrease Newton predicts is within this times the width
 SMALLEST = 1e-14      # a width below this times the loss changes nothing in float64
-DUAL_SLACK = 1e-9     # the multipliers' rounding allowed beyond [-q, 1 - q]
+DUAL_SLACK = 1e-9     # the multipliers' rounding allowed beyond the subdifferential
 ROUNDING = 1e4        # ulps of a residual's terms that the crossover takes for 0
-MAX_PIVOTS = 500
+MAX_PIVOTS = 500      # simplex pivots of a crossover (two passes each): from the nearest
+                      # rows' vertex, 10-100 at 1M-5M rows
 PIVOT_ROWS = 4        # rows ahead on an edge read for a pivot, times d + 1
 
 
@@ -94,7 +99,7 @@ def crossover(newton, engine, problem, state) -> bool:
     the optimum, state.theta becomes it (True); else it is left as it was (False), and the
     continuation goes on (degenerate data, ties: more than p rows at residual 0)."""
     d = problem.n_features
-    if newton.l2 or not hasattr(problem.loss, "quantile"):
+    if newton.l2 or problem.loss.kink_subgradients is None:
         return False
     coef, intercept = in_original_units(state.std, state.theta, d)
     for output in range(problem.k):
@@ -113,12 +118,14 @@ def vertex(engine, problem, coef, intercept, output: int):
     (k,), original units), as (coef, intercept) of that output (d + 1,), or None if not
     found within MAX_PIVOTS. The p = d + 1 rows nearest the model define a vertex, the
     model that interpolates them. It is the optimum when the multipliers that the
-    subgradient condition asks of those rows lie in the loss's subdifferential at 0,
-    [-q, 1 - q] (linear programming duality); else the row furthest outside leaves, and
-    the objective's slope along the edge that opens tells which row enters: the first
-    whose residual reaching 0 turns the slope up (a simplex pivot, as Barrodale and
-    Roberts's for least absolute deviations). Two passes a vertex."""
-    d, q = problem.n_features, problem.loss.quantile
+    subgradient condition asks of those rows lie in the loss's subdifferential at its
+    kink, [-q, 1 - q] (Loss.kink_subgradients; linear programming duality); else the row
+    furthest outside leaves, and the objective's slope along the edge that opens tells
+    which row enters: the first whose residual reaching 0 turns the slope up (a simplex
+    pivot, as Barrodale and Roberts's for least absolute deviations). Two passes a
+    vertex."""
+    d = problem.n_features
+    low, high = problem.loss.kink_subgradients
     X, Y, weights, total = engine.nearest_rows(problem, coef, intercept, d + 1,
                                                output=output)
     if len(X) < d + 1:
@@ -135,11 +142,11 @@ def vertex(engine, problem, coef, intercept, output: int):
             np.max(np.abs(A) @ np.abs(solution) + np.abs(y)))
         multipliers = vertex_multipliers(engine, problem, A, coef, intercept, output,
                                          weights, total, rounding)
-        excess = np.maximum(multipliers - (1.0 - q), -q - multipliers)
+        excess = np.maximum(multipliers - high, low - multipliers)
         if excess.max() <= DUAL_SLACK:
             return solution
         leaving = int(np.argmax(excess))
-        side = 1.0 if multipliers[leaving] > 1.0 - q else -1.0
+        side = 1.0 if multipliers[leaving] > high else -1.0
         edge = np.linalg.solve(A, side * np.eye(d + 1)[leaving])
         # the objective's slope along the edge, times the total weight, then each row it
         # reaches adds its weight times |x edge|
