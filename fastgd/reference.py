@@ -224,8 +224,10 @@ def nearest_rows(X, Y, sample_weight, coef, intercept, count: int, rows=None,
 
 
 def _product(part, coef, intercept):
-    """x coef + intercept (float64) for each row of a block (dense or CSR)."""
-    return np.asarray(part @ coef.astype(part.dtype), dtype=np.float64).ravel() + intercept
+    """x coef + intercept for each row of a block (dense or CSR), in float64 whatever X's
+    dtype (as the kernels' products: the crossover tells residuals of 0 from rounding)."""
+    return np.asarray(part @ np.asarray(coef, dtype=np.float64), dtype=np.float64).ravel() + (
+        intercept)
 
 
 FEISTEL_MULT = np.uint64(0x9E3779B97F4A7C15)

@@ -120,6 +120,18 @@ def test_the_same_optimum_unstandardized_on_sparse_x_and_from_the_reference_engi
             assert_same_model(model, expected, rtol=1e-9)
 
 
+def test_float32_x_crosses_over_to_the_vertex_of_its_values():
+    """X (and so y) in float32: the vertex of those values, found as for float64 (the
+    crossover's residuals are computed in float64, as the kernels' products)."""
+    X, y, w = heteroscedastic(seed=8)
+    X32, y32 = X.astype(np.float32), y.astype(np.float32)
+    expected = peer(X32.astype(float), y32.astype(float), 0.8, w)
+    model = fastgd.GDRegressor(loss="quantile", quantile=0.8, tol=1e-10).fit(
+        X32, y32, sample_weight=w)
+    assert_same_model(model, expected, rtol=1e-9)
+    assert sum(model.history_["passes"]) < 200  # pivots that converge, not MAX_PIVOTS
+
+
 def test_two_targets_are_two_quantile_regressions():
     """Several outputs: one linear program each, each output's crossover its own vertex."""
     X, y, _ = heteroscedastic(seed=3)

@@ -36,7 +36,7 @@ SMALLEST = 1e-14      # a width below this times the loss changes nothing in flo
 CROSSOVER = 1e-3      # the crossover once the band holds about this times d + 1 rows
                       # (about: it is n width / loss): later crossovers take fewer
                       # pivots; 1M x 20, q = 0.9: 203 pivots, 10.8 s at 1; 19, 3.9 s at
-                      # 1e-3; 100k: 0.41-0.54 s at 1e-3, 0.43-0.59 at 1e-2 and 1e-4
+                      # 1e-3 (benchmarks/README.md has the others)
 DUAL_SLACK = 1e-9     # the multipliers' rounding allowed beyond the subdifferential
 ROUNDING = 1e4        # ulps of a residual's terms that the crossover takes for 0
 MAX_PIVOTS = 500      # simplex pivots of a crossover (two passes each): 6-30 measured
