@@ -164,8 +164,9 @@ def train(engine, problem, solver, *, coef, intercept, standardize: bool | str, 
     from_constant = state is None and intercept is None and problem.loss.starts_at_constant
     constant = (engine.best_constant(problem) if from_constant or (
         tol is not None and not moments) else None)
-    if state is None and intercept is None:
-        intercept = constant[0] if from_constant else np.zeros(problem.k)
+    if state is None and intercept is None:  # the rows trained on say where to start
+        intercept = ((engine.best_constant(training) if early_stopping else constant)[0]
+                     if from_constant else np.zeros(problem.k))
     if state is None:
         std = Standardization.fit(engine, problem, moments, center=standardize != "scale"
                                   and solver.centers(problem)) if standardize else None

@@ -928,7 +928,8 @@ class GDRegressor(RegressorMixin, _GDEstimator):
     def predict(self, X, offset=None):
         """Predictions X @ coef_.T + intercept_ (+ offset, as fit took it) through the
         loss's inverse link (e^z for the log-link losses), (n_samples,) or (n_samples,
-        n_outputs), in X's floating dtype (a Dask array for a Dask array X)."""
+        n_outputs), in X's floating dtype (a Dask array for a Dask array X; with an
+        offset, a Dask X is computed first and the predictions are a NumPy array)."""
         if _dask.is_dask_array(X):
             if offset is not None:
                 X = X.compute()
@@ -974,15 +975,38 @@ class GDRegressor(RegressorMixin, _GDEstimator):
         loss = self._fitted_loss()
         Y = y if held else as_targets(y, len(y), k, dtype)
         if offset is not None:  # the same problem without one (Loss.with_offset)
-            if held:
-                offset = offset.reshape(-1, 1) if offset.ndim == 1 else offset
-                Y = Y.reshape(-1, k) if Y.ndim == 1 else Y
-            else:
-                offset = self._offset(offset, len(Y), k)
+            Y, sample_weight = self._without_offset(Y, sample_weight, offset, k, dtype, loss)
+        return Y, sample_weight, loss, k
+
+    def _without_offset(self, Y, sample_weight, offset, k, dtype, loss):
+        """(Y, sample_weight) of the problem whose loss at z is this one's at z + offset,
+        in the data's dtype; a ValueError naming offset if it is not (n,) or (n, k) finite
+        values, or if the problem without it overflows."""
+        if _dask.is_dask_array(Y):  # checked here, its blocks transformed on the workers
+            import dask.array as da
+
+            offset = da.asarray(offset)
+            offset = offset.reshape(-1, 1) if offset.ndim == 1 else offset
+            Y = Y.reshape(-1, k) if Y.ndim == 1 else Y
+            if offset.shape[0] != Y.shape[0] or offset.shape[1] not in (1, k):
+                raise ValueError(f"offset has shape {offset.shape}, y {Y.shape}: it must be "
+                                 f"({Y.shape[0]},) or ({Y.shape[0]}, {k})")
+            if not bool(da.isfinite(offset).all().compute()):
+                raise ValueError("offset contains NaN or infinity")
+        else:
+            offset = self._offset(offset, len(Y), k)
+        with np.errstate(all="ignore"):  # overflow: refused below
             Y, sample_weight = loss.with_offset(Y, sample_weight, offset)
             Y = Y.astype(dtype)
             sample_weight = None if sample_weight is None else sample_weight.astype(dtype)
-        return Y, sample_weight, loss, k
+        if not _dask.is_dask_array(Y) and not (np.isfinite(Y).all() and (
+                sample_weight is None or (np.isfinite(sample_weight).all()
+                                          and sample_weight.sum(dtype=np.float64) > 0))):
+            raise ValueError(f"offset is too large for {np.dtype(dtype).name} arithmetic "
+                             f"with the {loss.name} loss: the problem without it (y - offset,"
+                             f" or y e^-offset weighted by e^((2 - power) offset)) "
+                             f"overflows or weighs nothing; rescale it")
+        return Y, sample_weight
 
     @staticmethod
     def _offset(offset, n: int, k: int):

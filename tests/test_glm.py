@@ -225,6 +225,10 @@ def test_an_offset_on_an_identity_link_shifts_y_and_is_checked():
         fastgd.GDRegressor(loss="poisson").fit(X, Y, offset=offset)
     with pytest.raises(TypeError, match="offset"):
         fastgd.GDClassifier().fit(X, y > 1, offset=X[:, 0])
+    for bad in (np.full(len(y), -800.0), np.r_[np.zeros(len(y) - 1), 800.0]):
+        with pytest.raises(ValueError, match="offset is too large for float64 arithmetic "
+                                             "with the poisson loss"):
+            fastgd.GDRegressor(loss="poisson").fit(X, y, offset=bad)
 
 
 def test_an_offset_on_dask_arrays_and_in_partial_fit(client):
@@ -236,6 +240,13 @@ def test_an_offset_on_dask_arrays_and_in_partial_fit(client):
         da.from_array(X, chunks=(1000, -1)), da.from_array(y, chunks=1000),
         offset=da.from_array(offset, chunks=1000), client=client)
     assert_allclose(spread.coef_, local.coef_, rtol=1e-9, atol=1e-12)
+    chunked = da.from_array(y, chunks=1000)
+    for bad, words in ((da.zeros(50, chunks=50), "offset has shape \\(50, 1\\)"),
+                       (da.from_array(np.r_[offset[:-1], np.nan], chunks=1000),
+                        "offset contains NaN")):
+        with pytest.raises(ValueError, match=words):
+            fastgd.GDRegressor(loss="poisson").fit(da.from_array(X, chunks=(1000, -1)),
+                                                   chunked, offset=bad, client=client)
     online = fastgd.GDRegressor(loss="poisson", learning_rate=0.02, batch_size=100)
     for _ in range(30):
         online.partial_fit(X, y, offset=offset)

@@ -106,7 +106,7 @@ def crossover(newton, engine, problem, state) -> bool:
     d = problem.n_features
     if newton.l2 or problem.loss.kink_subgradients is None:
         return False
-    coef, intercept = in_original_units(state.std, state.theta, d)
+    coef, intercept = (part.copy() for part in in_original_units(state.std, state.theta, d))
     for output in range(problem.k):
         found = vertex(engine, problem, coef, intercept, output)
         if found is None:
@@ -122,8 +122,9 @@ def vertex(engine, problem, coef, intercept, output: int):
     """The optimum of one output's linear program near the model (coef (k, d), intercept
     (k,), original units), as (coef, intercept) of that output (d + 1,), or None if not
     found within MAX_PIVOTS. The p = d + 1 rows nearest the model define a vertex, the
-    model that interpolates them. It is the optimum when the multipliers that the
-    subgradient condition asks of those rows lie in the loss's subdifferential at its
+    model that interpolates them. It is the optimum when the multipliers mu that the
+    subgradient condition asks of those rows (sum over the others of w l'(z) a + sum over
+    these of w mu a = 0) lie in the loss's subdifferential at its
     kink, [-q, 1 - q] (Loss.kink_subgradients; linear programming duality); else the row
     furthest outside leaves, and the objective's slope along the edge that opens tells
     which row enters: the first whose residual reaching 0 turns the slope up (a simplex
@@ -138,21 +139,23 @@ def vertex(engine, problem, coef, intercept, output: int):
     A, y = np.hstack([X, np.ones((d + 1, 1))]), Y[:, output].copy()
     coef, intercept = coef.copy(), intercept.copy()
     for _ in range(MAX_PIVOTS):
-        if np.linalg.cond(A) > 1.0 / np.sqrt(np.finfo(float).eps):
+        M = equilibration(A)
+        B = A @ M  # the same rows in centred, scaled columns: the same vertex, conditioned
+        if np.linalg.cond(B) > 1.0 / np.sqrt(np.finfo(float).eps):
             return None
-        solution = np.linalg.solve(A, y)
+        solution = M @ np.linalg.solve(B, y)
         coef[output], intercept[output] = solution[:d], solution[d]
         # the rounding of a residual of 0 (the vertex's rows'), from the sizes of its terms
         rounding = ROUNDING * np.finfo(float).eps * float(
             np.max(np.abs(A) @ np.abs(solution) + np.abs(y)))
-        multipliers = vertex_multipliers(engine, problem, A, coef, intercept, output,
-                                         weights, total, rounding)
+        gradient = others_gradient(engine, problem, coef, intercept, output, rounding)
+        multipliers = np.linalg.solve(B.T, -M.T @ gradient) * total / weights
         excess = np.maximum(multipliers - high, low - multipliers)
         if excess.max() <= DUAL_SLACK:
             return solution
         leaving = int(np.argmax(excess))
         side = 1.0 if multipliers[leaving] > high else -1.0
-        edge = np.linalg.solve(A, side * np.eye(d + 1)[leaving])
+        edge = M @ np.linalg.solve(B, side * np.eye(d + 1)[leaving])
         # the objective's slope along the edge, times the total weight, then each row it
         # reaches adds its weight times |x edge|
         slope = -weights[leaving] * excess[leaving]
@@ -168,14 +171,24 @@ def vertex(engine, problem, coef, intercept, output: int):
     return None
 
 
-def vertex_multipliers(engine, problem, A, coef, intercept, output, weights, total,
-                       rounding):
-    """The multipliers mu (p,) of the vertex's rows (A (p, p), with its ones) that make the
-    subgradient of `output` 0 at the model (coef, intercept): sum over the other rows of
-    w l'(z) a + sum over these of w mu a = 0, from the others' mean gradient (one pass) of
-    the loss smoothed over a band of `rounding`, the rounding of these rows' residuals of
-    0, so that they add nothing to it."""
+def equilibration(A):
+    """M (p, p) such that A M = [(x - mean) / spread, 1] for the rows A = [x, 1]: solving in
+    A M's columns gives the same vertex (A x = y is A M (M^-1 x) = y), with the data's
+    conditioning rather than its units' (a column of years, or of amounts near 1e9,
+    would make A itself look singular)."""
+    X = A[:, :-1]
+    mean, spread = X.mean(axis=0), X.std(axis=0)
+    spread[spread == 0] = 1.0
+    M = np.eye(len(A))
+    M[:-1, :-1] = np.diag(1.0 / spread)
+    M[-1, :-1] = -mean / spread
+    return M
+
+
+def others_gradient(engine, problem, coef, intercept, output, rounding):
+    """The mean gradient of `output`'s loss in its (coef, intercept) (p,) at the model,
+    without the vertex's rows: one pass of the loss smoothed over a band of `rounding`,
+    the rounding of those rows' residuals of 0, so that they add nothing to it."""
     narrow = replace(problem, loss=problem.loss.smoothed(rounding))
     _, grad_w, grad_b = engine.loss_and_grad(narrow, coef, intercept)
-    gradient = np.append(grad_w[output], grad_b[output])
-    return np.linalg.solve(A.T, -gradient) * total / weights
+    return np.append(grad_w[output], grad_b[output])
