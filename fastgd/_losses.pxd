@@ -142,7 +142,7 @@ cdef inline double tweedie_d2loss(double z, double y, double p) noexcept nogil:
 # -(1 - q) h <= r <= q h, d/dz = -r / h there; outside it the pinball loss less q high / 2
 # (above) or plus (1 - q) low / 2 (below), with its derivative. Its curvature for Newton:
 # 1 / h on the band, min(1 / h, 1 / (2 |r|)) off it, iteratively reweighted least squares'
-# weight where the loss is linear (Quantile.hessian).
+# weight where the loss is linear (Quantile.second_derivative).
 cdef inline double quantile_loss(double z, double y, double q, double h,
                                  double* dz) noexcept nogil:
     cdef double r = y - z, low = -(1.0 - q) * h, high = q * h
