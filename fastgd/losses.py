@@ -484,6 +484,102 @@ class Quantile(Elementwise):
                             1.0 / h, 0.5 / np.abs(r))
 
 
+class Log(Elementwise):
+    name, code, task, curvature = "log", 2, "classification", 0.125
+    multiclass, link = "multinomial", "logistic"
+    summary = ("log(1 + e^z) - y z for a logit z and y in [0, 1] (torch's "
+               "BCEWithLogitsLoss): l' = sigmoid(z) - y, l'' = sigmoid(z) (1 - sigmoid(z)); "
+               "computed without overflow.")
+
+    def value(self, z, y):
+        return np.logaddexp(0.0, z) - y * z
+
+    def derivative(self, z, y):  # sigmoid(z) - y, without overflow
+        return np.exp(-np.logaddexp(0.0, -z)) - y
+
+    def second_derivative(self, z, y):
+        return np.exp(-np.logaddexp(0.0, -z) - np.logaddexp(0.0, z))
+
+    def check_targets(self, Y, k):
+        low, high = (float(Y.min()), float(Y.max())) if len(Y) else (0.0, 0.0)
+        if not (0.0 <= low and high <= 1.0):
+            raise ValueError(f"y must hold targets in [0, 1] for loss='log', got values from "
+                             f"{low:g} to {high:g}")
+
+    def best_constant(self, total, sums):  # the logit of each label's frequency
+        with np.errstate(all="ignore"):
+            p = np.clip(sums / total, 1e-300, 1 - 1e-16)
+            return np.log(p) - np.log1p(-p)
+
+    def inverse_link(self, Z):
+        return np.exp(self.log_proba(Z)[:, 1:])
+
+    def log_proba(self, Z):
+        """Log-probabilities (n, 2) of the classes 0 and 1, the log-softmax of (0, z): no
+        overflow at any logit."""
+        return log_softmax(np.hstack([np.zeros_like(Z), Z]))
+
+
+class Multinomial(Loss):
+    name, code, task, curvature = "multinomial", 3, "classification", 0.25
+    min_outputs, class_indices, shift_invariant, link = 2, True, True, "softmax"
+    summary = ("log(sum_o e^z_o) - z_y for k >= 2 logits and y the class index 0..k-1 "
+               "(torch's CrossEntropyLoss): l' = softmax(z) - onehot(y), Hessian "
+               "diag(p) - p p^T; computed with the largest logit subtracted.")
+
+    def value_and_gradient(self, Z, Y):
+        rows, c = np.arange(len(Z)), Y[:, 0].astype(np.intp)
+        shifted = Z - Z.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1)
+        derivative = exp / total[:, None]
+        derivative[rows, c] -= 1.0
+        return np.log(total) - shifted[rows, c], derivative
+
+    def hessian(self, Z, Y):  # the diagonal p (1 - p); the whole is diag(p) - p p^T
+        p = self.probabilities(Z)
+        return p * (1.0 - p)
+
+    def hessian_pairs(self, k):  # the softmax couples its outputs: every pair
+        return [(a, b) for a in range(k) for b in range(a, k)]
+
+    def hessian_blocks(self, Z, Y):  # diag(p) - p p^T: p_a (1 - p_a), and -p_a p_b off it
+        p = self.probabilities(Z)
+        return [(a, b, p[:, a] * ((a == b) - p[:, b]))
+                for a, b in self.hessian_pairs(p.shape[1])]
+
+    @staticmethod
+    def probabilities(Z):
+        exp = np.exp(Z - Z.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def check_targets(self, Y, k):
+        if not (np.all(Y >= 0) and np.all(Y < k) and np.array_equal(Y, np.floor(Y))):
+            raise ValueError(f"y must hold class indices 0 to {k - 1} for loss='multinomial'")
+
+    def target_sums(self, Y, sample_weight, k):  # the weight of each class
+        return weight_of(Y, sample_weight), sum(
+            np.bincount(Y[rows, 0].astype(np.intp), weights=w, minlength=k)
+            for rows, w in row_blocks(Y, sample_weight))
+
+    def best_constant(self, total, sums):  # the log of each class's frequency
+        with np.errstate(divide="ignore"):
+            return np.log(sums / total)
+
+    def constant_loss(self, total, sums, loss_sum_at):
+        """The entropy of the class frequencies (no pass over Y)."""
+        with np.errstate(all="ignore"):
+            p = sums / total
+            p = p[p > 0]
+            return float(-(p * np.log(p)).sum())
+
+    def inverse_link(self, Z):
+        return np.exp(self.log_proba(Z))
+
+    def log_proba(self, Z):
+        return log_softmax(Z)
+
+
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (
     Squared, Huber, Poisson, Gamma, Tweedie, Quantile, Log, Multinomial)}
 
