@@ -301,12 +301,11 @@ class LogLink(Elementwise):
         (log exposure) is the fit of y e^-o with weights w e^((2-p) o): Poisson counts per
         unit of exposure, weighted by the exposure, as glum and scikit-learn's user guide
         fit them. Its mean loss is then per unit of that weight."""
-        growth = np.exp((2.0 - self.power) * offset[:, 0]) if offset.shape[1] == 1 else None
-        if growth is None:
+        if offset.shape[1] != 1:
             raise ValueError(f"offset for the {self.name} loss is one column (n,), the "
                              f"outputs' weights being shared")
-        return (Y * np.exp(-offset), growth if sample_weight is None
-                else sample_weight * growth)
+        growth = np.exp((2.0 - self.power) * offset[:, 0])
+        return Y * np.exp(-offset), growth if sample_weight is None else sample_weight * growth
 
     def terms(self, z, y):
         """(value, derivative, second derivative) in z, elementwise."""
