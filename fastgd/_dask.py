@@ -395,7 +395,8 @@ class DaskEngine:
         """Each shard's nearest `count`, the nearest of them all."""
         _held(problem)
         found = problem.X.map(_nearest_rows, problem.rows, coef=coef, intercept=intercept,
-                              count=count, direction=direction, on=on, output=output)
+                              count=count, direction=direction, on=on, output=output,
+                              kink=problem.loss.kink)
         distance, X, Y, weights = (np.concatenate([part[i] for part in found])
                                    for i in range(4))
         nearest = np.argsort(distance, kind="stable")[:count]
@@ -440,10 +441,10 @@ def _target_sums(shard, loss, k):
     return loss.target_sums(Y, sample_weight, k)
 
 
-def _nearest_rows(shard, coef, intercept, count, direction, on, output):
+def _nearest_rows(shard, coef, intercept, count, direction, on, output, kink):
     X, Y, sample_weight, _ = shard
     return reference.nearest_rows(X, Y, sample_weight, coef, intercept, count,
-                                  direction=direction, on=on, output=output)
+                                  direction=direction, on=on, output=output, kink=kink)
 
 
 def _constant_loss_sum(shard, z, loss):

@@ -16,6 +16,9 @@ cdef enum LossKind:      # the `code` of each fastgd.losses class
     GAMMA = 5
     TWEEDIE = 6
     QUANTILE = 7
+    HINGE = 8
+    SQUARED_HINGE = 9
+    MODIFIED_HUBER = 10
 
 ctypedef struct Loss:
     LossKind kind
@@ -159,12 +162,74 @@ cdef inline double quantile_loss(double z, double y, double q, double h,
     return 0.5 * r * r / h
 
 cdef inline double quantile_d2loss(double z, double y, double q, double h) noexcept nogil:
-    cdef double r = y - z
+    return kink_curvature(y - z, -(1.0 - q) * h, q * h, h)
+
+cdef inline double kink_curvature(double r, double low, double high,
+                                  double h) noexcept nogil:
+    """The Newton curvature of a kink at r = 0 smoothed on the band low <= r <= high of
+    width h (0: no smoothing, no curvature): fastgd.losses.kink_curvature."""
     if h == 0.0:
         return 0.0
-    if -(1.0 - q) * h <= r <= q * h or 2.0 * fabs(r) <= h:
+    if low <= r <= high or 2.0 * fabs(r) <= h:
         return 1.0 / h
     return 0.5 / fabs(r)
+
+
+# The margin losses (scikit-learn's SGDClassifier's, sklearn/linear_model/_sgd_fast.pyx) of
+# a label y in {0, 1} as t = 2 y - 1 and the margin m = t z.
+
+# hinge: max(0, 1 - m); d/dz = -t where m <= 1 (scikit-learn's), else 0; no second
+# derivative. Smoothed with width h > 0 as the pinball loss of q = 1 in r = 1 - m:
+# r^2 / (2 h) on 0 <= r <= h, r - h / 2 above, 0 below; its Newton curvature the
+# quantile loss's (kink_curvature).
+cdef inline double hinge_loss(double z, double y, double h, double* dz) noexcept nogil:
+    cdef double t = 2.0 * y - 1.0
+    cdef double r = 1.0 - t * z
+    if h == 0.0:
+        dz[0] = -t if r >= 0.0 else 0.0
+        return r if r > 0.0 else 0.0
+    if r > h:
+        dz[0] = -t
+        return r - 0.5 * h
+    if r < 0.0:
+        dz[0] = 0.0
+        return 0.0
+    dz[0] = -t * r / h
+    return 0.5 * r * r / h
+
+cdef inline double hinge_d2loss(double z, double y, double h) noexcept nogil:
+    return kink_curvature(1.0 - (2.0 * y - 1.0) * z, 0.0, h, h)
+
+# squared hinge: max(0, 1 - m)^2; d/dz = -2 t max(0, 1 - m); d2/dz2 = 2 where m < 1
+cdef inline double squared_hinge_loss(double z, double y, double* dz) noexcept nogil:
+    cdef double t = 2.0 * y - 1.0
+    cdef double r = 1.0 - t * z
+    if r > 0.0:
+        dz[0] = -2.0 * t * r
+        return r * r
+    dz[0] = 0.0
+    return 0.0
+
+cdef inline double squared_hinge_d2loss(double z, double y) noexcept nogil:
+    return 2.0 if (2.0 * y - 1.0) * z < 1.0 else 0.0
+
+# modified Huber: (1 - m)^2 for -1 <= m < 1, -4 m below, 0 above; d/dz = -2 t (1 - m),
+# -4 t and 0; d2/dz2 = 2 where -1 <= m < 1
+cdef inline double modified_huber_loss(double z, double y, double* dz) noexcept nogil:
+    cdef double t = 2.0 * y - 1.0
+    cdef double m = t * z
+    if m >= 1.0:
+        dz[0] = 0.0
+        return 0.0
+    if m >= -1.0:
+        dz[0] = -2.0 * t * (1.0 - m)
+        return (1.0 - m) * (1.0 - m)
+    dz[0] = -4.0 * t
+    return -4.0 * m
+
+cdef inline double modified_huber_d2loss(double z, double y) noexcept nogil:
+    cdef double m = (2.0 * y - 1.0) * z
+    return 2.0 if -1.0 <= m < 1.0 else 0.0
 
 
 # multinomial log loss (torch's CrossEntropyLoss) of k logits z against the class c:
@@ -225,6 +290,12 @@ cdef inline double elementwise_loss(const Loss* loss, double z, double y,
         return tweedie_loss(z, y, loss.param, dz)
     if loss.kind == QUANTILE:
         return quantile_loss(z, y, loss.param, loss.smoothing, dz)
+    if loss.kind == HINGE:
+        return hinge_loss(z, y, loss.smoothing, dz)
+    if loss.kind == SQUARED_HINGE:
+        return squared_hinge_loss(z, y, dz)
+    if loss.kind == MODIFIED_HUBER:
+        return modified_huber_loss(z, y, dz)
     dz[0] = NAN  # a kind without its case here: non-finite, which training reports
     return NAN
 
@@ -245,6 +316,12 @@ cdef inline double elementwise_d2loss(const Loss* loss, double z, double y) noex
         return tweedie_d2loss(z, y, loss.param)
     if loss.kind == QUANTILE:
         return quantile_d2loss(z, y, loss.param, loss.smoothing)
+    if loss.kind == HINGE:
+        return hinge_d2loss(z, y, loss.smoothing)
+    if loss.kind == SQUARED_HINGE:
+        return squared_hinge_d2loss(z, y)
+    if loss.kind == MODIFIED_HUBER:
+        return modified_huber_d2loss(z, y)
     return NAN
 
 
@@ -289,6 +366,10 @@ cdef inline void run_of_kind(const Loss* loss, double* z, const floating* y,
         residuals_of(POISSON, 0.0, z, y, sw, m, losses, weights)
     elif loss.kind == GAMMA:
         residuals_of(GAMMA, 0.0, z, y, sw, m, losses, weights)
+    elif loss.kind == SQUARED_HINGE:
+        residuals_of(SQUARED_HINGE, 0.0, z, y, sw, m, losses, weights)
+    elif loss.kind == MODIFIED_HUBER:
+        residuals_of(MODIFIED_HUBER, 0.0, z, y, sw, m, losses, weights)
     else:  # correct for any elementwise kind, but a loop that branches on it each row
         residuals_of(loss.kind, loss.param, z, y, sw, m, losses, weights, loss.smoothing)
 

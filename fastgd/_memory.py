@@ -105,7 +105,7 @@ class InMemory:
         """In NumPy by blocks of rows (bounded temporaries), for both modules."""
         return reference.nearest_rows(problem.X, problem.Y, problem.sample_weight, coef,
                                       intercept, count, problem.rows, direction, on,
-                                      output)[1:]
+                                      output, problem.loss.kink)[1:]
 
     def fingerprint(self, problem: Problem, digest) -> dict:
         """A hash of SAMPLED_ROWS whole rows of X, Y and the weights, and X's dtype."""

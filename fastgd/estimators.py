@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -1146,20 +1147,35 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         best = LinearModel.best_class(self._linear(X))
         return self.classes_[best]
 
+    def _check_proba(self):
+        """True if the loss gives class probabilities (sklearn's available_if: else
+        predict_proba is not there, hasattr is False, and calling it an AttributeError)."""
+        loss = losses.LOSSES.get(self.loss)  # (an unknown loss: fit's error to give)
+        if loss is not None and not loss.probabilities:
+            raise AttributeError(f"probability estimates are not available for "
+                                 f"loss={self.loss!r}: use loss='log' or "
+                                 f"'modified_huber', or decision_function")
+        return True
+
+    @available_if(_check_proba)
     def predict_log_proba(self, X):
-        """Log-probabilities of the classes (columns in the order of ``classes_``), from
-        the log-softmax of the logits (for two classes, of (0, logit)): no overflow at any
-        logit."""
+        """Log-probabilities of the classes (columns in the order of ``classes_``): for the
+        log loss from the log-softmax of the logits (for two classes, of (0, logit)), no
+        overflow at any logit; for modified Huber, the log of predict_proba's."""
         if _dask.is_dask_array(X):
             return self._on_blocks(self.predict_log_proba, X, len(self.classes_))
         z = self._linear(X)
         return self._fitted_loss().log_proba(z)
 
+    @available_if(_check_proba)
     def predict_proba(self, X):
-        """Probabilities of the classes (columns in the order of ``classes_``)."""
+        """Probabilities of the classes (columns in the order of ``classes_``): the
+        softmax's for the log loss; for modified Huber SGDClassifier's, (clip(z, -1, 1) +
+        1) / 2 normalized over the classes (Loss.proba). Not for the losses that have
+        none (hinge, squared_hinge): an AttributeError."""
         if _dask.is_dask_array(X):
             return self._on_blocks(self.predict_proba, X, len(self.classes_))
-        return np.exp(self.predict_log_proba(X))
+        return self._fitted_loss().proba(self._linear(X))
 
     def _encode(self, y, dtype, sample_weight, reset, classes=None):
         if _dask.is_dask_array(y):
@@ -1186,8 +1202,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
             weights = per_class[index] if sample_weight is None else sample_weight * per_class[
                 index]
             sample_weight = as_sample_weight(weights, len(y), dtype)
-        loss = self._fitted_loss()
-        return index[:, None].astype(dtype), sample_weight, loss, self._n_outputs()
+        loss, k = self._fitted_loss(), self._n_outputs()
+        return _class_targets(index, loss, k, dtype), sample_weight, loss, k
 
     def _n_outputs(self) -> int:
         """One logit for two classes, one a class for more."""
@@ -1213,7 +1229,10 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         labels = np.asarray(da.unique(y).compute())
         _, _, loss, k = self._encode(labels, dtype, None, reset, classes)
         index = y.map_blocks(partial(np.searchsorted, self.classes_), dtype=np.intp)
-        return index.astype(dtype)[:, None], sample_weight, loss, k
+        if loss.class_indices or k == 1:
+            return index.astype(dtype)[:, None], sample_weight, loss, k
+        return (index.map_blocks(_class_targets, loss, k, dtype, new_axis=1, dtype=dtype,
+                                 chunks=(index.chunks[0], (k,))), sample_weight, loss, k)
 
     def _shaped(self, array):
         return array
@@ -1221,8 +1240,9 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
     def _validation_rows(self, Y, n_val, random_state):
         """Stratified: each class in the validation rows in its share of all rows."""
         split = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=random_state)
+        labels = Y[:, 0] if Y.shape[1] == 1 else Y.argmax(axis=1)  # indices, or one-hot
         try:
-            return next(split.split(np.zeros(len(Y)), Y[:, 0]))[1]
+            return next(split.split(np.zeros(len(Y)), labels))[1]
         except ValueError as error:  # a class too rare to share out
             raise ValueError(f"early_stopping=True draws validation rows stratified by "
                              f"class: {error}") from None
@@ -1279,6 +1299,17 @@ GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regress
     >>> model.predict([[0.5], [2.5]]).tolist()
     ['no', 'yes']
     """
+
+
+def _class_targets(index, loss, k: int, dtype):
+    """The targets (n, targets per row) of class indices (n,): the indices themselves for
+    two classes (0 or 1) or a loss of class indices (the softmax's), else one column a
+    class, 1 in the row's class's (one-vs-rest: the margin losses')."""
+    if loss.class_indices or k == 1:
+        return index[:, None].astype(dtype)
+    Y = np.zeros((len(index), k), dtype)
+    Y[np.arange(len(index)), index] = 1
+    return Y
 
 
 ESTIMATORS = {cls.__name__: cls for cls in (GDRegressor, GDClassifier)}  # for fastgd.load

@@ -30,6 +30,7 @@ fastgd/_losses.pxd (docs/architecture.md walks one through).
 
 from __future__ import annotations
 
+import copy
 import statistics
 from typing import ClassVar
 
@@ -63,6 +64,9 @@ class Loss:
     # inverse_link by name, for a graph that predicts without fastgd (fastgd/onnx.py):
     # "identity", "exp", "logistic" (the softmax of (0, z)) or "softmax"
     link: ClassVar[str] = "identity"
+    # a classification loss's class probabilities (log_proba, proba); the margin losses
+    # but modified Huber have none
+    probabilities: ClassVar[bool] = False
     # score: D^2, the share of the deviance the model explains (scikit-learn's GLMs' score),
     # rather than R^2
     deviance_score: ClassVar[bool] = False
@@ -74,9 +78,9 @@ class Loss:
     # Newton solver fits it through `smoothed` losses (fastgd/solvers/smoothing.py)
     smooth: ClassVar[bool] = True
     smoothing: float = 0.0  # a smoothed instance's width (the kernels' Loss.smoothing)
-    # a loss linear on either side of a kink at residual 0 (a linear program's objective):
-    # its subgradients in z there, (low, high); None: not such a loss
-    kink_subgradients: tuple | None = None
+    # a loss linear on both sides of its kink whose unpenalized optimum is a vertex of a
+    # linear program (the pinball loss's: quantile regression): the smoothing's crossover
+    linear_program: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
@@ -151,6 +155,10 @@ class Loss:
     def inverse_link(self, Z):
         """Predictions (n, k) from raw outputs."""
         return Z
+
+    def proba(self, Z):
+        """A classification loss's class probabilities (n, classes) from raw outputs."""
+        return np.exp(self.log_proba(Z))
 
     # The best constant prediction, which ignores X: the scale of tol.
 
@@ -395,7 +403,31 @@ class Tweedie(LogLink):
                 (2.0 - p) * a - (1.0 - p) * b)
 
 
-class Quantile(Elementwise):
+class Kinked(Elementwise):
+    """A loss with a kink (Loss.smooth), linear on both sides of it: Newton fits it through
+    its smoothed forms, the same loss with a `smoothing` width (its formulas read it; 0:
+    the loss itself), then the optimum from the rows at the kink (solvers/smoothing.py)."""
+
+    def kink(self, y):
+        """The raw output z at which a row of targets y has its kink."""
+        raise NotImplementedError
+
+    def kink_subgradients(self, y):
+        """(low, high): the subdifferential in z at the kink of rows of targets y, arrays
+        or numbers that broadcast against y."""
+        raise NotImplementedError
+
+    @property
+    def smooth(self):  # its smoothed forms are
+        return self.smoothing > 0
+
+    def smoothed(self, width):
+        loss = copy.copy(self)
+        loss.smoothing = float(width)
+        return loss
+
+
+class Quantile(Kinked):
     """The pinball loss of the residual r = y - z: q r above the prediction, (q - 1) r
     below, minimized by the q-quantile of y given x (scikit-learn's PinballLoss, the loss
     of QuantileRegressor). It has a kink at r = 0: no Hessian (0 a.e.) and a subgradient
@@ -417,13 +449,13 @@ class Quantile(Elementwise):
         if not 0.0 < self.quantile < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile:g}")
 
-    @property
-    def kink_subgradients(self):
-        return -self.quantile, 1.0 - self.quantile
+    linear_program = True
 
-    @property
-    def smooth(self):  # its smoothed forms are
-        return self.smoothing > 0
+    def kink(self, y):  # at residual 0
+        return y
+
+    def kink_subgradients(self, y):
+        return -self.quantile, 1.0 - self.quantile
 
     def target_sums(self, Y, sample_weight, k):  # the weighted sums of y, then of y^2
         return weight_of(Y, sample_weight), weighted_row_sum(
@@ -437,11 +469,6 @@ class Quantile(Elementwise):
             mean = sums[:k] / total
             spread = np.sqrt(np.maximum(sums[k:] / total - mean * mean, 0.0))
             return mean + spread * statistics.NormalDist().inv_cdf(self.quantile)
-
-    def smoothed(self, width):
-        loss = Quantile(quantile=self.quantile)
-        loss.smoothing = float(width)
-        return loss
 
     def _band(self, z, y):
         """(r = y - z, the band's lower and upper edges in r)."""
@@ -474,18 +501,23 @@ class Quantile(Elementwise):
         Newton step on the band's rows alone would be singular wherever the band holds
         fewer rows than parameters (near the end); this curvature is positive everywhere,
         so every step descends, and exact on the band, where small widths decide."""
-        r, low, high = self._band(z, y)
-        h = self.smoothing
-        if h == 0:
-            return np.zeros(np.shape(r))
-        with np.errstate(divide="ignore"):
-            return np.where(((low <= r) & (r <= high)) | (2.0 * np.abs(r) <= h),
-                            1.0 / h, 0.5 / np.abs(r))
+        return kink_curvature(*self._band(z, y), self.smoothing)
+
+
+def kink_curvature(r, low, high, h):
+    """The Newton curvature of a loss linear on both sides of a kink at r = 0, smoothed to
+    a quadratic of curvature 1 / h on the band low <= r <= high (width h; 0: none, no
+    curvature): 1 / h on the band, min(1 / h, 1 / (2 |r|)) off it (Quantile's, Hinge's)."""
+    if h == 0:
+        return np.zeros(np.shape(r))
+    with np.errstate(divide="ignore"):
+        return np.where(((low <= r) & (r <= high)) | (2.0 * np.abs(r) <= h),
+                        1.0 / h, 0.5 / np.abs(r))
 
 
 class Log(Elementwise):
     name, code, task, curvature = "log", 2, "classification", 0.125
-    multiclass, link = "multinomial", "logistic"
+    multiclass, link, probabilities = "multinomial", "logistic", True
     summary = ("log(1 + e^z) - y z for a logit z and y in [0, 1] (torch's "
                "BCEWithLogitsLoss): l' = sigmoid(z) - y, l'' = sigmoid(z) (1 - sigmoid(z)); "
                "computed without overflow.")
@@ -522,6 +554,7 @@ class Log(Elementwise):
 class Multinomial(Loss):
     name, code, task, curvature = "multinomial", 3, "classification", 0.25
     min_outputs, class_indices, shift_invariant, link = 2, True, True, "softmax"
+    probabilities = True
     summary = ("log(sum_o e^z_o) - z_y for k >= 2 logits and y the class index 0..k-1 "
                "(torch's CrossEntropyLoss): l' = softmax(z) - onehot(y), Hessian "
                "diag(p) - p p^T; computed with the largest logit subtracted.")
@@ -579,8 +612,131 @@ class Multinomial(Loss):
         return log_softmax(Z)
 
 
+class Margin(Elementwise):
+    """A loss of the margin m = t z of a label y in {0, 1} taken as t = 2 y - 1 (the -1 and
+    +1 of scikit-learn's SGDClassifier, whose losses these are: sklearn/linear_model/
+    _sgd_fast.pyx): one output for two classes, and for more one output a class against
+    the rest (one-hot targets: the outputs are independent problems, as SGDClassifier's
+    one-vs-rest fits). No probabilities, but for modified Huber's."""
+
+    task, link = "classification", "margin"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.multiclass = cls.name  # one-vs-rest: the same loss on each class's output
+
+    @staticmethod
+    def sign(y):
+        return 2.0 * y - 1.0
+
+    def check_targets(self, Y, k):
+        if not np.all((Y == 0) | (Y == 1)):
+            raise ValueError(f"y must hold labels 0 or 1 for loss='{self.name}' (one "
+                             f"column a class, 1 for the row's class)")
+
+    def best_constant(self, total, sums):  # 2 p - 1, p each class's frequency
+        with np.errstate(all="ignore"):
+            return 2.0 * sums / total - 1.0
+
+
+class Hinge(Kinked, Margin):
+    """The hinge loss, max(0, 1 - m): a kink at the margin m = 1, smoothed for Newton as
+    the pinball loss (Quantile) of q = 1 is: its smoothed form of width h is quadratic,
+    r^2 / (2 h), on the band 0 <= r <= h of r = 1 - m, r - h / 2 above it and 0 below
+    (continuously differentiable, at most h / 2 below the hinge)."""
+
+    name, code, curvature = "hinge", 8, None
+    summary = ("max(0, 1 - m) of the margin m = t z, t = 2 y - 1 (SGDClassifier's and "
+               "LinearSVC's hinge; torch's MultiMarginLoss of the logits (0, z), times 2): "
+               "l' = -t where m <= 1, else 0; no l'' (its kink is smoothed for Newton).")
+    def best_constant(self, total, sums):
+        """+1 or -1, the sign of the more frequent label (the hinge is linear between)."""
+        return np.sign(super().best_constant(total, sums))
+
+    def kink(self, y):  # at the margin m = t z = 1
+        return self.sign(y)
+
+    def kink_subgradients(self, y):  # -t times [0, 1]
+        t = self.sign(y)
+        return np.minimum(-t, 0.0), np.maximum(-t, 0.0)
+
+    def value(self, z, y):
+        r, h = 1.0 - self.sign(y) * z, self.smoothing
+        if h == 0:
+            return np.maximum(r, 0.0)
+        return np.where(r > h, r - 0.5 * h, np.where(r < 0, 0.0, 0.5 * r * r / h))
+
+    def derivative(self, z, y):
+        t = self.sign(y)
+        r, h = 1.0 - t * z, self.smoothing
+        if h == 0:
+            return np.where(r >= 0, -t, 0.0)
+        return -t * np.clip(r / h, 0.0, 1.0)
+
+    def second_derivative(self, z, y):
+        """The Newton curvature of its smoothed form (Quantile.second_derivative's)."""
+        r = 1.0 - self.sign(y) * z
+        return kink_curvature(r, 0.0, self.smoothing, self.smoothing)
+
+
+class SquaredHinge(Margin):
+    name, code, curvature = "squared_hinge", 9, 1.0
+    summary = ("max(0, 1 - m)^2 of the margin m = t z, t = 2 y - 1 (SGDClassifier's and "
+               "LinearSVC's squared hinge; torch's MultiMarginLoss(p=2) of the logits "
+               "(0, z), times 2): l' = -2 t max(0, 1 - m), l'' = 2 where m < 1.")
+
+    def value(self, z, y):
+        return np.maximum(1.0 - self.sign(y) * z, 0.0) ** 2
+
+    def derivative(self, z, y):
+        t = self.sign(y)
+        return -2.0 * t * np.maximum(1.0 - t * z, 0.0)
+
+    def second_derivative(self, z, y):
+        return np.where(self.sign(y) * z < 1.0, 2.0, 0.0)
+
+
+class ModifiedHuber(Margin):
+    name, code, curvature = "modified_huber", 10, 1.0
+    link, probabilities = "modified_huber", True
+    summary = ("(1 - m)^2 for the margin m = t z, t = 2 y - 1, in [-1, 1], -4 m below "
+               "and 0 above (SGDClassifier's modified Huber): l' = -2 t (1 - m), -4 t and "
+               "0; l'' = 2 where -1 <= m < 1. Its probabilities are (clip(z, -1, 1) + 1) "
+               "/ 2, normalized over the classes for more than two (SGDClassifier's).")
+
+    def value(self, z, y):
+        m = self.sign(y) * z
+        return np.where(m >= 1.0, 0.0, np.where(m >= -1.0, (1.0 - m) ** 2, -4.0 * m))
+
+    def derivative(self, z, y):
+        t = self.sign(y)
+        m = t * z
+        return np.where(m >= 1.0, 0.0, np.where(m >= -1.0, -2.0 * t * (1.0 - m), -4.0 * t))
+
+    def second_derivative(self, z, y):
+        m = self.sign(y) * z
+        return np.where((m >= -1.0) & (m < 1.0), 2.0, 0.0)
+
+    def proba(self, Z):
+        """(n, classes): SGDClassifier.predict_proba's for modified Huber: a class's
+        (clip(z, -1, 1) + 1) / 2, then for more than two classes each row normalized (and
+        uniform where every class's is 0)."""
+        p = (np.clip(Z, -1.0, 1.0) + 1.0) / 2.0
+        if Z.shape[1] == 1:
+            return np.hstack([1.0 - p, p])
+        total = p.sum(axis=1, keepdims=True)
+        nothing = total[:, 0] == 0
+        p[nothing], total[nothing] = 1.0, Z.shape[1]
+        return p / total
+
+    def log_proba(self, Z):
+        with np.errstate(divide="ignore"):
+            return np.log(self.proba(Z))
+
+
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (
-    Squared, Huber, Poisson, Gamma, Tweedie, Quantile, Log, Multinomial)}
+    Squared, Huber, Poisson, Gamma, Tweedie, Quantile, Log, Multinomial, Hinge, SquaredHinge,
+    ModifiedHuber)}
 
 
 def get(name, **settings) -> Loss:

@@ -88,24 +88,42 @@ class LinearModel:
         return self.predictions(X)[0]
 
     def predictions(self, X, proba: bool = False):
-        """(predict(X), predict_proba(X) if `proba` else None) from one product of X."""
+        """(predict(X), predict_proba(X) if `proba` else None, whether the numbers behind
+        them are finite) from one product of X: a server's answer and its check (an
+        overflowing prediction, or logit, is inf; a class of a NaN logit, meaningless)."""
         z = self.raw_outputs(self._checked(X))
         if self.classes_ is None:
             if proba:
                 raise AttributeError("a regressor has no class probabilities")
-            return self.loss.inverse_link(z), None
-        return (self.classes_[self.best_class(z)],
-                np.exp(self.loss.log_proba(z)) if proba else None)
+            predicted = self.loss.inverse_link(z)
+            return predicted, None, bool(np.isfinite(predicted).all())
+        if proba:
+            self._check_proba()
+        return (self.classes_[self.best_class(z)], self.loss.proba(z) if proba else None,
+                bool(np.isfinite(z).all()))
 
     def predict_proba(self, X):
         """Probabilities of the classes (columns in the order of ``classes_``)."""
-        return np.exp(self.predict_log_proba(X))
+        self._check_proba()
+        return self.loss.proba(self.raw_outputs(self._checked(X)))
 
     def predict_log_proba(self, X):
         """Log-probabilities of the classes, without overflow at any logit."""
+        self._check_proba()
+        return self.loss.log_proba(self.raw_outputs(self._checked(X)))
+
+    @property
+    def has_proba(self) -> bool:
+        """Whether the model gives class probabilities: a classifier's whose loss has them
+        (not the hinge losses')."""
+        return self.classes_ is not None and self.loss.probabilities
+
+    def _check_proba(self):
         if self.classes_ is None:
             raise AttributeError("a regressor has no class probabilities")
-        return self.loss.log_proba(self.raw_outputs(self._checked(X)))
+        if not self.loss.probabilities:
+            raise AttributeError(f"the {self.loss.name} loss gives no class probabilities: "
+                                 f"use decision_function")
 
     def to_onnx(self, dtype=np.float32):
         """The model as an ONNX graph (onnx.ModelProto) for ONNX Runtime: input X of

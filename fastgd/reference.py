@@ -179,11 +179,12 @@ NEAREST_BLOCK_ELEMENTS = 1 << 18  # of X per block for nearest_rows (2 MB tempor
 
 
 def nearest_rows(X, Y, sample_weight, coef, intercept, count: int, rows=None,
-                 direction=None, on=0.0, output=0) -> tuple:
+                 direction=None, on=0.0, output=0, kink=None) -> tuple:
     """(distance (m,), X's rows (m, d) float64, their Y (m, ky), weights (m,), the weight
     of all the rows looked at): the m = min(count, such rows) rows with weight nearest
     the model (coef (k, d), intercept (k,), original units) in `output`, nearest first, by
-    blocks of rows in NumPy: by |r|, r = y - z the residual; or, given a `direction`
+    blocks of rows in NumPy: by |r|, r = kink(y) - z the distance to the loss's kink
+    (Loss.kink; None: y, the residual); or, given a `direction`
     (coef (d,), intercept) to move the model along, by the step r / (x direction) at
     which the row's residual reaches 0 ahead (> 0: the rows it reaches; the others, and
     those on the model already, |r| <= on, are left out). What the smoothing's crossover
@@ -196,8 +197,9 @@ def nearest_rows(X, Y, sample_weight, coef, intercept, count: int, rows=None,
         index = np.arange(lo, min(lo + block, n)) if rows is None else np.asarray(
             rows[lo:lo + block], dtype=np.intp)
         part = X[index] if rows is not None or is_sparse(X) else X[lo:lo + block]
-        residual = Y[index, output].astype(np.float64) - _product(part, coef[output],
-                                                                  intercept[output])
+        y = Y[index, output].astype(np.float64)
+        residual = (y if kink is None else kink(y)) - _product(part, coef[output],
+                                                                intercept[output])
         if direction is None:
             distance = np.abs(residual)
         else:

@@ -258,13 +258,14 @@ def _predict(served, body: bytes, kind: str, proba: bool):
     """(the JSON answer's bytes, rows predicted), in a worker thread."""
     X, asked = inputs.rows_of(served, body, kind)
     proba = proba or asked
-    if proba and not served.is_classifier:
-        raise BadRequest("probabilities are a classifier's; this model is a regressor")
-    # a classifier's probabilities are checked too: an infinite logit makes them NaN
-    predictions, probabilities = served.model.predictions(X, proba or served.is_classifier)
-    if not np.isfinite(probabilities if served.is_classifier else predictions).all():
+    if proba and not served.model.has_proba:
+        raise BadRequest("probabilities are a classifier's; this model is a regressor"
+                         if not served.is_classifier else
+                         f"this classifier's loss, {served.model.loss.name}, gives no "
+                         f"probabilities")
+    predictions, probabilities, finite = served.model.predictions(X, proba)
+    if not finite:
         raise BadRequest("the predictions overflow (values too large for the model)", 422)
-    probabilities = probabilities if proba else None
     answer = {"predictions": predictions}
     if probabilities is not None:
         answer["probabilities"] = probabilities

@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from fastgd._state import as_theta, in_original_units
-from fastgd.solvers import Step, loss_and_gradient
+from fastgd.solvers import Step, loss_and_gradient, smooth_objective
 
 SHRINK = 10.0         # the widths' ratio from one step to the next
 MAX_NEWTON = 50       # Newton iterations at one width
@@ -42,6 +42,7 @@ ROUNDING = 1e4        # ulps of a residual's terms that the crossover takes for 
 MAX_PIVOTS = 500      # simplex pivots of a crossover (two passes each): 6-30 measured
                       # from the nearest rows' vertex at 100k-1M rows
 PIVOT_ROWS = 4        # rows ahead on an edge read for a pivot, times d + 1
+POLISH_ROWS = 4       # rows nearest the kink read for a penalized fit's polish, times d + 1
 
 
 def check_smooth(solver: str, loss) -> None:
@@ -94,6 +95,8 @@ def step(newton, engine, problem, state, epoch: int) -> Step:
     if not converged and width * engine.n_rows(problem) <= (
             CROSSOVER * (problem.n_features + 1) * loss):
         converged = crossover(newton, engine, problem, state)
+    elif converged and newton.l2 and not newton.l1:
+        polish(newton, engine, problem, state, width)
     return Step(loss, 1.0, updates, 1.0, converged=converged)
 
 
@@ -104,7 +107,7 @@ def crossover(newton, engine, problem, state) -> bool:
     the optimum, state.theta becomes it (True); else it is left as it was (False), and the
     continuation goes on (degenerate data, ties: more than p rows at residual 0)."""
     d = problem.n_features
-    if newton.l2 or problem.loss.kink_subgradients is None:
+    if newton.l2 or not problem.loss.linear_program:
         return False
     coef, intercept = (part.copy() for part in in_original_units(state.std, state.theta, d))
     for output in range(problem.k):
@@ -131,9 +134,9 @@ def vertex(engine, problem, coef, intercept, output: int):
     pivot, as Barrodale and Roberts's for least absolute deviations). Two passes a
     vertex."""
     d = problem.n_features
-    low, high = problem.loss.kink_subgradients
     X, Y, weights, total = engine.nearest_rows(problem, coef, intercept, d + 1,
                                                output=output)
+    low, high = problem.loss.kink_subgradients(Y[:, output])  # the same for every row
     if len(X) < d + 1:
         return None
     A, y = np.hstack([X, np.ones((d + 1, 1))]), Y[:, output].copy()
@@ -168,6 +171,75 @@ def vertex(engine, problem, coef, intercept, output: int):
         entering = min(int(np.searchsorted(rises, 0.0)), len(rises) - 1)
         A[leaving], y[leaving] = np.append(X_ahead[entering], 1.0), Y_ahead[entering, output]
         weights[leaving] = w_ahead[entering]
+    return None
+
+
+def polish(newton, engine, problem, state, width: float) -> bool:
+    """A ridge-penalized fit's last step: its exact optimum from the rows nearest the kink
+    (taken if it is no worse; True then). Near the optimum the other rows' sides of the
+    kink are settled, and the optimum solves a small quadratic program in the nearest
+    rows' multipliers (active_set). Smaller widths would get there only through Newton
+    systems of curvature 1 / width on the rows at the kink: ill-conditioned, where a hinge
+    fit's support vectors ended 1e-6 from the optimum. One pass for the derivatives, two
+    to compare the objectives."""
+    d, std = problem.n_features, state.std
+    coef, intercept = (part.copy() for part in in_original_units(std, state.theta, d))
+    _, grad_w, grad_b = engine.loss_and_grad(problem, coef, intercept)
+    penalty = newton.l2 * np.append(std.scale ** 2 if std else np.ones(d), 0.0)
+    for output in range(problem.k):
+        X, Y, weights, total = engine.nearest_rows(problem, coef, intercept,
+                                                   POLISH_ROWS * (d + 1), output=output)
+        A, y = np.hstack([X, np.ones((len(X), 1))]), Y[:, output]
+        z = A @ np.append(coef[output], intercept[output])
+        # the gradient without these rows' own terms (their derivatives at width 0)
+        w = weights / total
+        others = np.append(grad_w[output], grad_b[output]) - (
+            w * problem.loss.derivative(z, y)) @ A
+        found = active_set(A, w, problem.loss, y, others, penalty,
+                           problem.loss.smoothed(width).derivative(z, y))
+        if found is None:
+            return False
+        coef[output], intercept[output] = found[:d], found[d]
+    candidate = as_theta(*(std.from_original(coef, intercept) if std else (coef, intercept)))
+    objectives = [smooth_objective(engine, problem, point, std, newton.l2)[1]
+                  for point in (state.theta, candidate)]
+    if not objectives[1] <= objectives[0]:
+        return False
+    state.theta[:] = candidate
+    return True
+
+
+def active_set(A, w, loss, y, others, penalty, smoothed_derivative):
+    """The parameters theta (p,) of one output minimizing theta^T P theta / 2 + others .
+    theta + the loss of the rows A (m, p) of weights w (targets y), the other rows' terms
+    linear (their derivatives `others`, the penalty P = diag(penalty)): at the optimum
+    each row of A either lies on its kink (z = Loss.kink(y)) with a multiplier mu in the
+    subdifferential there, or beyond it with mu the derivative on its side; then
+    P theta + others + A^T (w mu) = 0. An active-set method from the rows within the
+    smoothed loss's band (whose derivative is strictly within the subdifferential): a
+    row whose multiplier leaves the subdifferential goes to that side, a row on the
+    wrong side of its kink to it. None if no such set within 2 m changes."""
+    low, high = np.broadcast_arrays(*loss.kink_subgradients(y), y)[:2]
+    kink, p = loss.kink(y), A.shape[1]
+    on = (low < smoothed_derivative) & (smoothed_derivative < high)
+    mu = np.where(smoothed_derivative <= low, low, high)  # the sides' (rows not on)
+    for _ in range(2 * len(A) + 1):
+        S = np.flatnonzero(on)
+        system = np.block([[np.diag(penalty), A[S].T * w[S]],
+                           [A[S], np.zeros((len(S), len(S)))]])
+        fixed = others + (w[~on] * mu[~on]) @ A[~on]
+        solution = np.linalg.lstsq(system, np.append(-fixed, kink[S]), rcond=None)[0]
+        theta, mu[S] = solution[:p], solution[p:]
+        excess = np.maximum(mu[S] - high[S], low[S] - mu[S])
+        side = A @ theta - kink  # > 0: the high side (the derivative grows with z)
+        wrong = np.where(~on, np.where(mu == high, -side, side), -np.inf)
+        if excess.size and excess.max() > DUAL_SLACK:
+            row = S[int(np.argmax(excess))]
+            on[row], mu[row] = False, high[row] if mu[row] > high[row] else low[row]
+        elif wrong.max(initial=-np.inf) > 0:
+            on[int(np.argmax(wrong))] = True
+        else:
+            return theta
     return None
 
 
