@@ -241,8 +241,11 @@ def predict(args) -> None:
     keep = _names(args.keep, "--keep") or []
     _check_outputs({"-o": args.output}, [args.model, args.data])
     model = _load(args.model)
-    if args.proba and not hasattr(model, "predict_proba"):
-        raise ValueError("--proba needs a classifier; this model is a regressor")
+    if args.proba and not _gives_proba(model):
+        raise ValueError("--proba needs a classifier; this model is a regressor"
+                         if not hasattr(model, "classes_") else
+                         f"--proba: this classifier's loss, {_loss_of(model).name}, gives "
+                         f"no probabilities")
     if keep and _tables.is_sparse_file(args.data):
         raise ValueError(f"--keep copies columns of a table; {args.data} is sparse data")
     frames = []
@@ -285,7 +288,7 @@ def evaluate(args) -> None:
     for table, X, y in _inputs(model, args, targets, regression=task == "regression"):
         ys.append(_targets(table, targets, task) if y is None else y)
         predicted.append(model.predict(X))
-        if task == "classification":
+        if _gives_proba(model):
             probabilities.append(model.predict_proba(X))
     y = np.concatenate(ys)
     if task == "classification":
@@ -534,19 +537,29 @@ def _estimator(task, args):
 
 def _scores(model, X, y, task) -> dict:
     return _metrics(task, y, model.predict(X),
-                    model.predict_proba(X) if task == "classification" else None, model)
+                    model.predict_proba(X) if _gives_proba(model) else None, model)
+
+
+def _loss_of(model) -> losses.Loss:
+    """The loss a model was fitted on (an estimator's, or a LinearModel's)."""
+    return model.loss if isinstance(model.loss, losses.Loss) else model._fitted_loss()
+
+
+def _gives_proba(model) -> bool:
+    """A classifier whose loss has class probabilities (not the hinge losses)."""
+    return getattr(model, "classes_", None) is not None and _loss_of(model).probabilities
 
 
 def _metrics(task, y, predicted, probabilities, model) -> dict:
     """Regression: RMSE, MAE, R²; classification: accuracy, macro F1, log-loss (of the
-    probabilities of the model's classes)."""
+    probabilities of the model's classes, where its loss has them)."""
     from sklearn import metrics
 
     if task == "regression":
         scores = {"rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
                   "mae": float(metrics.mean_absolute_error(y, predicted)),
                   "r2": float(metrics.r2_score(y, predicted)) if len(y) > 1 else None}
-        loss = model.loss if isinstance(model.loss, losses.Loss) else model._fitted_loss()
+        loss = _loss_of(model)
         if loss.deviance_score:  # the mean Tweedie deviance of its power, and D^2
             scores["deviance"] = float(metrics.mean_tweedie_deviance(y, predicted,
                                                                      power=loss.power))
@@ -558,12 +571,14 @@ def _metrics(task, y, predicted, probabilities, model) -> dict:
             scores["d2"] = (float(metrics.d2_pinball_score(y, predicted, alpha=loss.quantile))
                             if len(y) > 1 else None)
         return scores
-    seen = np.isin(y, model.classes_).all()  # else the log-loss is infinite
-    return {"accuracy": float(metrics.accuracy_score(y, predicted)),
-            "f1_macro": float(metrics.f1_score(y, predicted, average="macro",
-                                               zero_division=0)),
-            "log_loss": float(metrics.log_loss(y, probabilities, labels=model.classes_))
-            if seen else None}
+    scores = {"accuracy": float(metrics.accuracy_score(y, predicted)),
+              "f1_macro": float(metrics.f1_score(y, predicted, average="macro",
+                                                 zero_division=0))}
+    if probabilities is not None:
+        seen = np.isin(y, model.classes_).all()  # else the log-loss is infinite
+        scores["log_loss"] = (float(metrics.log_loss(y, probabilities, labels=model.classes_))
+                              if seen else None)
+    return scores
 
 
 def _print_scores(scores, task, title):

@@ -1175,7 +1175,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
         none (hinge, squared_hinge): an AttributeError."""
         if _dask.is_dask_array(X):
             return self._on_blocks(self.predict_proba, X, len(self.classes_))
-        return self._fitted_loss().proba(self._linear(X))
+        z = self._linear(X)  # (first: an unfitted model's NotFittedError)
+        return self._fitted_loss().proba(z)
 
     def _encode(self, y, dtype, sample_weight, reset, classes=None):
         if _dask.is_dask_array(y):

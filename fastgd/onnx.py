@@ -7,13 +7,16 @@
   a model fitted on a table names its columns in the metadata ``feature_names`` (JSON);
 - a regressor: ``variable`` (N, n_outputs), one column for one target;
 - a classifier: ``label`` (N,), the classes themselves (numbers or strings), and
-  ``probabilities`` (N, n_classes), columns in the order of ``classes_``.
+  ``probabilities`` (N, n_classes), columns in the order of ``classes_``; for a loss
+  without probabilities (hinge, squared_hinge) ``scores`` instead, the decision values
+  (for two classes (-z, z), as skl2onnx's LinearSVC).
 
 The graph is the model's arithmetic: Z = X W + b (MatMul, Add) and the loss's inverse link
 (``Loss.link``): nothing for least squares and Huber; Exp for the log-link losses
 (Poisson, Gamma, Tweedie); for the log loss the softmax of
 (0, z), which keeps a small probability's relative precision where 1 - sigmoid(z) would
-lose it; the softmax for several classes; the label is the class of the largest output
+lose it; the softmax for several classes; modified Huber's clipped and normalized
+probabilities (Clip, ReduceSum, Where, Div); the label is the class of the largest output
 (ArgMax, Gather), which picks as ``predict`` does. In float64 its outputs equal fastgd's to
 rounding (the sums run in another order); in float32 both compute in float32.
 
@@ -85,14 +88,40 @@ def emit(model, dtype, graph, X: str, outputs: list, labels=None) -> None:
             raise ValueError(f"the {model.loss.name} loss has no ONNX form here")
         graph.node(REGRESSION_LINKS[link], [z], outputs[0])
         return
+    two = len(model.classes_) == 2
     if link == "logistic":  # the two classes' logits (0, z); zeros as z's, even if z is inf
         zero = graph.node("ConstantOfShape", [graph.node("Shape", [z])],
                           value=_tensor(np.zeros(1, dtype)))
         z = graph.node("Concat", [zero, z], axis=1)
-    graph.node("Softmax", [z], outputs[1], axis=1)
+    if link in ("logistic", "softmax"):
+        graph.node("Softmax", [z], outputs[1], axis=1)
+    elif link == "modified_huber":
+        _modified_huber_proba(graph, z, dtype, len(model.classes_), outputs[1])
+    if link in ("margin", "modified_huber") and two:  # argmax of (-z, z): 1 where z > 0
+        z = graph.node("Concat", [graph.node("Neg", [z]), z], axis=1)
+    if link == "margin":  # no probabilities: the decision values (two classes: (-z, z))
+        graph.node("Identity", [z], outputs[1])
     best = graph.node("ArgMax", [z], axis=1, keepdims=0)
     labels = _classes(model.classes_) if labels is None else labels
     graph.node("Gather", [_constant(graph, labels), best], outputs[0], axis=0)
+
+
+def _modified_huber_proba(graph, z, dtype, n_classes: int, output: str) -> None:
+    """Loss.proba of modified Huber: p = (clip(z, -1, 1) + 1) / 2; (1 - p, p) for two
+    classes, else each row over its sum (uniform where that is 0)."""
+    def constant(value):
+        return _constant(graph, np.asarray(value, dtype))
+
+    clipped = graph.node("Clip", [z, constant(-1.0), constant(1.0)])
+    p = graph.node("Mul", [graph.node("Add", [clipped, constant(1.0)]), constant(0.5)])
+    if n_classes == 2:
+        graph.node("Concat", [graph.node("Sub", [constant(1.0), p]), p], output, axis=1)
+        return
+    total = graph.node("ReduceSum", [p, _constant(graph, np.array([1]))], keepdims=1)
+    nothing = graph.node("Equal", [total, constant(0.0)])
+    graph.node("Div", [graph.node("Where", [nothing, constant(1.0), p]),
+                       graph.node("Where", [nothing, constant(float(n_classes)), total])],
+               output)
 
 
 class _Graph:
@@ -138,7 +167,8 @@ def _outputs(model) -> list:
     classes = _classes(model.classes_)
     label = (TensorProto.STRING if classes.dtype == object
              else helper.np_dtype_to_tensor_dtype(classes.dtype))
-    return [("label", label, ["N"]), ("probabilities", None, ["N", len(classes)])]
+    scores = "probabilities" if model.loss.probabilities else "scores"
+    return [("label", label, ["N"]), (scores, None, ["N", len(classes)])]
 
 
 def checked_dtype(dtype):

@@ -428,8 +428,8 @@ def files():
      "argument --seed: takes a whole number from 0 to 2**32 - 1, got '-1'"),
     (["train", "houses.csv", "--target", "price", "--alpha", "nan"],
      "argument --alpha: takes a number >= 0, got 'nan'"),
-    (["train", "houses.csv", "--target", "price", "--loss", "hinge"],
-     "argument --loss: invalid choice: 'hinge'"),
+    (["train", "houses.csv", "--target", "price", "--loss", "svm"],
+     "argument --loss: invalid choice: 'svm'"),
     (["bench", "--repeats", "0"], "argument --repeats: takes a whole number > 0, got '0'"),
     (["fit"], "invalid choice: 'fit'"),
 ])

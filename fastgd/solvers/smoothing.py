@@ -96,7 +96,7 @@ def step(newton, engine, problem, state, epoch: int) -> Step:
             CROSSOVER * (problem.n_features + 1) * loss):
         converged = crossover(newton, engine, problem, state)
     elif converged and newton.l2 and not newton.l1:
-        polish(newton, engine, problem, state, width)
+        polish(newton, engine, problem, state)
     return Step(loss, 1.0, updates, 1.0, converged=converged)
 
 
@@ -174,7 +174,7 @@ def vertex(engine, problem, coef, intercept, output: int):
     return None
 
 
-def polish(newton, engine, problem, state, width: float) -> bool:
+def polish(newton, engine, problem, state) -> bool:
     """A ridge-penalized fit's last step: its exact optimum from the rows nearest the kink
     (taken if it is no worse; True then). Near the optimum the other rows' sides of the
     kink are settled, and the optimum solves a small quadratic program in the nearest
@@ -196,7 +196,7 @@ def polish(newton, engine, problem, state, width: float) -> bool:
         others = np.append(grad_w[output], grad_b[output]) - (
             w * problem.loss.derivative(z, y)) @ A
         found = active_set(A, w, problem.loss, y, others, penalty,
-                           problem.loss.smoothed(width).derivative(z, y))
+                           np.append(coef[output], intercept[output]))
         if found is None:
             return False
         coef[output], intercept[output] = found[:d], found[d]
@@ -209,37 +209,54 @@ def polish(newton, engine, problem, state, width: float) -> bool:
     return True
 
 
-def active_set(A, w, loss, y, others, penalty, smoothed_derivative):
-    """The parameters theta (p,) of one output minimizing theta^T P theta / 2 + others .
-    theta + the loss of the rows A (m, p) of weights w (targets y), the other rows' terms
-    linear (their derivatives `others`, the penalty P = diag(penalty)): at the optimum
-    each row of A either lies on its kink (z = Loss.kink(y)) with a multiplier mu in the
-    subdifferential there, or beyond it with mu the derivative on its side; then
-    P theta + others + A^T (w mu) = 0. An active-set method from the rows within the
-    smoothed loss's band (whose derivative is strictly within the subdifferential): a
-    row whose multiplier leaves the subdifferential goes to that side, a row on the
-    wrong side of its kink to it. None if no such set within 2 m changes."""
+def active_set(A, w, loss, y, others, penalty, theta):
+    """The parameters (p,) of one output minimizing theta^T P theta / 2 + others . theta
+    + the sum over the rows A (m, p) of weights w (targets y) of their loss, from theta:
+    the other rows' terms linear (their gradient `others`), P = diag(penalty). A primal
+    active-set method (Nocedal and Wright, 16.5) on the rows' sides of their kinks: each
+    row is below its kink (its loss's slope there, low), above it (high) or on it (z =
+    Loss.kink(y)); each step solves for the optimum with the rows on their kinks held
+    there (a linear system, the multipliers of those rows its last unknowns) and goes
+    toward it until a row reaches its kink (then held there too); at that optimum, a
+    row whose multiplier is outside its subdifferential [low, high] leaves its kink to
+    the side it pulls toward. None if it has not ended within MAX_PIVOTS steps."""
+    # a row repeated is one row of their weights: one multiplier, not two that the
+    # solves could share out any way (repeated rows on a kink cycled)
+    rows, index = np.unique(np.column_stack([A, y]), axis=0, return_inverse=True)
+    A, y, w = rows[:, :-1], rows[:, -1], np.bincount(index.ravel(), weights=w)
     low, high = np.broadcast_arrays(*loss.kink_subgradients(y), y)[:2]
     kink, p = loss.kink(y), A.shape[1]
-    on = (low < smoothed_derivative) & (smoothed_derivative < high)
-    mu = np.where(smoothed_derivative <= low, low, high)  # the sides' (rows not on)
-    for _ in range(2 * len(A) + 1):
-        S = np.flatnonzero(on)
-        system = np.block([[np.diag(penalty), A[S].T * w[S]],
-                           [A[S], np.zeros((len(S), len(S)))]])
-        fixed = others + (w[~on] * mu[~on]) @ A[~on]
-        solution = np.linalg.lstsq(system, np.append(-fixed, kink[S]), rcond=None)[0]
-        theta, mu[S] = solution[:p], solution[p:]
-        excess = np.maximum(mu[S] - high[S], low[S] - mu[S])
-        side = A @ theta - kink  # > 0: the high side (the derivative grows with z)
-        wrong = np.where(~on, np.where(mu == high, -side, side), -np.inf)
-        if excess.size and excess.max() > DUAL_SLACK:
-            row = S[int(np.argmax(excess))]
-            on[row], mu[row] = False, high[row] if mu[row] > high[row] else low[row]
-        elif wrong.max(initial=-np.inf) > 0:
-            on[int(np.argmax(wrong))] = True
+    side = np.sign(A @ theta - kink)  # -1 below, 1 above, 0 on the kink
+    for _ in range(MAX_PIVOTS):
+        on = np.flatnonzero(side == 0)
+        slope = np.where(side < 0, low, high) * (side != 0)
+        linear = others + (w * slope) @ A
+        system = np.block([[np.diag(penalty), A[on].T],
+                           [A[on], np.zeros((len(on), len(on)))]])
+        solution = np.linalg.lstsq(system, np.append(-linear, kink[on]), rcond=None)[0]
+        if not len(on) and abs(linear[-1]) > DUAL_SLACK * np.abs(linear).max():
+            # no row on a kink: the objective is linear in the intercept, down one way
+            step, longest = np.zeros(p), np.inf
+            step[-1] = -np.sign(linear[-1])
         else:
+            step, longest = solution[:p] - theta, 1.0
+        gap, rate = A @ theta - kink, A @ step
+        with np.errstate(divide="ignore", invalid="ignore"):  # rows heading for their kink
+            reach = np.where(side * rate < 0, np.maximum(-gap / rate, 0.0), np.inf)
+        first = int(np.argmin(reach)) if len(reach) else 0
+        if len(reach) and reach[first] < longest:  # a row reaches its kink: held there
+            theta = theta + reach[first] * step
+            side[first] = 0
+            continue
+        if not np.isfinite(longest):
+            return None  # unbounded: no row ahead (the rows read are all on one side)
+        theta = solution[:p]
+        mu = solution[p:] / w[on]
+        excess = np.maximum(mu - high[on], low[on] - mu)
+        if not len(on) or excess.max() <= DUAL_SLACK:
             return theta
+        leaving = int(np.argmax(excess))
+        side[on[leaving]] = 1.0 if mu[leaving] > high[on[leaving]] else -1.0
     return None
 
 
