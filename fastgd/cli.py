@@ -312,7 +312,7 @@ def _inputs(model, args, other, log=sys.stdout, regression=False):
     at once, or a chunk at a time for a file that streams (fastgd/_spill.py; the targets
     `regression` asks for read as numbers)."""
     from fastgd import _spill
-    from fastgd._tables import is_sparse_file, pandas
+    from fastgd._tables import check_present, is_sparse_file, pandas
 
     if not _streaming(args):
         if is_sparse_file(args.data):
@@ -330,9 +330,11 @@ def _inputs(model, args, other, log=sys.stdout, regression=False):
             yield pandas().DataFrame(index=range(X.shape[0])), X, y
         return
     features, text, encoding = _model_features(model, args.data, other)
+    columns = list(dict.fromkeys(features + list(other)))
+    # as a file read whole says it: pyarrow's own error for a missing column is a traceback
+    check_present(_spill.column_names(args.data), columns, f"data file {args.data!r}")
     numbers = [c for c in features if c not in text] + (list(other) if regression else [])
-    for chunk in _spill.chunks(args.data, list(dict.fromkeys(features + list(other))), text,
-                               numbers):
+    for chunk in _spill.chunks(args.data, columns, text, numbers):
         yield chunk, _features_of(model, chunk, features, encoding, args.missing), None
 
 
