@@ -700,6 +700,11 @@ def export(args) -> None:
     onnx.export(model, args.output, getattr(np, args.dtype))
     print(f"wrote {args.output}: the ONNX graph of {_describe(model)} (input X, "
           f"{args.dtype})")
+    column = getattr(model, "offset_column_", None)
+    if column is not None:  # the graph's input is X alone: its outputs leave it out
+        print(f"note: the graph leaves out the offset, column {column!r} (fastgd train "
+              f"--offset): add it to the predictions yourself, or for --loss poisson, "
+              f"gamma or tweedie (predictions e^z) multiply them by e^offset")
 
 
 def _load(path):

@@ -318,3 +318,11 @@ def test_a_classifier_file_with_an_offset_column_is_refused(tmp_path):
         fastgd.load(tmp_path / "c.fastgd")
     with pytest.raises(ValueError, match="offset_column_ is not a regressor's column"):
         fastgd.LinearModel.load(tmp_path / "c.fastgd")
+
+
+def test_export_says_the_graph_leaves_the_offset_out(data, capsys):
+    pytest.importorskip("onnx")
+    ok(capsys, "train", "claims.csv", "--target", "claims", "--loss", "poisson", "--offset",
+       "log_exposure", "-o", "m.fastgd", "-q")
+    out, _ = ok(capsys, "export", "m.fastgd", "-o", "m.onnx")
+    assert "the graph leaves out the offset, column 'log_exposure'" in out

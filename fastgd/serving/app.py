@@ -256,12 +256,13 @@ class _Server:
 
 def _predict(served, body: bytes, kind: str, proba: bool):
     """(the JSON answer's bytes, rows predicted), in a worker thread."""
-    X, asked = inputs.rows_of(served, body, kind)
+    X, offset, asked = inputs.rows_of(served, body, kind)
     proba = proba or asked
     if proba and not served.is_classifier:
         raise BadRequest("probabilities are a classifier's; this model is a regressor")
     # a classifier's probabilities are checked too: an infinite logit makes them NaN
-    predictions, probabilities = served.model.predictions(X, proba or served.is_classifier)
+    predictions, probabilities = served.model.predictions(X, proba or served.is_classifier,
+                                                          offset)
     if not np.isfinite(probabilities if served.is_classifier else predictions).all():
         raise BadRequest("the predictions overflow (values too large for the model)", 422)
     probabilities = probabilities if proba else None
