@@ -3,7 +3,7 @@
 This module knows the format only (it needs NumPy alone): the estimators save through it and
 build themselves from what it reads, and so does fastgd.LinearModel, without scikit-learn.
 The format is a ZIP archive whose entries are stored uncompressed (version 1; a checkpoint's
-training state is version 2, below, and both are read):
+training state is version 2, a model with an offset column version 3, below; all are read):
 
 ``fastgd.json``
     ``{"format": "fastgd-model", "version": 1, "estimator": "GDRegressor",
@@ -27,6 +27,12 @@ the end of an epoch, with one more entry in ``fastgd.json``, ``"training": {"val
 ``fit(..., resume=PATH)`` needs to go on (fastgd/_checkpoint.py). ``load`` reads it as the
 model it holds. Version 2 keeps the solver's state by name (``training.state.<slot>.npy``,
 e.g. Adam's ``exp_avg``); version 1 kept two vectors ``m`` and ``v`` for every optimizer.
+
+A file is written in the oldest version that holds it, so earlier fastgd reads what it can
+read right. Version 3 adds ``offset_column_`` (the column ``fastgd train --offset`` added
+to the raw outputs): a model with one is version 3, which an earlier fastgd refuses rather
+than predict without the offset (its LinearModel, which ``fastgd serve`` loads, would
+ignore the attribute).
 
 A model is written to a temporary file in the same directory, flushed to disk, and renamed
 over the target: a crash or a full disk leaves either the old file or the new one, never a
@@ -53,7 +59,8 @@ from fastgd._files import atomic_write
 from fastgd._version import __version__
 
 FORMAT = "fastgd-model"
-VERSION = 2
+VERSION = 3
+NEWER = {"offset_column_": 3}  # fitted attributes an earlier format lacks: their version
 META = "fastgd.json"
 MAX_META_BYTES = 1 << 20
 NPY_HEADER_BYTES = 1 << 16  # a .npy header is far smaller; its data is checked exactly
@@ -88,8 +95,10 @@ def save(path, kind: str, params: dict, fitted: dict, training: dict | None = No
                if isinstance(value, np.ndarray) and value.dtype.hasobject}
     arrays = {name: _storable(name, value) for name, value in fitted.items()
               if isinstance(value, np.ndarray)}
-    document = {  # version 1 where it suffices: earlier fastgd reads plain models
-        "format": FORMAT, "version": VERSION if training is not None else 1,
+    version = max([2 if training is not None else 1]  # 1 where it suffices: earlier
+                  + [NEWER[name] for name in fitted if name in NEWER])  # fastgd reads it
+    document = {
+        "format": FORMAT, "version": version,
         "estimator": kind,
         "fastgd_version": __version__, "params": params, "values": values,
         "arrays": {name: _describe(a, name in objects) for name, a in arrays.items()}}

@@ -7,8 +7,9 @@ scikit-learn's svmlight parser a block of lines at a time) turns its feature col
 rows of numbers, checked chunk by chunk as a table in memory is (`_tables.numeric`), and
 splits them at random (seeded: the same split every run) into a training file and a test
 file. The targets are read whole first (one column of n values), for the task and its
-labels. This is vowpal wabbit's cache file: every epoch then reads plain rows at the
-disk's speed instead of parsing the file again.
+labels, and so is an --offset column (split by the same mask as the rows). This is vowpal
+wabbit's cache file: every epoch then reads plain rows at the disk's speed instead of
+parsing the file again.
 
 Text and categorical columns are encoded as in memory (fastgd/_encoding.py), one
 indicator column a level: a first read of those columns finds their levels in the whole
@@ -191,7 +192,8 @@ def _is_csr(values) -> bool:
 
 
 def target_table(path, targets):
-    """The target columns of the table at `path`, read whole (n values each)."""
+    """The target columns (and --offset's) of the table at `path`, read whole (n values
+    each)."""
     if _tables._kind(path) != "npy":
         return _tables.read_table(path, "data", targets)
     X = np.load(path, mmap_mode="r")

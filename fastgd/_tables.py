@@ -323,4 +323,5 @@ class ColumnError(ValueError):
 _NON_NUMERIC_HINT = {
     "feature": "choose numeric columns with --features, or encode this one as numbers first",
     "target": "for class labels use --task classification",
+    "offset": "an offset is a number added to each row's raw output (e.g. log exposure)",
 }

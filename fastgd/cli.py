@@ -73,18 +73,23 @@ def _train(args, targets, features, streamed):
     from fastgd import _plots
 
     if streamed is None:
-        X, y, features, task, encoding = _training_data(args, targets, features)
-        X_train, X_test, y_train, y_test = _split(X, y, task, args.test_fraction, args.seed)
-        del X, y
+        X, y, offset, features, task, encoding = _training_data(args, targets, features)
+        X_train, X_test, y_train, y_test, offset_train, offset_test = _split(
+            X, y, offset, task, args.test_fraction, args.seed)
+        del X, y, offset
     else:
-        spilled, y, features, task, encoding = streamed
-        X_train, X_test = spilled.X_train, spilled.X_test
-        y_train, y_test = y[~spilled.mask_test], y[spilled.mask_test]
+        spilled, y, offset, features, task, encoding = streamed
+        X_train, X_test, test = spilled.X_train, spilled.X_test, spilled.mask_test
+        y_train, y_test = y[~test], y[test]
+        offset_train, offset_test = (None, None) if offset is None else (offset[~test],
+                                                                         offset[test])
     if features is None:
         print(f"features: {X_train.shape[1]:,} sparse columns")
     else:
         print(f"features: {len(features)} column{'s' if len(features) > 1 else ''} "
               f"({_shorten(features)})")
+    if args.offset is not None:
+        print(f"offset: column {args.offset!r}, added to each row's raw output")
     model = _estimator(task, args)
     validating = (f" ({model.validation_fraction:g} of them held out to validate on for "
                   f"--early-stopping)" if model.early_stopping else "")
@@ -92,11 +97,13 @@ def _train(args, targets, features, streamed):
           f"(--test-fraction {args.test_fraction}, --seed {args.seed})")
 
     start = time.perf_counter()
-    model.fit(_frame(X_train, features), y_train,
+    with_offset = _offset_arg(offset_train)
+    model.fit(_frame(X_train, features), y_train, **with_offset,
               resume=args.checkpoint if args.resume else None)
     seconds = time.perf_counter() - start
     epochs = model.n_iter_
-    final = (f"final training loss {model._mean_loss(_frame(X_train, features), y_train):.6g}"
+    final = (f"final training loss "
+             f"{model._mean_loss(_frame(X_train, features), y_train, **with_offset):.6g}"
              if streamed is None else  # another read of the file: the last epoch's instead
              f"last epoch's training loss {model.history_['loss'][-1]:.6g}")
     print(f"trained {_describe(model)}: {epochs} epoch{'s' if epochs > 1 else ''} in "
@@ -104,6 +111,8 @@ def _train(args, targets, features, streamed):
           f"rows/s), {final}")
     if encoding is not None:  # predict and evaluate encode new rows the same way
         encoding.attach(model)
+    if args.offset is not None:  # and add the same column to the raw outputs
+        model.offset_column_ = args.offset
     if args.output:  # first: whatever happens next, the training is not lost
         model.save(args.output)
         print(f"model written to {args.output} (then: fastgd predict {args.output} DATA "
@@ -112,10 +121,10 @@ def _train(args, targets, features, streamed):
         print("model not saved (give -o MODEL to keep it)")
 
     if X_test.shape[0]:
-        scores = _scores(model, _frame(X_test, features), y_test, task)
+        scores = _scores(model, _frame(X_test, features), y_test, task, offset_test)
         _print_scores(scores, task, f"test metrics ({X_test.shape[0]:,} rows)")
     else:
-        scores = _scores(model, _frame(X_train, features), y_train, task)
+        scores = _scores(model, _frame(X_train, features), y_train, task, offset_train)
         _print_scores(scores, task, "training metrics (--test-fraction 0: no test rows)")
     if args.json:
         _write_json(args.json, {"task": task, "epochs": epochs, "seconds": seconds,
@@ -133,7 +142,8 @@ def _train(args, targets, features, streamed):
 def _streamed_data(args, targets, features):
     """A table or svmlight file too large for memory (or --stream) read by chunks into
     memory-mapped rows on disk (fastgd/_spill.py): as _training_data's, with a Spilled
-    for X; None for data read into memory."""
+    for X (the targets and the offset read whole, split by its mask_test); None for data
+    read into memory."""
     from fastgd import _spill, _tables
     from fastgd._encoding import Encoding
 
@@ -141,20 +151,21 @@ def _streamed_data(args, targets, features):
         return None
     sparse = _tables.is_sparse_file(args.data)
     log = None if args.quiet else sys.stderr
-    encoding = None
+    encoding = offset = None
     if sparse:
         _check_sparse_options(args, features)
     else:
         if not targets:
             raise ValueError("--target COL names the column to predict (required for a "
                              "table)")
-        names = _spill.column_names(args.data)
-        features = features or [name for name in names if name not in targets]
-        _tables.check_present(names, features + targets, f"data file {args.data!r}")
-        table = _spill.target_table(args.data, targets)
+        names, offsets = _spill.column_names(args.data), _listed(args.offset)
+        features = features or [name for name in names if name not in targets + offsets]
+        _tables.check_present(names, features + targets + offsets, f"data file {args.data!r}")
+        _check_columns(f"data file {args.data!r}", features, targets, args.offset)
+        table = _spill.target_table(args.data, targets + offsets)
         task, why = _task(table, targets, args.task)
         print(f"task: {task} ({why})")
-        y = _targets(table, targets, task)
+        y, offset = _targets(table, targets, task), _offset_values(table, args.offset, task)
         del table
         text = _spill.text_columns(args.data, features)
         if text:  # their levels in the whole file first, as a table in memory finds them
@@ -176,12 +187,13 @@ def _streamed_data(args, targets, features):
         y = spilled.targets
         task, why = _task_of_values(y, args.task)
         print(f"task: {task} ({why})")
-    return spilled, y, None if sparse or encoding else features, task, encoding
+    return spilled, y, offset, None if sparse or encoding else features, task, encoding
 
 
 def _training_data(args, targets, features):
-    """(X, y, the feature columns' names (None: sparse data), the task, the table's
-    encoding (fastgd/_encoding.py; None: numbers as they are)) of DATA."""
+    """(X, y, the --offset column's values or None, the feature columns' names (None:
+    sparse data), the task, the table's encoding (fastgd/_encoding.py; None: numbers as
+    they are)) of DATA."""
     from fastgd import _tables
     from fastgd._encoding import Encoding
 
@@ -190,18 +202,19 @@ def _training_data(args, targets, features):
         X, y = _read_sparse(args.data, args.target, args.target_file)
         task, why = _task_of_values(y, args.task)
         print(f"task: {task} ({why})")
-        return X, y, None, task, None
+        return X, y, None, None, task, None
     if not targets:
         raise ValueError("--target COL names the column to predict (required for a table)")
     if args.target_file:
         raise ValueError("--target-file gives the targets of sparse data (a .npz of "
                          "scipy.sparse.save_npz); a table's are its --target column")
-    table = _read(args.data, None if features is None else features + targets)
-    features = features or [c for c in table.columns if c not in targets]
-    _check_columns(table, features, targets)
+    offsets = _listed(args.offset)
+    table = _read(args.data, None if features is None else features + targets + offsets)
+    features = features or [c for c in table.columns if c not in targets + offsets]
+    _check_columns(table.attrs["name"], features, targets, args.offset)
     task, why = _task(table, targets, args.task)
     print(f"task: {task} ({why})")
-    y = _targets(table, targets, task)
+    y, offset = _targets(table, targets, task), _offset_values(table, args.offset, task)
     encoding = Encoding.learn(table, features)
     if encoding is not None:  # its columns as the text they hold, as predict reads them
         columns = list(encoding.levels)  # (_model_input): "007" is not 7, "1" not 1.0
@@ -209,10 +222,10 @@ def _training_data(args, targets, features):
         encoding = Encoding.learn(table, features)
     if encoding is None:
         return (_tables.numeric(table, features, "feature", args.missing == "zero"), y,
-                features, task, None)
+                offset, features, task, None)
     X = encoding.encode(table, args.missing)
     _print_encoding(encoding)
-    return X, y, None, task, encoding
+    return X, y, offset, None, task, encoding
 
 
 def _print_encoding(encoding) -> None:
@@ -229,6 +242,9 @@ def _check_sparse_options(args, features, holds_targets=True) -> None:
     if features is not None:
         raise ValueError(f"--features names columns of a table; {args.data} is sparse "
                          f"data, whose columns are all features")
+    if getattr(args, "offset", None) is not None:
+        raise ValueError(f"--offset names a column of a table; {args.data} is sparse data, "
+                         f"whose columns have no names")
     if holds_targets and (getattr(args, "target", None) or getattr(args, "target_file", None)):
         raise ValueError(f"{args.data} is an svmlight file, which holds its targets: "
                          f"--target and --target-file are for tables and .npz files")
@@ -249,10 +265,10 @@ def predict(args) -> None:
     if keep and _tables.is_sparse_file(args.data):
         raise ValueError(f"--keep copies columns of a table; {args.data} is sparse data")
     frames = []
-    for table, X, _ in _inputs(model, args, keep, log=sys.stderr):
+    for table, X, _, offset in _inputs(model, args, keep, log=sys.stderr):
         _tables.check_present(table, keep)
         frame = table[keep].copy() if keep else pd.DataFrame(index=range(X.shape[0]))
-        predictions = model.predict(X)
+        predictions = model.predict(X, **_offset_arg(offset))
         if predictions.ndim == 1:
             frame["prediction"] = predictions
         else:
@@ -285,9 +301,10 @@ def evaluate(args) -> None:
             raise ValueError("--target-file gives the targets of sparse data (a .npz of "
                              "scipy.sparse.save_npz); a table's are its --target column")
     ys, predicted, probabilities = [], [], []
-    for table, X, y in _inputs(model, args, targets, regression=task == "regression"):
+    for table, X, y, offset in _inputs(model, args, targets,
+                                       regression=task == "regression"):
         ys.append(_targets(table, targets, task) if y is None else y)
-        predicted.append(model.predict(X))
+        predicted.append(model.predict(X, **_offset_arg(offset)))
         if _gives_proba(model):
             probabilities.append(model.predict_proba(X))
     y = np.concatenate(ys)
@@ -311,32 +328,70 @@ def evaluate(args) -> None:
 
 def _inputs(model, args, other, log=sys.stdout, regression=False):
     """DATA's rows and the model's features of them, as (the table (of the `other`
-    columns too: --keep, --target), X, an svmlight file's targets or None): the whole file
-    at once, or a chunk at a time for a file that streams (fastgd/_spill.py; the targets
-    `regression` asks for read as numbers)."""
+    columns too: --keep, --target), X, an svmlight file's targets or None, the offset
+    column's values (_offset_column) or None): the whole file at once, or a chunk at a
+    time for a file that streams (fastgd/_spill.py; the targets `regression` asks for and
+    the offset read as numbers)."""
     from fastgd import _spill
-    from fastgd._tables import is_sparse_file, pandas
+    from fastgd._tables import check_present, is_sparse_file, pandas
 
+    offset = _offset_column(model, args, log)
+    other = list(dict.fromkeys([*(other or []), *_listed(offset)]))  # read, not a feature
     if not _streaming(args):
         if is_sparse_file(args.data):
             X, y = _read_sparse(args.data, getattr(args, "target", None),
                                 getattr(args, "target_file", None), model.n_features_in_,
                                 log, targets_needed=hasattr(args, "target"))
-            yield pandas().DataFrame(index=range(X.shape[0])), X, y
+            yield pandas().DataFrame(index=range(X.shape[0])), X, y, None
         else:
-            yield *_model_input(model, args.data, other, args.missing, log), None
+            table, X = _model_input(model, args.data, other, args.missing, log)
+            yield table, X, None, _offset_values(table, offset)
         return
     print(f"streaming {args.data} by chunks", file=log)
     if is_sparse_file(args.data):
         _check_sparse_options(args, None)
         for X, y in _spill.svmlight_chunks(args.data, model.n_features_in_):
-            yield pandas().DataFrame(index=range(X.shape[0])), X, y
+            yield pandas().DataFrame(index=range(X.shape[0])), X, y, None
         return
     features, text, encoding = _model_features(model, args.data, other)
-    numbers = [c for c in features if c not in text] + (list(other) if regression else [])
-    for chunk in _spill.chunks(args.data, list(dict.fromkeys(features + list(other))), text,
-                               numbers):
-        yield chunk, _features_of(model, chunk, features, encoding, args.missing), None
+    columns = list(dict.fromkeys(features + other))
+    # as a file read whole says it: pyarrow's own error for a missing column is a traceback
+    check_present(_spill.column_names(args.data), columns, f"data file {args.data!r}")
+    numbers = [c for c in features if c not in text] + (other if regression else
+                                                        _listed(offset))
+    for chunk in _spill.chunks(args.data, columns, text, numbers):
+        yield (chunk, _features_of(model, chunk, features, encoding, args.missing), None,
+               _offset_values(chunk, offset))
+
+
+def _offset_column(model, args, log):
+    """The column of DATA added to the model's raw outputs: --offset, else the one the
+    model was trained with (fastgd train --offset keeps it: offset_column_); None for
+    neither. Said on `log`, as it is read although no feature."""
+    from fastgd._encoding import Encoding
+    from fastgd._tables import is_sparse_file
+
+    saved = getattr(model, "offset_column_", None)
+    column = args.offset if args.offset is not None else saved
+    if column is None:
+        return None
+    if hasattr(model, "classes_"):
+        raise ValueError("--offset is for regressors; this model is a classifier")
+    if is_sparse_file(args.data):
+        whose = ("--offset names" if args.offset is not None
+                 else f"the model adds column {column!r} (fastgd train --offset),")
+        raise ValueError(f"{whose} a column of a table; {args.data} is sparse data, whose "
+                         f"columns have no names")
+    encoding = Encoding.of(model)
+    features = (getattr(model, "feature_names_in_", None) if encoding is None
+                else encoding.features)
+    if features is not None and column in [str(name) for name in features]:
+        raise ValueError(f"--offset {column!r} is one of the model's features")
+    source = "--offset" if args.offset is not None else "the model's"
+    trained = f"; the model was trained with {saved!r}" if saved not in (None, column) else ""
+    print(f"offset: column {column!r} ({source}), added to each row's raw output{trained}",
+          file=log)
+    return column
 
 
 def _streaming(args) -> bool:
@@ -493,12 +548,40 @@ def _targets(table, targets, task):
     return y[:, 0] if len(targets) == 1 else y
 
 
-def _split(X, y, task, fraction, seed):
-    if fraction == 0:
-        return X, X[:0], y, y[:0]
+def _offset_values(table, column, task="regression"):
+    """The offset column's values (float64, finite: any missing is an error, whatever
+    --missing says), or None without one."""
+    from fastgd._tables import numeric
+
+    if column is None:
+        return None
+    if task == "classification":  # the log loss takes none (GDRegressor.fit's offset)
+        raise ValueError("--offset is for regression: a classifier's loss takes no offset "
+                         "(--task regression if the target is a number to predict)")
+    return numeric(table, [column], "offset")[:, 0].astype(np.float64, copy=False)
+
+
+def _offset_arg(offset) -> dict:
+    """The keyword argument of an offset for fit and predict, or none (a classifier
+    takes none)."""
+    return {} if offset is None else {"offset": offset}
+
+
+def _split(X, y, offset, task, fraction, seed):
+    """(X_train, X_test, y_train, y_test, offset_train, offset_test): the offset (None
+    without one) split with its rows."""
+    arrays = (X, y) if offset is None else (X, y, offset)
+    parts = ([part for array in arrays for part in (array, array[:0])] if fraction == 0
+             else _train_test_split(arrays, task, fraction, seed))
+    return (*parts, None, None) if offset is None else tuple(parts)
+
+
+def _train_test_split(arrays, task, fraction, seed) -> list:
+    """The arrays' rows split at random, `fraction` of them to test on (stratified by
+    class where every class has two rows)."""
     from sklearn.model_selection import train_test_split
 
-    stratify = None
+    y, stratify = arrays[1], None
     if task == "classification":
         classes, counts = np.unique(y, return_counts=True)
         stratify = y if counts.min() >= 2 else None  # every class on both sides
@@ -507,10 +590,11 @@ def _split(X, y, task, fraction, seed):
                           f"test rows are drawn without stratifying", UserWarning,
                           stacklevel=2)
     try:
-        return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=stratify)
+        return train_test_split(*arrays, test_size=fraction, random_state=seed,
+                                stratify=stratify)
     except ValueError as error:  # e.g. too few rows for the fraction asked
-        raise ValueError(f"cannot split {X.shape[0]} rows with --test-fraction {fraction}: "
-                         f"{error}") from None
+        raise ValueError(f"cannot split {arrays[0].shape[0]} rows with --test-fraction "
+                         f"{fraction}: {error}") from None
 
 
 def _estimator(task, args):
@@ -535,8 +619,8 @@ def _estimator(task, args):
     return estimator(**params)
 
 
-def _scores(model, X, y, task) -> dict:
-    return _metrics(task, y, model.predict(X),
+def _scores(model, X, y, task, offset=None) -> dict:
+    return _metrics(task, y, model.predict(X, **_offset_arg(offset)),
                     model.predict_proba(X) if _gives_proba(model) else None, model)
 
 
@@ -631,6 +715,11 @@ def export(args) -> None:
     onnx.export(model, args.output, getattr(np, args.dtype))
     print(f"wrote {args.output}: the ONNX graph of {_describe(model)} (input X, "
           f"{args.dtype})")
+    column = getattr(model, "offset_column_", None)
+    if column is not None:  # the graph's input is X alone: its outputs leave it out
+        print(f"note: the graph leaves out the offset, column {column!r} (fastgd train "
+              f"--offset): add it to the predictions yourself, or for --loss poisson, "
+              f"gamma or tweedie (predictions e^z) multiply them by e^offset")
 
 
 def _load(path):
@@ -682,13 +771,21 @@ def _in_options(message: str) -> str:
     return re.sub(r"^(loss|alpha) must", r"--\1 must", message)
 
 
-def _check_columns(table, features, targets):
+def _check_columns(name, features, targets, offset=None):
+    """Features to train on, none of them the target or the offset (of file `name`)."""
     if not features:
-        raise ValueError(f"{table.attrs['name']} has no columns besides the target to use as "
-                         f"features")
-    both = [c for c in features if c in targets]
-    if both:
-        raise ValueError(f"column {both[0]!r} is both a feature and the target")
+        raise ValueError(f"{name} has no columns besides the target to use as features")
+    for role, columns in (("the target", targets), ("the offset", _listed(offset))):
+        both = [c for c in features if c in columns]
+        if both:
+            raise ValueError(f"column {both[0]!r} is both a feature and {role}")
+    if offset in targets:
+        raise ValueError(f"column {offset!r} is both the target and the offset")
+
+
+def _listed(column) -> list:
+    """An optional column (--offset's) as a list of none or one."""
+    return [] if column is None else [column]
 
 
 def _shorten(names, limit=8):
@@ -748,8 +845,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="-", metavar="OUT",
                    help="default: CSV on stdout")
     p.add_argument("--keep", metavar="COLS", help="columns of DATA to copy into OUT (ids)")
-    _missing_option(p)
-    _stream_option(p, "predict chunk by chunk")
+    _reading_options(p)
     p.add_argument("--proba", action="store_true", help="classifiers: add each class's "
                    "probability")
 
@@ -762,8 +858,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target-file", metavar="FILE", help="the true values of a sparse .npz's "
                    "rows: one column")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
-    _missing_option(p)
-    _stream_option(p, "predict chunk by chunk")
+    _reading_options(p)
 
     _serve_options(command(
         "serve", serve, "serve a saved model over HTTP",
@@ -823,6 +918,10 @@ def _train_options(p) -> None:
     p.add_argument("--quantile", type=number("a number in (0, 1)", lambda v: 0 < v < 1),
                    metavar="Q", help="--loss quantile: the quantile predicted (default: "
                    "0.5, the median)")
+    p.add_argument("--offset", metavar="COL", help="regression: a column added to each "
+                   "row's raw output, neither a feature nor a target (for --loss poisson, "
+                   "gamma, tweedie: the log of the row's exposure); the model file keeps its "
+                   "name for predict and evaluate")
     p.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F",
                    help="rows held out to test on (default: %(default)s)")
     p.add_argument("--seed", type=_seed, default=0, help="for the split and the shuffling "
@@ -873,6 +972,16 @@ def _stream_option(p, then: str) -> None:
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help=f"read DATA by chunks and {then} (default: for a file over a "
                    f"quarter of the memory available)")
+
+
+def _reading_options(p) -> None:
+    """How predict and evaluate read DATA: as the model takes it."""
+    _missing_option(p)
+    _stream_option(p, "predict chunk by chunk")
+    p.add_argument("--offset", metavar="COL", help="the column of DATA added to each row's "
+                   "raw output (default: the one the model was trained with, by fastgd train "
+                   "--offset; give it where DATA names it otherwise, or for a model fitted in "
+                   "Python with offset=)")
 
 
 def _missing_option(p) -> None:

@@ -41,7 +41,7 @@ from fastgd._validation import (
     check_choice,
     check_number,
 )
-from fastgd.model import LinearModel
+from fastgd.model import OFFSET, LinearModel, check_offset_column
 from fastgd.solvers import FULL_BATCH_SOLVERS, auto, optimizer_names, solver_names
 from fastgd.solvers.first_order import SCHEDULES, FirstOrder
 from fastgd.solvers.lbfgs import LINE_SEARCHES, LBFGS
@@ -1035,6 +1035,20 @@ class GDRegressor(RegressorMixin, _GDEstimator):
             _persist.check_value(self, "intercept_", numbers.Real)
         self._one_output = self.coef_.ndim == 1
 
+    _saved = (*_GDEstimator._saved, OFFSET)
+
+    def _check_loaded(self):
+        """As any estimator, and the command line's --offset column if saved: a name
+        other than the features'."""
+        super()._check_loaded()
+        column = getattr(self, OFFSET, None)
+        if column is None:
+            self.__dict__.pop(OFFSET, None)  # as fit leaves it
+            return
+        features = getattr(self, "input_features_", None)
+        check_offset_column(column, None, getattr(self, "feature_names_in_", None)
+                            if features is None else features)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -1059,6 +1073,10 @@ GDRegressor.__doc__ = f"""Linear regression trained by gradient descent on the m
     ----------
     coef_ : ndarray of shape (n_features,) or (n_outputs, n_features)
     intercept_ : float or ndarray of shape (n_outputs,)
+    offset_column_ : str
+        Only in a model ``fastgd train --offset COLUMN`` made: the table's column that
+        ``fastgd predict`` and ``evaluate`` add to the raw outputs (Python's ``predict``
+        takes it as ``offset=``, as ``fit`` did).
 {COMMON_ATTRIBUTES.strip(chr(10))}
     With ``standardize=False``, no sample weights and n rows, the penalty compares with
     scikit-learn's as: ElasticNet / Lasso ``alpha`` = alpha / 2 with the same l1_ratio,

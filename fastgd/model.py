@@ -15,6 +15,18 @@ from fastgd._encoding import ENCODING, check_encoding
 from fastgd._validation import as_data, raise_if_nonfinite
 
 
+OFFSET = "offset_column_"  # fastgd train --offset's column, kept in the model file
+
+
+def check_offset_column(column, classes, features) -> None:
+    """A ValueError unless a saved offset column is a regressor's (`classes` None) and a
+    name beside its `features`' names (a table's columns: the command line's models have
+    them)."""
+    if (not isinstance(column, str) or not column or classes is not None or features is None
+            or column in [str(name) for name in features]):
+        raise ValueError(f"{OFFSET} is not a regressor's column beside its named features")
+
+
 class LinearModel:
     """A linear model's predictions: raw outputs z = X coef_^T + intercept_, then the loss's
     inverse link (identity for the squared and Huber losses, the softmax of a classifier).
@@ -24,7 +36,9 @@ class LinearModel:
     (or None), and ``classes_`` for a classifier (else None). ``loss`` is the
     fastgd.losses object the model was trained on. A model the command line trained on a
     table with text columns also keeps their encoding (``input_features_``,
-    ``categories_``, ``category_of_``: fastgd/_encoding.py), read by a server.
+    ``categories_``, ``category_of_``: fastgd/_encoding.py), read by a server, and a
+    regressor it trained with ``--offset COLUMN`` that column's name, ``offset_column_``
+    (else None): the column added to the raw outputs, which a server asks for.
     """
 
     def __init__(self, coef, intercept, loss: losses.Loss, *, classes=None,
@@ -32,6 +46,7 @@ class LinearModel:
         self.coef_, self.intercept_, self.loss = coef, intercept, loss
         self.classes_, self.feature_names_in_ = classes, feature_names
         self.n_features_in_ = np.shape(coef)[-1]
+        self.offset_column_ = None
 
     @classmethod
     def load(cls, path) -> LinearModel:
@@ -73,6 +88,11 @@ class LinearModel:
             check_encoding(*encoding, d)
             for name, value in zip(ENCODING, encoding, strict=True):
                 setattr(model, name, value)
+        column = saved.values.get(OFFSET)
+        if column is not None:
+            check_offset_column(column, classes, model.feature_names_in_
+                                if encoding[0] is None else encoding[0])
+            model.offset_column_ = column
         return model
 
     def decision_function(self, X):
@@ -83,20 +103,24 @@ class LinearModel:
             return z[:, 0]
         return z
 
-    def predict(self, X):
-        """Predictions (a regressor's, in X's floating dtype), or the most probable class."""
-        return self.predictions(X)[0]
+    def predict(self, X, offset=None):
+        """Predictions (a regressor's, in X's floating dtype), or the most probable class;
+        `offset` as GDRegressor.predict takes it."""
+        return self.predictions(X, offset=offset)[0]
 
-    def predictions(self, X, proba: bool = False):
+    def predictions(self, X, proba: bool = False, offset=None):
         """(predict(X), predict_proba(X) if `proba` else None, whether the numbers behind
         them are finite) from one product of X: a server's answer and its check (an
-        overflowing prediction, or logit, is inf; a class of a NaN logit, meaningless)."""
+        overflowing prediction, or logit, is inf; a class of a NaN logit, meaningless); a
+        regressor's `offset` (n_samples,) added to every raw output first."""
         z = self.raw_outputs(self._checked(X))
         if self.classes_ is None:
             if proba:
                 raise AttributeError("a regressor has no class probabilities")
-            predicted = self.loss.inverse_link(z)
+            predicted = self.loss.inverse_link(self._shifted(z, offset))
             return predicted, None, bool(np.isfinite(predicted).all())
+        if offset is not None:
+            raise ValueError("offset is for regressors; this model is a classifier")
         if proba:
             self._check_proba()
         return (self.classes_[self.best_class(z)], self.loss.proba(z) if proba else None,
@@ -136,6 +160,17 @@ class LinearModel:
         """X @ coef_^T + intercept_ for X already checked, in X's floating dtype: (n,) for
         coef_ of shape (n_features,), else (n, n_outputs)."""
         return X @ self.coef_.astype(X.dtype).T + np.asarray(self.intercept_, dtype=X.dtype)
+
+    @staticmethod
+    def _shifted(z, offset):
+        """Raw outputs z (n,) or (n, k) plus an offset (n,) for every output."""
+        if offset is None:
+            return z
+        offset = np.asarray(offset, dtype=np.float64)
+        if offset.shape != (len(z),) or not np.isfinite(offset).all():
+            raise ValueError(f"offset must be {len(z)} finite numbers, one a row of X; got "
+                             f"shape {offset.shape}")
+        return z + (offset if z.ndim == 1 else offset[:, None]).astype(z.dtype)
 
     @staticmethod
     def best_class(z):

@@ -140,6 +140,42 @@ def test_classifier_labels_and_probabilities(tmp_path):
         assert overflow.status_code == 422 and "overflow" in overflow.json()["error"]
 
 
+def test_a_model_with_an_offset_column_takes_it_by_name_in_each_row(tmp_path):
+    """A model `fastgd train --offset COLUMN` made adds that column of each request row to
+    its raw output, as `fastgd predict` does: rows by name (JSON objects, CSV with a header)
+    with it; rows as lists, or by name without it, are a 400 naming the column."""
+    pd = pytest.importorskip("pandas")
+    X, _ = problem()
+    rng = np.random.default_rng(1)
+    offset = np.log(rng.uniform(0.1, 3.0, len(X)))  # of each row's exposure
+    counts = rng.poisson(np.exp(X @ [0.2, -0.1, 0.3] + offset))
+    frame = pd.DataFrame(X, columns=FEATURES)
+    model = fastgd.GDRegressor(loss="poisson").fit(frame, counts, offset=offset)
+    model.offset_column_ = "log_exposure"  # as fastgd train --offset log_exposure leaves it
+    model.save(tmp_path / "claims.fastgd")
+    expected = model.predict(frame, offset=offset)
+    columns = ["log_exposure", *FEATURES]
+    rows = np.column_stack([offset, X]).tolist()
+    named = [dict(zip(columns, row, strict=True)) for row in rows]
+    csv = ",".join(columns) + "\n" + "\n".join(",".join(map(repr, row)) for row in rows)
+    with server(tmp_path / "claims.fastgd") as client:
+        assert client.get("/v1/models/claims").json()["offset"] == "log_exposure"
+        np.testing.assert_allclose(predictions(client, named, url="/predict")["predictions"],
+                                   expected, rtol=1e-12)
+        answer = client.post("/predict", content=csv, headers={"content-type": "text/csv"})
+        np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=1e-12)
+        for instances in (X.tolist(), [dict(zip(FEATURES, row, strict=True))
+                                       for row in X.tolist()]):
+            answer = client.post("/predict", json={"instances": instances})
+            assert answer.status_code == 400
+            assert "the model adds column 'log_exposure'" in answer.json()["error"]
+        answer = client.post("/predict", json={"instances": [{**named[0],
+                                                              "log_exposure": "one"}]})
+        assert answer.status_code == 400
+        assert answer.json()["error"] == ("instance 0, feature 'log_exposure': 'one' is not a "
+                                          "number")
+
+
 def test_a_model_trained_on_text_columns_encodes_them_as_predict_does(tmp_path):
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(1)

@@ -324,3 +324,20 @@ def test_predict_and_evaluate_stream_what_they_read_whole(small_chunks, capsys, 
     pd.testing.assert_frame_equal(streamed, whole)
     with open("e--stream.json") as a, open("e--no-stream.json") as b:
         assert a.read() == b.read()
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
+def test_a_column_missing_from_a_stream_is_named_as_in_memory(small_chunks, capsys, name):
+    """predict and evaluate by chunks check the columns they read before pyarrow does (its
+    own error for a missing column is a traceback): the message of a file read whole."""
+    write(table(), name)
+    train(capsys, name, "--target", "y", "--features", "a,b,c,d", "-o", "m.fastgd")
+    write(table().drop(columns="d"), "lacking" + name[1:])
+    for argv in (["predict", "m.fastgd", "lacking" + name[1:]],
+                 ["predict", "m.fastgd", name, "--keep", "id"],
+                 ["evaluate", "m.fastgd", "lacking" + name[1:], "--target", "y"]):
+        for stream in ("--stream", "--no-stream"):
+            assert main([*argv, stream]) == 2
+            err = capsys.readouterr().err.splitlines()[-1]
+            assert err.startswith(f"fastgd {argv[0]}: error: data file ") and "has no column" in err
+            assert ("'id'" if "--keep" in argv else "'d'") in err

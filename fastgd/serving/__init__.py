@@ -4,7 +4,8 @@
   (rows), or ``{"instances": [{"feature": value, ...}, ...]}`` (by name, for a model
   fitted on a table), or a ``text/csv`` body, gives ``{"predictions": [...]}``; a
   classifier adds ``"probabilities"`` (columns in the order of its classes) for
-  ``?proba=true`` or ``"proba": true`` in the body.
+  ``?proba=true`` or ``"proba": true`` in the body. A model trained with ``fastgd train
+  --offset COLUMN`` takes rows by name only, that column among them (inputs.py).
 - ``GET /v1/models/{name}`` and ``GET /health``: the model's kind, features, classes, the
   file's sha256, when it was loaded, fastgd's version.
 - ``GET /metrics``: Prometheus' text format.

@@ -256,14 +256,14 @@ class _Server:
 
 def _predict(served, body: bytes, kind: str, proba: bool):
     """(the JSON answer's bytes, rows predicted), in a worker thread."""
-    X, asked = inputs.rows_of(served, body, kind)
+    X, offset, asked = inputs.rows_of(served, body, kind)
     proba = proba or asked
     if proba and not served.model.has_proba:
         raise BadRequest("probabilities are a classifier's; this model is a regressor"
                          if not served.is_classifier else
                          f"this classifier's loss, {served.model.loss.name}, gives no "
                          f"probabilities")
-    predictions, probabilities, finite = served.model.predictions(X, proba)
+    predictions, probabilities, finite = served.model.predictions(X, proba, offset)
     if not finite:
         raise BadRequest("the predictions overflow (values too large for the model)", 422)
     answer = {"predictions": predictions}

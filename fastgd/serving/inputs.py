@@ -5,7 +5,9 @@ each instance a list of the model's features' values in order, or an object of t
 name (a model fitted on a table: its ``feature_names_in_``, or the input columns of a model
 the command line trained on text columns, which are encoded here as ``fastgd predict``
 encodes them). CSV (``text/csv``): one row per line, with a header of feature names (a
-first line none of whose cells is a number) or none.
+first line none of whose cells is a number) or none. A model trained with an offset column
+(``fastgd train --offset COLUMN``) takes its rows by name only, that column among them: its
+value is added to the row's raw output, as ``fastgd predict`` adds it.
 
 Anything else is a `BadRequest` naming the problem and where it is: a body that is not
 UTF-8 or not JSON, another shape of document, no or empty instances, rows of other lengths,
@@ -59,24 +61,45 @@ def media_type(content_type: str | None) -> str:
 
 
 def rows_of(served: Served, body: bytes, kind: str):
-    """(the model's input X for the body's rows, whether the body asks for probabilities)."""
+    """(the model's input X for the body's rows, their offsets (None for a model without an
+    offset column), whether the body asks for probabilities)."""
     if kind == "csv":
-        (names, rows), proba = _csv(_text(body), served.features), False
+        columns = served.features if served.offset is None else [*served.features,
+                                                                  served.offset]
+        (names, rows), proba = _csv(_text(body), columns), False
     else:
         names, rows, proba = _json(body)
-    if names is not None:
-        rows = _by_name(served, names, rows)
     # what only a Python scan of the values finds, looked for where the bytes may hold it:
     # booleans among JSON numbers (NumPy reads them as 1 and 0), numbers float() reads and
     # a CSV file would not hold (1_000, other scripts' digits)
     scan = (b"true" in body or b"false" in body if kind == "json"
             else b"_" in body or not body.isascii())
+    offset = None
+    if served.offset is not None:
+        names, rows, offset = _offset(served.offset, names, rows, kind == "csv", scan)
+    if names is not None:
+        rows = _by_name(served, names, rows)
     if served.encoding is not None:
         _check_lengths(rows, len(served.features),
                        "instance {i} has {n} values; the model takes {length}")
-        return _encoded(served, rows, kind == "csv", scan), proba
+        return _encoded(served, rows, kind == "csv", scan), offset, proba
     return _numbers(rows, served.features or served.model.n_features_in_, kind == "csv",
-                    scan), proba
+                    scan), offset, proba
+
+
+def _offset(column: str, names, rows: list, text: bool, scan: bool):
+    """(the other names, the rows without the offset column, its values): a model with an
+    offset column takes rows by name, that column among them."""
+    if names is None or column not in names:
+        raise BadRequest(f"the model adds column {column!r} to each row's raw output (an "
+                         f"offset, fastgd train --offset): send the instances by name (JSON "
+                         f"objects, or CSV with a header) with {column!r} among them")
+    if names.count(column) > 1:
+        raise BadRequest(f"the CSV header names {column!r} twice")
+    j = names.index(column)
+    values = _numbers([[row[j]] for row in rows], [column], text, scan)[:, 0]
+    return ([name for name in names if name != column],
+            [row[:j] + row[j + 1:] for row in rows], values)
 
 
 def _json(body: bytes):

@@ -35,6 +35,7 @@ class Served:
     loaded_at: float                     # time.time()
     trained_with: str                    # the fastgd version that saved it
     features: list | None = field(default=None)  # input names, for rows given by name
+    offset: str | None = None  # the column added to the raw outputs (fastgd train --offset)
 
     @property
     def is_classifier(self) -> bool:
@@ -50,6 +51,7 @@ class Served:
             "loss": model.loss.name,
             "n_features": len(self.features) if self.features else model.n_features_in_,
             "features": self.features,
+            "offset": self.offset,
             "classes": None if model.classes_ is None else model.classes_.tolist(),
             "n_outputs": None if self.is_classifier else np.atleast_2d(model.coef_).shape[0],
             "file": os.fspath(path),
@@ -71,7 +73,7 @@ def load(path, name: str) -> Served:
     features = (list(encoding.features) if encoding is not None
                 else None if names is None else [str(name) for name in names])
     return Served(name, model, encoding, hashlib.sha256(data).hexdigest(), time.time(),
-                  str(saved.fastgd_version), features)
+                  str(saved.fastgd_version), features, model.offset_column_)
 
 
 class ModelFile:
