@@ -157,10 +157,11 @@ class Engine(Protocol):
         """(X's rows (m, d) float64, their Y (m, ky), weights (m,), the weight of all the
         problem's rows): the m = min(count, such rows) rows with weight nearest the model
         (coef (k, d), intercept (k,), original units) in `output`, nearest first: by the
-        residual's size, or along a direction (coef (d,), intercept) by the step at which
-        the residual reaches 0, leaving out the rows within `on` of 0 already
-        (fastgd.reference.nearest_rows). The smoothing's crossover
-        reads them (solvers/smoothing.py)."""
+        distance to the loss's kink (Loss.kink: the residual's size for the pinball loss),
+        or along a direction (coef (d,), intercept) by the step at which that distance
+        reaches 0, leaving out the rows within `on` of 0 already
+        (fastgd.reference.nearest_rows). The smoothing's crossover and polish read them
+        (solvers/smoothing.py)."""
 
     def fingerprint(self, problem: Problem, digest) -> dict:
         """What tells this data from other data, beyond its statistics: the engine's own

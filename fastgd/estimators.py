@@ -1281,7 +1281,8 @@ class GDClassifier(ClassifierMixin, _GDEstimator):
 
 
 GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regression (more),
-    trained by gradient descent on the log loss.
+    trained by gradient descent on the log loss; or linear support vector machines and
+    SGDClassifier's other margin losses.
 
     Two classes: one logit z = x . coef_[0] + intercept_[0], the probability of classes_[1]
     is sigmoid(z), and the loss torch's ``BCEWithLogitsLoss``. More classes: one logit per
@@ -1289,10 +1290,21 @@ GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regress
     multinomial log loss, as scikit-learn's LogisticRegression). Every class's logit comes
     from the same pass over X; the losses are computed so that no logit overflows.
 
+    The margin losses (``"hinge"``, ``"squared_hinge"``, ``"modified_huber"``) are
+    SGDClassifier's, of the label as t = -1 or +1: one decision value for two classes,
+    and for more one a class against the rest (one-vs-rest, each its own binary problem,
+    all from the same passes). Only modified Huber has probabilities, SGDClassifier's
+    (``predict_proba``); for the hinges ``predict_proba`` is not there (hasattr is False,
+    a call an AttributeError): use ``decision_function``. The hinge has a kink: the
+    default solver (Newton) smooths it and ends at the exact optimum, LinearSVC's with
+    C = 1 / (n_samples alpha) and ``standardize=False`` (but for LinearSVC's penalty on
+    its intercept); L-BFGS refuses it.
+
     Parameters
     ----------
 {_loss_doc("classification", "log")}
-        With more than two classes, its multiclass form: the softmax cross-entropy.
+        With more than two classes, its multiclass form: the softmax cross-entropy for
+        "log", one-vs-rest for the others.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplying sample_weight: ``{{label: weight}}``, or
         "balanced": n_samples / (n_classes * count of the class) (not with partial_fit).

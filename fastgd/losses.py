@@ -18,8 +18,11 @@ rest of fastgd asks of it:
   the scale of `tol`, and where a fit starts if `starts_at_constant`;
 - `curvature`: a bound on its second derivative relative to the squared loss's 2 (the
   automatic step size), or None where there is none;
-- `inverse_link` (and `log_proba` for classification losses): from raw outputs to
-  predictions.
+- `inverse_link` (and `log_proba`, `proba` for the classification losses that have
+  `probabilities`): from raw outputs to predictions;
+- for a loss with a kink (`Kinked`: the pinball and hinge losses), `smoothed` forms,
+  `kink` and `kink_subgradients`, what Newton's continuation and its last steps ask
+  (fastgd/solvers/smoothing.py).
 
 An instance is a loss with its parameters (``get("huber", delta=0.5)``); the engines, the
 kernels (`code`, `param`), the estimators, the command line and the documentation all ask
