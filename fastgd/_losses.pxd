@@ -366,6 +366,8 @@ cdef inline void run_of_kind(const Loss* loss, double* z, const floating* y,
         residuals_of(POISSON, 0.0, z, y, sw, m, losses, weights)
     elif loss.kind == GAMMA:
         residuals_of(GAMMA, 0.0, z, y, sw, m, losses, weights)
+    elif loss.kind == HINGE:
+        residuals_of(HINGE, 0.0, z, y, sw, m, losses, weights, loss.smoothing)
     elif loss.kind == SQUARED_HINGE:
         residuals_of(SQUARED_HINGE, 0.0, z, y, sw, m, losses, weights)
     elif loss.kind == MODIFIED_HUBER:

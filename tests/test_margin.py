@@ -318,3 +318,20 @@ def test_on_the_command_line(tmp_path):
     huber = fastgd_cli("train", "t.csv", "--target", "label", "--loss", "modified_huber",
                        "-q", "-o", "m.fastgd")
     assert huber.returncode == 0 and "log-loss" in huber.stdout
+
+
+@pytest.mark.parametrize("name", MARGIN)
+def test_a_checkpointed_fit_resumes_to_the_same_bits(tmp_path, name):
+    """Newton's continuation (the hinge's widths, the polish at the end) and the smooth
+    margin losses' Newton steps resume from a checkpoint to an uninterrupted fit's bits."""
+    from conftest import assert_same_fit
+
+    X, y, w = labelled(classes=3, seed=11)
+    settings = dict(loss=name, tol=1e-10)
+    uninterrupted = fastgd.GDClassifier(**settings).fit(X, y, w)
+    path = tmp_path / "fit.ckpt"
+    fastgd.GDClassifier(**settings, checkpoint=path,
+                        callbacks=lambda e: e["epoch"] == 3).fit(X, y, w)
+    resumed = fastgd.GDClassifier(**settings, checkpoint=path).fit(X, y, w, resume=path)
+    assert uninterrupted.n_iter_ > 3
+    assert_same_fit(resumed, uninterrupted)
