@@ -43,6 +43,7 @@ MAX_PIVOTS = 500      # simplex pivots of a crossover (two passes each): 6-30 me
                       # from the nearest rows' vertex at 100k-1M rows
 PIVOT_ROWS = 4        # rows ahead on an edge read for a pivot, times d + 1
 POLISH_ROWS = 4       # rows nearest the kink read for a penalized fit's polish, times d + 1
+POLISH_ROUNDS = 8     # ... each adding the rows the last one's move crossed
 
 
 def check_smooth(solver: str, loss) -> None:
@@ -90,13 +91,14 @@ def step(newton, engine, problem, state, epoch: int) -> Step:
     threshold = newton.threshold
     # f(theta) - min f <= width / 2 + what Newton left at this width (within INNER width)
     converged = settled and threshold is not None and width / 2 <= threshold
+    if newton.l2 and not newton.l1:  # a quadratic program: its optimum, at the end
+        if converged:
+            polish(newton, engine, problem, state)
     # the band holds about n width / (the residuals' scale, the loss) rows: well below the
     # p = d + 1 rows of a vertex, the nearest rows are the optimum's, or a few pivots away
-    if not converged and width * engine.n_rows(problem) <= (
+    elif not converged and width * engine.n_rows(problem) <= (
             CROSSOVER * (problem.n_features + 1) * loss):
         converged = crossover(newton, engine, problem, state)
-    elif converged and newton.l2 and not newton.l1:
-        polish(newton, engine, problem, state)
     return Step(loss, 1.0, updates, 1.0, converged=converged)
 
 
@@ -175,38 +177,59 @@ def vertex(engine, problem, coef, intercept, output: int):
 
 
 def polish(newton, engine, problem, state) -> bool:
-    """A ridge-penalized fit's last step: its exact optimum from the rows nearest the kink
-    (taken if it is no worse; True then). Near the optimum the other rows' sides of the
-    kink are settled, and the optimum solves a small quadratic program in the nearest
-    rows' multipliers (active_set). Smaller widths would get there only through Newton
-    systems of curvature 1 / width on the rows at the kink: ill-conditioned, where a hinge
-    fit's support vectors ended 1e-6 from the optimum. One pass for the derivatives, two
-    to compare the objectives."""
+    """A ridge-penalized fit's exact optimum, from near it: True if found (state.theta
+    becomes it), else False (state.theta as it was). Near the optimum the rows away from
+    the kink keep their sides, and the optimum solves the small quadratic program the
+    rows near it leave (active_set): the optimum of the whole once no other row crosses
+    its kink on the way there (then every row's term of the KKT conditions is as
+    assumed); the rows that do join those near it, and the program is solved again.
+    Smaller widths would get there only through Newton systems of curvature 1 / width on
+    the rows at the kink: ill-conditioned, where a hinge fit's support vectors stalled
+    1e-6 from the optimum. One pass, and two or more in NumPy for each output."""
     d, std = problem.n_features, state.std
-    coef, intercept = (part.copy() for part in in_original_units(std, state.theta, d))
+    coef, intercept = in_original_units(std, state.theta, d)
     _, grad_w, grad_b = engine.loss_and_grad(problem, coef, intercept)
     penalty = newton.l2 * np.append(std.scale ** 2 if std else np.ones(d), 0.0)
+    new_coef, new_intercept = coef.copy(), intercept.copy()
     for output in range(problem.k):
+        theta = np.append(coef[output], intercept[output])
+        gradient = np.append(grad_w[output], grad_b[output])
         X, Y, weights, total = engine.nearest_rows(problem, coef, intercept,
                                                    POLISH_ROWS * (d + 1), output=output)
-        A, y = np.hstack([X, np.ones((len(X), 1))]), Y[:, output]
-        z = A @ np.append(coef[output], intercept[output])
-        # the gradient without these rows' own terms (their derivatives at width 0)
-        w = weights / total
-        others = np.append(grad_w[output], grad_b[output]) - (
-            w * problem.loss.derivative(z, y)) @ A
-        found = active_set(A, w, problem.loss, y, others, penalty,
-                           np.append(coef[output], intercept[output]))
-        if found is None:
+        for _ in range(POLISH_ROUNDS):
+            A, y, w = np.hstack([X, np.ones((len(X), 1))]), Y[:, output], weights / total
+            # the gradient without these rows' own terms (their derivatives at width 0)
+            others = gradient - (w * problem.loss.derivative(A @ theta, y)) @ A
+            found = active_set(A, w, problem.loss, y, others, penalty, theta)
+            if found is None:
+                return False
+            crossed = rows_crossed(engine, problem, coef, intercept, found - theta, output,
+                                   len(X) + POLISH_ROWS * (d + 1))
+            known = {row.tobytes() for row in np.column_stack([X, Y])}
+            new = [i for i, row in enumerate(np.column_stack([crossed[0], crossed[1]]))
+                   if row.tobytes() not in known]
+            if not new:
+                break
+            X, Y, weights = (np.concatenate([part, crossed[j][new]])
+                             for j, part in enumerate((X, Y, weights)))
+        else:
             return False
-        coef[output], intercept[output] = found[:d], found[d]
-    candidate = as_theta(*(std.from_original(coef, intercept) if std else (coef, intercept)))
-    objectives = [smooth_objective(engine, problem, point, std, newton.l2)[1]
-                  for point in (state.theta, candidate)]
-    if not objectives[1] <= objectives[0]:
-        return False
-    state.theta[:] = candidate
+        new_coef[output], new_intercept[output] = found[:d], found[d]
+    state.theta[:] = as_theta(*(std.from_original(new_coef, new_intercept) if std
+                                else (new_coef, new_intercept)))
     return True
+
+
+def rows_crossed(engine, problem, coef, intercept, move, output, count: int) -> tuple:
+    """(X, Y, weights) of the rows (up to `count`, the first reached) whose kink `output`
+    crosses as its parameters move by `move` (p,) from (coef, intercept)."""
+    d = problem.n_features
+    X, Y, weights, _ = engine.nearest_rows(problem, coef, intercept, count,
+                                           direction=(move[:d], move[d]), output=output)
+    distance = problem.loss.kink(Y[:, output]) - (X @ coef[output] + intercept[output])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reached = distance / (X @ move[:d] + move[d]) <= 1.0
+    return X[reached], Y[reached], weights[reached]
 
 
 def active_set(A, w, loss, y, others, penalty, theta):
