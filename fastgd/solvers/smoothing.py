@@ -1,6 +1,7 @@
-"""Newton's method for a loss with a kink (the pinball loss): Newton on smoothed forms of
-the loss, the smoothing shrinking toward the loss itself (a continuation), then, for
-quantile regression, the crossover to its exact optimum.
+"""Newton's method for a loss with a kink (the pinball and hinge losses): Newton on
+smoothed forms of the loss, the smoothing shrinking toward the loss itself (a
+continuation), then the step to the exact optimum: for quantile regression the crossover
+to a vertex, for a ridge-penalized fit (a support vector machine) the polish.
 
 The loss's smoothed form of width h (Loss.smoothed) is quadratic on a band of width h
 about the kink and at most h / 2 below the loss elsewhere, so the objective f_h is within
@@ -16,6 +17,10 @@ one QuantileRegressor solves): the model through d + 1 of the rows. Once the ban
 far fewer rows than that, `crossover` goes from near it to it, as interior-point methods
 cross over to the simplex method, and checks it by linear programming duality: the exact
 optimum, in a few passes, where the continuation alone would creep toward it.
+
+With a ridge penalty the optimum is a quadratic program's, no vertex: `polish` solves the
+small program that the rows near the kink leave once the others' sides are settled (an
+active-set method), and certifies it by one pass along the move to it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 
 from fastgd._state import as_theta, in_original_units
-from fastgd.solvers import Step, loss_and_gradient, smooth_objective
+from fastgd.solvers import Step, loss_and_gradient
 
 SHRINK = 10.0         # the widths' ratio from one step to the next
 MAX_NEWTON = 50       # Newton iterations at one width
