@@ -333,8 +333,8 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_ends_the_same(tmp_path)
 def test_checkpoints_of_format_version_1_resume(tmp_path, path):
     """Checkpoints written by fastgd before the state was kept by name (format version 1:
     two vectors m and v for every optimizer; tests/data/checkpoints_v1/make.py wrote them,
-    stopped after epoch 10 of 30) still load and resume, and end with the bits of an
-    uninterrupted fit today."""
+    stopped after epoch 10 of 30) still load and resume, and end where an uninterrupted
+    fit today does, to rounding (the file's bits were another build's)."""
     data = np.load(V1_CHECKPOINTS / "data.npz")
     saved = fastgd.load(path)
     assert saved.n_iter_ == 10
@@ -354,12 +354,12 @@ def test_checkpoints_of_format_version_1_resume(tmp_path, path):
     today.history_ = {key: today.history_[key] for key in resumed.history_}
     # The first 10 epochs are the file's, computed by the build that wrote it, with the
     # NumPy of its day: another build or NumPy rounds some sums in another order (the
-    # standardization's statistics, a loss; 25 ulps seen, NumPy 2.4 on an AVX-512 CPU),
+    # standardization's statistics, a loss; up to 130 ulps seen, NumPy 2.4 on an AVX-512
+    # CPU, at the base commit 0a51b71 built here too),
     # so that the parameters go on from the file's bits to bits a few ulps from today's.
-    for key in ("loss", "val_loss"):
-        if key in resumed.history_:
-            np.testing.assert_allclose(resumed.history_[key], today.history_[key],
-                                       rtol=1e-12)
+    for key in set(resumed.history_) - {"seconds"}:  # the losses, the (automatic) rates
+        np.testing.assert_allclose(resumed.history_[key], today.history_[key], rtol=1e-12,
+                                   err_msg=key)
     np.testing.assert_allclose(resumed.coef_, today.coef_, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(resumed.intercept_, today.intercept_, rtol=1e-12, atol=1e-15)
     assert resumed.n_iter_ == today.n_iter_

@@ -129,6 +129,55 @@ def test_the_optimum_is_linear_svcs(name, weighted, engine):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
+def test_with_an_intercept_the_hinge_optimum_is_libsvms(weighted):
+    """SVC(kernel="linear") solves the same problem, its intercept unpenalized: the same
+    coefficients and intercept, from the default tol (the polish's exact optimum)."""
+    X, y, w = labelled(n=2000, seed=12)
+    w = w if weighted else None
+    alpha = 3e-3
+    model = fastgd.GDClassifier(loss="hinge", alpha=alpha, standardize=False).fit(
+        X, y, sample_weight=w)
+    total = len(X) if w is None else w.sum()
+    peer = svm.SVC(kernel="linear", C=1 / (total * alpha), tol=1e-12).fit(
+        X, y, sample_weight=w)
+    scale = np.abs(peer.coef_).max()
+    assert_allclose(model.coef_, peer.coef_, rtol=1e-6, atol=1e-6 * scale)
+    assert_allclose(model.intercept_, peer.intercept_, rtol=1e-6, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("seed", [3, 7, 11])
+def test_rows_repeated_on_the_margin(seed):
+    """Rows of a few distinct values (as one-hot data's), repeated across the margin: the
+    polish reads some copies of a row and must count the others that cross (a set of
+    the rows read by value took them for read, and ended at a worse objective)."""
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(-2, 3, (12, 2)).astype(float)
+    X = grid[rng.integers(0, 12, 600)]
+    y = ((X @ rng.standard_normal(2) + 0.3 * rng.standard_normal(600)) > 0).astype(int)
+    alpha = 0.01
+    model = fastgd.GDClassifier(loss="hinge", alpha=alpha, standardize=False).fit(X, y)
+    peer = svm.SVC(kernel="linear", C=1 / (600 * alpha), tol=1e-12).fit(X, y)
+    assert objective("hinge", X, y, model.coef_, model.intercept_, alpha) <= objective(
+        "hinge", X, y, peer.coef_, peer.intercept_, alpha) + 1e-12
+    rng = np.random.default_rng(13)
+    X = rng.integers(0, 2, (800, 2)).astype(float)
+    y = np.round(X @ [1.0, 2.0] + 0.5 * rng.standard_normal(800))
+    quantile = fastgd.GDRegressor(loss="quantile", quantile=0.7, alpha=1e-2,
+                                  standardize=False).fit(X, y)
+    pinball = losses.get("quantile", quantile=0.7)
+
+    def ridge_pinball(coef, intercept):
+        residual = (X @ coef + intercept)[:, None]
+        return pinball.value(residual, y[:, None]).mean() + 0.5e-2 * coef @ coef
+
+    best = ridge_pinball(quantile.coef_, quantile.intercept_)
+    assert best <= ridge_pinball(np.array([1.0, 2.0]), 0.0) + 1e-12
+    for step in np.random.default_rng(0).standard_normal((100, 3)) * 1e-3:
+        assert ridge_pinball(quantile.coef_ + step[:2], quantile.intercept_ + step[2]) >= (
+            best - 1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("standardize", [False, True])
 def test_the_hinge_optimum_meets_its_kkt_conditions(weighted, standardize):
     """With an intercept (unbalanced classes): at the optimum of the weighted mean hinge +

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 
 from fastgd._state import as_theta, in_original_units
-from fastgd.solvers import Step, loss_and_gradient
+from fastgd.solvers import Step, loss_and_gradient, smooth_objective
 
 SHRINK = 10.0         # the widths' ratio from one step to the next
 MAX_NEWTON = 50       # Newton iterations at one width
@@ -49,6 +50,8 @@ MAX_PIVOTS = 500      # simplex pivots of a crossover (two passes each): 6-30 me
 PIVOT_ROWS = 4        # rows ahead on an edge read for a pivot, times d + 1
 POLISH_ROWS = 4       # rows nearest the kink read for a penalized fit's polish, times d + 1
 POLISH_ROUNDS = 8     # ... each adding the rows the last one's move crossed
+POLISH_FEATURES = 200  # the polish's dense solves (p + rows on their kinks)^2 a step, and
+                      # its rows read, dense: for wider data, the continuation alone
 
 
 def check_smooth(solver: str, loss) -> None:
@@ -72,6 +75,8 @@ def step(newton, engine, problem, state, epoch: int) -> Step:
     last, before = (float(w) for w in slots["widths"])
     width = loss if math.isnan(last) else last / SHRINK
     if not math.isfinite(loss) or width <= SMALLEST * loss:  # 0: nothing to smooth
+        if math.isfinite(loss * last) and penalized(newton):  # (Newton never settled)
+            polish(newton, engine, problem, state, problem.loss.smoothed(last))
         return Step(loss, 1.0, 0, 0.0, converged=math.isfinite(loss))
     optimum = theta.copy()
     if math.isfinite(before):
@@ -95,10 +100,11 @@ def step(newton, engine, problem, state, epoch: int) -> Step:
     slots["widths"][:] = (width, last)
     threshold = newton.threshold
     # f(theta) - min f <= width / 2 + what Newton left at this width (within INNER width)
-    converged = settled and threshold is not None and width / 2 <= threshold
-    if newton.l2 and not newton.l1:  # a quadratic program: its optimum, at the end
-        if converged:
-            polish(newton, engine, problem, state)
+    within = threshold is not None and width / 2 <= threshold
+    converged = settled and within
+    if penalized(newton):  # a quadratic program: its optimum, once within tol of it
+        if within:  # (tried earlier, at 1e-2 to 1e-4 of the loss, it failed: slower)
+            converged = polish(newton, engine, problem, state, smoothed.loss) or converged
     # the band holds about n width / (the residuals' scale, the loss) rows: well below the
     # p = d + 1 rows of a vertex, the nearest rows are the optimum's, or a few pivots away
     elif not converged and width * engine.n_rows(problem) <= (
@@ -181,17 +187,27 @@ def vertex(engine, problem, coef, intercept, output: int):
     return None
 
 
-def polish(newton, engine, problem, state) -> bool:
+def penalized(newton) -> bool:
+    """A ridge penalty alone: the optimum is a quadratic program's (polish)."""
+    return bool(newton.l2) and not newton.l1
+
+
+def polish(newton, engine, problem, state, smoothed) -> bool:
     """A ridge-penalized fit's exact optimum, from near it: True if found (state.theta
     becomes it), else False (state.theta as it was). Near the optimum the rows away from
     the kink keep their sides, and the optimum solves the small quadratic program the
-    rows near it leave (active_set): the optimum of the whole once no other row crosses
-    its kink on the way there (then every row's term of the KKT conditions is as
-    assumed); the rows that do join those near it, and the program is solved again.
-    Smaller widths would get there only through Newton systems of curvature 1 / width on
-    the rows at the kink: ill-conditioned, where a hinge fit's support vectors stalled
-    1e-6 from the optimum. One pass, and two or more in NumPy for each output."""
+    rows near it leave (active_set, from the rows on the band of the `smoothed` loss held
+    on their kinks): the optimum of the whole once no other row crosses its kink on the
+    way there (then every row's term of the KKT conditions is as assumed); the rows that
+    do join those near it, and the program is solved again. Taken if the objective is no
+    higher. Smaller widths would get there only through Newton systems of curvature
+    1 / width on the rows at the kink: ill-conditioned, where a hinge fit's support
+    vectors stalled 1e-6 from the optimum. Three passes, and two or more in NumPy for
+    each output; none for more than POLISH_FEATURES features (the continuation's model
+    stands, within tol)."""
     d, std = problem.n_features, state.std
+    if d > POLISH_FEATURES:
+        return False
     coef, intercept = in_original_units(std, state.theta, d)
     _, grad_w, grad_b = engine.loss_and_grad(problem, coef, intercept)
     penalty = newton.l2 * np.append(std.scale ** 2 if std else np.ones(d), 0.0)
@@ -203,26 +219,45 @@ def polish(newton, engine, problem, state) -> bool:
                                                    POLISH_ROWS * (d + 1), output=output)
         for _ in range(POLISH_ROUNDS):
             A, y, w = np.hstack([X, np.ones((len(X), 1))]), Y[:, output], weights / total
+            z = A @ theta
             # the gradient without these rows' own terms (their derivatives at width 0)
-            others = gradient - (w * problem.loss.derivative(A @ theta, y)) @ A
-            found = active_set(A, w, problem.loss, y, others, penalty, theta)
+            others = gradient - (w * problem.loss.derivative(z, y)) @ A
+            found = active_set(A, w, problem.loss, y, others, penalty, theta,
+                               smoothed.derivative(z, y))
             if found is None:
                 return False
             crossed = rows_crossed(engine, problem, coef, intercept, found - theta, output,
                                    len(X) + POLISH_ROWS * (d + 1))
-            known = {row.tobytes() for row in np.column_stack([X, Y])}
-            new = [i for i, row in enumerate(np.column_stack([crossed[0], crossed[1]]))
-                   if row.tobytes() not in known]
-            if not new:
+            new = unread(np.column_stack([X, Y]), np.column_stack(crossed[:2]))
+            if not len(new):
                 break
             X, Y, weights = (np.concatenate([part, crossed[j][new]])
                              for j, part in enumerate((X, Y, weights)))
         else:
             return False
         new_coef[output], new_intercept[output] = found[:d], found[d]
-    state.theta[:] = as_theta(*(std.from_original(new_coef, new_intercept) if std
-                                else (new_coef, new_intercept)))
+    candidate = as_theta(*(std.from_original(new_coef, new_intercept) if std
+                           else (new_coef, new_intercept)))
+    objectives = [smooth_objective(engine, problem, point, std, newton.l2)[1]
+                  for point in (state.theta, candidate)]
+    if not objectives[1] <= objectives[0]:
+        return False
+    state.theta[:] = candidate
     return True
+
+
+def unread(read, crossed) -> list:
+    """The indices of the `crossed` rows that are not among the rows `read` (rows of X
+    and Y; as a multiset: of k copies of a row read, a (k + 1)-th crossing is new)."""
+    left = Counter(row.tobytes() for row in read)
+    new = []
+    for i, row in enumerate(crossed):
+        key = row.tobytes()
+        if left[key] > 0:
+            left[key] -= 1
+        else:
+            new.append(i)
+    return new
 
 
 def rows_crossed(engine, problem, coef, intercept, move, output, count: int) -> tuple:
@@ -237,7 +272,7 @@ def rows_crossed(engine, problem, coef, intercept, move, output, count: int) -> 
     return X[reached], Y[reached], weights[reached]
 
 
-def active_set(A, w, loss, y, others, penalty, theta):
+def active_set(A, w, loss, y, others, penalty, theta, smoothed_derivative):
     """The parameters (p,) of one output minimizing theta^T P theta / 2 + others . theta
     + the sum over the rows A (m, p) of weights w (targets y) of their loss, from theta:
     the other rows' terms linear (their gradient `others`), P = diag(penalty). A primal
@@ -247,22 +282,28 @@ def active_set(A, w, loss, y, others, penalty, theta):
     there (a linear system, the multipliers of those rows its last unknowns) and goes
     toward it until a row reaches its kink (then held there too); at that optimum, a
     row whose multiplier is outside its subdifferential [low, high] leaves its kink to
-    the side it pulls toward. None if it has not ended within MAX_PIVOTS steps."""
+    the side it pulls toward. It starts with the rows whose `smoothed_derivative` is
+    strictly within it (on the last width's band) held. None if it has not ended within
+    2 (m + p) steps (degenerate data: the multipliers of rows dependent on one another
+    are not unique, and least squares' may leave the subdifferential at the optimum)."""
     # a row repeated is one row of their weights: one multiplier, not two that the
     # solves could share out any way (repeated rows on a kink cycled)
-    rows, index = np.unique(np.column_stack([A, y]), axis=0, return_inverse=True)
+    rows, first, index = np.unique(np.column_stack([A, y]), axis=0, return_index=True,
+                                   return_inverse=True)
     A, y, w = rows[:, :-1], rows[:, -1], np.bincount(index.ravel(), weights=w)
     low, high = np.broadcast_arrays(*loss.kink_subgradients(y), y)[:2]
     kink, p = loss.kink(y), A.shape[1]
-    side = np.sign(A @ theta - kink)  # -1 below, 1 above, 0 on the kink
-    for _ in range(MAX_PIVOTS):
+    band = smoothed_derivative[first]
+    # -1 below, 1 above, 0 held on the kink
+    side = np.where((low < band) & (band < high), 0.0, np.sign(A @ theta - kink))
+    for _ in range(2 * (len(A) + p)):
         on = np.flatnonzero(side == 0)
         slope = np.where(side < 0, low, high) * (side != 0)
         linear = others + (w * slope) @ A
         system = np.block([[np.diag(penalty), A[on].T],
                            [A[on], np.zeros((len(on), len(on)))]])
         solution = np.linalg.lstsq(system, np.append(-linear, kink[on]), rcond=None)[0]
-        if not len(on) and abs(linear[-1]) > DUAL_SLACK * np.abs(linear).max():
+        if not len(on) and abs(linear[-1]) > DUAL_SLACK * w.sum():
             # no row on a kink: the objective is linear in the intercept, down one way
             step, longest = np.zeros(p), np.inf
             step[-1] = -np.sign(linear[-1])
