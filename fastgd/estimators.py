@@ -1296,9 +1296,10 @@ GDClassifier.__doc__ = f"""Logistic regression (two classes) and softmax regress
     all from the same passes). Only modified Huber has probabilities, SGDClassifier's
     (``predict_proba``); for the hinges ``predict_proba`` is not there (hasattr is False,
     a call an AttributeError): use ``decision_function``. The hinge has a kink: the
-    default solver (Newton) smooths it and ends at the exact optimum, LinearSVC's with
-    C = 1 / (n_samples alpha) and ``standardize=False`` (but for LinearSVC's penalty on
-    its intercept); L-BFGS refuses it.
+    default solver (Newton) smooths it and, with up to 200 features, ends at the exact
+    optimum: SVC(kernel="linear")'s with C = 1 / (n_samples alpha) and
+    ``standardize=False`` (LinearSVC's but for its penalty on the intercept); L-BFGS
+    refuses it.
 
     Parameters
     ----------
