@@ -300,9 +300,10 @@ def test_sparse_x_early_stopping_partial_fit_and_save_load(tmp_path):
     on_sparse = fastgd.GDClassifier(loss="hinge", standardize=False).fit(
         sparse.csr_matrix(X), y, w)
     assert_allclose(on_sparse.coef_, dense.coef_, rtol=1e-9, atol=1e-12)
-    stopped = fastgd.GDClassifier(loss="modified_huber", early_stopping=True,
-                                  random_state=0).fit(X, y)
-    assert stopped.score(X, y) > 0.7
+    for name in ("hinge", "modified_huber"):  # Newton's continuation, and Newton
+        stopped = fastgd.GDClassifier(loss=name, early_stopping=True, random_state=0).fit(
+            X, y)
+        assert stopped.score(X, y) > 0.7 and "val_loss" in stopped.history_
     partial = fastgd.GDClassifier(loss="squared_hinge", learning_rate=0.01)
     partial.partial_fit(X[:700], y[:700], classes=[0, 1, 2])
     partial.partial_fit(X[700:], y[700:])
@@ -384,3 +385,17 @@ def test_a_checkpointed_fit_resumes_to_the_same_bits(tmp_path, name):
     resumed = fastgd.GDClassifier(**settings, checkpoint=path).fit(X, y, w, resume=path)
     assert uninterrupted.n_iter_ > 3
     assert_same_fit(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("name", ["squared_hinge", "modified_huber"])
+def test_adam_on_mini_batches_approaches_the_optimum(name):
+    X, y, _ = labelled(seed=4)
+    alpha = 1e-2
+    best = fastgd.GDClassifier(loss=name, alpha=alpha, standardize=False, tol=1e-10).fit(X, y)
+    model = fastgd.GDClassifier(loss=name, alpha=alpha, standardize=False, optimizer="adam",
+                                learning_rate=0.01, schedule="invscaling", power_t=0.5,
+                                batch_size=64, max_epochs=60, tol=None,
+                                random_state=0).fit(X, y)
+    optimum = objective(name, X, y, best.coef_, best.intercept_, alpha)
+    reached = objective(name, X, y, model.coef_, model.intercept_, alpha)
+    assert optimum <= reached <= optimum * (1 + 1e-4)
