@@ -67,6 +67,15 @@ def targets_for(loss, Z):
     return loss.inverse_link(Z64).astype(Z.dtype)
 
 
+def run_cli(capsys, *argv):
+    """The command line's main(argv) in this process: (exit status, stdout, stderr)."""
+    from fastgd.cli import main
+
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 def trajectory(model) -> dict:
     """A fitted model's history without the wall times (which no two runs share)."""
     return {k: v for k, v in model.history_.items() if k != "seconds"}

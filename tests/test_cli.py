@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli as run
 
 import fastgd
 from fastgd import _plots
@@ -35,13 +36,6 @@ def data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     houses().to_csv("houses.csv", index=False)
     return tmp_path
-
-
-def run(capsys, *argv):
-    """main(argv) in this process: (exit status, stdout, stderr)."""
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 # ---- fastgd demo ------------------------------------------------------------------------

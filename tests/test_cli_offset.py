@@ -8,11 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import run_cli as run
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
 from fastgd import _persist, _spill
-from fastgd.cli import main
 
 pd = pytest.importorskip("pandas")
 metrics = pytest.importorskip("sklearn.metrics")
@@ -35,13 +35,6 @@ def data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     claims().to_csv("claims.csv", index=False)
     return tmp_path
-
-
-def run(capsys, *argv):
-    """main(argv) in this process: (exit status, stdout, stderr)."""
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def ok(capsys, *argv):
