@@ -652,6 +652,7 @@ class Hinge(Kinked, Margin):
     summary = ("max(0, 1 - m) of the margin m = t z, t = 2 y - 1 (SGDClassifier's and "
                "LinearSVC's hinge; torch's MultiMarginLoss of the logits (0, z), times 2): "
                "l' = -t where m <= 1, else 0; no l'' (its kink is smoothed for Newton).")
+
     def best_constant(self, total, sums):
         """+1 or -1, the sign of the more frequent label (the hinge is linear between)."""
         return np.sign(super().best_constant(total, sums))

@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from fastgd._state import as_theta, in_original_units
-from fastgd.solvers import Step, loss_and_gradient, smooth_objective
+from fastgd.solvers import Step, loss_and_gradient, penalty, smooth_objective
 
 SHRINK = 10.0         # the widths' ratio from one step to the next
 MAX_NEWTON = 50       # Newton iterations at one width
@@ -202,15 +202,15 @@ def polish(newton, engine, problem, state, smoothed) -> bool:
     do join those near it, and the program is solved again. Taken if the objective is no
     higher. Smaller widths would get there only through Newton systems of curvature
     1 / width on the rows at the kink: ill-conditioned, where a hinge fit's support
-    vectors stalled 1e-6 from the optimum. Three passes, and two or more in NumPy for
+    vectors stalled 1e-6 from the optimum. Two passes, and two or more in NumPy for
     each output; none for more than POLISH_FEATURES features (the continuation's model
     stands, within tol)."""
     d, std = problem.n_features, state.std
     if d > POLISH_FEATURES:
         return False
     coef, intercept = in_original_units(std, state.theta, d)
-    _, grad_w, grad_b = engine.loss_and_grad(problem, coef, intercept)
-    penalty = newton.l2 * np.append(std.scale ** 2 if std else np.ones(d), 0.0)
+    loss, grad_w, grad_b = engine.loss_and_grad(problem, coef, intercept)
+    ridge = newton.l2 * np.append(std.scale ** 2 if std else np.ones(d), 0.0)  # in coef
     new_coef, new_intercept = coef.copy(), intercept.copy()
     for output in range(problem.k):
         theta = np.append(coef[output], intercept[output])
@@ -222,7 +222,7 @@ def polish(newton, engine, problem, state, smoothed) -> bool:
             z = A @ theta
             # the gradient without these rows' own terms (their derivatives at width 0)
             others = gradient - (w * problem.loss.derivative(z, y)) @ A
-            found = active_set(A, w, problem.loss, y, others, penalty, theta,
+            found = active_set(A, w, problem.loss, y, others, ridge, theta,
                                smoothed.derivative(z, y))
             if found is None:
                 return False
@@ -238,9 +238,9 @@ def polish(newton, engine, problem, state, smoothed) -> bool:
         new_coef[output], new_intercept[output] = found[:d], found[d]
     candidate = as_theta(*(std.from_original(new_coef, new_intercept) if std
                            else (new_coef, new_intercept)))
-    objectives = [smooth_objective(engine, problem, point, std, newton.l2)[1]
-                  for point in (state.theta, candidate)]
-    if not objectives[1] <= objectives[0]:
+    # the objective here, from the first pass's loss, and there (one more pass)
+    here = float(loss) + penalty(state.theta, d, 0.0, newton.l2)
+    if not smooth_objective(engine, problem, candidate, std, newton.l2)[1] <= here:
         return False
     state.theta[:] = candidate
     return True
